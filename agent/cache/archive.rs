@@ -1,0 +1,1 @@
+//! archive: see mod.rs (issue 3).

@@ -1,0 +1,1 @@
+//! manifest: see mod.rs (issue 3).

@@ -1,0 +1,78 @@
+//! The cache engine: named directories archived under keys in a store, restored by exact key or
+//! by key prefix (actions/cache semantics).
+//!
+//! Contract used by the pipeline, `kiln cache …` and the index server:
+//! - `restore` never fails a build: any fault (store down, corrupt or truncated archive, hash
+//!   mismatch, an entry escaping the target) is a miss with a warning, and nothing is written
+//!   outside the target directories.
+//! - `save` is atomic and skips the upload when the exact key already holds the same content.
+
+pub mod archive;
+pub mod key;
+pub mod manifest;
+pub mod store;
+
+use std::path::PathBuf;
+
+use crate::config::Compression;
+pub use crate::summary::RestoreHit;
+pub use store::{Store, StoreError};
+
+/// What `restore` found.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOutcome {
+    pub hit: RestoreHit,
+    /// The key that was restored (the exact key, or the newest key matching a restore prefix).
+    pub matched_key: Option<String>,
+    /// Compressed bytes downloaded.
+    pub bytes: u64,
+    /// Why the restore missed or degraded (store down, corrupt archive …), for the user.
+    pub warnings: Vec<String>,
+}
+
+/// What `save` did.
+#[derive(Debug, Clone, Default)]
+pub struct SaveOutcome {
+    pub saved: bool,
+    /// Compressed bytes uploaded (0 when skipped).
+    pub bytes: u64,
+    /// Why it was skipped, if it was.
+    pub skipped_reason: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    pub compression: Compression,
+    /// None = codec default.
+    pub level: Option<i32>,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        Self {
+            compression: Compression::Zstd,
+            level: None,
+        }
+    }
+}
+
+/// Restore `paths` from the archive under `key`, else from the newest archive whose key starts with
+/// one of `restore_keys` (tried in order). The directories are created; on a miss they are left as
+/// they were.
+pub async fn restore(
+    store: &Store,
+    key: &str,
+    restore_keys: &[String],
+    paths: &[PathBuf],
+) -> RestoreOutcome {
+    let _ = (store, key, restore_keys, paths);
+    todo!("cache engine: issue 3")
+}
+
+/// Archive `paths` under `key`. Skipped (no bytes uploaded) when `key` already holds the same
+/// content. Errors only for problems the caller must hear about; a store outage is a warning.
+pub async fn save(store: &Store, key: &str, paths: &[PathBuf], opts: &SaveOptions) -> SaveOutcome {
+    let _ = (store, key, paths, opts);
+    todo!("cache engine: issue 3")
+}

@@ -1,0 +1,299 @@
+//! Child processes: each in its own process group, killed (the whole group) on timeout or when the
+//! caller is cancelled, output streamed to our stderr and kept for error messages.
+//!
+//! Every child's wall time is added to a global counter so a run can report Kiln's own overhead
+//! (wall time not spent waiting on children).
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+static CHILD_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// Total wall time spent waiting on child processes since start.
+pub fn child_time() -> Duration {
+    Duration::from_micros(CHILD_MICROS.load(Ordering::Relaxed))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{program}` timed out after {}", humantime::format_duration(*.after))]
+    Timeout { program: String, after: Duration },
+    #[error("waiting for `{program}`: {source}")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A command to run.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(OsString, OsString)>,
+    pub env_remove: Vec<OsString>,
+    pub timeout: Option<Duration>,
+    /// Echo output lines to our stderr as they arrive.
+    pub echo: bool,
+    /// How many trailing output lines to keep.
+    pub keep_lines: usize,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: None,
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            timeout: None,
+            echo: false,
+            keep_lines: 200,
+        }
+    }
+
+    /// `sh -c <script>`, for user-supplied command lines.
+    pub fn shell(script: &str) -> Self {
+        Self::new("sh").arg("-c").arg(script)
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn envs(mut self, vars: &[(OsString, OsString)]) -> Self {
+        self.env.extend(vars.iter().cloned());
+        self
+    }
+
+    pub fn env_remove(mut self, k: impl Into<OsString>) -> Self {
+        self.env_remove.push(k.into());
+        self
+    }
+
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    pub fn echo(mut self, on: bool) -> Self {
+        self.echo = on;
+        self
+    }
+
+    /// The command line as a user would type it (for logs; never contains secrets by contract:
+    /// secrets travel in the environment).
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Run to completion and return status + output tail. A non-zero exit is not an error here:
+    /// callers decide what it means.
+    pub async fn run(&self) -> Result<Output, ProcessError> {
+        let program = self.program.to_string_lossy().into_owned();
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let out = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(pump(s, tail.clone(), self.echo, self.keep_lines)));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump(s, tail.clone(), self.echo, self.keep_lines)));
+
+        // Kill the whole group if we are dropped mid-wait (cancellation) or time out.
+        let guard = GroupGuard { pid };
+        let waited = match self.timeout {
+            Some(t) => match tokio::time::timeout(t, child.wait()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    drop(guard);
+                    let _ = child.wait().await;
+                    CHILD_MICROS.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    return Err(ProcessError::Timeout { program, after: t });
+                }
+            },
+            None => child.wait().await,
+        };
+        std::mem::forget(guard);
+        let status = waited.map_err(|source| ProcessError::Wait {
+            program: program.clone(),
+            source,
+        })?;
+        // The group may hold grandchildren that keep the pipes open; don't wait forever on them.
+        for h in [out, err].into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+        let elapsed = started.elapsed();
+        CHILD_MICROS.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let lines: Vec<String> = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        Ok(Output {
+            code: status.code(),
+            success: status.success(),
+            lines,
+            elapsed,
+        })
+    }
+}
+
+/// Kills a child's process group when dropped.
+struct GroupGuard {
+    pid: Option<u32>,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            kill_group(pid);
+        }
+    }
+}
+
+/// SIGKILL a process group (the child was started as its leader).
+pub fn kill_group(pid: u32) {
+    // SAFETY: killpg has no memory-safety preconditions; a stale pid just fails with ESRCH.
+    unsafe {
+        libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    r: R,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    echo: bool,
+    keep: usize,
+) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if echo {
+            eprintln!("{line}");
+        }
+        if let Ok(mut t) = tail.lock() {
+            if t.len() >= keep {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub success: bool,
+    /// The last `keep_lines` lines of stdout and stderr, interleaved as they arrived.
+    pub lines: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// The last `n` lines joined, for error messages.
+    pub fn tail(&self, n: usize) -> String {
+        let start = self.lines.len().saturating_sub(n);
+        self.lines[start..].join("\n")
+    }
+
+    pub fn stdout_text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn captures_output_and_status() {
+        let out = Cmd::shell("echo one; echo two >&2; exit 3")
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert!(!out.success);
+        assert!(out.lines.contains(&"one".to_string()));
+        assert!(out.lines.contains(&"two".to_string()));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        // The grandchild would create the marker after 2 s if it survived the group kill.
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let err = Cmd::shell(&script)
+            .timeout(Some(Duration::from_millis(300)))
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::Timeout { .. }), "{err}");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let err = Cmd::new("kiln-no-such-program").run().await.unwrap_err();
+        assert!(err.to_string().contains("kiln-no-such-program"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Report stage: tell people how the build went.
+//!
+//! The console summary always prints; GitHub (statuses, check runs, comments), email and the
+//! GitHub Actions job summary plug in here. A reporting failure never changes the exit code.
+
+pub mod console;
+
+use crate::pipeline::RunContext;
+
+/// Called when a stage starts (GitHub Actions log groups hook in here).
+pub fn stage_started(_name: &str) {}
+
+/// Called when a stage ends.
+pub fn stage_finished(_name: &str) {}
+
+/// Run every configured reporter. Never fails the build.
+pub async fn report(_ctx: &mut RunContext) {}

