@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod checkout;
 pub mod config;
+pub mod index;
 pub mod logging;
 pub mod pipeline;
 pub mod process;

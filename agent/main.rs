@@ -34,6 +34,8 @@ enum Command {
     /// Exit codes: 0 tests passed, 1 tests failed, 2 usage or config error, 3 infrastructure
     /// error (checkout or bootstrap failed).
     Run(RunArgs),
+    /// Serve or publish the CI-built wheels as a package index for pip and uv.
+    Index(kiln::index::IndexArgs),
 }
 
 #[derive(Args, Debug)]
@@ -117,5 +119,12 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
+        Command::Index(a) => match kiln::index::run_cli(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kiln: error: {e}");
+                1
+            }
+        },
     }
 }
