@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
@@ -51,8 +51,8 @@ pub fn router(store: Store, auth: Auth) -> Router {
         sidecars: Arc::default(),
     };
     Router::new()
-        .route("/", get(|| async { Redirect::permanent("/simple/") }))
-        .route("/simple", get(|| async { Redirect::permanent("/simple/") }))
+        .route("/", get(|| async { moved("/simple/") }))
+        .route("/simple", get(|| async { moved("/simple/") }))
         .route("/simple/", get(project_list))
         .route("/simple/{project}", get(project_no_slash))
         .route("/simple/{project}/", get(project_page))
@@ -107,6 +107,14 @@ async fn require_auth(State(st): State<IndexState>, req: Request, next: Next) ->
          (http://USER:PASSWORD@host/simple/ or http://__token__:TOKEN@host/simple/)\n",
     )
         .into_response()
+}
+
+/// 301 to `to` (PEP 503 suggests redirecting other spellings to the normalized URL).
+fn moved(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(v) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, v)]).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no such page\n").into_response(),
+    }
 }
 
 fn cache_control(st: &IndexState, rest: &str) -> HeaderValue {
@@ -198,7 +206,7 @@ async fn project_no_slash(Path(project): Path<String>) -> Response {
     if !is_valid_project_name(&project) {
         return (StatusCode::NOT_FOUND, "no such project\n").into_response();
     }
-    Redirect::permanent(&format!("/simple/{}/", normalize(&project))).into_response()
+    moved(&format!("/simple/{}/", normalize(&project)))
 }
 
 async fn project_page(
@@ -211,7 +219,7 @@ async fn project_page(
     }
     let normalized = normalize(&project);
     if normalized != project {
-        return Redirect::permanent(&format!("/simple/{normalized}/")).into_response();
+        return moved(&format!("/simple/{normalized}/"));
     }
     let Some(format) = format_of(&headers) else {
         return not_acceptable();
