@@ -14,3 +14,4 @@ pub mod process;
 pub mod report;
 pub mod summary;
 pub mod tests_run;
+pub mod wheelhouse;

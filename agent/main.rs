@@ -36,6 +36,8 @@ enum Command {
     Run(RunArgs),
     /// Serve or publish the CI-built wheels as a package index for pip and uv.
     Index(kiln::index::IndexArgs),
+    /// Carry wheels to machines without internet: export an archive, import it there.
+    Wheelhouse(kiln::wheelhouse::WheelhouseArgs),
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +122,13 @@ async fn dispatch(command: Command) -> u8 {
             }
         }
         Command::Index(a) => match kiln::index::run_cli(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kiln: error: {e}");
+                1
+            }
+        },
+        Command::Wheelhouse(a) => match kiln::wheelhouse::run_cli(a).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("kiln: error: {e}");
