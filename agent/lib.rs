@@ -7,12 +7,9 @@ pub mod bootstrap;
 pub mod cache;
 pub mod checkout;
 pub mod config;
-<<<<<<< HEAD
-pub mod index;
-=======
 pub mod doctor;
+pub mod index;
 pub mod init;
->>>>>>> main
 pub mod logging;
 pub mod pipeline;
 pub mod process;
