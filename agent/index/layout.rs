@@ -145,25 +145,7 @@ pub fn wheel_files(
 }
 
 async fn exists(store: &Store, path: &str) -> Result<bool, IndexError> {
-    store
-        .operator()
-        .exists(path)
-        .await
-        .map_err(|source| store_backend(store, "stat", path, source))
-}
-
-fn store_backend(
-    store: &Store,
-    op: &'static str,
-    path: &str,
-    source: opendal::Error,
-) -> IndexError {
-    store_err(StoreError::Backend {
-        store: store.display().to_string(),
-        op,
-        path: path.to_string(),
-        source,
-    })
+    Ok(store.size(path).await.map_err(store_err)?.is_some())
 }
 
 /// sha256 (hex) and size of a file, read in chunks.
@@ -188,6 +170,7 @@ pub async fn hash_file(path: &Path) -> Result<(String, u64), IndexError> {
 }
 
 /// Stream a local file into the store (wheels can be hundreds of MB: never whole in memory).
+/// Plain sequential writes: they need no executor on the operator, whatever the backend.
 async fn upload_file(store: &Store, local: &Path, to: &str) -> Result<(), IndexError> {
     let io = |source| IndexError::Io {
         path: local.to_path_buf(),
@@ -198,7 +181,7 @@ async fn upload_file(store: &Store, local: &Path, to: &str) -> Result<(), IndexE
         .operator()
         .writer(to)
         .await
-        .map_err(|e| store_backend(store, "write", to, e))?;
+        .map_err(|e| backend_err(store, "write", to, e))?;
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
         let n = f.read(&mut buf).await.map_err(io)?;
@@ -207,13 +190,44 @@ async fn upload_file(store: &Store, local: &Path, to: &str) -> Result<(), IndexE
         }
         if let Err(e) = w.write(bytes::Bytes::copy_from_slice(&buf[..n])).await {
             let _ = w.abort().await;
-            return Err(store_backend(store, "write", to, e));
+            return Err(backend_err(store, "write", to, e));
         }
     }
     w.close()
         .await
         .map(|_| ())
-        .map_err(|e| store_backend(store, "write", to, e))
+        .map_err(|e| backend_err(store, "write", to, e))
+}
+
+/// A backend error on `path`, in the store's own error type.
+pub fn backend_err(
+    store: &Store,
+    op: &'static str,
+    path: &str,
+    source: opendal::Error,
+) -> IndexError {
+    store_err(StoreError::Backend {
+        store: store.display().to_string(),
+        op,
+        path: path.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// Stream an object, or a byte range of it (sequential reads: no executor needed).
+pub async fn read_stream(
+    store: &Store,
+    path: &str,
+    range: std::ops::Range<u64>,
+) -> Result<opendal::FuturesBytesStream, IndexError> {
+    store
+        .operator()
+        .reader(path)
+        .await
+        .map_err(|e| backend_err(store, "read", path, e))?
+        .into_bytes_stream(range)
+        .await
+        .map_err(|e| backend_err(store, "read", path, e))
 }
 
 /// Every published sidecar path, grouped by project: `(project, sidecar paths)`, sorted.

@@ -317,20 +317,10 @@ async fn file(
         return not_found();
     }
     let path = layout::blob_path(&wheel, &sha);
-    let op = st.store.operator();
-    let size = match op.stat(&path).await {
-        Ok(m) => m.content_length(),
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return not_found(),
-        Err(e) => {
-            return internal_error(IndexError::Store(Box::new(
-                crate::cache::store::StoreError::Backend {
-                    store: st.store.display().to_string(),
-                    op: "stat",
-                    path,
-                    source: e,
-                },
-            )))
-        }
+    let size = match st.store.size(&path).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return not_found(),
+        Err(e) => return internal_error(IndexError::from(e)),
     };
     let etag = format!("\"{sha}\"");
     let mut h = HeaderMap::new();
@@ -372,20 +362,9 @@ async fn file(
     if method == Method::HEAD || start == end {
         return (status, h).into_response();
     }
-    let stream = match op.reader(&path).await {
-        Ok(r) => r.into_bytes_stream(start..end).await,
-        Err(e) => Err(e),
-    };
-    match stream {
+    match layout::read_stream(&st.store, &path, start..end).await {
         Ok(s) => (status, h, Body::from_stream(s)).into_response(),
-        Err(e) => internal_error(IndexError::Store(Box::new(
-            crate::cache::store::StoreError::Backend {
-                store: st.store.display().to_string(),
-                op: "read",
-                path,
-                source: e,
-            },
-        ))),
+        Err(e) => internal_error(e),
     }
 }
 

@@ -126,24 +126,14 @@ pub async fn export_store(
 }
 
 async fn download(store: &Store, from: &str, to: &Path) -> Result<(), WheelhouseError> {
-    let backend = |source| {
-        WheelhouseError::Index(crate::index::IndexError::from(
-            crate::cache::store::StoreError::Backend {
-                store: store.display().to_string(),
-                op: "read",
-                path: from.to_string(),
-                source,
-            },
-        ))
-    };
-    let mut stream = store
-        .operator()
-        .reader(from)
+    let size = store
+        .size(from)
         .await
-        .map_err(backend)?
-        .into_bytes_stream(..)
+        .map_err(|e| WheelhouseError::Index(e.into()))?
+        .unwrap_or(0);
+    let mut stream = layout::read_stream(store, from, 0..size)
         .await
-        .map_err(backend)?;
+        .map_err(WheelhouseError::Index)?;
     let mut f = std::fs::File::create(to).map_err(io_err(to))?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(io_err(to))?;
