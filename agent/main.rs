@@ -101,6 +101,10 @@ struct RunArgs {
     /// Do not save caches (use for untrusted builds).
     #[arg(long, env = "KILN_NO_SAVE")]
     no_save: bool,
+    /// No network: install only from the wheelhouse and imported wheels (`kiln wheelhouse
+    /// import`), failing with the name of any requirement that has no wheel there.
+    #[arg(long, env = "KILN_OFFLINE")]
+    offline: bool,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +161,7 @@ async fn dispatch(command: Command) -> u8 {
                 checkout: a.checkout,
                 report_mode: a.report_mode,
                 no_save: a.no_save,
+                offline: a.offline,
             };
             match pipeline::run(opts).await {
                 Ok(summary) => summary.exit_code as u8,

@@ -5,6 +5,7 @@
 //! by default into the directory `kiln run --offline` installs from.
 
 pub mod manifest;
+pub mod offline;
 pub mod transfer;
 
 use std::path::PathBuf;
