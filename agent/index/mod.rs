@@ -174,14 +174,14 @@ async fn serve_cli(args: ServeArgs) -> Result<(), IndexError> {
         "kiln index: serving {} at http://{addr}/simple/",
         store.display()
     );
-    tracing::info!(
-        "index auth: {}",
-        if auth.is_enabled() {
-            "required"
-        } else {
-            "none"
-        }
-    );
+    if auth.is_enabled() {
+        tracing::info!("index auth: required");
+    } else if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "serving {addr} without auth: anyone who can reach it can download every wheel \
+             (set KILN_INDEX_TOKEN, --auth-token-file or KILN_INDEX_BASIC_AUTH)"
+        );
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     server::serve(listener, store, auth, shutdown_signal()).await

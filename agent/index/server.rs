@@ -88,7 +88,10 @@ async fn require_auth(State(st): State<IndexState>, req: Request, next: Next) ->
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if st.auth.allows(header) {
-        return next.run(req).await;
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let response = next.run(req).await;
+        tracing::debug!("{} {method} {path}", response.status().as_u16());
+        return response;
     }
     tracing::info!(
         "401 {} {} ({})",
