@@ -286,7 +286,11 @@ pub fn tools_dir() -> PathBuf {
         })
 }
 
-async fn find_or_install_uv(python: &Path, warnings: &mut Vec<String>) -> Option<PathBuf> {
+async fn find_or_install_uv(
+    python: &Path,
+    offline: bool,
+    warnings: &mut Vec<String>,
+) -> Option<PathBuf> {
     if let Ok(p) = which::which("uv") {
         return Some(p);
     }
@@ -294,6 +298,10 @@ async fn find_or_install_uv(python: &Path, warnings: &mut Vec<String>) -> Option
     let bin = target.join("bin").join("uv");
     if bin.exists() {
         return Some(bin);
+    }
+    if offline {
+        warnings.push("uv is not installed and --offline forbids fetching it: using pip".into());
+        return None;
     }
     tracing::info!("uv not on PATH: installing it into {}", target.display());
     let out = Cmd::new(python)
@@ -508,7 +516,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
     } else {
         match config.bootstrap.installer {
             Installer::Pip => Some(Tool::Pip),
-            Installer::Uv => match find_or_install_uv(&py.path, &mut warnings).await {
+            Installer::Uv => match find_or_install_uv(&py.path, offline, &mut warnings).await {
                 Some(uv) => Some(Tool::Uv(uv)),
                 None => {
                     return Err(BootstrapError::Install {
@@ -518,7 +526,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
                     })
                 }
             },
-            Installer::Auto => Some(match find_or_install_uv(&py.path, &mut warnings).await {
+            Installer::Auto => Some(match find_or_install_uv(&py.path, offline, &mut warnings).await {
                 Some(uv) => Tool::Uv(uv),
                 None => Tool::Pip,
             }),

@@ -95,6 +95,7 @@ pub async fn export_store(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let tmp = tempfile::Builder::new()
         .prefix(".kiln-export-")
         .tempdir_in(parent)
@@ -172,6 +173,9 @@ fn write_archive(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "wheelhouse".into());
     let tmp = output.with_file_name(format!(".{file_name}.partial-{}", std::process::id()));
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
     let result = (|| {
         let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut enc = zstd::stream::write::Encoder::new(file, 3).map_err(io_err(&tmp))?;
