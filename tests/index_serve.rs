@@ -9,6 +9,7 @@ use std::process::Command;
 
 use index_support::*;
 use reqwest::header;
+use sha2::Digest;
 
 /// Two stores, as two teams' CI would leave them: A has alpha 1.0 + 2.0 and Beta_Pkg; B has gamma.
 struct Fixture {
@@ -202,6 +203,25 @@ async fn pages_follow_pep503_and_pep691() {
     let built = wheel(&f.wheels, "alpha-2.0-");
     assert_eq!(first["hashes"]["sha256"], sha256_file(built));
     assert_eq!(first["size"], std::fs::metadata(built).unwrap().len());
+    // PEP 658 metadata and requires-python, read from the wheel at publish time.
+    assert_eq!(first["requires-python"], ">=3.7");
+    let meta_sha = first["core-metadata"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let meta_url = reqwest::Url::parse(&format!("{}alpha/", a.url))
+        .unwrap()
+        .join(&format!("{}.metadata", first["url"].as_str().unwrap()))
+        .unwrap();
+    let meta = http.get(meta_url).send().await.unwrap();
+    assert_eq!(meta.status(), 200);
+    let meta = meta.bytes().await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&meta)), meta_sha);
+    let meta = String::from_utf8_lossy(&meta);
+    assert!(
+        meta.contains("Name: alpha") && meta.contains("Version: 2.0"),
+        "{meta}"
+    );
 
     // Same page again with the ETag: 304, no body.
     let r = http
@@ -227,6 +247,12 @@ async fn pages_follow_pep503_and_pep691() {
         .nth(1)
         .and_then(|s| s.split('"').next())
         .unwrap();
+    assert!(
+        html.contains(&format!(
+            "data-requires-python=\"&gt;=3.7\" data-dist-info-metadata=\"sha256={meta_sha}\""
+        )),
+        "{html}"
+    );
     let (rel, frag) = href.split_once("#sha256=").unwrap();
     assert_eq!(frag, sha256_file(built));
     assert!(html.find("alpha-2.0-").unwrap() < html.find("alpha-1.0-").unwrap());

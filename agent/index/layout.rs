@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use super::metadata::{read_metadata, requires_python};
 use super::names::WheelName;
 use super::IndexError;
 use crate::cache::store::{Store, StoreError};
@@ -44,6 +45,12 @@ pub struct Sidecar {
     pub uploaded: chrono::DateTime<chrono::Utc>,
     #[serde(default)]
     pub kiln_version: String,
+    /// `Requires-Python` of the wheel's METADATA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_python: Option<String>,
+    /// sha256 of the METADATA file stored at `<blob>.metadata` (PEP 658), when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_sha256: Option<String>,
 }
 
 /// `wheels/<project>/<filename>.json`
@@ -91,6 +98,28 @@ pub async fn publish_wheels(store: &Store, wheelhouse: &Path) -> Result<PublishS
             upload_file(store, &path, &blob).await?;
             stats.bytes_uploaded += size;
         }
+        // PEP 658: the METADATA file beside the wheel, so resolvers need not download it.
+        let local = path.clone();
+        let metadata = tokio::task::spawn_blocking(move || read_metadata(&local))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
+        let (requires_python, metadata_sha256) = match metadata {
+            Some(m) => {
+                let sha = hex::encode(Sha256::digest(&m));
+                let rp = requires_python(&m);
+                store
+                    .put(&format!("{blob}.metadata"), m)
+                    .await
+                    .map_err(store_err)?;
+                (rp, Some(sha))
+            }
+            None => {
+                tracing::debug!("{}: no readable METADATA; served without", wheel.filename);
+                (None, None)
+            }
+        };
         let sidecar = Sidecar {
             filename: wheel.filename.clone(),
             project: wheel.project.clone(),
@@ -100,6 +129,8 @@ pub async fn publish_wheels(store: &Store, wheelhouse: &Path) -> Result<PublishS
             blob,
             uploaded: chrono::Utc::now(),
             kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            requires_python,
+            metadata_sha256,
         };
         let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| IndexError::Sidecar {
             path: sidecar_at.clone(),

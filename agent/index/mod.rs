@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod layout;
+pub mod metadata;
 pub mod names;
 pub mod pages;
 pub mod server;

@@ -152,6 +152,9 @@ pub fn project_page(project: &str, files: &[Sidecar], format: Format) -> String 
                     "hashes": {"sha256": f.sha256},
                     "size": f.size,
                     "upload-time": f.uploaded.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "requires-python": f.requires_python,
+                    "core-metadata": f.metadata_sha256.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
+                    "dist-info-metadata": f.metadata_sha256.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
                 })).collect::<Vec<_>>(),
             })
             .to_string()
@@ -162,8 +165,17 @@ pub fn project_page(project: &str, files: &[Sidecar], format: Format) -> String 
                 "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
             );
             for f in files {
+                let mut attrs = String::new();
+                if let Some(rp) = &f.requires_python {
+                    attrs.push_str(&format!(" data-requires-python=\"{}\"", esc(rp)));
+                }
+                if let Some(m) = &f.metadata_sha256 {
+                    attrs.push_str(&format!(
+                        " data-dist-info-metadata=\"sha256={m}\" data-core-metadata=\"sha256={m}\""
+                    ));
+                }
                 s.push_str(&format!(
-                    "    <a href=\"{}#sha256={}\">{}</a><br/>\n",
+                    "    <a href=\"{}#sha256={}\"{attrs}>{}</a><br/>\n",
                     esc(&file_href(f)),
                     f.sha256,
                     esc(&f.filename)
@@ -220,6 +232,8 @@ mod tests {
             blob: String::new(),
             uploaded: chrono::Utc::now(),
             kiln_version: String::new(),
+            requires_python: Some(">=3.8".into()),
+            metadata_sha256: None,
         }
     }
 

@@ -313,19 +313,24 @@ async fn file(
     headers: HeaderMap,
 ) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "no such file\n").into_response();
-    let Some(wheel) = WheelName::parse(&filename) else {
+    // `<wheel>.metadata` is the PEP 658 metadata file stored beside the wheel.
+    let (wheel_name, suffix) = match filename.strip_suffix(".metadata") {
+        Some(w) => (w, ".metadata"),
+        None => (filename.as_str(), ""),
+    };
+    let Some(wheel) = WheelName::parse(wheel_name) else {
         return not_found();
     };
     if wheel.project != project || sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return not_found();
     }
-    let path = layout::blob_path(&wheel, &sha);
+    let path = format!("{}{suffix}", layout::blob_path(&wheel, &sha));
     let size = match st.store.size(&path).await {
         Ok(Some(n)) => n,
         Ok(None) => return not_found(),
         Err(e) => return internal_error(IndexError::from(e)),
     };
-    let etag = format!("\"{sha}\"");
+    let etag = format!("\"{sha}{suffix}\"");
     let mut h = HeaderMap::new();
     h.insert(
         header::CACHE_CONTROL,

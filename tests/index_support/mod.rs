@@ -76,7 +76,7 @@ pub fn build_wheels(work: &Path, out: &Path, pkgs: &[Pkg]) -> Vec<PathBuf> {
         std::fs::write(
             dir.join("setup.py"),
             format!(
-                "from setuptools import setup, Extension\nsetup(name={:?}, version={:?}, py_modules=[{module:?}]{ext})\n",
+                "from setuptools import setup, Extension\nsetup(name={:?}, version={:?}, python_requires='>=3.7', py_modules=[{module:?}]{ext})\n",
                 p.name, p.version
             ),
         )
