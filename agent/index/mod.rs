@@ -207,3 +207,16 @@ async fn shutdown_signal() {
     }
     tracing::info!("index: shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn publishing_is_on_by_default_and_can_be_turned_off() {
+        let path = std::path::Path::new("kiln.yml");
+        assert!(Config::default().cache.publish_wheels);
+        let c = Config::parse("cache:\n  publish_wheels: false\n", path).unwrap();
+        assert!(!c.cache.publish_wheels);
+    }
+}
