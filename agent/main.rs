@@ -103,7 +103,7 @@ struct RunArgs {
     no_save: bool,
     /// No network: install only from the wheelhouse and imported wheels (`kiln wheelhouse
     /// import`), failing with the name of any requirement that has no wheel there.
-    #[arg(long, env = "KILN_OFFLINE")]
+    #[arg(long, env = "KILN_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     offline: bool,
 }
 
