@@ -1,5 +1,6 @@
 //! `cache.ccache.remote`: two machines (two ccache directories, two stores) share one compile
-//! cache through a real redis-server on loopback; the second one's compiles are remote hits.
+//! cache through a real redis-server on loopback (or an HTTP object store); the second one's
+//! compiles are remote hits.
 
 mod index_support;
 mod support;
@@ -115,4 +116,78 @@ fn kiln_run_reports_remote_hits_in_the_summary() {
         summaries[1].wheels.built, 5,
         "b built its wheels (no shared store)"
     );
+}
+
+/// A minimal HTTP object store (GET/HEAD/PUT/DELETE on any path), in memory, on loopback: what
+/// ccache's `http://` remote storage needs.
+async fn http_store() -> (String, std::sync::Arc<std::sync::Mutex<usize>>) {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{Method, StatusCode, Uri};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    type Objects = Arc<Mutex<HashMap<String, Bytes>>>;
+    let objects: Objects = Arc::default();
+    let puts = Arc::new(Mutex::new(0usize));
+    let counter = puts.clone();
+    let app = axum::Router::new()
+        .fallback(
+            move |State(objects): State<Objects>, method: Method, uri: Uri, body: Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let key = uri.path().to_string();
+                    let mut map = objects.lock().unwrap();
+                    match method {
+                        Method::PUT => {
+                            map.insert(key, body);
+                            *counter.lock().unwrap() += 1;
+                            (StatusCode::CREATED, Bytes::new())
+                        }
+                        Method::GET | Method::HEAD => match map.get(&key) {
+                            Some(b) => (StatusCode::OK, b.clone()),
+                            None => (StatusCode::NOT_FOUND, Bytes::new()),
+                        },
+                        Method::DELETE => {
+                            map.remove(&key);
+                            (StatusCode::OK, Bytes::new())
+                        }
+                        _ => (StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
+                    }
+                }
+            },
+        )
+        .with_state(objects);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/ccache"), puts)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_remote_storage_is_shared_too() {
+    let (url, puts) = http_store().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut srcs = Vec::new();
+    for m in ["a", "b"] {
+        let dir = tmp.path().join(m).join("src");
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("shared.c");
+        std::fs::write(&src, "int over_http(int x) { return x - 11; }\n").unwrap();
+        srcs.push(src);
+    }
+    let root = tmp.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        compile(&root.join("a/ccache"), &srcs[0], &url);
+        assert_eq!(ccache_stat(&root.join("a/ccache"), "cache_miss"), 1);
+        compile(&root.join("b/ccache"), &srcs[1], &url);
+        assert_eq!(
+            ccache_stat(&root.join("b/ccache"), "remote_storage_hit"),
+            1,
+            "the second machine's compile came over http"
+        );
+    })
+    .await
+    .unwrap();
+    assert!(*puts.lock().unwrap() > 0, "ccache wrote nothing over http");
 }
