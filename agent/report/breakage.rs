@@ -316,6 +316,12 @@ pub async fn report(ctx: &mut RunContext) {
             }
         }
     }
+    if github.is_none() && mailer.is_none() && !recipients.is_empty() {
+        tracing::info!(
+            "no reporting channel configured (GITHUB_TOKEN + GITHUB_REPOSITORY, or \
+             report.email.smtp): nobody told"
+        );
+    }
     for n in &notified {
         tracing::info!("told {} via {}", n.to, n.channel);
     }
