@@ -153,6 +153,7 @@ pub fn next_state(
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // literal slices read best in these tables
 mod tests {
     use super::*;
 
