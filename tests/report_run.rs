@@ -187,6 +187,22 @@ impl Kiln {
 struct FakeGithub {
     server: MockServer,
     seen: usize,
+    logins: Logins,
+    compares: Compares,
+}
+
+/// `GET /repos/octo/app/compare/{base}...{head}`: the answers set by the test, else 404.
+#[derive(Clone, Default)]
+struct Compares(Arc<Mutex<HashMap<String, Value>>>);
+
+impl Respond for Compares {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let range = req.url.path().rsplit('/').next().unwrap();
+        match self.0.lock().unwrap().get(range) {
+            Some(v) => ResponseTemplate::new(200).set_body_json(v.clone()),
+            None => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -218,12 +234,13 @@ impl Respond for Comments {
     }
 }
 
-struct Logins(HashMap<String, String>);
+#[derive(Clone, Default)]
+struct Logins(Arc<Mutex<HashMap<String, String>>>);
 
 impl Respond for Logins {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let sha = req.url.path().rsplit('/').next().unwrap().to_string();
-        let author = match self.0.get(&sha) {
+        let author = match self.0.lock().unwrap().get(&sha) {
             Some(l) => json!({"login": l}),
             None => Value::Null,
         };
@@ -234,9 +251,18 @@ impl Respond for Logins {
 impl FakeGithub {
     async fn start(logins: HashMap<String, String>) -> FakeGithub {
         let server = MockServer::start().await;
+        let logins = Logins(Arc::new(Mutex::new(logins)));
         Mock::given(method("GET"))
             .and(path_regex(r"^/repos/octo/app/commits/[0-9a-f]{40}$"))
-            .respond_with(Logins(logins))
+            .respond_with(logins.clone())
+            .mount(&server)
+            .await;
+        let compares = Compares::default();
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/repos/octo/app/compare/[0-9a-f]{40}\.\.\.[0-9a-f]{40}$",
+            ))
+            .respond_with(compares.clone())
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -261,7 +287,20 @@ impl FakeGithub {
         .respond_with(comments)
         .mount(&server)
         .await;
-        FakeGithub { server, seen: 0 }
+        FakeGithub {
+            server,
+            seen: 0,
+            logins,
+            compares,
+        }
+    }
+
+    fn set_login(&self, sha: &str, login: &str) {
+        self.logins
+            .0
+            .lock()
+            .unwrap()
+            .insert(sha.to_string(), login.to_string());
     }
 
     /// The requests since the last call, minus the login lookups, as
@@ -534,4 +573,78 @@ async fn a_broken_reporter_never_changes_the_exit_code() {
     assert!(r.stderr.contains("Bad credentials"), "{}", r.stderr);
     assert!(r.stderr.contains("cannot send the email"), "{}", r.stderr);
     assert!(!r.stderr.contains("ghs_never-print-me"));
+}
+
+/// Rewrite `main`'s history so that `gone` (a former green commit) exists nowhere any more: a
+/// force push followed by garbage collection.
+fn force_push_away(repo: &Repo, gone: &str) {
+    repo.git(&["commit", "-q", "--amend", "-m", "Rewritten history"]);
+    repo.git(&["reflog", "expire", "--expire=now", "--all"]);
+    repo.git(&["gc", "-q", "--prune=now"]);
+    let spec = format!("{gone}^{{commit}}");
+    let still = std::process::Command::new("git")
+        .args(["cat-file", "-e", &spec])
+        .current_dir(repo.path())
+        .status()
+        .unwrap();
+    assert!(!still.success(), "{gone} should be gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blame_falls_back_to_github_compare_then_to_the_tested_commit() {
+    let (repo, green) = project(None, "problem");
+    let mut gh = FakeGithub::start(HashMap::new()).await;
+    let mut kiln = Kiln::new(&[
+        ("GITHUB_TOKEN", "ghs_x".into()),
+        ("GITHUB_API_URL", gh.server.uri()),
+        ("GITHUB_REPOSITORY", "octo/app".into()),
+    ]);
+    assert_eq!(kiln.run(repo.path()).await.code, 0);
+    gh.take().await;
+
+    // The green commit is force-pushed away: git cannot give the range, GitHub's compare can.
+    force_push_away(&repo, &green);
+    let b = repo.commit(BOB, "Break", &[("status", "parse\n")]);
+    gh.compares.0.lock().unwrap().insert(
+        format!("{green}...{b}"),
+        json!({"commits": [
+            {"sha": b, "author": {"login": "bob"},
+             "commit": {"message": "Break", "author": {"name": "Bob B", "email": "bob@example.com"}}}
+        ]}),
+    );
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.blamed(), ["Bob B"]);
+    assert_eq!(r.notified(), ["github:@bob"]);
+    let calls: Vec<String> = gh.take().await.into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        calls,
+        [
+            format!("GET /repos/octo/app/compare/{green}...{b}"),
+            format!("POST /repos/octo/app/statuses/{b}"),
+            "POST /repos/octo/app/check-runs".to_string(),
+            format!("GET /repos/octo/app/commits/{b}/comments"),
+            format!("POST /repos/octo/app/commits/{b}/comments"),
+        ]
+    );
+
+    // Fixed by Dan, then the fix is force-pushed away too and Carol breaks it: neither git nor
+    // GitHub knows the range, so the tested commit alone is blamed.
+    let d = repo.commit(DAN, "Fix", &[("status", "ok\n")]);
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 0);
+    assert_eq!(r.notified(), ["github:@bob"]);
+    force_push_away(&repo, &d);
+    let c = repo.commit(CAROL, "Break again", &[("status", "lex\n")]);
+    gh.set_login(&c, "carol");
+    gh.take().await;
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.blamed(), ["Carol C"]);
+    assert_eq!(r.notified(), ["github:@carol"]);
+    assert!(
+        r.stderr.contains("blaming the tested commit alone"),
+        "{}",
+        r.stderr
+    );
 }
