@@ -1,6 +1,6 @@
 //! Email through a real SMTP server on loopback (aiosmtpd), read back from what it received.
 
-mod support;
+mod report_support;
 
 use kiln::config::SmtpTls;
 use kiln::report::blame::{Commit, Person};
@@ -8,7 +8,7 @@ use kiln::report::email::Mailer;
 use kiln::report::policy::Event;
 use kiln::report::render;
 use kiln::summary::{Outcome, RunSummary, TestFailure};
-use support::{header, rcpts, SmtpSink};
+use report_support::{header, rcpts, SmtpSink};
 
 fn summary() -> RunSummary {
     let mut s = RunSummary {

@@ -5,14 +5,14 @@
 //! has a GitHub noreply address) plus a dependabot commit; a still-failing commit by Eve; the fix
 //! by Dan.
 
-mod support;
+mod report_support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use support::{header, rcpts, Repo, SmtpSink};
+use report_support::{header, rcpts, Repo, SmtpSink};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

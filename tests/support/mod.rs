@@ -1,175 +1,171 @@
-//! Helpers shared by the report tests: a real SMTP server (aiosmtpd) and multi-author git
-//! histories.
+//! Shared helpers for the end-to-end tests: fixture repositories and running the real `kiln`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-use serde_json::Value;
+use kiln::summary::RunSummary;
 
-/// aiosmtpd on a free loopback port, writing each delivered message to a JSON file.
-pub struct SmtpSink {
-    child: Child,
-    dir: tempfile::TempDir,
-    pub port: u16,
+/// The repository root (where fixtures/ lives).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-impl SmtpSink {
-    /// Start the sink; with `auth` ("user:password") it requires that login.
-    pub fn start(auth: Option<&str>) -> SmtpSink {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg(script).arg(dir.path());
-        if let Some(a) = auth {
-            cmd.arg(a);
+/// A `kiln` command isolated from the developer's machine: its own HOME and cache dir, and none
+/// of the CI variables that would switch on GitHub Actions behaviour.
+pub fn kiln(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("NO_COLOR", "1");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KILN_")
+            || k.starts_with("GITHUB_")
+            || k.starts_with("RUNNER_")
+            || k.starts_with("INPUT_")
+            || k.starts_with("ACTIONS_")
+        {
+            c.env_remove(&k);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 with aiosmtpd (scripts/setup.sh installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("smtp sink did not start: {line:?}"))
-            .parse()
-            .unwrap();
-        SmtpSink { child, dir, port }
     }
+    c
+}
 
-    pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
+/// Create the fixture project as a git repo at `dest` (see fixtures/make_repo.sh): tags `green`
+/// (tests pass) and `broken` (one test fails), branch `main` at `broken`.
+pub fn fixture_repo(dest: &Path) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("fixtures/make_repo.sh"))
+        .arg(dest)
+        .output()
+        .expect("run fixtures/make_repo.sh");
+    assert!(
+        out.status.success(),
+        "make_repo.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dest.to_path_buf()
+}
 
-    /// Every message delivered so far, in order of delivery.
-    pub fn messages(&self) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
-            .collect()
-    }
+/// Run a shell script in `dir` (for editing fixture repos), with a fixed git identity.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test Author")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
-    /// Wait (briefly) until at least `n` messages arrived; returns them all.
-    pub fn wait_for(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let m = self.messages();
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+/// The result of one `kiln run`.
+pub struct Run {
+    pub code: i32,
+    pub summary: Option<RunSummary>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn summary(&self) -> &RunSummary {
+        self.summary
+            .as_ref()
+            .unwrap_or_else(|| panic!("no summary JSON; stderr:\n{}", self.stderr))
     }
 }
 
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// `kiln run --repo REPO --rev REV --workdir WORKDIR --store file://STORE --summary-json …`.
+pub fn run(
+    home: &Path,
+    repo: &Path,
+    rev: &str,
+    workdir: &Path,
+    store: &Path,
+    extra: &[&str],
+) -> Run {
+    let summary = workdir.with_extension("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let mut cmd = kiln(home);
+    cmd.arg("run")
+        .arg("--repo")
+        .arg(repo)
+        .arg("--rev")
+        .arg(rev)
+        .arg("--workdir")
+        .arg(workdir)
+        .arg("--store")
+        .arg(format!("file://{}", store.display()))
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(extra);
+    finish(cmd.output().expect("run kiln"), &summary)
+}
+
+pub fn finish(out: Output, summary: &Path) -> Run {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary = std::fs::read(summary)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("summary JSON parses"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        summary,
+        stderr,
     }
 }
 
-/// Recipients of a delivered message, sorted.
-pub fn rcpts(m: &Value) -> Vec<String> {
-    let mut v: Vec<String> = m["rcpt_tos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+/// Copy a directory tree (for seeding a store from a shared cold run).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp")
+        .success();
+    assert!(ok, "cp -a {} {}", from.display(), to.display());
 }
 
-/// A header's value in a raw message (first occurrence, unfolded).
-pub fn header(m: &Value, name: &str) -> String {
-    let data = m["data"].as_str().unwrap();
-    let mut out = String::new();
-    let mut in_header = false;
-    for line in data.lines() {
-        if line.is_empty() {
-            break;
-        }
-        if in_header && (line.starts_with(' ') || line.starts_with('\t')) {
-            out.push_str(line.trim_start_matches([' ', '\t']));
-            out.push(' ');
-            continue;
-        }
-        if in_header {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case(name) {
-                in_header = true;
-                out.push_str(v.trim());
-                out.push(' ');
-            }
-        }
-    }
-    out.trim().to_string()
-}
-
-/// A git repository with commits by different people.
-pub struct Repo {
+/// One cold run of the fixture shared by the tests of a binary: (repo, store with its caches,
+/// summary of the cold run). Each test copies the store so tests stay independent.
+pub struct Seed {
     pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub store: PathBuf,
+    pub cold: RunSummary,
+    pub cold_stderr: String,
 }
 
-impl Repo {
-    pub fn new() -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Repo { dir };
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.path())
-            .env("GIT_COMMITTER_NAME", "Committer")
-            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    /// Write `files`, commit them as `author` ("Name <email>"), return the SHA.
-    pub fn commit(&self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
-        for (name, content) in files {
-            let p = self.path().join(name);
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d).unwrap();
-            }
-            std::fs::write(p, content).unwrap();
+pub fn seed() -> &'static Seed {
+    static SEED: OnceLock<Seed> = OnceLock::new();
+    SEED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = fixture_repo(&dir.path().join("repo"));
+        let store = dir.path().join("store");
+        let home = dir.path().join("home");
+        let r = run(&home, &repo, "green", &dir.path().join("work"), &store, &[]);
+        assert_eq!(r.code, 0, "cold run failed:\n{}", r.stderr);
+        let cold = r.summary().clone();
+        Seed {
+            repo,
+            store,
+            cold,
+            cold_stderr: r.stderr,
+            dir,
         }
-        self.git(&["add", "-A"]);
-        self.git(&[
-            "commit",
-            "-q",
-            "--allow-empty",
-            "--author",
-            author,
-            "-m",
-            message,
-        ]);
-        self.git(&["rev-parse", "HEAD"])
-    }
+    })
+}
+
+/// A fresh copy of the seeded store for one test.
+pub fn seeded_store(into: &Path) -> PathBuf {
+    let dest = into.join("store");
+    copy_tree(&seed().store, &dest);
+    dest
 }
