@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
 use report_support::{header, rcpts, Repo, SmtpSink};
+use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -144,22 +144,18 @@ impl Kiln {
             .arg(format!("file://{}", self.store().display()))
             .arg("--summary-json")
             .arg(&summary_path);
-        for k in [
-            "GITHUB_TOKEN",
-            "GITHUB_API_URL",
-            "GITHUB_REPOSITORY",
-            "GITHUB_ACTIONS",
-            "GITHUB_STEP_SUMMARY",
-            "GITHUB_SERVER_URL",
-            "GITHUB_RUN_ID",
-            "KILN_GITHUB_REPOSITORY",
-            "KILN_PR_NUMBER",
-            "KILN_REPORT_MODE",
-            "KILN_RUN_URL",
-            "KILN_SMTP_USER",
-            "KILN_SMTP_PASSWORD",
-        ] {
-            cmd.env_remove(k);
+        // Isolated from the machine: own HOME and cache dir, no CI variables of the host.
+        let home = self.tmp.path().join("home");
+        cmd.env("HOME", &home)
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("NO_COLOR", "1");
+        for (k, _) in std::env::vars() {
+            if ["KILN_", "GITHUB_", "RUNNER_", "INPUT_", "ACTIONS_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
+                cmd.env_remove(&k);
+            }
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -585,6 +581,7 @@ fn force_push_away(repo: &Repo, gone: &str) {
     let still = std::process::Command::new("git")
         .args(["cat-file", "-e", &spec])
         .current_dir(repo.path())
+        .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(!still.success(), "{gone} should be gone");
