@@ -55,7 +55,14 @@ async fn commits(
     head: &str,
 ) -> (Vec<Commit>, Option<String>) {
     let dir = &ctx.paths.checkout;
-    let repo = checkout::repo_location(&ctx.opts.repo);
+    // With `checkout: reuse` the repository *is* the checkout (e.g. a shallow actions/checkout):
+    // missing history then comes from its `origin`.
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let repo = if same(std::path::Path::new(&ctx.opts.repo), dir) {
+        "origin".to_string()
+    } else {
+        checkout::repo_location(&ctx.opts.repo)
+    };
     match blame::git_commits(dir, &repo, base, head).await {
         Ok(c) => return (c, base.map(str::to_string)),
         Err(e) => tracing::warn!("blame from git: {e}"),
@@ -118,8 +125,24 @@ fn blame_entries(commits: &[Commit]) -> Vec<BlameEntry> {
         .collect()
 }
 
-/// Report one build. Never fails; faults are logged as warnings.
+/// How long the breakage report may take in all (retries included).
+const REPORT_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Report one build. Never fails; faults are logged as warnings. A hung API or mail server must
+/// not hold the build: the whole report gets a time budget.
 pub async fn report(ctx: &mut RunContext) {
+    if tokio::time::timeout(REPORT_BUDGET, report_build(ctx))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "breakage report abandoned after {}s (GitHub or SMTP not answering)",
+            REPORT_BUDGET.as_secs()
+        );
+    }
+}
+
+async fn report_build(ctx: &mut RunContext) {
     if ctx.summary.commit.is_empty() {
         tracing::debug!("no commit was checked out: no breakage report");
         return;
@@ -225,9 +248,9 @@ pub async fn report(ctx: &mut RunContext) {
     };
     let Decision { event, recipients } = policy::decide(mode, &prev, &build);
     tracing::info!(
-        "report: {} ({:?} mode), {} to tell",
+        "report: {} ({} mode), {} to tell",
         event.word(),
-        mode,
+        format!("{mode:?}").to_lowercase(),
         recipients.len()
     );
 
