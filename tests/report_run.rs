@@ -131,6 +131,10 @@ impl Kiln {
 
     /// `kiln run` of the repository's `main` branch, as a CI system would start it.
     async fn run(&mut self, repo: &Path) -> Run {
+        self.run_with(repo, &[]).await
+    }
+
+    async fn run_with(&mut self, repo: &Path, extra: &[&str]) -> Run {
         self.runs += 1;
         let summary_path = self.tmp.path().join(format!("summary-{}.json", self.runs));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
@@ -143,7 +147,8 @@ impl Kiln {
             .arg("--store")
             .arg(format!("file://{}", self.store().display()))
             .arg("--summary-json")
-            .arg(&summary_path);
+            .arg(&summary_path)
+            .args(extra);
         // Isolated from the machine: own HOME and cache dir, no CI variables of the host.
         let home = self.tmp.path().join("home");
         cmd.env("HOME", &home)
@@ -643,5 +648,78 @@ async fn blame_falls_back_to_github_compare_then_to_the_tested_commit() {
         r.stderr.contains("blaming the tested commit alone"),
         "{}",
         r.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_mode_tells_new_authors_when_the_failures_change() {
+    let sink = SmtpSink::start(None);
+    let (repo, _) = project(Some(&sink.url()), "change");
+    let mut kiln = Kiln::new(&[]);
+    assert_eq!(kiln.run(repo.path()).await.code, 0);
+    repo.commit(BOB, "Break", &[("status", "parse\n")]);
+    assert_eq!(
+        kiln.run(repo.path()).await.notified(),
+        ["email:bob@example.com"]
+    );
+    // Carol's commit leaves the same test failing: nobody.
+    repo.commit(CAROL, "Unrelated", &[("README", "hi\n")]);
+    assert!(kiln.run(repo.path()).await.notified().is_empty());
+    // Eve's commit breaks another test: Eve hears, Bob (already told) does not.
+    repo.commit(EVE, "Lexer", &[("status", "parse,lex\n")]);
+    assert_eq!(
+        kiln.run(repo.path()).await.notified(),
+        ["email:eve@example.com"]
+    );
+    repo.commit(DAN, "Fix", &[("status", "ok\n")]);
+    assert_eq!(
+        kiln.run(repo.path()).await.notified(),
+        ["email:bob@example.com", "email:eve@example.com"]
+    );
+    let to: Vec<Vec<String>> = sink.wait_for(3).iter().map(rcpts).collect();
+    assert_eq!(
+        to,
+        [
+            vec!["bob@example.com"],
+            vec!["eve@example.com"],
+            vec!["bob@example.com", "eve@example.com"]
+        ]
+    );
+}
+
+/// Like actions/checkout: a depth-1 clone in a fresh directory, built with `--checkout reuse`.
+fn shallow_clone(origin: &Path, into: &Path) -> PathBuf {
+    let ok = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1", "--branch", "main"])
+        .arg(format!("file://{}", origin.display()))
+        .arg(into)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    into.to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shallow_reused_checkouts_fetch_the_range_from_origin() {
+    let sink = SmtpSink::start(None);
+    let (repo, _) = project(Some(&sink.url()), "problem");
+    let clones = tempfile::tempdir().unwrap();
+    let mut kiln = Kiln::new(&[]);
+    let first = shallow_clone(repo.path(), &clones.path().join("one"));
+    let r = kiln.run_with(&first, &["--checkout", "reuse"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    repo.commit(BOB, "Break", &[("status", "parse\n")]);
+    repo.commit(CAROL, "More", &[("status", "parse,lex\n")]);
+    // Another runner, another directory, one commit deep: the state (keyed by the origin URL)
+    // and the history (fetched from origin) still give the whole range.
+    let second = shallow_clone(repo.path(), &clones.path().join("two"));
+    let r = kiln.run_with(&second, &["--checkout", "reuse"]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.blamed(), ["Bob B", "Carol C"]);
+    assert_eq!(
+        r.notified(),
+        ["email:bob@example.com", "email:carol@example.com"]
     );
 }

@@ -13,6 +13,7 @@
 use crate::checkout;
 use crate::config::ReportMode;
 use crate::pipeline::RunContext;
+use crate::process::Cmd;
 use crate::summary::{BlameEntry, Notified, Outcome};
 
 use super::blame::{self, Commit, Person};
@@ -111,6 +112,28 @@ async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
     }
 }
 
+/// What names the repository in the state's key when GitHub's `owner/name` is unknown: the
+/// `origin` URL of a local clone (so fresh clones in different directories share their state),
+/// else the location Kiln was given.
+async fn repo_identity(repo: &str) -> String {
+    let location = checkout::repo_location(repo);
+    if std::path::Path::new(&location).is_dir() {
+        let origin = Cmd::new("git")
+            .arg("-C")
+            .arg(&location)
+            .args(["config", "--get", "remote.origin.url"])
+            .run()
+            .await;
+        if let Ok(out) = origin {
+            let url = out.stdout_text().trim().to_string();
+            if out.success && !url.is_empty() {
+                return url;
+            }
+        }
+    }
+    location
+}
+
 fn blame_entries(commits: &[Commit]) -> Vec<BlameEntry> {
     commits
         .iter()
@@ -171,12 +194,15 @@ async fn report_build(ctx: &mut RunContext) {
         }
         None => None,
     };
-    let repository = github
+    let repository = match github
         .as_ref()
         .map(GitHub::repository)
         .or_else(|| env("KILN_GITHUB_REPOSITORY"))
         .or_else(|| env("GITHUB_REPOSITORY"))
-        .unwrap_or_else(|| checkout::repo_location(&ctx.opts.repo));
+    {
+        Some(r) => r,
+        None => repo_identity(&ctx.opts.repo).await,
+    };
     let branch = ctx.summary.branch.clone();
 
     // 1. state
