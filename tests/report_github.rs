@@ -386,3 +386,32 @@ async fn logins_and_compare() {
     assert_eq!(commits[1].author.login.as_deref(), Some("bob"));
     assert_eq!(commits[1].co_authors[0].name, "Carol");
 }
+
+#[tokio::test]
+async fn a_hung_request_times_out_and_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": 1}))
+                .set_delay(Duration::from_secs(10)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 2})))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let gh = client(&server)
+        .with_request_timeout(Duration::from_millis(300))
+        .unwrap();
+    let started = Instant::now();
+    gh.create_status(SHA, "success", "ok", "kiln", None)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(requests(&server).await.len(), 2);
+}

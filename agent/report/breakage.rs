@@ -88,17 +88,35 @@ async fn commits(
 /// records of the same person (a co-author is often the author of another commit).
 async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
     if let Some(gh) = github {
-        for c in commits
-            .iter_mut()
+        use futures::StreamExt;
+        let shas: Vec<String> = commits
+            .iter()
             .filter(|c| c.author.login.is_none())
             .take(MAX_LOGIN_LOOKUPS)
-        {
-            match gh.commit_author_login(&c.sha).await {
-                Ok(login) => c.author.login = login,
-                Err(e) => {
-                    tracing::warn!("cannot look up GitHub logins: {e}");
-                    break;
+            .map(|c| c.sha.clone())
+            .collect();
+        // A few at a time: fast, and gentle with GitHub's secondary rate limits.
+        let found: Vec<(String, _)> = futures::stream::iter(shas)
+            .map(|sha| async move {
+                let login = gh.commit_author_login(&sha).await;
+                (sha, login)
+            })
+            .buffered(4)
+            .collect()
+            .await;
+        let mut warned = false;
+        for (sha, login) in found {
+            match login {
+                Ok(login) => {
+                    if let Some(c) = commits.iter_mut().find(|c| c.sha == sha) {
+                        c.author.login = login;
+                    }
                 }
+                Err(e) if !warned => {
+                    tracing::warn!("cannot look up a GitHub login: {e}");
+                    warned = true;
+                }
+                Err(_) => {}
             }
         }
     }

@@ -133,6 +133,17 @@ pub struct Comment {
     pub updated: bool,
 }
 
+/// One request's time limit: a hung API answer is retried, not waited on forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client, GithubError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| GithubError::Config(format!("cannot build an HTTP client: {e}")))
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
@@ -158,13 +169,8 @@ impl GitHub {
         let api = api.trim_end_matches('/');
         url::Url::parse(api)
             .map_err(|e| GithubError::Config(format!("API root {api:?} is not a URL: {e}")))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| GithubError::Config(format!("cannot build an HTTP client: {e}")))?;
         Ok(GitHub {
-            http,
+            http: http_client(REQUEST_TIMEOUT)?,
             api: api.to_string(),
             token: token.to_string(),
             owner: owner.to_string(),
@@ -184,6 +190,12 @@ impl GitHub {
             .filter(|a| !a.trim().is_empty())
             .unwrap_or_else(|| "https://api.github.com".into());
         Some(GitHub::new(&api, token.trim(), repository.trim()))
+    }
+
+    /// Give up on a single request after `timeout` (then retried like a 5xx).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Result<GitHub, GithubError> {
+        self.http = http_client(timeout)?;
+        Ok(self)
     }
 
     pub fn repository(&self) -> String {

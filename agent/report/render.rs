@@ -52,7 +52,7 @@ pub fn status(s: &RunSummary) -> (&'static str, String) {
         Outcome::Error => "error",
     };
     let desc = match (s.outcome, &s.error) {
-        (Outcome::Error, Some(e)) => e.clone(),
+        (Outcome::Error, Some(e)) => first_line(e).to_string(),
         _ => format!("{} in {:.0}s", counts(s), s.seconds),
     };
     (state, desc)
