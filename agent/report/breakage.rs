@@ -248,10 +248,12 @@ async fn report_build(ctx: &mut RunContext) {
     };
     let (mut commits, base) = if failing || mode == ReportMode::All {
         if base.as_deref() == Some(sha.as_str()) {
-            tracing::info!(
-                "no new commits since {}: a flaky test or a changed environment?",
-                render::short(&sha)
-            );
+            if failing {
+                tracing::info!(
+                    "no new commits since the last green build: a flaky test or a changed \
+                     environment?"
+                );
+            }
             (Vec::new(), base)
         } else {
             commits(ctx, github.as_ref(), base.as_deref(), &sha).await
@@ -322,66 +324,10 @@ async fn report_build(ctx: &mut RunContext) {
     let mut told: Vec<Person> = Vec::new();
 
     if let Some(gh) = &github {
-        let (state_word, description) = render::status(&ctx.summary);
-        if let Err(e) = gh
-            .create_status(&sha, state_word, &description, "kiln", url.as_deref())
-            .await
-        {
-            tracing::warn!("cannot post the commit status: {e}");
-        }
-        if let Err(e) = gh.create_check_run(&render::check_run(&r)).await {
-            tracing::warn!("cannot post the check run: {e}");
-        }
-        if !recipients.is_empty() {
-            let body = render::comment(&r);
-            let pr = env("KILN_PR_NUMBER").and_then(|n| n.trim().parse::<u64>().ok());
-            let posted = match pr {
-                Some(n) => gh.upsert_pr_comment(n, &body).await,
-                None => gh.upsert_commit_comment(&sha, &body).await,
-            };
-            match posted {
-                Ok(_) => {
-                    for p in &recipients {
-                        if let Some(l) = &p.login {
-                            notified.push(Notified {
-                                channel: "github".into(),
-                                to: format!("@{l}"),
-                            });
-                            told.push(p.clone());
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!("cannot post the comment: {e}"),
-            }
-        }
+        to_github(gh, &r, &mut notified, &mut told).await;
     }
-
     if let Some(m) = &mailer {
-        let mut to: Vec<(String, &Person)> = Vec::new();
-        for p in &recipients {
-            if let Some(a) = p.mail_address() {
-                if !to.iter().any(|(t, _)| t.eq_ignore_ascii_case(a)) {
-                    to.push((a.to_string(), p));
-                }
-            }
-        }
-        if !to.is_empty() {
-            let mail = render::mail(&r, to.iter().map(|(a, _)| a.clone()).collect());
-            match m.send(&mail).await {
-                Ok(()) => {
-                    for (a, p) in to {
-                        notified.push(Notified {
-                            channel: "email".into(),
-                            to: a,
-                        });
-                        if !told.iter().any(|t| t.same_as(p)) {
-                            told.push(p.clone());
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!("cannot send the email: {e}"),
-            }
-        }
+        by_email(m, &r, &mut notified, &mut told).await;
     }
     if github.is_none() && mailer.is_none() && !recipients.is_empty() {
         tracing::info!(
@@ -400,5 +346,89 @@ async fn report_build(ctx: &mut RunContext) {
         if let Err(e) = state::save(store, path, &next).await {
             tracing::warn!("cannot save the report state: {e}");
         }
+    }
+}
+
+/// Status and check run on every build; the @mention comment when someone is to be told.
+async fn to_github(
+    gh: &GitHub,
+    r: &render::Build<'_>,
+    notified: &mut Vec<Notified>,
+    told: &mut Vec<Person>,
+) {
+    let sha = &r.summary.commit;
+    let (state_word, description) = render::status(r.summary);
+    if let Err(e) = gh
+        .create_status(sha, state_word, &description, "kiln", r.run_url)
+        .await
+    {
+        tracing::warn!("cannot post the commit status: {e}");
+    }
+    if let Err(e) = gh.create_check_run(&render::check_run(r)).await {
+        tracing::warn!("cannot post the check run: {e}");
+    }
+    if r.recipients.is_empty() {
+        return;
+    }
+    let body = render::comment(r);
+    let pr = env("KILN_PR_NUMBER").and_then(|n| match n.trim().parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            tracing::warn!("KILN_PR_NUMBER={n:?} is not a number: commenting on the commit");
+            None
+        }
+    });
+    let posted = match pr {
+        Some(n) => gh.upsert_pr_comment(n, &body).await,
+        None => gh.upsert_commit_comment(sha, &body).await,
+    };
+    match posted {
+        Ok(_) => {
+            for p in r.recipients {
+                if let Some(l) = &p.login {
+                    notified.push(Notified {
+                        channel: "github".into(),
+                        to: format!("@{l}"),
+                    });
+                    told.push(p.clone());
+                }
+            }
+        }
+        Err(e) => tracing::warn!("cannot post the comment: {e}"),
+    }
+}
+
+/// One email to every recipient with an address that takes mail.
+async fn by_email(
+    m: &Mailer,
+    r: &render::Build<'_>,
+    notified: &mut Vec<Notified>,
+    told: &mut Vec<Person>,
+) {
+    let mut to: Vec<(String, &Person)> = Vec::new();
+    for p in r.recipients {
+        if let Some(a) = p.mail_address() {
+            if !to.iter().any(|(t, _)| t.eq_ignore_ascii_case(a)) {
+                to.push((a.to_string(), p));
+            }
+        }
+    }
+    if to.is_empty() {
+        return;
+    }
+    let mail = render::mail(r, to.iter().map(|(a, _)| a.clone()).collect());
+    match m.send(&mail).await {
+        Ok(()) => {
+            for (a, p) in to {
+                notified.push(Notified {
+                    channel: "email".into(),
+                    to: a,
+                });
+                if !told.iter().any(|t| t.same_as(p)) {
+                    told.push(p.clone());
+                }
+            }
+        }
+        Err(e) => tracing::warn!("cannot send the email: {e}"),
     }
 }
