@@ -415,3 +415,26 @@ async fn a_hung_request_times_out_and_is_retried() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(requests(&server).await.len(), 2);
 }
+
+#[tokio::test]
+async fn enterprise_api_root_keeps_its_path_prefix() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/api/v3/repos/octo/app/statuses/{SHA}")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let env = |k: &str| match k {
+        "GITHUB_TOKEN" => Some(TOKEN.to_string()),
+        "GITHUB_API_URL" => Some(format!("{}/api/v3/", server.uri())),
+        "KILN_GITHUB_REPOSITORY" => Some("octo/app".to_string()),
+        "GITHUB_REPOSITORY" => Some("other/repo".to_string()),
+        _ => None,
+    };
+    let gh = GitHub::from_env(&env).unwrap().unwrap();
+    assert_eq!(gh.repository(), "octo/app", "KILN_ wins over GITHUB_");
+    gh.create_status(SHA, "success", "ok", "kiln", None)
+        .await
+        .unwrap();
+}
