@@ -723,3 +723,35 @@ async fn shallow_reused_checkouts_fetch_the_range_from_origin() {
         ["email:bob@example.com", "email:carol@example.com"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_request_builds_post_on_the_head_commit_and_comment_on_the_pr() {
+    let (repo, _) = project(None, "problem");
+    let b = repo.commit(BOB, "Break", &[("status", "parse\n")]);
+    let head = "feedfacefeedfacefeedfacefeedfacefeedface";
+    let mut gh = FakeGithub::start(HashMap::from([(b.clone(), "bob".to_string())])).await;
+    let mut kiln = Kiln::new(&[
+        ("GITHUB_TOKEN", "ghs_x".into()),
+        ("GITHUB_API_URL", gh.server.uri()),
+        ("GITHUB_REPOSITORY", "octo/app".into()),
+        ("KILN_PR_NUMBER", "7".into()),
+        ("KILN_HEAD_SHA", head.into()),
+    ]);
+    // The branch's first build, failing: the tested commit's author is blamed.
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.notified(), ["github:@bob"]);
+    let reqs = gh.take().await;
+    let calls: Vec<&str> = reqs.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        calls,
+        [
+            format!("POST /repos/octo/app/statuses/{head}").as_str(),
+            "POST /repos/octo/app/check-runs",
+            "GET /repos/octo/app/issues/7/comments",
+            "POST /repos/octo/app/issues/7/comments",
+        ]
+    );
+    assert_eq!(reqs[1].1["head_sha"], head);
+    assert_eq!(mentions(reqs[3].1["body"].as_str().unwrap()), ["bob"]);
+}

@@ -356,7 +356,13 @@ async fn to_github(
     notified: &mut Vec<Notified>,
     told: &mut Vec<Person>,
 ) {
-    let sha = &r.summary.commit;
+    // A pull request build tests GitHub's merge commit, but the PR shows the head commit's
+    // checks: `KILN_HEAD_SHA` (set from the event) says where they belong.
+    let sha = env("KILN_HEAD_SHA")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| r.summary.commit.clone());
+    let sha = &sha;
     let (state_word, description) = render::status(r.summary);
     if let Err(e) = gh
         .create_status(sha, state_word, &description, "kiln", r.run_url)
@@ -364,7 +370,9 @@ async fn to_github(
     {
         tracing::warn!("cannot post the commit status: {e}");
     }
-    if let Err(e) = gh.create_check_run(&render::check_run(r)).await {
+    let mut run = render::check_run(r);
+    run.head_sha = sha.clone();
+    if let Err(e) = gh.create_check_run(&run).await {
         tracing::warn!("cannot post the check run: {e}");
     }
     if r.recipients.is_empty() {
