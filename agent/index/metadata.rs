@@ -154,6 +154,43 @@ mod tests {
         assert_eq!(requires_python(b"Name: a\n"), None);
     }
 
+    /// Zips written by Python's zipfile (what wheel builders use), stored and deflated, with a
+    /// nested decoy that must be ignored.
+    #[test]
+    fn reads_metadata_from_real_zips() {
+        let d = tempfile::tempdir().unwrap();
+        for (name, method) in [
+            ("stored.whl", "ZIP_STORED"),
+            ("deflated.whl", "ZIP_DEFLATED"),
+        ] {
+            let p = d.path().join(name);
+            let script = format!(
+                "import zipfile, sys\n\
+                 z = zipfile.ZipFile(sys.argv[1], 'w', zipfile.{method})\n\
+                 z.writestr('demo/__init__.py', 'x = 1\\n' * 500)\n\
+                 z.writestr('demo/vendored.dist-info/METADATA', 'Name: decoy\\n')\n\
+                 z.writestr('demo-1.0.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: demo\\nRequires-Python: >=3.9\\n\\n' + 'long description\\n' * 200)\n\
+                 z.writestr('demo-1.0.dist-info/RECORD', '')\n\
+                 z.close()\n"
+            );
+            let ok = std::process::Command::new("python3")
+                .args(["-c", &script])
+                .arg(&p)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let m = read_metadata(&p).unwrap().expect(name);
+            let text = String::from_utf8(m).unwrap();
+            assert!(
+                text.starts_with("Metadata-Version: 2.1\nName: demo\n"),
+                "{name}"
+            );
+            assert!(text.ends_with("long description\n"), "{name}");
+            assert_eq!(requires_python(text.as_bytes()).as_deref(), Some(">=3.9"));
+        }
+    }
+
     #[test]
     fn not_a_zip_has_no_metadata() {
         let d = tempfile::tempdir().unwrap();
