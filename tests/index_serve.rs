@@ -227,11 +227,12 @@ async fn pages_follow_pep503_and_pep691() {
     let r = http
         .get(format!("{}alpha/", a.url))
         .header(header::ACCEPT, "application/vnd.pypi.simple.v1+json")
-        .header(header::IF_NONE_MATCH, etag)
+        .header(header::IF_NONE_MATCH, etag.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
+    let old_etag = etag;
 
     // HTML links carry #sha256= and resolve to the file, streamed with its bytes.
     let html = http
@@ -277,6 +278,28 @@ async fn pages_follow_pep503_and_pep691() {
     assert_eq!(r.status(), 206);
     let all = std::fs::read(built).unwrap();
     assert_eq!(r.bytes().await.unwrap(), all[all.len() - 22..]);
+
+    // CI publishes a newer version while the index runs: the page shows it at once, and the old
+    // ETag no longer matches.
+    let root = f.root.clone();
+    let store_a = f.store_a.clone();
+    tokio::task::spawn_blocking(move || {
+        let wh = root.join("wheelhouse-new");
+        build_wheels(&root, &wh, &[py("alpha", "3.0")]);
+        publish(&store_a, &wh);
+    })
+    .await
+    .unwrap();
+    let r = http
+        .get(format!("{}alpha/", a.url))
+        .header(header::ACCEPT, "application/vnd.pypi.simple.v1+json")
+        .header(header::IF_NONE_MATCH, old_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["versions"], serde_json::json!(["3.0", "2.0", "1.0"]));
 
     // Unknown project: 404 (what makes clients try the next index). Unknown format: 406.
     let r = http.get(format!("{}gamma/", a.url)).send().await.unwrap();

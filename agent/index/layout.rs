@@ -367,6 +367,8 @@ mod tests {
         assert_eq!((s.published, s.skipped, s.invalid), (2, 0, 1));
         assert_eq!(s.bytes_uploaded, 18);
 
+        // A rebuild with other bytes under the same name: the published file stays (like PyPI).
+        std::fs::write(wh.path().join("Demo_Pkg-1.0-py3-none-any.whl"), b"rebuilt").unwrap();
         let again = publish_wheels(&store, wh.path()).await.unwrap();
         assert_eq!((again.published, again.skipped), (0, 2));
         assert_eq!(again.bytes_uploaded, 0);
