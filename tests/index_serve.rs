@@ -311,6 +311,9 @@ async fn pages_follow_pep503_and_pep691() {
         .await
         .unwrap();
     assert_eq!(r.status(), 406);
+
+    // SIGTERM: a clean exit.
+    assert!(a.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
