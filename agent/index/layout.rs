@@ -85,63 +85,86 @@ fn store_err(e: StoreError) -> IndexError {
 /// have yet. Existing file names are skipped without reading the local file.
 pub async fn publish_wheels(store: &Store, wheelhouse: &Path) -> Result<PublishStats, IndexError> {
     let mut stats = PublishStats::default();
-    for (path, wheel) in wheel_files(wheelhouse, &mut stats)? {
-        let sidecar_at = sidecar_path(&wheel);
-        if exists(store, &sidecar_at).await? {
-            tracing::debug!("{} is already published", wheel.filename);
-            stats.skipped += 1;
-            continue;
-        }
-        let (sha256, size) = hash_file(&path).await?;
-        let blob = blob_path(&wheel, &sha256);
-        if !exists(store, &blob).await? {
-            upload_file(store, &path, &blob).await?;
-            stats.bytes_uploaded += size;
-        }
-        // PEP 658: the METADATA file beside the wheel, so resolvers need not download it.
-        let local = path.clone();
-        let metadata = tokio::task::spawn_blocking(move || read_metadata(&local))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten();
-        let (requires_python, metadata_sha256) = match metadata {
-            Some(m) => {
-                let sha = hex::encode(Sha256::digest(&m));
-                let rp = requires_python(&m);
-                store
-                    .put(&format!("{blob}.metadata"), m)
-                    .await
-                    .map_err(store_err)?;
-                (rp, Some(sha))
+    let files = wheel_files(wheelhouse, &mut stats)?;
+    // A few at a time: remote stores are latency-bound, and a cold run can bring dozens of wheels.
+    let results: Vec<Result<Option<u64>, IndexError>> = futures::stream::iter(&files)
+        .map(|(path, wheel)| publish_one(store, path, wheel))
+        .buffered(4)
+        .collect()
+        .await;
+    for ((_, wheel), result) in files.iter().zip(results) {
+        match result? {
+            Some(uploaded) => {
+                stats.published += 1;
+                stats.bytes_uploaded += uploaded;
+                stats.published_names.push(wheel.filename.clone());
             }
-            None => {
-                tracing::debug!("{}: no readable METADATA; served without", wheel.filename);
-                (None, None)
-            }
-        };
-        let sidecar = Sidecar {
-            filename: wheel.filename.clone(),
-            project: wheel.project.clone(),
-            version: wheel.version.clone(),
-            sha256,
-            size,
-            blob,
-            uploaded: chrono::Utc::now(),
-            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
-            requires_python,
-            metadata_sha256,
-        };
-        let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| IndexError::Sidecar {
-            path: sidecar_at.clone(),
-            message: e.to_string(),
-        })?;
-        store.put(&sidecar_at, json).await.map_err(store_err)?;
-        tracing::info!("published {} ({size} bytes)", wheel.filename);
-        stats.published += 1;
-        stats.published_names.push(wheel.filename);
+            None => stats.skipped += 1,
+        }
     }
     Ok(stats)
+}
+
+/// Publish one wheel: `None` when its file name is already published, else the bytes uploaded.
+async fn publish_one(
+    store: &Store,
+    path: &Path,
+    wheel: &WheelName,
+) -> Result<Option<u64>, IndexError> {
+    let sidecar_at = sidecar_path(wheel);
+    if exists(store, &sidecar_at).await? {
+        tracing::debug!("{} is already published", wheel.filename);
+        return Ok(None);
+    }
+    let (sha256, size) = hash_file(path).await?;
+    let blob = blob_path(wheel, &sha256);
+    let mut uploaded = 0;
+    if !exists(store, &blob).await? {
+        upload_file(store, path, &blob).await?;
+        uploaded = size;
+    }
+    // PEP 658: the METADATA file beside the wheel, so resolvers need not download it.
+    let local = path.to_path_buf();
+    let metadata = tokio::task::spawn_blocking(move || read_metadata(&local))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten();
+    let (requires_python, metadata_sha256) = match metadata {
+        Some(m) => {
+            let sha = hex::encode(Sha256::digest(&m));
+            let rp = requires_python(&m);
+            store
+                .put(&format!("{blob}.metadata"), m)
+                .await
+                .map_err(store_err)?;
+            (rp, Some(sha))
+        }
+        None => {
+            tracing::debug!("{}: no readable METADATA; served without", wheel.filename);
+            (None, None)
+        }
+    };
+    let sidecar = Sidecar {
+        filename: wheel.filename.clone(),
+        project: wheel.project.clone(),
+        version: wheel.version.clone(),
+        sha256,
+        size,
+        blob,
+        uploaded: chrono::Utc::now(),
+        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+        requires_python,
+        metadata_sha256,
+    };
+    let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| IndexError::Sidecar {
+        path: sidecar_at.clone(),
+        message: e.to_string(),
+    })?;
+    // Last: the sidecar is what makes the wheel visible.
+    store.put(&sidecar_at, json).await.map_err(store_err)?;
+    tracing::info!("published {} ({size} bytes)", wheel.filename);
+    Ok(Some(uploaded))
 }
 
 /// The `*.whl` files directly in `dir`, sorted by name.
