@@ -99,7 +99,7 @@ struct RunArgs {
     #[arg(long, value_enum, env = "KILN_REPORT_MODE")]
     report_mode: Option<ReportMode>,
     /// Do not save caches (use for untrusted builds).
-    #[arg(long, env = "KILN_NO_SAVE")]
+    #[arg(long, env = "KILN_NO_SAVE", value_parser = clap::builder::BoolishValueParser::new())]
     no_save: bool,
     /// No network: install only from the wheelhouse and imported wheels (`kiln wheelhouse
     /// import`), failing with the name of any requirement that has no wheel there.

@@ -152,6 +152,8 @@ pub struct RunContext {
     pub store: Option<Store>,
     pub keys: Option<RunKeys>,
     pub bootstrap: Option<BootstrapOutput>,
+    /// The interpreter, probed once (restore stage) for keys and bootstrap.
+    pub python: Option<bootstrap::PythonInfo>,
     pub summary: RunSummary,
     /// Whether caches may be saved (false for fork pull requests and `--no-save`).
     pub save_allowed: bool,
@@ -248,6 +250,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         store: None,
         keys: None,
         bootstrap: None,
+        python: None,
         summary: RunSummary::default(),
     };
 
