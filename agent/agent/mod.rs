@@ -123,6 +123,19 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             queue.recovered()
         );
     }
+    // Builds that were running when the previous agent died may have outlived it; kill them
+    // before anything else so they cannot finish a second time alongside their re-run.
+    for &id in queue.recovered() {
+        let marker = procs::marker(&agent_id, id);
+        let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &marker))
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            tracing::warn!(
+                "job {id}: killed {killed} leftover process(es) of the interrupted build"
+            );
+        }
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
     let program = std::env::current_exe().map_err(io("cannot find the kiln executable"))?;

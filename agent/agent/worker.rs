@@ -91,18 +91,6 @@ impl Worker {
         let started = Instant::now();
         let s = self.settings.clone();
         let marker = procs::marker(&s.agent_id, id);
-        if job.attempts > 1 {
-            // A previous attempt's processes may have outlived a crashed agent.
-            let m = marker.clone();
-            let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &m))
-                .await
-                .unwrap_or(0);
-            if killed > 0 {
-                tracing::warn!(
-                    "job {id}: killed {killed} leftover process(es) of an earlier attempt"
-                );
-            }
-        }
         let Some(repo) = self.config.repo(&job.repo).cloned() else {
             self.finish(
                 &job,
