@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use agent_support::*;
 
 fn env_usize(k: &str, default: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Stats {
@@ -64,7 +67,15 @@ async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64
                 }
                 let (delivery, body, sig) = &bodies[i];
                 let t = Instant::now();
-                let r = deliver_raw(&client, &url, "push", Some(delivery), Some(sig), body.clone()).await;
+                let r = deliver_raw(
+                    &client,
+                    &url,
+                    "push",
+                    Some(delivery),
+                    Some(sig),
+                    body.clone(),
+                )
+                .await;
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 out.push((r.status, r.body["job"].as_u64(), ms));
             }
@@ -76,7 +87,12 @@ async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64
     }
     let seconds = started.elapsed().as_secs_f64();
     let bad: Vec<_> = results.iter().filter(|r| r.0 != 202).collect();
-    assert!(bad.is_empty(), "{} deliveries not accepted, e.g. {:?}", bad.len(), bad.first());
+    assert!(
+        bad.is_empty(),
+        "{} deliveries not accepted, e.g. {:?}",
+        bad.len(),
+        bad.first()
+    );
     let ids: Vec<u64> = results.iter().map(|r| r.1.unwrap()).collect();
     let mut latencies_ms: Vec<f64> = results.iter().map(|r| r.2).collect();
     latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -104,9 +120,12 @@ async fn a_thousand_deliveries_from_fifty_clients_none_lost_none_duplicated() {
     let clients = env_usize("KILN_AGENT_LOAD_CLIENTS", 50).max(50);
     let tmp = tempfile::tempdir().unwrap();
     let (mut agent, config) = start(tmp.path());
-    let (stats, ids) = tokio::time::timeout(Duration::from_secs(300), load(&agent.url, n, clients, "load"))
-        .await
-        .expect("load did not finish within 300 s");
+    let (stats, ids) = tokio::time::timeout(
+        Duration::from_secs(300),
+        load(&agent.url, n, clients, "load"),
+    )
+    .await
+    .expect("load did not finish within 300 s");
     let unique: HashSet<u64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), n, "every delivery gets its own job");
 
@@ -136,7 +155,11 @@ async fn a_thousand_deliveries_from_fifty_clients_none_lost_none_duplicated() {
             let mut dup = 0;
             for i in (k..n).step_by(clients) {
                 let p = push(&format!("load/{i}"), &format!("{:040x}", i + 1));
-                if deliver(&client, &url, "push", &format!("load-{i}"), &p).await.status == 200 {
+                if deliver(&client, &url, "push", &format!("load-{i}"), &p)
+                    .await
+                    .status
+                    == 200
+                {
                     dup += 1;
                 }
             }

@@ -188,7 +188,9 @@ impl Worker {
             cmd.env("KILN_PR_NUMBER", n.to_string());
         }
         if job.fork {
-            cmd.env("KILN_NO_SAVE", "1");
+            // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
+            // obeys; the variable tells the build's own scripts.
+            cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
         }
         match (&repo.token, !job.fork || repo.fork_token) {
             (Some(src), true) => match src.read() {
@@ -269,7 +271,7 @@ impl Worker {
         let summary_json = std::fs::read(&summary)
             .ok()
             .and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok());
-        match end {
+        let (outcome, detail, code, by) = match end {
             End::Exited(code) => {
                 let (outcome, detail) = match &summary_json {
                     Some(sum) => {
@@ -297,55 +299,27 @@ impl Worker {
                         },
                     ),
                 };
-                self.finish(
-                    &job,
-                    outcome,
-                    Some(detail),
-                    code,
-                    None,
-                    started,
-                    summary_json.as_ref(),
-                )
-                .await;
+                (outcome, detail, code, None)
             }
-            End::WaitFailed(e) => {
-                self.finish(
-                    &job,
-                    JobOutcome::Error,
-                    Some(format!("waiting for kiln run: {e}")),
-                    None,
-                    None,
-                    started,
-                    None,
-                )
-                .await;
-            }
+            End::WaitFailed(e) => (
+                JobOutcome::Error,
+                format!("waiting for kiln run: {e}"),
+                None,
+                None,
+            ),
             End::TimedOut => {
                 let d = format!("timed out after {}", humantime::format_duration(timeout));
                 tracing::warn!("job {id}: {d}");
-                self.finish(
-                    &job,
-                    JobOutcome::TimedOut,
-                    Some(d),
-                    None,
-                    None,
-                    started,
-                    None,
-                )
-                .await;
+                (JobOutcome::TimedOut, d, None, None)
             }
             End::Superseded(by) => {
                 tracing::info!("job {id}: cancelled, superseded by job {by}");
-                self.finish(
-                    &job,
+                (
                     JobOutcome::Cancelled,
-                    Some(format!("superseded by job {by}")),
+                    format!("superseded by job {by}"),
                     None,
                     Some(by),
-                    started,
-                    None,
                 )
-                .await;
             }
             End::Abort => {
                 tracing::warn!(
@@ -357,12 +331,21 @@ impl Worker {
                 }
                 return;
             }
-        }
+        };
+        // The work dir is scratch (checkout, venv); the log and summary are what is kept.
         if let Err(e) = std::fs::remove_dir_all(&work) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!("job {id}: cannot remove work dir {}: {e}", work.display());
             }
         }
+        let summary_ref = summary_json.as_ref().filter(|_| {
+            matches!(
+                outcome,
+                JobOutcome::Passed | JobOutcome::Failed | JobOutcome::Error
+            )
+        });
+        self.finish(&job, outcome, Some(detail), code, by, started, summary_ref)
+            .await;
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -354,3 +354,62 @@ pub async fn wait_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Live (non-zombie) processes of job `id` of the agent whose data dir is `data_dir`.
+pub fn processes_of_job(data_dir: &Path, id: u64) -> Vec<u32> {
+    let agent_id = std::fs::read_to_string(data_dir.join("agent-id")).unwrap();
+    let needle = format!("KILN_AGENT_JOB={}/{id}", agent_id.trim());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !stat.contains(") Z ") && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .collect()
+}
+
+/// A temp dir with a project, a config and a store.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub project: Project,
+    pub config: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl World {
+    pub fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = Project::new(tmp.path());
+        let config = tmp.path().join("agent.yml");
+        write_config(
+            &config,
+            &project.dir.display().to_string(),
+            &tmp.path().join("store"),
+        );
+        World {
+            tmp,
+            project,
+            config,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn start(&self, workers: usize, extra: &[&str]) -> Agent {
+        Agent::start(
+            &self.path("data"),
+            &self.config,
+            &AgentOpts {
+                workers,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+    }
+}
