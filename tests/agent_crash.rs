@@ -31,7 +31,14 @@ async fn sigkill_mid_build_then_restart_completes_every_accepted_job_exactly_onc
     let c = w.client.clone();
     let mut ids = Vec::new();
     for (i, (branch, sha)) in shas.iter().enumerate() {
-        let r = deliver(&c, &agent.url, "push", &format!("crash-{i}"), &push(branch, sha)).await;
+        let r = deliver(
+            &c,
+            &agent.url,
+            "push",
+            &format!("crash-{i}"),
+            &push(branch, sha),
+        )
+        .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
         ids.push(r.body["job"].as_u64().unwrap());
     }
@@ -58,7 +65,10 @@ async fn sigkill_mid_build_then_restart_completes_every_accepted_job_exactly_onc
     completed.sort();
     let mut expected: Vec<&str> = shas.iter().map(|(_, s)| s.as_str()).collect();
     expected.sort();
-    assert_eq!(completed, expected, "every accepted job completed exactly once");
+    assert_eq!(
+        completed, expected,
+        "every accepted job completed exactly once"
+    );
     for &id in &ids {
         assert!(processes_of_job(&agent.data_dir, id).is_empty());
     }

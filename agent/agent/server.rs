@@ -211,13 +211,11 @@ async fn jobs(State(st): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Re
     answer(StatusCode::OK, json!({"jobs": st.queue.list(limit)}))
 }
 
-fn parse_id(id: &str) -> Result<u64, Response> {
-    id.parse::<u64>().map_err(|_| {
-        answer(
-            StatusCode::BAD_REQUEST,
-            json!({"status": "error", "message": format!("{id:?} is not a job id")}),
-        )
-    })
+fn bad_id(id: &str) -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        json!({"status": "error", "message": format!("{id:?} is not a job id")}),
+    )
 }
 
 fn not_found(id: u64) -> Response {
@@ -228,9 +226,8 @@ fn not_found(id: u64) -> Response {
 }
 
 async fn job(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_id(&id);
     };
     let Some(job) = st.queue.get(id) else {
         return not_found(id);
@@ -247,9 +244,8 @@ async fn job(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> R
 }
 
 async fn job_log(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_id(&id);
     };
     if st.queue.get(id).is_none() {
         return not_found(id);

@@ -109,20 +109,11 @@ impl Project {
     }
 }
 
+#[derive(Default)]
 pub struct AgentOpts {
     pub workers: usize,
     pub extra: Vec<String>,
     pub env: Vec<(String, String)>,
-}
-
-impl Default for AgentOpts {
-    fn default() -> Self {
-        AgentOpts {
-            workers: 0,
-            extra: Vec::new(),
-            env: Vec::new(),
-        }
-    }
 }
 
 /// A running `kiln agent`.
