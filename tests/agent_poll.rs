@@ -40,7 +40,11 @@ async fn polled_new_heads_are_built_once() {
     );
     let c = &w.client;
     let j = wait_job(c, &agent, 1, Duration::from_secs(120), is_done).await;
-    assert_eq!((j["event"].as_str(), j["outcome"].as_str()), (Some("poll"), Some("passed")), "{j:#}");
+    assert_eq!(
+        (j["event"].as_str(), j["outcome"].as_str()),
+        (Some("poll"), Some("passed")),
+        "{j:#}"
+    );
     assert_eq!(j["sha"], sha.as_str());
     // Several more polls see the same head: nothing new.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -138,7 +138,13 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     }
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
-    let program = std::env::current_exe().map_err(io("cannot find the kiln executable"))?;
+    // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
+    // replaces the file on disk, the path names the new version (or nothing, " (deleted)"),
+    // while `/proc/self/exe` still execs the version this agent is, until it restarts.
+    let program = match std::path::Path::new("/proc/self/exe") {
+        p if p.exists() => p.to_path_buf(),
+        _ => std::env::current_exe().map_err(io("cannot find the kiln executable"))?,
+    };
     let settings = Arc::new(WorkerSettings {
         program,
         program_args: vec!["run".into()],
