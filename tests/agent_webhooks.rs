@@ -325,3 +325,27 @@ async fn health_metrics_and_sigterm_drain() {
     let logs = s.agent.logs();
     assert!(logs.contains("SIGTERM"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_second_agent_on_the_same_data_dir_is_refused() {
+    let s = setup(&[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&s.agent.data_dir)
+        .arg("--config")
+        .arg(&s.config)
+        .env("KILN_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another kiln agent"), "{err}");
+    assert!(err.contains(&s.agent.child.id().to_string()), "{err}");
+}

@@ -37,6 +37,8 @@ pub enum AgentError {
     Queue(#[from] queue::QueueError),
     #[error("{0}")]
     Secret(String),
+    #[error("{0}")]
+    Busy(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -76,6 +78,36 @@ pub fn read_secret(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret
     }
 }
 
+/// Take `<data-dir>/lock` for this process's lifetime: two agents on one queue would build every
+/// job twice. An flock is released by the kernel however the holder dies (`kill -9` included),
+/// and the file is opened close-on-exec so builds that outlive the agent do not keep it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("cannot open {}", path.display())))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(AgentError::Busy(format!(
+            "another kiln agent (pid {}) is using data dir {}; stop it or use another --data-dir",
+            holder.trim(),
+            data_dir.display()
+        )));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = writeln!(f, "{}", std::process::id());
+    Ok(f)
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -106,6 +138,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
     std::fs::create_dir_all(&data_dir)
         .map_err(io(format!("cannot create data dir {}", data_dir.display())))?;
+    let _lock = lock_data_dir(&data_dir)?;
     let config_path = args
         .config
         .clone()

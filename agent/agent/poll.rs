@@ -132,9 +132,13 @@ impl Poller {
                     continue;
                 }
                 let sha = b.commit.sha.to_ascii_lowercase();
+                let lane = format!("{}@{}", repo.full_name, b.name);
+                if self.queue.has_build(&lane, &sha) {
+                    continue;
+                }
                 let delivery = format!("poll:{}:{}:{sha}", repo.full_name, b.name);
                 let req = BuildRequest {
-                    lane: format!("{}@{}", repo.full_name, b.name),
+                    lane,
                     repo: repo.full_name.clone(),
                     sha,
                     branch: b.name.clone(),
@@ -222,9 +226,26 @@ mod tests {
             .await;
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(Queue::open(dir.path()).unwrap());
+        // A webhook already queued main's head: the poller leaves it alone rather than
+        // superseding that build with a copy of itself.
+        let webhook = BuildRequest {
+            repo: "octo/hello".into(),
+            sha: A.into(),
+            branch: "main".into(),
+            lane: "octo/hello@main".into(),
+            event: "push".into(),
+            pr_number: None,
+            fork: false,
+        };
+        queue.enqueue("webhook-1", webhook).await.unwrap();
         let p = Poller::new(queue.clone(), config.clone(), server.uri());
         let ids = p.poll_once().await;
-        assert_eq!(ids.len(), 3, "main, release/1 and plain's default branch");
+        assert_eq!(ids.len(), 2, "release/1 and plain's default branch");
+        assert_eq!(
+            queue.get(1).unwrap().outcome,
+            None,
+            "the webhook's build is not cancelled"
+        );
         let mut built: Vec<(String, String)> = queue
             .list(10)
             .into_iter()

@@ -509,6 +509,16 @@ impl Queue {
         self.lock().jobs.get(&id).cloned()
     }
 
+    /// Is `sha` already queued, running or built (not cancelled) in `lane`? Lets the poller leave
+    /// alone a head a webhook already queued, instead of superseding that build with itself.
+    pub fn has_build(&self, lane: &str, sha: &str) -> bool {
+        self.lock()
+            .jobs
+            .values()
+            .rev()
+            .any(|j| j.lane == lane && j.sha == sha && j.outcome != Some(JobOutcome::Cancelled))
+    }
+
     /// The newest `limit` jobs, newest first.
     pub fn list(&self, limit: usize) -> Vec<Job> {
         self.lock()

@@ -25,6 +25,9 @@ use super::queue::{Enqueued, Queue};
 use super::signature::Secret;
 use super::worker;
 
+/// How long a client may take to send a webhook body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every handler shares.
 pub struct AppState {
     pub queue: Arc<Queue>,
@@ -98,9 +101,20 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
     if declared.is_some_and(|n| n > st.max_body) {
         return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
     }
-    let body = match axum::body::to_bytes(body, st.max_body).await {
-        Ok(b) => b,
-        Err(_) => return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large()),
+    // A client trickling its body must not hold a connection (and memory) forever.
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, st.max_body))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large()),
+        Err(_) => {
+            return refuse(
+                &st,
+                StatusCode::REQUEST_TIMEOUT,
+                "malformed",
+                format!("body not received within {}s", BODY_TIMEOUT.as_secs()),
+            )
+        }
     };
     let sig = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(e) = secret.verify(sig, &body) {
@@ -250,11 +264,24 @@ async fn job_log(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) 
     if st.queue.get(id).is_none() {
         return not_found(id);
     }
-    match tokio::fs::read(worker::log_path(&st.data_dir, id)).await {
-        Ok(b) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], b).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "").into_response()
+    // Streamed: a build log can be far larger than we want to hold in memory.
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match tokio::fs::File::open(worker::log_path(&st.data_dir, id)).await {
+        Ok(f) => {
+            let stream = futures::stream::unfold(f, |mut f| async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                match tokio::io::AsyncReadExt::read(&mut f, &mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            });
+            (text, Body::from_stream(stream)).into_response()
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (text, "").into_response(),
         Err(e) => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"status": "error", "message": format!("cannot read log of job {id}: {e}")}),
