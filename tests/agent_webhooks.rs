@@ -168,8 +168,25 @@ async fn oversized_and_malformed_bodies_are_refused() {
         assert_eq!(r.body["status"], "malformed", "{why}");
     }
     let body = serde_json::to_vec(&push("main", SHA)).unwrap();
-    let r = deliver_raw(c, url, "push", None, Some(&sign(SECRET, &body)), body).await;
+    let r = deliver_raw(
+        c,
+        url,
+        "push",
+        None,
+        Some(&sign(SECRET, &body)),
+        body.clone(),
+    )
+    .await;
     assert_eq!(r.status, 400, "missing X-GitHub-Delivery");
+    let r = c
+        .post(format!("{url}/webhook"))
+        .header("X-GitHub-Delivery", "no-event")
+        .header("X-Hub-Signature-256", sign(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "missing X-GitHub-Event");
     assert!(jobs(c, &s.agent).await.is_empty());
 }
 
@@ -348,4 +365,27 @@ async fn a_second_agent_on_the_same_data_dir_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another kiln agent"), "{err}");
     assert!(err.contains(&s.agent.child.id().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn form_encoded_deliveries_are_understood() {
+    // GitHub's "application/x-www-form-urlencoded" content type: payload=<JSON>.
+    let s = setup(&[]);
+    let json = serde_json::to_string(&push("main", SHA)).unwrap();
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    let r = s
+        .client
+        .post(format!("{}/webhook", s.agent.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "form-1")
+        .header("X-Hub-Signature-256", sign(SECRET, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(jobs(&s.client, &s.agent).await[0]["sha"], SHA);
 }

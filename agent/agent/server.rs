@@ -120,6 +120,27 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
     if let Err(e) = secret.verify(sig, &body) {
         return refuse(&st, StatusCode::UNAUTHORIZED, "unauthorized", e);
     }
+    // GitHub's other content type wraps the JSON as `payload=<urlencoded JSON>`; the signature
+    // covers the form body as sent, so this unwrapping comes after the check.
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body = if form {
+        match url::form_urlencoded::parse(&body).find(|(k, _)| k == "payload") {
+            Some((_, v)) => bytes::Bytes::from(v.into_owned().into_bytes()),
+            None => {
+                return refuse(
+                    &st,
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    "form-encoded delivery without a `payload` field",
+                )
+            }
+        }
+    } else {
+        body
+    };
     let Some(event) = headers.get("x-github-event").and_then(|v| v.to_str().ok()) else {
         return refuse(
             &st,
