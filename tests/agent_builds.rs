@@ -107,6 +107,7 @@ async fn pushes_and_pull_requests_build_with_the_right_environment() {
         .join(fail_id.to_string())
         .exists());
     assert!(!log.contains("ghs_testtoken"));
+    assert!(!log.contains('\x1b'), "build logs are plain text: {log}");
 
     let m = c
         .get(format!("{url}/metrics"))

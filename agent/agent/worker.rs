@@ -179,6 +179,9 @@ impl Worker {
         for k in SCRUBBED_ENV {
             cmd.env_remove(k);
         }
+        // Build logs are files read by people (`GET /jobs/{id}/log`): plain text, no colours,
+        // whatever format the agent's own logs use.
+        cmd.env("NO_COLOR", "1").env_remove("KILN_LOG_FORMAT");
         cmd.env("GITHUB_REPOSITORY", &job.repo)
             .env(procs::MARKER_VAR, &marker)
             .env_remove("GITHUB_TOKEN")
