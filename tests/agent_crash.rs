@@ -124,16 +124,31 @@ async fn sigkill_during_a_delivery_storm_loses_no_acknowledged_delivery() {
     while let Some(r) = set.join_next().await {
         acked.extend(r.unwrap());
     }
-    assert!(acked.len() > 50, "only {} deliveries before the kill", acked.len());
+    assert!(
+        acked.len() > 50,
+        "only {} deliveries before the kill",
+        acked.len()
+    );
 
     let agent = w.start(0, &[]);
     let stored = jobs(&w.client, &agent).await;
     let mut count: HashMap<String, usize> = HashMap::new();
     for j in &stored {
-        *count.entry(j["delivery"].as_str().unwrap().to_string()).or_default() += 1;
+        *count
+            .entry(j["delivery"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert!(count.values().all(|&n| n == 1), "a delivery stored twice");
     let lost: Vec<&String> = acked.iter().filter(|d| !count.contains_key(*d)).collect();
-    assert!(lost.is_empty(), "{} acknowledged deliveries lost, e.g. {:?}", lost.len(), lost.first());
-    println!("{} acknowledged before kill -9, {} stored after restart", acked.len(), stored.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged deliveries lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    println!(
+        "{} acknowledged before kill -9, {} stored after restart",
+        acked.len(),
+        stored.len()
+    );
 }

@@ -118,7 +118,8 @@ async fn oversized_and_malformed_bodies_are_refused() {
     // Without a Content-Length (chunked), the cap still holds.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..20).map(|_| Ok(vec![b' '; 8192])).collect();
-    let resp = c
+    // A fresh connection: the pooled one may be closing after the 413 above.
+    let resp = reqwest::Client::new()
         .post(format!("{url}/webhook"))
         .header("X-GitHub-Event", "push")
         .header("X-GitHub-Delivery", "chunked")
@@ -130,7 +131,7 @@ async fn oversized_and_malformed_bodies_are_refused() {
     if let Ok(resp) = resp {
         assert_eq!(resp.status().as_u16(), 413);
     }
-    let m = c
+    let m = reqwest::Client::new()
         .get(format!("{url}/metrics"))
         .send()
         .await

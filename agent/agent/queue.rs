@@ -151,6 +151,47 @@ struct Inner {
     /// cannot both be queued.
     pending: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     cancel: HashMap<u64, watch::Sender<Option<u64>>>,
+    /// Lane → jobs not yet done (queued, running, or being written): supersede looks here
+    /// instead of scanning every job ever stored.
+    active: HashMap<String, BTreeSet<u64>>,
+}
+
+impl Inner {
+    fn activate(&mut self, lane: &str, id: u64) {
+        self.active.entry(lane.to_string()).or_default().insert(id);
+    }
+
+    fn deactivate(&mut self, id: u64) {
+        let Some(lane) = self.jobs.get(&id).map(|j| j.lane.clone()) else {
+            return;
+        };
+        if let Some(set) = self.active.get_mut(&lane) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.active.remove(&lane);
+            }
+        }
+    }
+
+    fn in_lane(&self, lane: &str, range: impl std::ops::RangeBounds<u64>) -> Vec<u64> {
+        self.active
+            .get(lane)
+            .map(|set| set.range(range).copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Mark a queued job cancelled because `by` supersedes it.
+    fn cancel_superseded(&mut self, id: u64, by: u64) {
+        self.deactivate(id);
+        self.queued.remove(&id);
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.state = JobState::Done;
+            j.outcome = Some(JobOutcome::Cancelled);
+            j.superseded_by = Some(by);
+            j.detail = Some(format!("superseded by job {by}"));
+            j.finished_at = Some(Utc::now());
+        }
+    }
 }
 
 const STRIPES: usize = 64;
@@ -255,6 +296,15 @@ impl Queue {
                 }
             }
         }
+        let active: Vec<(String, u64)> = inner
+            .jobs
+            .values()
+            .filter(|j| j.state != JobState::Done)
+            .map(|j| (j.lane.clone(), j.id))
+            .collect();
+        for (lane, id) in active {
+            inner.activate(&lane, id);
+        }
         queue.inner = Mutex::new(inner);
         for id in changed {
             queue.persist(id)?;
@@ -330,6 +380,7 @@ impl Queue {
                 return Ok(Enqueued::Duplicate(id));
             }
             let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+            inner.activate(&req.lane, id);
             inner.jobs.insert(
                 id,
                 Job {
@@ -361,6 +412,7 @@ impl Queue {
             inner.pending.remove(delivery);
             if let Err(e) = written {
                 // Not acknowledged, so not queued: GitHub will show the delivery as failed.
+                inner.deactivate(id);
                 inner.jobs.remove(&id);
                 return Err(e);
             }
@@ -372,40 +424,24 @@ impl Queue {
                 .unwrap_or_default();
             let mut cancelled = Vec::new();
             // A newer job of this lane that was written first (concurrent deliveries) wins.
-            let newer = inner
-                .jobs
-                .range(id + 1..)
-                .find(|(_, j)| j.lane == lane && inner.deliveries.contains_key(&j.delivery))
-                .map(|(k, _)| *k);
-            match (newer, inner.jobs.get_mut(&id)) {
-                (Some(n), Some(j)) => {
-                    j.state = JobState::Done;
-                    j.outcome = Some(JobOutcome::Cancelled);
-                    j.superseded_by = Some(n);
-                    j.detail = Some(format!("superseded by job {n}"));
-                    j.finished_at = Some(Utc::now());
+            let newer = inner.in_lane(&lane, id + 1..).into_iter().find(|n| {
+                inner
+                    .jobs
+                    .get(n)
+                    .is_some_and(|j| inner.deliveries.contains_key(&j.delivery))
+            });
+            match newer {
+                Some(n) => {
+                    inner.cancel_superseded(id, n);
                     cancelled.push(id);
                 }
-                _ => {
+                None => {
                     inner.queued.insert(id);
                 }
             }
-            let older: Vec<u64> = inner
-                .jobs
-                .range(..id)
-                .filter(|(_, j)| j.lane == lane && j.state != JobState::Done)
-                .map(|(k, _)| *k)
-                .collect();
-            for old in older {
-                let queued = inner.queued.remove(&old);
-                if queued {
-                    if let Some(j) = inner.jobs.get_mut(&old) {
-                        j.state = JobState::Done;
-                        j.outcome = Some(JobOutcome::Cancelled);
-                        j.superseded_by = Some(id);
-                        j.detail = Some(format!("superseded by job {id}"));
-                        j.finished_at = Some(Utc::now());
-                    }
+            for old in inner.in_lane(&lane, ..id) {
+                if inner.queued.contains(&old) {
+                    inner.cancel_superseded(old, id);
                     cancelled.push(old);
                 } else if let Some(tx) = inner.cancel.get(&old) {
                     let _ = tx.send(Some(id));
@@ -475,6 +511,7 @@ impl Queue {
         {
             let mut inner = self.lock();
             inner.cancel.remove(&id);
+            inner.deactivate(id);
             let job = inner.jobs.get_mut(&id).ok_or(QueueError::NoSuchJob(id))?;
             job.state = JobState::Done;
             job.outcome = Some(outcome);
