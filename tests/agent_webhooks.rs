@@ -105,8 +105,10 @@ async fn oversized_and_malformed_bodies_are_refused() {
     big["commits"] = Value::Array(vec![commit; 200]);
     let body = serde_json::to_vec(&big).unwrap();
     assert!(body.len() > 64 * 1024);
+    // Its own client: the agent closes a connection whose body it refused to read.
+    let once = reqwest::Client::new();
     let r = deliver_raw(
-        c,
+        &once,
         url,
         "push",
         Some("big"),
