@@ -122,7 +122,9 @@ impl Poller {
             None
         };
         let mut queued = Vec::new();
-        for page in 1.. {
+        // 100 pages of 100 branches is far beyond any real repository; stop there rather than
+        // loop forever on a misbehaving API.
+        for page in 1..=100 {
             let branches: Vec<Branch> = self
                 .get(repo, format!("{base}/branches?per_page={PAGE}&page={page}"))
                 .await?;
