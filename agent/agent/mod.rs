@@ -39,6 +39,8 @@ pub enum AgentError {
     Secret(String),
     #[error("{0}")]
     Busy(String),
+    #[error("no agent config at {}: pass --config FILE or create it (format: docs/agent.md)", .0.display())]
+    NoConfig(std::path::PathBuf),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -143,6 +145,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         .config
         .clone()
         .unwrap_or_else(|| data_dir.join("agent.yml"));
+    if !config_path.exists() {
+        return Err(AgentError::NoConfig(config_path));
+    }
     let config = Arc::new(AgentConfig::load(&config_path)?);
     let agent_id = procs::agent_id(&data_dir).map_err(io(format!(
         "cannot read or create {}/agent-id",
