@@ -285,3 +285,49 @@ async fn a_build_still_running_when_grace_ends_runs_again_after_restart() {
     assert_eq!(j["state"], "queued", "{j:#}");
     assert!(!done.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_finished_jobs_are_pruned_except_each_branchs_newest() {
+    let w = World::new();
+    let first = w.project.commit("main", "true");
+    let second = w.project.commit("main", "true --again");
+    let mut agent = w.start(1, &[]);
+    let c = w.client.clone();
+    let a = deliver(&c, &agent.url, "push", "r-1", &push("main", &first))
+        .await
+        .body["job"]
+        .as_u64()
+        .unwrap();
+    wait_job(&c, &agent, a, BUILD, is_done).await;
+    let b = deliver(&c, &agent.url, "push", "r-2", &push("main", &second))
+        .await
+        .body["job"]
+        .as_u64()
+        .unwrap();
+    wait_job(&c, &agent, b, BUILD, is_done).await;
+    let data = agent.data_dir.clone();
+    assert!(data.join(format!("logs/{a}.log")).exists());
+    agent.sigterm();
+    agent.wait_exit(Duration::from_secs(30));
+
+    let agent = w.start(0, &["--retain", "1ms"]);
+    let r = c
+        .get(format!("{}/jobs/{a}", agent.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "job {a} pruned");
+    for p in [
+        format!("queue/{a:012}.json"),
+        format!("logs/{a}.log"),
+        format!("summaries/{a}.json"),
+    ] {
+        assert!(!data.join(&p).exists(), "{p} left behind");
+    }
+    let j = get_json(&c, &format!("{}/jobs/{b}", agent.url)).await;
+    assert_eq!(
+        j["outcome"], "passed",
+        "the branch's newest job is kept: {j:#}"
+    );
+    assert!(data.join(format!("logs/{b}.log")).exists());
+}

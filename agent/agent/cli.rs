@@ -40,6 +40,10 @@ pub struct AgentArgs {
     /// again at the next start).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m", env = "KILN_AGENT_GRACE")]
     pub grace: Duration,
+    /// Delete finished jobs (record, log, summary) older than this, e.g. 30d; checked at start
+    /// and hourly. The newest job of each branch is always kept.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30d", env = "KILN_AGENT_RETAIN")]
+    pub retain: Duration,
     /// Largest webhook body accepted, e.g. 25MiB (GitHub's own cap), 512KiB. Larger ones get 413.
     #[arg(long, value_parser = parse_size, default_value = "25MiB", env = "KILN_AGENT_MAX_BODY")]
     pub max_body: usize,

@@ -110,6 +110,34 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError
     Ok(f)
 }
 
+/// Delete finished jobs older than `retain`, with their logs and summaries.
+fn prune(queue: &Queue, data_dir: &std::path::Path, retain: Duration) {
+    let Ok(age) = chrono::Duration::from_std(retain) else {
+        return;
+    };
+    let ids = queue.prune(chrono::Utc::now() - age);
+    for &id in &ids {
+        for path in [
+            worker::log_path(data_dir, id),
+            worker::summary_path(data_dir, id),
+        ] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("cannot delete {}: {e}", path.display())
+                }
+                _ => {}
+            }
+        }
+    }
+    if !ids.is_empty() {
+        tracing::info!(
+            "pruned {} job(s) finished more than {} ago",
+            ids.len(),
+            humantime::format_duration(retain)
+        );
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -174,6 +202,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             );
         }
     }
+    prune(&queue, &data_dir, args.retain);
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
     // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
@@ -242,6 +271,26 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     });
 
     let (drain_tx, drain_rx) = watch::channel(false);
+    {
+        let (queue, data_dir, retain, mut rx) = (
+            queue.clone(),
+            data_dir.clone(),
+            args.retain,
+            drain_rx.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            tick.tick().await; // the first tick is immediate; start-up already pruned
+            loop {
+                tokio::select! {
+                    _ = rx.wait_for(|d| *d) => return,
+                    _ = tick.tick() => {}
+                }
+                let (q, dir) = (queue.clone(), data_dir.clone());
+                let _ = tokio::task::spawn_blocking(move || prune(&q, &dir, retain)).await;
+            }
+        });
+    }
     if let Some(interval) = args.poll {
         let api = std::env::var("GITHUB_API_URL")
             .ok()

@@ -556,6 +556,44 @@ impl Queue {
             .any(|j| j.lane == lane && j.sha == sha && j.outcome != Some(JobOutcome::Cancelled))
     }
 
+    /// Forget finished jobs that finished before `cutoff` and delete their records; returns their
+    /// IDs (the caller deletes their logs and summaries). The newest job of each lane is kept
+    /// whatever its age, so the poller never rebuilds a branch head that simply did not move.
+    /// GitHub keeps deliveries for redelivery only a few days, so de-duplication loses nothing
+    /// with any retention longer than that.
+    pub fn prune(&self, cutoff: DateTime<Utc>) -> Vec<u64> {
+        let ids: Vec<u64> = {
+            let mut inner = self.lock();
+            let mut newest: HashMap<&str, u64> = HashMap::new();
+            for j in inner.jobs.values() {
+                newest.insert(j.lane.as_str(), j.id);
+            }
+            let ids: Vec<u64> = inner
+                .jobs
+                .values()
+                .filter(|j| {
+                    j.state == JobState::Done
+                        && j.finished_at.is_some_and(|f| f < cutoff)
+                        && newest.get(j.lane.as_str()) != Some(&j.id)
+                })
+                .map(|j| j.id)
+                .collect();
+            for id in &ids {
+                if let Some(j) = inner.jobs.remove(id) {
+                    inner.deliveries.remove(&j.delivery);
+                }
+            }
+            ids
+        };
+        for id in &ids {
+            let path = self.path(*id);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot delete {}: {e}", path.display());
+            }
+        }
+        ids
+    }
+
     /// The newest `limit` jobs, newest first.
     pub fn list(&self, limit: usize) -> Vec<Job> {
         self.lock()
@@ -726,6 +764,40 @@ mod tests {
         assert_eq!(q.list(10).len(), 1);
         assert!(dir.path().join("queue/000000000009.json.corrupt").exists());
         assert!(!dir.path().join("queue/.000000000002.json.1.1.tmp").exists());
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_old_finished_jobs_but_the_newest_of_each_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(Queue::open(dir.path()).unwrap());
+        for (d, lane) in [("d1", "a"), ("d2", "b"), ("d3", "c"), ("d4", "c")] {
+            q.enqueue(d, req(lane)).await.unwrap();
+        }
+        // Lane c: job 3 was superseded by 4 (cancelled, done). Finish 1 and 4; 2 stays queued.
+        let c = q.claim().await.unwrap();
+        q.finish(c.job.id, JobOutcome::Passed, None, Some(0), None)
+            .await
+            .unwrap();
+        q.enqueue("d5", req("a")).await.unwrap();
+        let c = q.claim().await.unwrap();
+        assert_eq!(c.job.id, 2);
+        q.finish(2, JobOutcome::Failed, None, Some(1), None)
+            .await
+            .unwrap();
+        let pruned = q.prune(Utc::now() + chrono::Duration::seconds(1));
+        // 1 (older than 5 in lane a) and 3 (older than 4 in lane c) go; 2 is its lane's newest.
+        assert_eq!(pruned, vec![1, 3]);
+        assert!(q.get(1).is_none());
+        // Its delivery is forgotten too (GitHub stopped offering redelivery long ago).
+        assert_eq!(
+            q.enqueue("d1", req("z")).await.unwrap(),
+            Enqueued::Accepted(6)
+        );
+        drop(q);
+        let q = Queue::open(dir.path()).unwrap();
+        let ids: Vec<u64> = q.list(10).iter().map(|j| j.id).collect();
+        assert_eq!(ids, vec![6, 5, 4, 2]);
+        assert!(q.prune(Utc::now() - chrono::Duration::days(1)).is_empty());
     }
 
     #[tokio::test]
