@@ -23,7 +23,16 @@ async fn pushes_and_pull_requests_build_with_the_right_environment() {
     let failing = w
         .project
         .commit("broken", "echo 'assert 1 == 2' >&2; exit 1");
-    let agent = w.start(1, &[]);
+    // The agent's own GITHUB_TOKEN must not leak into builds either (fork builds get none).
+    let agent = Agent::start(
+        &w.path("data"),
+        &w.config,
+        &AgentOpts {
+            workers: 1,
+            env: vec![("GITHUB_TOKEN".into(), "agent-own-token".into())],
+            ..Default::default()
+        },
+    );
     let (c, url) = (&w.client, &agent.url);
 
     let push_id = deliver(c, url, "push", "b-1", &push("main", &main_sha))
