@@ -105,6 +105,9 @@ struct RepoEntry {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
+    /// Where people reach this agent, e.g. `https://ci.example.com`: builds link their commit
+    /// statuses to `<public_url>/jobs/<id>/log`.
+    public_url: Option<String>,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
 }
@@ -137,6 +140,7 @@ impl RepoConfig {
 /// The whole agent configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentConfig {
+    pub public_url: Option<String>,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
 }
@@ -242,7 +246,15 @@ impl AgentConfig {
                 fork_token: r.fork_token,
             });
         }
+        if let Some(u) = &file.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "public_url {u:?} must be an http:// or https:// URL"
+                )));
+            }
+        }
         Ok(AgentConfig {
+            public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
             defaults: file.defaults,
             repositories: repos,
         })
@@ -358,6 +370,10 @@ mod tests {
                 "not both",
             ),
             ("repositories:\n  - name: o/r\n  - name: O/R\n", "twice"),
+            (
+                "public_url: ci.example\nrepositories:\n  - name: o/r\n",
+                "public_url",
+            ),
             (
                 "repositories:\n  - name: o/r\n    branches: []\n",
                 "branches",

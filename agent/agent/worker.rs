@@ -21,8 +21,22 @@ use super::procs;
 use super::queue::{Claim, Job, JobOutcome, Queue};
 use crate::summary::{Outcome, RunSummary};
 
-/// Environment variables of the agent that a build must never see.
-const SCRUBBED_ENV: [&str; 2] = ["KILN_WEBHOOK_SECRET", "KILN_WEBHOOK_SECRET_FILE"];
+/// Environment variables of the agent that a build must never see: the webhook secret, and
+/// per-build settings that, inherited from the agent's environment, would send every build's
+/// report to the same place (they are set per job below when they apply).
+const SCRUBBED_ENV: [&str; 11] = [
+    "KILN_WEBHOOK_SECRET",
+    "KILN_WEBHOOK_SECRET_FILE",
+    "GITHUB_TOKEN",
+    "KILN_GITHUB_REPOSITORY",
+    "KILN_HEAD_SHA",
+    "KILN_PR_NUMBER",
+    "KILN_NO_SAVE",
+    "KILN_RUN_URL",
+    "GITHUB_RUN_ID",
+    "GITHUB_SHA",
+    "GITHUB_REF",
+];
 
 /// Shutdown phases, sent to workers through a watch channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,12 +197,15 @@ impl Worker {
         // whatever format the agent's own logs use.
         cmd.env("NO_COLOR", "1").env_remove("KILN_LOG_FORMAT");
         cmd.env("GITHUB_REPOSITORY", &job.repo)
-            .env(procs::MARKER_VAR, &marker)
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("KILN_PR_NUMBER")
-            .env_remove("KILN_NO_SAVE");
+            .env("KILN_GITHUB_REPOSITORY", &job.repo)
+            .env(procs::MARKER_VAR, &marker);
         if let Some(n) = job.pr_number {
-            cmd.env("KILN_PR_NUMBER", n.to_string());
+            // Statuses and checks belong on the PR's head commit (which is what we build).
+            cmd.env("KILN_PR_NUMBER", n.to_string())
+                .env("KILN_HEAD_SHA", &job.sha);
+        }
+        if let Some(u) = &self.config.public_url {
+            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{id}/log"));
         }
         if job.fork {
             // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`

@@ -75,8 +75,18 @@ impl Project {
         Project { dir }
     }
 
-    /// Commit a kiln.yml whose test command is `command` on `branch`; returns the SHA.
+    /// Commit a kiln.yml whose test command is `command` on `branch` (GitHub reporting off);
+    /// returns the SHA.
     pub fn commit(&self, branch: &str, command: &str) -> String {
+        let yml = format!(
+            "test:\n  command: {}\nreport:\n  github:\n    enabled: false\n",
+            serde_json::to_string(command).unwrap()
+        );
+        self.commit_yml(branch, &yml)
+    }
+
+    /// Commit `yml` as kiln.yml on `branch` (created from the current head); returns the SHA.
+    pub fn commit_yml(&self, branch: &str, yml: &str) -> String {
         let has_commits = Command::new("git")
             .args(["rev-parse", "--verify", "-q", "HEAD"])
             .current_dir(&self.dir)
@@ -89,21 +99,12 @@ impl Project {
         } else {
             git(&self.dir, &["checkout", "-q", "-b", branch]);
         }
-        let yml = format!(
-            "test:\n  command: {}\nreport:\n  github:\n    enabled: false\n",
-            serde_json::to_string(command).unwrap()
-        );
         std::fs::write(self.dir.join("kiln.yml"), yml).unwrap();
         git(&self.dir, &["add", "-A"]);
+        let message = format!("build on {branch}");
         git(
             &self.dir,
-            &[
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                &format!("build: {command}"),
-            ],
+            &["commit", "-q", "--allow-empty", "-m", &message],
         );
         git(&self.dir, &["rev-parse", "HEAD"])
     }
