@@ -34,6 +34,8 @@ enum Command {
     /// Exit codes: 0 tests passed, 1 tests failed, 2 usage or config error, 3 infrastructure
     /// error (checkout or bootstrap failed).
     Run(RunArgs),
+    /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
+    Agent(kiln::agent::cli::AgentArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
     Doctor(DoctorArgs),
     /// Write a commented kiln.yml for the project in the current directory.
@@ -123,6 +125,13 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
+        Command::Agent(a) => match kiln::agent::run(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kiln agent: error: {e}");
+                2
+            }
+        },
         Command::Doctor(a) => {
             let store = a
                 .store
