@@ -34,6 +34,8 @@ enum Command {
     /// Exit codes: 0 tests passed, 1 tests failed, 2 usage or config error, 3 infrastructure
     /// error (checkout or bootstrap failed).
     Run(RunArgs),
+    /// Save, restore, list and prune caches in a store (usable from any CI).
+    Cache(kiln::cache::cli::CacheArgs),
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
+        Command::Cache(a) => kiln::cache::cli::run(a).await,
         Command::Run(a) => {
             let opts = RunOptions {
                 repo: a.repo,

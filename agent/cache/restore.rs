@@ -64,6 +64,17 @@ pub(super) async fn restore(
     out
 }
 
+/// Which key a restore would use, without downloading anything (`--lookup-only`).
+pub(super) async fn lookup(store: &Store, key: &str, restore_keys: &[String]) -> RestoreOutcome {
+    let mut out = RestoreOutcome::default();
+    if let Some((m, hit)) = find(store, key, restore_keys, &mut out.warnings).await {
+        out.hit = hit;
+        out.bytes = m.compressed_size;
+        out.matched_key = Some(m.key);
+    }
+    out
+}
+
 /// Find the manifest to restore. Store errors end the search (a warning, then a miss).
 async fn find(
     store: &Store,

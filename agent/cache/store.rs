@@ -92,6 +92,30 @@ pub fn default_store_url() -> String {
     format!("file://{}", default_store_dir().display())
 }
 
+/// The store to use when none is configured: `KILN_STORE`, else `gha` when running under GitHub
+/// Actions with its cache service available, else the embedded file store.
+pub fn auto_url() -> String {
+    auto_url_from(&|k| std::env::var(k).ok())
+}
+
+/// [`auto_url`] over any environment (for tests).
+pub fn auto_url_from(env: &dyn Fn(&str) -> Option<String>) -> String {
+    if let Some(v) = env("KILN_STORE").filter(|v| !v.is_empty()) {
+        return v;
+    }
+    if gha_available(env) {
+        return "gha".into();
+    }
+    default_store_url()
+}
+
+/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
+/// results service URL (v2).
+pub fn gha_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
+}
+
 impl Store {
     /// Open the store a URL names.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
@@ -289,11 +313,19 @@ impl Store {
             if e.metadata().is_dir() || !e.path().starts_with(prefix) {
                 continue;
             }
-            out.push(Entry {
+            let mut entry = Entry {
                 path: e.path().to_string(),
                 size: e.metadata().content_length(),
                 modified: e.metadata().last_modified(),
-            });
+            };
+            // The fs lister returns names only; a local stat is cheap.
+            if let (Some(root), None) = (&self.local_root, entry.modified) {
+                if let Ok(m) = std::fs::metadata(root.join(&entry.path)) {
+                    entry.size = m.len();
+                    entry.modified = m.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+                }
+            }
+            out.push(entry);
         }
         Ok(out)
     }
