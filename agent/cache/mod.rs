@@ -8,6 +8,7 @@
 //! - `save` is atomic and skips the upload when the exact key already holds the same content.
 
 pub mod archive;
+mod backends;
 pub mod catalog;
 pub mod cli;
 pub mod key;

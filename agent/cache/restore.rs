@@ -112,6 +112,13 @@ async fn find(
         let list_prefix = format!("{}{prefix}", manifest::PREFIX);
         let entries = match store.retry(|| store.list(&list_prefix)).await {
             Ok(v) => v,
+            Err(e) if e.is_unsupported() => {
+                warn(format!(
+                    "cache {key}: store {} cannot list keys, so restore keys are not used",
+                    store.display()
+                ));
+                return None;
+            }
             Err(e) => {
                 warn(format!(
                     "cache {key}: store unavailable ({e}); building without cache"

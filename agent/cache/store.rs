@@ -24,6 +24,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The backend cannot do this at all (listing on `gha`).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, StoreError::Backend { source, .. } if source.kind() == ErrorKind::Unsupported)
+    }
+
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -145,7 +150,13 @@ impl Store {
         if url.starts_with('/') {
             return Store::from_url(&format!("file://{url}"));
         }
-        Err(bad("unsupported scheme (expected file://)"))
+        let op = super::backends::remote_operator(url, &|k| std::env::var(k).ok())
+            .map_err(|m| bad(&m))?;
+        Ok(Store {
+            op,
+            display: redact(url),
+            local_root: None,
+        })
     }
 
     /// The URL without credentials.
