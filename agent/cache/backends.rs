@@ -177,7 +177,18 @@ fn gha(url: &str, env: Env) -> Result<Operator, String> {
     let mut b = opendal::services::Ghac::default()
         .root("/kiln")
         .version(&format!("kiln-{}", super::manifest::FORMAT));
-    if let Some(ep) = first(env, &["ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL"]) {
+    // v2 (ACTIONS_CACHE_SERVICE_V2 set) talks to the results service; v1 to the cache URL.
+    let names: &[&str] = if first(env, &["ACTIONS_CACHE_SERVICE_V2"]).is_some() {
+        &["ACTIONS_RESULTS_URL"]
+    } else {
+        &["ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL"]
+    };
+    if let Some(ep) = first(env, names) {
+        let ep = if ep.ends_with('/') {
+            ep
+        } else {
+            format!("{ep}/")
+        };
         b = b.endpoint(&ep);
     } else {
         return Err(format!(
