@@ -66,7 +66,7 @@ else:
     while total < target:
         i += 1
         r = rnd.random()
-        if r < 0.04:                       # big incompressible blob (1-16 MiB)
+        if r < 0.01:                       # big incompressible blob (1-16 MiB)
             n, data = rnd.randint(1 << 20, 16 << 20), None
             data = os.urandom(n)
         elif r < 0.5:                      # object-ish, 4-400 KiB

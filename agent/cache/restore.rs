@@ -220,23 +220,41 @@ struct RawReader {
     rx: tokio::sync::mpsc::Receiver<Chunk>,
     cur: Vec<u8>,
     pos: usize,
+    /// Consumed chunks go back to the producer for reuse.
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+/// Reading straight out of the received chunks (no intermediate buffer copy).
+impl io::BufRead for RawReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos >= self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => {
+                    let used = std::mem::replace(&mut self.cur, c);
+                    if used.capacity() > 0 {
+                        let _ = self.recycle.try_send(used);
+                    }
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(&[]),
+            }
+        }
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.cur.len());
+    }
 }
 
 impl io::Read for RawReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.cur.len() {
-            match self.rx.blocking_recv() {
-                Some(Ok(c)) => {
-                    self.cur = c;
-                    self.pos = 0;
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        use io::BufRead;
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -268,7 +286,8 @@ async fn fetch_and_extract(
 
     let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
-    let producer = spawn_producer(store, &m.archive, tx, transfer.clone()).await?;
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let producer = spawn_producer(store, &m.archive, tx, recycle_rx, transfer.clone()).await?;
     let compression = m.compression;
     let staging_paths = stagings.0.clone();
     let extractor = tokio::task::spawn_blocking(move || {
@@ -276,6 +295,7 @@ async fn fetch_and_extract(
             rx,
             cur: Vec::new(),
             pos: 0,
+            recycle: recycle_tx,
         };
         archive::extract_archive(reader, compression, &staging_paths)
     });
@@ -319,6 +339,7 @@ async fn spawn_producer(
     store: &Store,
     object: &str,
     tx: tokio::sync::mpsc::Sender<Chunk>,
+    recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
 ) -> Result<tokio::task::JoinHandle<Result<Fetched, String>>, String> {
     if let Some(root) = store.local_root() {
@@ -326,7 +347,7 @@ async fn spawn_producer(
         let file = std::fs::File::open(&path)
             .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
         return Ok(tokio::task::spawn_blocking(move || {
-            read_local(file, tx, transfer)
+            read_local(file, tx, recycle, transfer)
         }));
     }
     let stream = store
@@ -371,13 +392,15 @@ async fn spawn_producer(
 fn read_local(
     mut file: std::fs::File,
     tx: tokio::sync::mpsc::Sender<Chunk>,
+    recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
 ) -> Result<Fetched, String> {
     use std::io::Read;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
-        let mut buf = vec![0u8; 4 << 20];
+        let mut buf = recycle.try_recv().unwrap_or_default();
+        buf.resize(4 << 20, 0);
         let mut filled = 0;
         while filled < buf.len() {
             match file.read(&mut buf[filled..]) {
