@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::writers::{FileJob, WriterPool};
 use crate::config::Compression;
 
 /// Why an archive could not be written or was refused on extraction.
@@ -533,6 +534,23 @@ fn entry_slot_path(raw: &Path, slots: usize) -> Result<(usize, PathBuf), String>
     Ok((slot, comps[1..].iter().collect()))
 }
 
+/// Files up to this size are written by the writer pool; larger ones are streamed by the
+/// parser thread (so at most queue depth × this much is held in memory).
+const POOL_FILE_LIMIT: u64 = 1 << 20;
+
+/// File writer threads for extraction.
+fn writer_threads() -> usize {
+    std::env::var("KILN_EXTRACT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+        .clamp(1, 16)
+}
+
 /// Extract the tar stream `tar_stream` (already decompressed) into `stagings[i]` for slot `i`.
 /// The staging directories must exist and be empty. On error, the stagings hold partial
 /// content; the caller throws them away.
@@ -548,6 +566,7 @@ pub fn extract_tar<R: Read>(
     let mut links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     let mut link_paths: HashSet<PathBuf> = HashSet::new();
     let mut buf = vec![0u8; 1 << 20];
+    let pool = WriterPool::new(writer_threads(), 64);
     // The last directory known to exist: consecutive files mostly share it.
     let mut last_parent: Option<PathBuf> = None;
     let entries = archive.entries().map_err(ArchiveError::Corrupt)?;
@@ -584,6 +603,26 @@ pub fn extract_tar<R: Read>(
                     }
                 }
                 let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+                let mtime = entry.header().mtime().ok();
+                let size = entry.size();
+                if size <= POOL_FILE_LIMIT {
+                    // Small file: read it whole and let a writer thread create it.
+                    let mut data = Vec::with_capacity(size as usize);
+                    entry
+                        .read_to_end(&mut data)
+                        .map_err(ArchiveError::Corrupt)?;
+                    stats.files += 1;
+                    stats.bytes += data.len() as u64;
+                    files.insert(dest.clone());
+                    pool.submit(FileJob {
+                        dest,
+                        mode,
+                        mtime,
+                        data,
+                    })
+                    .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
+                    continue;
+                }
                 let mut file = fs::OpenOptions::new()
                     .write(true)
                     .create(true)
@@ -600,7 +639,7 @@ pub fn extract_tar<R: Read>(
                     file.write_all(&buf[..n]).map_err(io_err)?;
                     written += n as u64;
                 }
-                if let Ok(m) = entry.header().mtime() {
+                if let Some(m) = mtime {
                     let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(m));
                 }
                 stats.files += 1;
@@ -637,6 +676,8 @@ pub fn extract_tar<R: Read>(
                     )));
                 }
                 let source = stagings[tslot].join(&trel);
+                pool.flush()
+                    .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
                 if !files.contains(&source) {
                     return Err(unsafe_entry(format!(
                         "hard link to {}, which is not a file extracted before it",
@@ -666,6 +707,8 @@ pub fn extract_tar<R: Read>(
             }
         }
     }
+    pool.finish()
+        .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
     // Links last: no entry above was written through one. A link's own parent directories must
     // not be links either (checked against the archive's links, the only ones in the staging).
     for (dest, target, rel) in links {

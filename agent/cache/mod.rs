@@ -18,6 +18,7 @@ pub mod prune;
 mod restore;
 mod save;
 pub mod store;
+mod writers;
 
 use std::path::PathBuf;
 
