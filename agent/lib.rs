@@ -7,6 +7,8 @@ pub mod bootstrap;
 pub mod cache;
 pub mod checkout;
 pub mod config;
+pub mod doctor;
+pub mod init;
 pub mod logging;
 pub mod pipeline;
 pub mod process;

@@ -429,11 +429,11 @@ mod tests {
                     .map(|(_, b)| b.to_string())
             }
         };
-        let gha = [
+        static GHA: [(&str, &str); 2] = [
             ("ACTIONS_RUNTIME_TOKEN", "t"),
             ("ACTIONS_CACHE_URL", "https://x/"),
         ];
-        assert_eq!(auto_url_from(&env(&gha)), "gha");
+        assert_eq!(auto_url_from(&env(&GHA)), "gha");
         assert_eq!(
             auto_url_from(&env(&[
                 ("KILN_STORE", "s3://b/p"),
