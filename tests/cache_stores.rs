@@ -286,6 +286,17 @@ struct Relay {
 }
 
 fn relay(upstream: u16, upload: bool, limit: u64, trigger: Arc<dyn Fn() + Send + Sync>) -> Relay {
+    relay_with(upstream, upload, limit, trigger, false)
+}
+
+/// With `cut`, the connection that crosses `limit` is dropped there (once): a flaky network.
+fn relay_with(
+    upstream: u16,
+    upload: bool,
+    limit: u64,
+    trigger: Arc<dyn Fn() + Send + Sync>,
+    cut: bool,
+) -> Relay {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let counted = Arc::new(AtomicU64::new(0));
@@ -322,6 +333,10 @@ fn relay(upstream: u16, upload: bool, limit: u64, trigger: Arc<dyn Fn() + Send +
                             && !fired.swap(true, Ordering::SeqCst)
                         {
                             trigger();
+                            if cut {
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                break;
+                            }
                         }
                         if to.write_all(&buf[..n]).is_err() {
                             break;
@@ -452,4 +467,30 @@ fn two_processes_saving_one_key_on_s3_leave_one_valid_archive() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "exact same");
     assert!(same_tree(&a, &dst) || same_tree(&b, &dst), "restored a mix");
+}
+
+#[tokio::test]
+async fn s3_download_cut_once_is_retried_and_restores() {
+    let server = moto();
+    create_bucket(server.port, "bucket-flaky");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, 11, 12 << 20);
+    let direct = s3_store(server.port, "bucket-flaky");
+    assert!(
+        cache::save(&direct, "flaky", &[src.clone()], &SaveOptions::default())
+            .await
+            .saved
+    );
+
+    let relay = relay_with(server.port, false, 2 << 20, Arc::new(|| {}), true);
+    let store = s3_store(relay.port, "bucket-flaky");
+    let dst = tmp.path().join("dst");
+    let r = cache::restore(&store, "flaky", &[], &[dst.clone()]).await;
+    assert!(
+        relay.fired.load(Ordering::SeqCst),
+        "a connection was cut mid-download"
+    );
+    assert_eq!(r.hit, RestoreHit::Exact, "{r:?}");
+    assert!(same_tree(&src, &dst));
 }

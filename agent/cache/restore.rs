@@ -31,7 +31,22 @@ pub(super) async fn restore(
     }
     if let Some(found) = find(store, key, restore_keys, &mut out.warnings).await {
         let (manifest, hit) = found;
-        match fetch_and_extract(store, &manifest, paths).await {
+        // A download cut by the network is tried again from the start (a fresh staging);
+        // a bad archive is not.
+        let mut attempt = 1;
+        let mut delay = super::store::retry_base_delay();
+        let result = loop {
+            match fetch_and_extract(store, &manifest, paths).await {
+                Err(f) if f.transient && attempt < super::store::retry_attempts() => {
+                    tracing::debug!(key, attempt, reason = %f.reason, "download failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => break other.map_err(|f| f.reason),
+            }
+        };
+        match result {
             Ok((stats, bytes)) => {
                 tracing::info!(
                     key,
@@ -259,17 +274,40 @@ impl io::Read for RawReader {
     }
 }
 
+/// Why a fetch failed, and whether trying again may help (the network, not the archive).
+struct FetchFailure {
+    reason: String,
+    transient: bool,
+}
+
+impl From<String> for FetchFailure {
+    fn from(reason: String) -> Self {
+        FetchFailure {
+            reason,
+            transient: false,
+        }
+    }
+}
+
+fn transient(reason: String) -> FetchFailure {
+    FetchFailure {
+        reason,
+        transient: true,
+    }
+}
+
 async fn fetch_and_extract(
     store: &Store,
     m: &Manifest,
     paths: &[PathBuf],
-) -> Result<(ExtractStats, u64), String> {
+) -> Result<(ExtractStats, u64), FetchFailure> {
     if m.paths.len() != paths.len() {
         return Err(format!(
             "the archive holds {} directories but {} were asked for",
             m.paths.len(),
             paths.len()
-        ));
+        )
+        .into());
     }
     let id = unique_id();
     let mut stagings = Stagings(Vec::new());
@@ -317,19 +355,21 @@ async fn fetch_and_extract(
         return Err(format!(
             "archive is truncated or padded: {} bytes, the manifest says {}",
             fetched.size, m.compressed_size
-        ));
+        )
+        .into());
     }
     let stats = extracted.map_err(|e| e.to_string())?;
     if fetched.cut_short {
-        return Err("the archive has data after its end".into());
+        return Err("the archive has data after its end".to_string().into());
     }
     if !fetched.sha256.eq_ignore_ascii_case(&m.sha256) {
         return Err(format!(
             "sha256 mismatch: archive has {}, the manifest says {}",
             fetched.sha256, m.sha256
-        ));
+        )
+        .into());
     }
-    swap_in(&stagings.0, paths)?;
+    swap_in(&stagings.0, paths).map_err(FetchFailure::from)?;
     stagings.0.clear();
     Ok((stats, fetched.size))
 }
@@ -341,19 +381,19 @@ async fn spawn_producer(
     tx: tokio::sync::mpsc::Sender<Chunk>,
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
-) -> Result<tokio::task::JoinHandle<Result<Fetched, String>>, String> {
+) -> Result<tokio::task::JoinHandle<Result<Fetched, FetchFailure>>, FetchFailure> {
     if let Some(root) = store.local_root() {
         let path = root.join(object);
         let file = std::fs::File::open(&path)
             .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
         return Ok(tokio::task::spawn_blocking(move || {
-            read_local(file, tx, recycle, transfer)
+            read_local(file, tx, recycle, transfer).map_err(FetchFailure::from)
         }));
     }
     let stream = store
         .retry(|| store.read_stream(object))
         .await
-        .map_err(|e| format!("download failed: {e}"))?;
+        .map_err(|e| transient(format!("download failed: {e}")))?;
     Ok(tokio::spawn(async move {
         let mut stream = stream;
         let mut hasher = Sha256::new();
@@ -377,7 +417,7 @@ async fn spawn_producer(
                     let _ = tx
                         .send(Err(io::Error::new(io::ErrorKind::BrokenPipe, msg.clone())))
                         .await;
-                    return Err(msg);
+                    return Err(transient(msg));
                 }
             }
         }

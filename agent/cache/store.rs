@@ -48,7 +48,8 @@ impl StoreError {
     }
 }
 
-fn retry_attempts() -> u32 {
+/// Attempts per store operation (`KILN_STORE_RETRIES`, default 3).
+pub(crate) fn retry_attempts() -> u32 {
     std::env::var("KILN_STORE_RETRIES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -56,7 +57,8 @@ fn retry_attempts() -> u32 {
         .clamp(1, 10)
 }
 
-fn retry_base_delay() -> Duration {
+/// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
+pub(crate) fn retry_base_delay() -> Duration {
     std::env::var("KILN_STORE_RETRY_DELAY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
