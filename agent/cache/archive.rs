@@ -560,8 +560,6 @@ pub fn extract_tar<R: Read>(
 ) -> Result<ExtractStats, ArchiveError> {
     let mut archive = tar::Archive::new(tar_stream);
     let mut stats = ExtractStats::default();
-    // Regular files written, for hard links (which may only point at those).
-    let mut files: HashSet<PathBuf> = HashSet::new();
     // Symlinks, created at the end so nothing is ever written through one.
     let mut links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     let mut link_paths: HashSet<PathBuf> = HashSet::new();
@@ -613,7 +611,6 @@ pub fn extract_tar<R: Read>(
                         .map_err(ArchiveError::Corrupt)?;
                     stats.files += 1;
                     stats.bytes += data.len() as u64;
-                    files.insert(dest.clone());
                     pool.submit(FileJob {
                         dest,
                         mode,
@@ -644,7 +641,6 @@ pub fn extract_tar<R: Read>(
                 }
                 stats.files += 1;
                 stats.bytes += written;
-                files.insert(dest);
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -678,7 +674,12 @@ pub fn extract_tar<R: Read>(
                 let source = stagings[tslot].join(&trel);
                 pool.flush()
                     .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
-                if !files.contains(&source) {
+                // The staging started empty and holds no symlinks yet, so a regular file at
+                // this normalized path can only be one this archive extracted earlier.
+                let is_file = fs::symlink_metadata(&source)
+                    .map(|m| m.file_type().is_file())
+                    .unwrap_or(false);
+                if !is_file {
                     return Err(unsafe_entry(format!(
                         "hard link to {}, which is not a file extracted before it",
                         target.display()
@@ -691,7 +692,6 @@ pub fn extract_tar<R: Read>(
                     fs::remove_file(&dest).map_err(io_err)?;
                 }
                 fs::hard_link(&source, &dest).map_err(io_err)?;
-                files.insert(dest);
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(unsafe_entry("device file".into()));
