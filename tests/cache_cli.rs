@@ -9,6 +9,7 @@ fn kiln() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
     c.env_remove("KILN_STORE")
         .env_remove("GITHUB_OUTPUT")
+        .env_remove("RUST_LOG")
         .env_remove("ACTIONS_RUNTIME_TOKEN")
         .env("NO_COLOR", "1");
     c
@@ -76,6 +77,9 @@ fn save_restore_list_round_trip_through_the_cli() {
         .args(["--store", &e.url]));
     assert!(o.status.success());
     assert!(stdout(&o).starts_with("saved wheels-abc"), "{}", stdout(&o));
+    // Not a terminal: no progress bar, a log line with bytes and MB/s instead.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("MB/s"), "{err}");
 
     // Same content again: skipped.
     let o = run(kiln()
