@@ -10,6 +10,7 @@ fn kiln() -> Command {
     c.env_remove("KILN_STORE")
         .env_remove("GITHUB_OUTPUT")
         .env_remove("RUST_LOG")
+        .env_remove("KILN_LOG")
         .env_remove("ACTIONS_RUNTIME_TOKEN")
         .env("NO_COLOR", "1");
     c
