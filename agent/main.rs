@@ -36,6 +36,8 @@ enum Command {
     Run(RunArgs),
     /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
     Agent(kiln::agent::cli::AgentArgs),
+    /// Save, restore, list and prune caches in a store (usable from any CI).
+    Cache(kiln::cache::cli::CacheArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
     Doctor(DoctorArgs),
     /// Write a commented kiln.yml for the project in the current directory.
@@ -132,10 +134,9 @@ async fn dispatch(command: Command) -> u8 {
                 2
             }
         },
+        Command::Cache(a) => kiln::cache::cli::run(a).await,
         Command::Doctor(a) => {
-            let store = a
-                .store
-                .unwrap_or_else(kiln::cache::store::default_store_url);
+            let store = a.store.unwrap_or_else(kiln::cache::store::auto_url);
             let checks = kiln::doctor::run(&a.config, &store).await;
             if kiln::doctor::print(&checks) {
                 0

@@ -340,7 +340,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         .cache
         .store
         .clone()
-        .unwrap_or_else(cache::store::default_store_url);
+        .unwrap_or_else(cache::store::auto_url);
     ctx.store = Some(Store::from_url(&store_url).map_err(|e| UsageError::Other(e.to_string()))?);
 
     // 2. restore
