@@ -254,24 +254,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let config: Config = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            // serde_yaml appends " at line X column Y" to some messages; the prefix already says it.
-            let message = e.to_string();
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            ConfigError::Syntax {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
-        })?;
+        let config: Config = parse_yaml(text, path)?;
         config.validate(path)?;
         Ok(config)
     }
@@ -385,8 +368,34 @@ impl Config {
     }
 }
 
+/// Deserialize YAML strictly, turning serde_yaml's error into `file:line:col: message`.
+/// Shared by every YAML file Kiln reads (kiln.yml, agent.yml).
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        // serde_yaml appends " at line X column Y" to some messages; the prefix already says it.
+        let message = e.to_string();
+        let message = match message.find(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    })
+}
+
 /// `Option<Duration>` as a humantime string ("90s", "30m", "7d").
-mod humantime_serde_opt {
+pub(crate) mod humantime_serde_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::{parse_yaml, ConfigError};
 
 /// Where a repository's GitHub token comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ pub struct Defaults {
     /// Cache store URL passed to `kiln run --store`.
     pub store: Option<String>,
     /// Per-job timeout, e.g. "45m" (the `--job-timeout` flag overrides this default).
-    #[serde(with = "humantime_opt")]
+    #[serde(with = "crate::config::humantime_serde_opt")]
     pub timeout: Option<Duration>,
     /// Branch patterns to build on push; default: the repository's default branch.
     pub branches: Option<Vec<String>>,
@@ -92,7 +92,7 @@ struct RepoEntry {
     branches: Option<Vec<String>>,
     #[serde(default)]
     store: Option<String>,
-    #[serde(default, with = "humantime_opt")]
+    #[serde(default, with = "crate::config::humantime_serde_opt")]
     timeout: Option<Duration>,
     #[serde(default)]
     pull_requests: Option<bool>,
@@ -158,23 +158,7 @@ impl AgentConfig {
         let file: FileConfig = if text.trim().is_empty() {
             FileConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((1, 1));
-                let message = e.to_string();
-                let message = match message.find(" at line ") {
-                    Some(i) => message[..i].to_string(),
-                    None => message,
-                };
-                ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    line,
-                    column,
-                    message,
-                }
-            })?
+            parse_yaml(text, path)?
         };
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -286,28 +270,6 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     true
-}
-
-mod humantime_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        match s {
-            None => Ok(None),
-            Some(s) => humantime::parse_duration(&s)
-                .map(Some)
-                .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))),
-        }
-    }
 }
 
 #[cfg(test)]
