@@ -6,6 +6,7 @@
 pub mod bootstrap;
 pub mod cache;
 pub mod checkout;
+pub mod ci_env;
 pub mod config;
 pub mod logging;
 pub mod pipeline;

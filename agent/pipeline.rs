@@ -228,6 +228,9 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         bootstrap: None,
         summary: RunSummary::default(),
     };
+    if let Some(ci) = crate::ci_env::current() {
+        ci.prepare_run(&mut ctx);
+    }
 
     // 1. checkout
     let checked_out = timed(&mut ctx, "checkout", async |ctx: &mut RunContext| {
@@ -315,7 +318,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         .cache
         .store
         .clone()
-        .unwrap_or_else(cache::store::default_store_url);
+        .unwrap_or_else(|| crate::ci_env::default_store_url(crate::ci_env::current()));
     ctx.store = Some(Store::from_url(&store_url).map_err(|e| UsageError::Other(e.to_string()))?);
 
     // 2. restore
