@@ -1,0 +1,273 @@
+//! The GitHub Action, end to end, in a simulated runner: its own `run:` steps from action.yml,
+//! the release asset (the `kiln` built by cargo, tarred as the release workflow does) served
+//! from loopback, checksum verification, the tool cache, and `kiln run` writing the job summary,
+//! annotations and outputs a workflow sees.
+
+mod action_support;
+
+use action_support::*;
+use std::path::{Path, PathBuf};
+
+fn kiln_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
+}
+
+fn kiln_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+fn action_dir() -> PathBuf {
+    repo_root().join("action")
+}
+
+/// A small project whose "tests" write a JUnit file with one pass and one failure (so the test
+/// needs no pytest): the failure is in tests/test_math.py, line 12.
+fn sample_project(dir: &Path) -> String {
+    std::fs::create_dir_all(dir.join("tests")).unwrap();
+    std::fs::write(dir.join("requirements.txt"), "").unwrap();
+    std::fs::write(
+        dir.join("run_tests.sh"),
+        r#"#!/bin/sh
+cat > "$KILN_JUNIT_DIR/junit.xml" <<'XML'
+<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="2" failures="1" errors="0" skipped="0">
+<testcase classname="tests.test_math" name="test_add" file="tests/test_math.py" line="3"/>
+<testcase classname="tests.test_math" name="test_sub" file="tests/test_math.py" line="10">
+<failure message="assert 1 == 2">def test_sub():
+&gt;       assert sub(3, 1) == 2, "50%: off, by one"
+E       assert 1 == 2
+
+tests/test_math.py:12: AssertionError</failure></testcase>
+</testsuite></testsuites>
+XML
+echo "1 failed, 1 passed"
+exit 1
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("tests/test_math.py"), "def test_sub():\n    pass\n").unwrap();
+    sh(
+        dir,
+        "git init -q -b main && git add -A && git commit -qm 'sample' && git rev-parse HEAD",
+    )
+    .trim()
+    .to_string()
+}
+
+fn assert_contains(haystack: &str, needle: &str, what: &str) {
+    assert!(
+        haystack.contains(needle),
+        "{what} lacks {needle:?}:\n{haystack}"
+    );
+}
+
+#[test]
+fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
+    let project = tempfile::tempdir().unwrap();
+    let sha = sample_project(project.path());
+
+    // A release whose published checksum is wrong: the install step must refuse it.
+    let bad = tempfile::tempdir().unwrap();
+    publish_release(bad.path(), kiln_version(), &kiln_bin(), Some(&"0".repeat(64)));
+    let bad_server = AssetServer::start(bad.path(), kiln_version());
+    let mut runner = Runner::new(project.path(), &sha);
+    let run = runner.run_action(
+        &action_dir(),
+        &[("download-url", &bad_server.base), ("version", kiln_version())],
+        Some(&["install"]),
+        &[],
+    );
+    assert!(!run.success, "a wrong checksum must fail the step\n{}", run.log());
+    let install = run.step("install");
+    assert_eq!(install.code, 1, "{}", run.log());
+    assert_contains(&install.stdout, "::error title=Kiln install::checksum mismatch", "stdout");
+    assert!(install.outputs.get("path").is_none());
+    assert!(
+        !runner.tool_cache.join("kiln").exists(),
+        "nothing may enter the tool cache from a rejected download"
+    );
+    assert!(bad_server
+        .requests()
+        .iter()
+        .any(|r| r.ends_with(".tar.gz.sha256")));
+
+    // The good release, asked for as `latest`: resolved through the redirect, verified, cached.
+    let good = tempfile::tempdir().unwrap();
+    publish_release(good.path(), kiln_version(), &kiln_bin(), None);
+    let server = AssetServer::start(good.path(), kiln_version());
+    let run = runner.run_action(
+        &action_dir(),
+        &[("download-url", &server.base)],
+        Some(&["install"]),
+        &[],
+    );
+    assert!(run.success, "{}", run.log());
+    assert_contains(&run.step("install").stderr, "sha256 verified", "install log");
+    let (_, arch) = runner_platform();
+    let cached = runner
+        .tool_cache
+        .join("kiln")
+        .join(kiln_version())
+        .join(arch.to_lowercase())
+        .join("kiln");
+    assert_eq!(run.outputs["kiln-version"], kiln_version());
+    assert_eq!(run.step("install").outputs["path"], cached.display().to_string());
+    assert!(cached.is_file());
+    assert_eq!(
+        runner.path_prepend.first().map(String::as_str),
+        Some(cached.parent().unwrap().to_str().unwrap()),
+        "the binary's directory is added to GITHUB_PATH"
+    );
+    let asset = format!("kiln-{}.tar.gz", release_target());
+    assert!(server.requests().contains(&format!(
+        "GET /releases/download/v{}/{asset}",
+        kiln_version()
+    )));
+
+    // A second job on the same runner asking for that version: served from the tool cache.
+    let before = server.requests().len();
+    let run = runner.run_action(
+        &action_dir(),
+        &[("download-url", &server.base), ("version", &format!("v{}", kiln_version()))],
+        Some(&["install"]),
+        &[],
+    );
+    assert!(run.success, "{}", run.log());
+    assert_contains(&run.step("install").stderr, "from the tool cache", "install log");
+    assert_eq!(server.requests().len(), before, "no download on a tool-cache hit");
+}
+
+#[test]
+fn the_action_runs_kiln_and_reports_to_the_runner() {
+    let project = tempfile::tempdir().unwrap();
+    let sha = sample_project(project.path());
+    let releases = tempfile::tempdir().unwrap();
+    publish_release(releases.path(), kiln_version(), &kiln_bin(), None);
+    let server = AssetServer::start(releases.path(), kiln_version());
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+
+    let mut runner = Runner::new(project.path(), &sha);
+    let run = runner.run_action(
+        &action_dir(),
+        &[
+            ("download-url", &server.base),
+            ("version", kiln_version()),
+            ("checkout", "reuse"),
+            ("store", &store_url),
+            ("test-command", "sh run_tests.sh"),
+        ],
+        None,
+        &[],
+    );
+    let log = run.log();
+    // The tests fail, so the step fails with kiln's exit code 1 ...
+    assert!(!run.success, "{log}");
+    assert_eq!(run.step("run").code, 1, "{log}");
+    assert!(run.step("runtime").skipped);
+
+    // ... and the workflow still gets its outputs.
+    assert_eq!(run.outputs["outcome"], "failed", "{log}");
+    assert_eq!(run.outputs["wheelhouse-hit"], "miss", "{log}");
+    assert_eq!(run.outputs["ccache-hit"], "miss", "{log}");
+    assert_eq!(run.outputs["kiln-version"], kiln_version());
+    let summary_json = PathBuf::from(&run.outputs["summary-json"]);
+    assert!(summary_json.starts_with(&runner.temp), "{summary_json:?}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_json).unwrap()).unwrap();
+    assert_eq!(summary["outcome"], "failed");
+    assert_eq!(summary["commit"], sha.as_str());
+    assert_eq!(summary["branch"], "main");
+
+    // Log groups per stage and one annotation per failing test, on stdout.
+    let stdout = run.stdout();
+    for stage in ["checkout", "restore", "bootstrap", "test", "save", "report"] {
+        assert_contains(&stdout, &format!("::group::kiln {stage}\n"), "stdout");
+    }
+    assert_eq!(
+        stdout.matches("::group::").count(),
+        stdout.matches("::endgroup::").count(),
+        "{stdout}"
+    );
+    assert_contains(
+        &stdout,
+        "::error file=tests/test_math.py,line=12,title=Test failed%3A tests.test_math%3A%3Atest_sub::assert 1 == 2",
+        "stdout",
+    );
+    assert_contains(
+        &stdout,
+        "::add-mask::ghs_simulatedtoken0123456789",
+        "stdout (the token input defaults to github.token and is masked)",
+    );
+
+    // The job summary a person reads.
+    let md = run.summary();
+    assert_contains(&md, &format!("## :x: Kiln: failed at `{}` on `main`", &sha[..12]), "summary");
+    for row in ["| checkout |", "| restore |", "| bootstrap |", "| test |", "| save |"] {
+        assert_contains(&md, row, "summary");
+    }
+    assert_contains(&md, "| wheelhouse | miss |", "summary");
+    assert_contains(&md, "**Wheels:** 0 built", "summary");
+    assert_contains(&md, "**Tests:** 1 passed, 1 failed, 0 skipped", "summary");
+    assert_contains(
+        &md,
+        "| `tests.test_math::test_sub` | `tests/test_math.py:12` | assert 1 == 2 |",
+        "summary",
+    );
+    assert_contains(&md, "**Notified:**", "summary");
+    assert_contains(
+        &md,
+        "[Workflow run](http://127.0.0.1:9/acme/widgets/actions/runs/4242/attempts/1)",
+        "summary",
+    );
+}
+
+#[test]
+fn a_fork_pull_request_restores_but_never_saves() {
+    let project = tempfile::tempdir().unwrap();
+    let sha = sample_project(project.path());
+    std::fs::write(project.path().join("run_tests.sh"), "exit 0\n").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+
+    let mut runner = Runner::new(project.path(), &sha);
+    runner.pull_request(true);
+    let run = runner.run_action(
+        &action_dir(),
+        &[("checkout", "reuse"), ("store", &store_url), ("test-command", "true")],
+        Some(&["run"]),
+        &[("install", "path", env!("CARGO_BIN_EXE_kiln"))],
+    );
+    let log = run.log();
+    assert!(run.success, "{log}");
+    assert_eq!(run.outputs["outcome"], "passed", "{log}");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&run.outputs["summary-json"]).unwrap(),
+    )
+    .unwrap();
+    let save = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "save")
+        .unwrap();
+    assert_eq!(save["outcome"], "skipped", "{save}");
+    assert!(save["detail"].as_str().unwrap().contains("fork"), "{save}");
+    assert_eq!(summary["branch"], "feature", "the PR's head branch, not the merge ref");
+    let md = run.summary();
+    assert_contains(&md, "| save |", "summary");
+    assert!(
+        walk_files(store.path()).is_empty(),
+        "a fork PR wrote to the store: {:?}",
+        walk_files(store.path())
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
