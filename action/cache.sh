@@ -19,12 +19,16 @@ is_true() {
 }
 
 # Append one `flag value` pair per non-empty, trimmed line of $2.
+# shellcheck disable=SC2088 # a literal "~/", compared with the input
+tilde_slash="~/"
 lines_to_flags() {
   local flag="$1" line
   while IFS= read -r line || [ -n "$line" ]; do
     line="${line#"${line%%[![:space:]]*}"}"
     line="${line%"${line##*[![:space:]]}"}"
-    [ -n "$line" ] && args+=("$flag" "$line")
+    # A leading ~ means the home directory, as in actions/cache.
+    if [ "$flag" = --path ] && [ "${line:0:2}" = "$tilde_slash" ]; then line="$HOME/${line:2}"; fi
+    if [ -n "$line" ]; then args+=("$flag" "$line"); fi
   done <<<"$2"
 }
 
