@@ -8,6 +8,8 @@ pub mod cache;
 pub mod checkout;
 pub mod ci_env;
 pub mod config;
+pub mod doctor;
+pub mod init;
 pub mod logging;
 pub mod pipeline;
 pub mod process;

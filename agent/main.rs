@@ -34,6 +34,27 @@ enum Command {
     /// Exit codes: 0 tests passed, 1 tests failed, 2 usage or config error, 3 infrastructure
     /// error (checkout or bootstrap failed).
     Run(RunArgs),
+    /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
+    Doctor(DoctorArgs),
+    /// Write a commented kiln.yml for the project in the current directory.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug)]
+struct DoctorArgs {
+    /// Config file to validate.
+    #[arg(long, default_value = "kiln.yml", env = "KILN_CONFIG")]
+    config: PathBuf,
+    /// Store to probe (write, read, delete a small object).
+    #[arg(long, env = "KILN_STORE")]
+    store: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Overwrite an existing kiln.yml.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +115,30 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
+        Command::Doctor(a) => {
+            let store = a
+                .store
+                .unwrap_or_else(kiln::cache::store::default_store_url);
+            let checks = kiln::doctor::run(&a.config, &store).await;
+            if kiln::doctor::print(&checks) {
+                0
+            } else {
+                1
+            }
+        }
+        Command::Init(a) => {
+            let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            match kiln::init::init(&dir, a.force) {
+                Ok(path) => {
+                    println!("wrote {}", path.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("kiln: error: {e}");
+                    2
+                }
+            }
+        }
         Command::Run(a) => {
             let opts = RunOptions {
                 repo: a.repo,

@@ -119,6 +119,26 @@ impl Paths {
 pub struct RunKeys {
     pub wheelhouse: cache::key::CacheKey,
     pub ccache: cache::key::CacheKey,
+    /// pip's download cache, when `cache.pip_cache` is on.
+    pub pip: Option<cache::key::CacheKey>,
+}
+
+impl RunKeys {
+    /// (cache name, key, directory) of every cache this run uses.
+    fn caches(&self, paths: &Paths) -> Vec<(&'static str, cache::key::CacheKey, PathBuf)> {
+        let mut v = vec![
+            (
+                "wheelhouse",
+                self.wheelhouse.clone(),
+                paths.wheelhouse.clone(),
+            ),
+            ("ccache", self.ccache.clone(), paths.ccache.clone()),
+        ];
+        if let Some(pip) = &self.pip {
+            v.push(("pip", pip.clone(), paths.pip_cache.clone()));
+        }
+        v
+    }
 }
 
 /// Shared state of one run, handed from stage to stage.
@@ -441,32 +461,23 @@ async fn restore_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String
     let keys = RunKeys {
         wheelhouse: inputs.wheelhouse(),
         ccache: inputs.ccache(),
+        pip: ctx.config.cache.pip_cache.then(|| inputs.pip_cache()),
     };
     let Some(store) = ctx.store.clone() else {
         return ((), StageOutcome::Skipped, None);
     };
-    let wh_paths = [ctx.paths.wheelhouse.clone()];
-    let cc_paths = [ctx.paths.ccache.clone()];
-    let (wh, cc) = tokio::join!(
-        cache::restore(
-            &store,
-            &keys.wheelhouse.key,
-            &keys.wheelhouse.restore_keys,
-            &wh_paths
-        ),
-        cache::restore(
-            &store,
-            &keys.ccache.key,
-            &keys.ccache.restore_keys,
-            &cc_paths
-        ),
-    );
+    let caches = keys.caches(&ctx.paths);
+    let results = futures::future::join_all(caches.iter().map(|(_, key, dir)| {
+        let store = &store;
+        async move {
+            let paths = [dir.clone()];
+            cache::restore(store, &key.key, &key.restore_keys, &paths).await
+        }
+    }))
+    .await;
     let mut degraded = false;
     let mut parts = Vec::new();
-    for (name, key, r) in [
-        ("wheelhouse", &keys.wheelhouse.key, wh),
-        ("ccache", &keys.ccache.key, cc),
-    ] {
+    for ((name, key, _), r) in caches.into_iter().zip(results) {
         degraded |= !r.warnings.is_empty();
         for w in &r.warnings {
             tracing::warn!("{name} cache: {w}");
@@ -474,7 +485,7 @@ async fn restore_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String
         parts.push(format!("{name} {:?}", r.hit).to_lowercase());
         ctx.summary.caches.push(CacheSummary {
             name: name.into(),
-            key: key.clone(),
+            key: key.key.clone(),
             restore: r.hit,
             restored_key: r.matched_key,
             bytes_restored: r.bytes,
@@ -558,23 +569,9 @@ async fn save_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String>) 
     };
     let mut parts = Vec::new();
     let mut degraded = false;
-    // ccache: only when this run added entries (ccache touches its stats on every hit).
-    let jobs: [(&str, &cache::key::CacheKey, PathBuf, bool); 2] = [
-        (
-            "wheelhouse",
-            &keys.wheelhouse,
-            ctx.paths.wheelhouse.clone(),
-            true,
-        ),
-        (
-            "ccache",
-            &keys.ccache,
-            ctx.paths.ccache.clone(),
-            boot.ccache_new_entries,
-        ),
-    ];
-    for (name, key, dir, wanted) in jobs {
-        if !wanted {
+    for (name, key, dir) in keys.caches(&ctx.paths) {
+        // ccache: only when this run added entries (ccache touches its stats on every hit).
+        if name == "ccache" && !boot.ccache_new_entries {
             parts.push(format!("{name} unchanged"));
             continue;
         }

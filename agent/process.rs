@@ -15,10 +15,57 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 static CHILD_MICROS: AtomicU64 = AtomicU64::new(0);
+/// Children running now, and since when at least one has been running.
+static ACTIVE: Mutex<(u32, Option<Instant>)> = Mutex::new((0, None));
 
-/// Total wall time spent waiting on child processes since start.
+/// Wall time during which at least one child process was running (children that run at the same
+/// time count once), since start.
 pub fn child_time() -> Duration {
-    Duration::from_micros(CHILD_MICROS.load(Ordering::Relaxed))
+    let mut micros = CHILD_MICROS.load(Ordering::Relaxed);
+    if let Ok(active) = ACTIVE.lock() {
+        if let (n, Some(since)) = *active {
+            if n > 0 {
+                micros += since.elapsed().as_micros() as u64;
+            }
+        }
+    }
+    Duration::from_micros(micros)
+}
+
+fn child_started() {
+    if let Ok(mut a) = ACTIVE.lock() {
+        if a.0 == 0 {
+            a.1 = Some(Instant::now());
+        }
+        a.0 += 1;
+    }
+}
+
+fn child_ended() {
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.0 = a.0.saturating_sub(1);
+        if a.0 == 0 {
+            if let Some(since) = a.1.take() {
+                CHILD_MICROS.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Marks a child as running for as long as it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        child_started();
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        child_ended();
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +195,7 @@ impl Cmd {
             program: program.clone(),
             source,
         })?;
+        let _running = Running::start();
         let pid = child.id();
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let out = child
@@ -167,7 +215,6 @@ impl Cmd {
                 Err(_) => {
                     drop(guard);
                     let _ = child.wait().await;
-                    CHILD_MICROS.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     return Err(ProcessError::Timeout { program, after: t });
                 }
             },
@@ -183,7 +230,6 @@ impl Cmd {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }
         let elapsed = started.elapsed();
-        CHILD_MICROS.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         let lines: Vec<String> = tail
             .lock()
             .map(|t| t.iter().cloned().collect())

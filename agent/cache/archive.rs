@@ -1,1 +1,813 @@
-//! archive: see mod.rs (issue 3).
+//! Cache archives: a tar stream of one or more directories ("slots"), compressed with zstd
+//! (multi-threaded) or gzip, and a *safe* extractor for it.
+//!
+//! Layout: every entry of slot `i` is stored under the prefix `i/`, so one archive carries several
+//! directories and each is restored to the position the caller names (like actions/cache).
+//!
+//! Why a hand-written extractor instead of `tar::Entry::unpack_in`: an archive comes from a shared
+//! store and is never trusted. `unpack_in` silently skips some bad entries; we want every one of
+//! them (`..`, absolute paths, links escaping the target, devices, FIFOs) to turn the whole restore
+//! into a miss with a reason, and we must make sure no entry is ever written *through* a symlink
+//! the archive itself created. Symlinks are therefore created last, after every file and
+//! directory, and only when their target stays inside the slot.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Compression;
+
+/// Why an archive could not be written or was refused on extraction.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("reading {path}: {source}")]
+    ReadSource {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the archive: {0}")]
+    Write(#[source] io::Error),
+    #[error("archive stream is corrupt or truncated: {0}")]
+    Corrupt(#[source] io::Error),
+    #[error("archive entry {entry:?} is unsafe: {reason}")]
+    Unsafe { entry: String, reason: String },
+    #[error("archive entry {entry:?} has unsupported type {kind}")]
+    Unsupported { entry: String, kind: String },
+    #[error("extracting {path}: {source}")]
+    Extract {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What was archived.
+#[derive(Debug, Clone, Default)]
+pub struct BuildStats {
+    /// Regular files archived.
+    pub files: u64,
+    /// Bytes of file content.
+    pub content_bytes: u64,
+    /// Bytes of the uncompressed tar stream.
+    pub tar_bytes: u64,
+    /// See [`ContentDigest`].
+    pub content_digest: String,
+    /// Entries left out (sockets, links that would escape), for the user.
+    pub skipped: Vec<String>,
+}
+
+/// What was extracted.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A digest of the *content* of the slots: for each entry in sorted order its slot, relative
+/// path, kind, permission bits, size, and the sha256 of its bytes (or its link target).
+/// Modification times are left out on purpose: ccache and pip touch files without changing
+/// them, and such a touch must not cause a new upload.
+#[derive(Default)]
+struct ContentDigest(Sha256);
+
+impl ContentDigest {
+    fn entry(&mut self, slot: usize, rel: &str, kind: u8, mode: u32, size: u64) {
+        self.0.update((slot as u64).to_le_bytes());
+        self.0.update(rel.as_bytes());
+        self.0.update([0, kind]);
+        self.0.update(mode.to_le_bytes());
+        self.0.update(size.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.update(b);
+    }
+    fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+/// One item found while walking a slot.
+enum Item {
+    Dir {
+        rel: String,
+        mode: u32,
+    },
+    File {
+        rel: String,
+        path: PathBuf,
+        meta: fs::Metadata,
+    },
+    Symlink {
+        rel: String,
+        target: PathBuf,
+    },
+}
+
+/// Walk `root` in sorted order (so the digest is stable), calling `f` for each item. A missing
+/// root is an empty slot. Entries that could never be restored are reported in `skipped`.
+fn walk_slot(
+    root: &Path,
+    skipped: &mut Vec<String>,
+    mut f: impl FnMut(Item) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    match fs::symlink_metadata(root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(ArchiveError::ReadSource {
+                path: root.to_path_buf(),
+                source: e,
+            })
+        }
+        Ok(m) if !m.is_dir() => {
+            skipped.push(format!("{} is not a directory", root.display()));
+            return Ok(());
+        }
+        Ok(_) => {}
+    }
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name();
+    for ent in walker {
+        let ent = ent.map_err(|e| ArchiveError::ReadSource {
+            path: e.path().unwrap_or(root).to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel_path = ent.path().strip_prefix(root).unwrap_or(Path::new(""));
+        let Some(rel) = rel_path.to_str() else {
+            skipped.push(format!("{} (name is not UTF-8)", ent.path().display()));
+            continue;
+        };
+        let rel = rel.to_string();
+        let read_err = |e: io::Error| ArchiveError::ReadSource {
+            path: ent.path().to_path_buf(),
+            source: e,
+        };
+        let ft = ent.file_type();
+        if ft.is_dir() {
+            let meta = ent.metadata().map_err(|e| read_err(e.into()))?;
+            f(Item::Dir {
+                rel,
+                mode: meta.permissions().mode() & 0o7777,
+            })?;
+        } else if ft.is_file() {
+            let meta = ent.metadata().map_err(|e| read_err(e.into()))?;
+            f(Item::File {
+                rel,
+                path: ent.path().to_path_buf(),
+                meta,
+            })?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(ent.path()).map_err(read_err)?;
+            match check_symlink_target(&rel, &target) {
+                Ok(()) => f(Item::Symlink { rel, target })?,
+                Err(reason) => skipped.push(format!(
+                    "{} -> {} ({reason})",
+                    ent.path().display(),
+                    target.display()
+                )),
+            }
+        } else {
+            skipped.push(format!(
+                "{} (not a file, directory or symlink)",
+                ent.path().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The content digest of `paths` without writing an archive: used to decide whether a save can
+/// be skipped before spending time compressing.
+pub fn content_digest(paths: &[PathBuf]) -> Result<String, ArchiveError> {
+    let mut digest = ContentDigest::default();
+    let mut skipped = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for (slot, root) in paths.iter().enumerate() {
+        walk_slot(root, &mut skipped, |item| {
+            match item {
+                Item::Dir { rel, mode } => digest.entry(slot, &rel, b'5', mode, 0),
+                Item::File { rel, path, meta } => {
+                    let mode = meta.permissions().mode() & 0o7777;
+                    digest.entry(slot, &rel, b'0', mode, meta.len());
+                    let mut file = fs::File::open(&path).map_err(|e| ArchiveError::ReadSource {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                    loop {
+                        let n = file.read(&mut buf).map_err(|e| ArchiveError::ReadSource {
+                            path: path.clone(),
+                            source: e,
+                        })?;
+                        if n == 0 {
+                            break;
+                        }
+                        digest.bytes(&buf[..n]);
+                    }
+                }
+                Item::Symlink { rel, target } => {
+                    digest.entry(slot, &rel, b'2', 0o777, 0);
+                    digest.bytes(target.as_os_str().as_encoded_bytes());
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(digest.finish())
+}
+
+/// Counts the bytes written through it.
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes and counts what passes through it (the compressed archive on its way to disk).
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    /// (inner writer, sha256 hex, bytes).
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex::encode(self.hasher.finalize()), self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The compressor level to use.
+pub fn effective_level(compression: Compression, level: Option<i32>) -> i32 {
+    match (compression, level) {
+        (Compression::Zstd, Some(l)) => l.clamp(1, 19),
+        (Compression::Zstd, None) => 3,
+        (Compression::Gzip, Some(l)) => l.clamp(1, 9),
+        (Compression::Gzip, None) => 6,
+    }
+}
+
+/// zstd worker threads: every core, since a save is usually the only thing running.
+fn zstd_threads() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(2)
+        .max(1)
+}
+
+/// Write the archive of `paths` (slot `i` = `paths[i]`), compressed, into `out`. Returns the
+/// writer back with the stats.
+pub fn write_archive<W: Write>(
+    out: W,
+    paths: &[PathBuf],
+    compression: Compression,
+    level: Option<i32>,
+) -> Result<(W, BuildStats), ArchiveError> {
+    let level = effective_level(compression, level);
+    match compression {
+        Compression::Zstd => {
+            let mut enc =
+                zstd::stream::write::Encoder::new(out, level).map_err(ArchiveError::Write)?;
+            enc.multithread(zstd_threads())
+                .map_err(ArchiveError::Write)?;
+            // A per-frame checksum: corruption is caught by the decoder itself, not only by the
+            // manifest's sha256.
+            enc.include_checksum(true).map_err(ArchiveError::Write)?;
+            // Bigger jobs keep every worker busy on small-file trees.
+            let _ = enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(4 << 20));
+            let (enc, stats) = write_tar(enc, paths)?;
+            let out = enc.finish().map_err(ArchiveError::Write)?;
+            Ok((out, stats))
+        }
+        Compression::Gzip => {
+            let enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level as u32));
+            let (enc, stats) = write_tar(enc, paths)?;
+            let out = enc.finish().map_err(ArchiveError::Write)?;
+            Ok((out, stats))
+        }
+    }
+}
+
+/// Files up to this size are read in one call (most ccache and wheel files).
+const SMALL_FILE: u64 = 8 << 20;
+
+fn write_tar<W: Write>(out: W, paths: &[PathBuf]) -> Result<(W, BuildStats), ArchiveError> {
+    let counting = CountingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, out),
+        count: 0,
+    };
+    let mut builder = tar::Builder::new(counting);
+    let mut stats = BuildStats::default();
+    let mut digest = ContentDigest::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut skipped = Vec::new();
+    for (slot, root) in paths.iter().enumerate() {
+        walk_slot(root, &mut skipped, |item| {
+            let mut header = tar::Header::new_gnu();
+            match item {
+                Item::Dir { rel, mode } => {
+                    digest.entry(slot, &rel, b'5', mode, 0);
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(mode & 0o7777);
+                    header.set_size(0);
+                    header.set_mtime(0);
+                    let name = slot_name(slot, &rel, true);
+                    builder
+                        .append_data(&mut header, name, io::empty())
+                        .map_err(ArchiveError::Write)?;
+                }
+                Item::File { rel, path, meta } => {
+                    let mode = meta.permissions().mode() & 0o7777;
+                    let read_err = |e: io::Error| ArchiveError::ReadSource {
+                        path: path.clone(),
+                        source: e,
+                    };
+                    let mut file = fs::File::open(&path).map_err(read_err)?;
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(mode);
+                    header.set_mtime(mtime_secs(&meta));
+                    let name = slot_name(slot, &rel, false);
+                    if meta.len() <= SMALL_FILE {
+                        buf.clear();
+                        file.read_to_end(&mut buf).map_err(read_err)?;
+                        let len = buf.len() as u64;
+                        digest.entry(slot, &rel, b'0', mode, len);
+                        digest.bytes(&buf);
+                        header.set_size(len);
+                        builder
+                            .append_data(&mut header, name, buf.as_slice())
+                            .map_err(ArchiveError::Write)?;
+                        stats.content_bytes += len;
+                    } else {
+                        // Large file: stream it, hashing as it goes. The size in the header must
+                        // match what we read, so a file growing meanwhile is cut at its size.
+                        let len = meta.len();
+                        digest.entry(slot, &rel, b'0', mode, len);
+                        header.set_size(len);
+                        let reader = DigestReader {
+                            inner: BufReader::with_capacity(1 << 20, file).take(len),
+                            digest: &mut digest,
+                            count: 0,
+                        };
+                        let mut reader = reader;
+                        builder
+                            .append_data(&mut header, name, &mut reader)
+                            .map_err(ArchiveError::Write)?;
+                        if reader.count != len {
+                            return Err(ArchiveError::ReadSource {
+                                path: path.clone(),
+                                source: io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "file shrank while being archived",
+                                ),
+                            });
+                        }
+                        stats.content_bytes += len;
+                    }
+                    stats.files += 1;
+                }
+                Item::Symlink { rel, target } => {
+                    digest.entry(slot, &rel, b'2', 0o777, 0);
+                    digest.bytes(target.as_os_str().as_encoded_bytes());
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    header.set_mtime(0);
+                    let name = slot_name(slot, &rel, false);
+                    builder
+                        .append_link(&mut header, name, &target)
+                        .map_err(ArchiveError::Write)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    builder.finish().map_err(ArchiveError::Write)?;
+    let counting = builder.into_inner().map_err(ArchiveError::Write)?;
+    stats.tar_bytes = counting.count;
+    let out = counting
+        .inner
+        .into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?;
+    stats.content_digest = digest.finish();
+    stats.skipped = skipped;
+    Ok((out, stats))
+}
+
+struct DigestReader<'a, R> {
+    inner: R,
+    digest: &'a mut ContentDigest,
+    count: u64,
+}
+
+impl<R: Read> Read for DigestReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.bytes(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn mtime_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn slot_name(slot: usize, rel: &str, dir: bool) -> String {
+    match (rel.is_empty(), dir) {
+        (true, _) => format!("{slot}/"),
+        (false, true) => format!("{slot}/{rel}/"),
+        (false, false) => format!("{slot}/{rel}"),
+    }
+}
+
+/// A symlink at `rel` (relative to the slot root) may point at `target` only when the target is
+/// relative, its `..` components all come first (so they are resolved against real directories,
+/// never through another link), and it stays inside the slot.
+fn check_symlink_target(rel: &str, target: &Path) -> Result<(), String> {
+    if target.as_os_str().is_empty() {
+        return Err("empty link target".into());
+    }
+    let depth = Path::new(rel)
+        .parent()
+        .map(|p| {
+            p.components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .count()
+        })
+        .unwrap_or(0);
+    let mut ups = 0usize;
+    let mut seen_normal = false;
+    for c in target.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("link target is an absolute path".into())
+            }
+            Component::ParentDir if seen_normal => {
+                return Err("link target has `..` after a name".into())
+            }
+            Component::ParentDir => ups += 1,
+            Component::CurDir => {}
+            Component::Normal(_) => seen_normal = true,
+        }
+    }
+    if ups > depth {
+        return Err("link target points outside the cache directory".into());
+    }
+    Ok(())
+}
+
+/// Parse an entry path into (slot, path relative to the slot), refusing anything that is not a
+/// plain relative path made of names.
+fn entry_slot_path(raw: &Path, slots: usize) -> Result<(usize, PathBuf), String> {
+    let mut comps = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(n) => comps.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path contains `..`".into()),
+            Component::RootDir | Component::Prefix(_) => return Err("path is absolute".into()),
+        }
+    }
+    let Some(first) = comps.first() else {
+        return Err("empty path".into());
+    };
+    let slot: usize = first
+        .to_str()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 6)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "path is outside every cached directory".to_string())?;
+    if slot >= slots {
+        return Err(format!(
+            "path belongs to directory #{slot}, but only {slots} directories are restored"
+        ));
+    }
+    Ok((slot, comps[1..].iter().collect()))
+}
+
+/// Extract the tar stream `tar_stream` (already decompressed) into `stagings[i]` for slot `i`.
+/// The staging directories must exist and be empty. On error, the stagings hold partial
+/// content; the caller throws them away.
+pub fn extract_tar<R: Read>(
+    tar_stream: R,
+    stagings: &[PathBuf],
+) -> Result<ExtractStats, ArchiveError> {
+    let mut archive = tar::Archive::new(tar_stream);
+    let mut stats = ExtractStats::default();
+    // Regular files written, for hard links (which may only point at those).
+    let mut files: HashSet<PathBuf> = HashSet::new();
+    // Symlinks, created at the end so nothing is ever written through one.
+    let mut links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
+    let mut link_paths: HashSet<PathBuf> = HashSet::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let entries = archive.entries().map_err(ArchiveError::Corrupt)?;
+    for entry in entries {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        let raw = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
+        let shown = raw.display().to_string();
+        let unsafe_entry = |reason: String| ArchiveError::Unsafe {
+            entry: shown.clone(),
+            reason,
+        };
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        let (slot, rel) = entry_slot_path(&raw, stagings.len()).map_err(unsafe_entry)?;
+        let dest = stagings[slot].join(&rel);
+        let io_err = |source: io::Error| ArchiveError::Extract {
+            path: dest.clone(),
+            source,
+        };
+        match kind {
+            tar::EntryType::Directory => {
+                fs::create_dir_all(&dest).map_err(io_err)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if rel.as_os_str().is_empty() {
+                    return Err(unsafe_entry("a file in place of a cached directory".into()));
+                }
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io_err)?;
+                }
+                let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(mode)
+                    .open(&dest)
+                    .map_err(io_err)?;
+                let mut written = 0u64;
+                loop {
+                    let n = entry.read(&mut buf).map_err(ArchiveError::Corrupt)?;
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all(&buf[..n]).map_err(io_err)?;
+                    written += n as u64;
+                }
+                if let Ok(m) = entry.header().mtime() {
+                    let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(m));
+                }
+                stats.files += 1;
+                stats.bytes += written;
+                files.insert(dest);
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(ArchiveError::Corrupt)?
+                    .ok_or_else(|| unsafe_entry("symlink without a target".into()))?
+                    .into_owned();
+                let rel_str = rel.to_string_lossy();
+                if rel.as_os_str().is_empty() {
+                    return Err(unsafe_entry("a link in place of a cached directory".into()));
+                }
+                check_symlink_target(&rel_str, &target)
+                    .map_err(|r| unsafe_entry(format!("symlink to {}: {r}", target.display())))?;
+                link_paths.insert(dest.clone());
+                links.push((dest, target, rel));
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(ArchiveError::Corrupt)?
+                    .ok_or_else(|| unsafe_entry("hard link without a target".into()))?
+                    .into_owned();
+                let (tslot, trel) = entry_slot_path(&target, stagings.len())
+                    .map_err(|r| unsafe_entry(format!("hard link to {}: {r}", target.display())))?;
+                if tslot != slot {
+                    return Err(unsafe_entry(format!(
+                        "hard link to {} crosses cached directories",
+                        target.display()
+                    )));
+                }
+                let source = stagings[tslot].join(&trel);
+                if !files.contains(&source) {
+                    return Err(unsafe_entry(format!(
+                        "hard link to {}, which is not a file extracted before it",
+                        target.display()
+                    )));
+                }
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io_err)?;
+                }
+                if dest.exists() {
+                    fs::remove_file(&dest).map_err(io_err)?;
+                }
+                fs::hard_link(&source, &dest).map_err(io_err)?;
+                files.insert(dest);
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_entry("device file".into()));
+            }
+            tar::EntryType::Fifo => {
+                return Err(unsafe_entry("FIFO (named pipe)".into()));
+            }
+            other => {
+                return Err(ArchiveError::Unsupported {
+                    entry: shown,
+                    kind: format!("{other:?}"),
+                });
+            }
+        }
+    }
+    // Links last: no entry above was written through one. A link's own parent directories must
+    // not be links either (checked against the archive's links, the only ones in the staging).
+    for (dest, target, rel) in links {
+        let mut ancestor = dest.parent();
+        while let Some(a) = ancestor {
+            if link_paths.contains(a) {
+                return Err(ArchiveError::Unsafe {
+                    entry: rel.display().to_string(),
+                    reason: "symlink inside another symlinked directory".into(),
+                });
+            }
+            ancestor = a.parent();
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|source| ArchiveError::Extract {
+                path: dest.clone(),
+                source,
+            })?;
+        }
+        std::os::unix::fs::symlink(&target, &dest).map_err(|source| ArchiveError::Extract {
+            path: dest.clone(),
+            source,
+        })?;
+    }
+    Ok(stats)
+}
+
+/// Decompress `compressed` with `compression` and extract it (see [`extract_tar`]). The tar
+/// parser and the decompressor run on two threads, like `zstd -d | tar x`.
+pub fn extract_archive<R: Read + Send + 'static>(
+    compressed: R,
+    compression: Compression,
+    stagings: &[PathBuf],
+) -> Result<ExtractStats, ArchiveError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    let decomp = std::thread::spawn(move || -> io::Result<()> {
+        let mut reader: Box<dyn Read> = match compression {
+            Compression::Zstd => {
+                let mut d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+                    1 << 20,
+                    compressed,
+                ))?;
+                d.window_log_max(31)?;
+                Box::new(d)
+            }
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 20, compressed),
+            )),
+        };
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let kind = e.kind();
+                        let msg = e.to_string();
+                        let _ = tx.send(Err(io::Error::new(kind, msg.clone())));
+                        return Err(io::Error::new(kind, msg));
+                    }
+                }
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            chunk.truncate(filled);
+            if tx.send(Ok(chunk)).is_err() {
+                // The extractor stopped (it found a bad entry): stop too.
+                return Ok(());
+            }
+        }
+    });
+    let reader = ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+    };
+    let mut reader = reader;
+    let result = extract_tar(&mut reader, stagings);
+    // Drain the rest so a corrupt tail (after the tar end marker) is still detected.
+    let drained = if result.is_ok() {
+        io::copy(&mut reader, &mut io::sink()).map(|_| ())
+    } else {
+        Ok(())
+    };
+    drop(reader);
+    let decomp_result = decomp
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("decompressor thread panicked")));
+    let stats = result?;
+    drained.map_err(ArchiveError::Corrupt)?;
+    decomp_result.map_err(ArchiveError::Corrupt)?;
+    Ok(stats)
+}
+
+/// Reads chunks sent over a channel; an `Err` chunk is returned as the read error.
+pub struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    pub fn new(rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
+        Self {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_rules() {
+        assert!(check_symlink_target("a/b", Path::new("c")).is_ok());
+        assert!(check_symlink_target("a/b", Path::new("../c")).is_ok());
+        assert!(check_symlink_target("a/b", Path::new("../../c")).is_err());
+        assert!(check_symlink_target("b", Path::new("/etc/passwd")).is_err());
+        assert!(check_symlink_target("a/b", Path::new("c/../../..")).is_err());
+        assert!(check_symlink_target("a/b", Path::new("c/..")).is_err());
+    }
+
+    #[test]
+    fn entry_paths() {
+        assert_eq!(
+            entry_slot_path(Path::new("1/a/b"), 2).unwrap(),
+            (1, PathBuf::from("a/b"))
+        );
+        assert!(entry_slot_path(Path::new("2/a"), 2).is_err());
+        assert!(entry_slot_path(Path::new("0/../x"), 2).is_err());
+        assert!(entry_slot_path(Path::new("/0/x"), 2).is_err());
+        assert!(entry_slot_path(Path::new("x/y"), 2).is_err());
+    }
+}

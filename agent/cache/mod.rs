@@ -10,6 +10,9 @@
 pub mod archive;
 pub mod key;
 pub mod manifest;
+pub mod progress;
+mod restore;
+mod save;
 pub mod store;
 
 use std::path::PathBuf;
@@ -66,13 +69,11 @@ pub async fn restore(
     restore_keys: &[String],
     paths: &[PathBuf],
 ) -> RestoreOutcome {
-    let _ = (store, key, restore_keys, paths);
-    todo!("cache engine: issue 3")
+    restore::restore(store, key, restore_keys, paths).await
 }
 
 /// Archive `paths` under `key`. Skipped (no bytes uploaded) when `key` already holds the same
 /// content. Errors only for problems the caller must hear about; a store outage is a warning.
 pub async fn save(store: &Store, key: &str, paths: &[PathBuf], opts: &SaveOptions) -> SaveOutcome {
-    let _ = (store, key, paths, opts);
-    todo!("cache engine: issue 3")
+    save::save(store, key, paths, opts).await
 }

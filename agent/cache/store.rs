@@ -3,7 +3,9 @@
 //! `file:///path` is the embedded default (`~/.cache/kiln/store`). Other schemes are added here;
 //! callers only see `Store`.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use opendal::{ErrorKind, Operator};
 
@@ -17,8 +19,44 @@ pub enum StoreError {
         op: &'static str,
         path: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
+}
+
+impl StoreError {
+    /// Worth retrying: the store may answer next time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::BadUrl { .. } => false,
+            StoreError::Backend { source, .. } => !matches!(
+                source.kind(),
+                ErrorKind::NotFound
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::ConfigInvalid
+                    | ErrorKind::Unsupported
+                    | ErrorKind::ConditionNotMatch
+                    | ErrorKind::AlreadyExists
+                    | ErrorKind::IsADirectory
+                    | ErrorKind::NotADirectory
+            ),
+        }
+    }
+}
+
+fn retry_attempts() -> u32 {
+    std::env::var("KILN_STORE_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .clamp(1, 10)
+}
+
+fn retry_base_delay() -> Duration {
+    std::env::var("KILN_STORE_RETRY_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_millis(500))
 }
 
 /// One listed object.
@@ -35,6 +73,9 @@ pub struct Store {
     op: Operator,
     /// The URL with any credentials removed: safe to log.
     display: String,
+    /// For `file://` stores: the root directory, so archives can be written in place and
+    /// renamed (no copy) and read without going through the async layer.
+    local_root: Option<PathBuf>,
 }
 
 /// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`).
@@ -62,13 +103,19 @@ impl Store {
             if !path.starts_with('/') {
                 return Err(bad("file:// URLs need an absolute path (file:///srv/kiln)"));
             }
-            let builder = opendal::services::Fs::default().root(path);
+            // Writes go to a temporary file renamed into place, so a reader never sees half
+            // a manifest and two writers never interleave.
+            let tmp = format!("{}/.kiln-tmp", path.trim_end_matches('/'));
+            let builder = opendal::services::Fs::default()
+                .root(path)
+                .atomic_write_dir(&tmp);
             let op = Operator::new(builder)
                 .map_err(|e| bad(&e.to_string()))?
                 .finish();
             return Ok(Store {
                 op,
                 display: url.to_string(),
+                local_root: Some(PathBuf::from(path)),
             });
         }
         if url.starts_with('/') {
@@ -86,12 +133,118 @@ impl Store {
         &self.op
     }
 
+    /// The root directory of a `file://` store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    /// Run a store operation, retrying transient failures (connection refused, timeouts, 5xx)
+    /// with exponential backoff. `NotFound` and permission errors are returned at once.
+    pub async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = retry_base_delay();
+        let attempts = retry_attempts();
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < attempts && e.is_transient() => {
+                    tracing::debug!(store = %self.display, attempt, error = %e, "store operation failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Size of an object; `None` when it does not exist.
+    pub async fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        match self.op.stat(path).await {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    /// Stream an object's bytes in large chunks, fetched concurrently where the backend allows.
+    pub async fn read_stream(&self, path: &str) -> Result<opendal::FuturesBytesStream, StoreError> {
+        let reader = self
+            .op
+            .reader_with(path)
+            .chunk(8 << 20)
+            .concurrent(4)
+            .await
+            .map_err(|e| self.err("read", path, e))?;
+        reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| self.err("read", path, e))
+    }
+
+    /// Upload a local file as object `path`, calling `progress` with the bytes sent so far.
+    pub async fn upload_file(
+        &self,
+        path: &str,
+        local: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let io_err = |e: std::io::Error| {
+            self.err(
+                "upload",
+                path,
+                opendal::Error::new(ErrorKind::Unexpected, "reading the local archive")
+                    .set_source(e),
+            )
+        };
+        let mut file = tokio::fs::File::open(local).await.map_err(io_err)?;
+        let mut writer = self
+            .op
+            .writer_with(path)
+            .chunk(16 << 20)
+            .concurrent(4)
+            .await
+            .map_err(|e| self.err("write", path, e))?;
+        let mut sent = 0u64;
+        loop {
+            let mut buf = vec![0u8; 8 << 20];
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file.read(&mut buf[filled..]).await.map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            buf.truncate(filled);
+            if let Err(e) = writer.write(buf).await {
+                let _ = writer.abort().await;
+                return Err(self.err("write", path, e));
+            }
+            sent += filled as u64;
+            progress(sent);
+        }
+        if let Err(e) = writer.close().await {
+            let _ = writer.abort().await;
+            return Err(self.err("write", path, e));
+        }
+        Ok(sent)
+    }
+
     fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> StoreError {
         StoreError::Backend {
             store: self.display.clone(),
             op,
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

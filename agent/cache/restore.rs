@@ -1,0 +1,455 @@
+//! Restore: find the archive (exact key, else newest match of each restore prefix), stream it
+//! from the store while hashing it, decompress and extract into staging directories next to the
+//! targets, check the hash and size, then swap the stagings in. Any fault is a miss with a
+//! reason; the targets are left as they were.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::archive::{self, ExtractStats};
+use super::manifest::{self, Manifest};
+use super::progress::Transfer;
+use super::{RestoreHit, RestoreOutcome, Store};
+
+/// How many candidate manifests to try per restore prefix before giving up on it.
+const CANDIDATES_PER_PREFIX: usize = 5;
+
+pub(super) async fn restore(
+    store: &Store,
+    key: &str,
+    restore_keys: &[String],
+    paths: &[PathBuf],
+) -> RestoreOutcome {
+    let mut out = RestoreOutcome::default();
+    if paths.is_empty() {
+        out.warnings
+            .push(format!("cache {key}: no paths to restore"));
+        return out;
+    }
+    if let Some(found) = find(store, key, restore_keys, &mut out.warnings).await {
+        let (manifest, hit) = found;
+        match fetch_and_extract(store, &manifest, paths).await {
+            Ok((stats, bytes)) => {
+                tracing::info!(
+                    key,
+                    matched = %manifest.key,
+                    files = stats.files,
+                    "cache {} hit: restored {} ({} files)",
+                    if hit == RestoreHit::Exact { "exact" } else { "partial" },
+                    manifest.key,
+                    stats.files
+                );
+                out.hit = hit;
+                out.matched_key = Some(manifest.key);
+                out.bytes = bytes;
+                return out;
+            }
+            Err(reason) => {
+                let w = format!(
+                    "cache {key}: not restoring {} from {}: {reason}; building without it",
+                    manifest.key,
+                    store.display()
+                );
+                tracing::warn!("{w}");
+                out.warnings.push(w);
+            }
+        }
+    }
+    for p in paths {
+        let _ = std::fs::create_dir_all(p);
+    }
+    out
+}
+
+/// Find the manifest to restore. Store errors end the search (a warning, then a miss).
+async fn find(
+    store: &Store,
+    key: &str,
+    restore_keys: &[String],
+    warnings: &mut Vec<String>,
+) -> Option<(Manifest, RestoreHit)> {
+    let mut warn = |w: String| {
+        tracing::warn!("{w}");
+        warnings.push(w);
+    };
+    if let Err(e) = manifest::validate_key(key) {
+        warn(format!("cache miss: {e}"));
+        return None;
+    }
+    let mpath = manifest::manifest_path(key);
+    match store.retry(|| store.get(&mpath)).await {
+        Ok(Some(bytes)) => match Manifest::parse(&bytes, key) {
+            Ok(m) => return Some((m, RestoreHit::Exact)),
+            Err(e) => warn(format!("cache {key}: ignoring its manifest: {e}")),
+        },
+        Ok(None) => {}
+        Err(e) => {
+            warn(format!(
+                "cache {key}: store unavailable ({e}); building without cache"
+            ));
+            return None;
+        }
+    }
+    for prefix in restore_keys {
+        if let Err(e) = manifest::validate_prefix(prefix) {
+            warn(format!("cache {key}: skipping restore key: {e}"));
+            continue;
+        }
+        let list_prefix = format!("{}{prefix}", manifest::PREFIX);
+        let entries = match store.retry(|| store.list(&list_prefix)).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn(format!(
+                    "cache {key}: store unavailable ({e}); building without cache"
+                ));
+                return None;
+            }
+        };
+        let mut candidates: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = entries
+            .into_iter()
+            .filter_map(|e| {
+                let name = e.path.strip_prefix(manifest::PREFIX)?;
+                let k = name.strip_suffix(".json")?;
+                (!k.contains('/') && k != key).then(|| (k.to_string(), e.modified))
+            })
+            .collect();
+        // Newest first; without modification times, read the manifests to order them.
+        if candidates.iter().any(|(_, m)| m.is_none()) {
+            let mut dated = Vec::new();
+            for (k, _) in candidates.drain(..) {
+                if let Ok(Some(b)) = store.get(&manifest::manifest_path(&k)).await {
+                    if let Ok(m) = Manifest::parse(&b, &k) {
+                        dated.push((k, Some(m.created)));
+                    }
+                }
+            }
+            candidates = dated;
+        }
+        candidates.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        for (k, _) in candidates.into_iter().take(CANDIDATES_PER_PREFIX) {
+            let kpath = manifest::manifest_path(&k);
+            match store.retry(|| store.get(&kpath)).await {
+                Ok(Some(bytes)) => match Manifest::parse(&bytes, &k) {
+                    Ok(m) => return Some((m, RestoreHit::Partial)),
+                    Err(e) => warn(format!("cache {k}: ignoring its manifest: {e}")),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    warn(format!(
+                        "cache {key}: store unavailable ({e}); building without cache"
+                    ));
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Unique-enough suffix for temporary names: pid, time, counter.
+pub(super) fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n}", std::process::id())
+}
+
+/// A sibling of `target` named `.{name}.{tag}-{id}`: same directory, so same filesystem, so the
+/// final rename is atomic.
+fn sibling(target: &Path, tag: &str, id: &str) -> Result<PathBuf, String> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| format!("{} has no directory name", target.display()))?
+        .to_string_lossy()
+        .to_string();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(parent.join(format!(".{name}.{tag}-{id}")))
+}
+
+/// Stagings removed on drop unless swapped in.
+struct Stagings(Vec<PathBuf>);
+
+impl Drop for Stagings {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = std::fs::remove_dir_all(s);
+        }
+    }
+}
+
+/// The archive's bytes, as read from the store, with their hash.
+struct Fetched {
+    sha256: String,
+    size: u64,
+    /// The extractor stopped reading before the end.
+    cut_short: bool,
+}
+
+type Chunk = io::Result<Vec<u8>>;
+
+/// Reads the chunks a producer (file reader thread or download task) sends.
+struct RawReader {
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl io::Read for RawReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+async fn fetch_and_extract(
+    store: &Store,
+    m: &Manifest,
+    paths: &[PathBuf],
+) -> Result<(ExtractStats, u64), String> {
+    if m.paths.len() != paths.len() {
+        return Err(format!(
+            "the archive holds {} directories but {} were asked for",
+            m.paths.len(),
+            paths.len()
+        ));
+    }
+    let id = unique_id();
+    let mut stagings = Stagings(Vec::new());
+    for p in paths {
+        let staging = sibling(p, "kiln-restore", &id)?;
+        if let Some(parent) = staging.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::create_dir(&staging)
+            .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+        stagings.0.push(staging);
+    }
+
+    let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
+    let producer = spawn_producer(store, &m.archive, tx, transfer.clone()).await?;
+    let compression = m.compression;
+    let staging_paths = stagings.0.clone();
+    let extractor = tokio::task::spawn_blocking(move || {
+        let reader = RawReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        archive::extract_archive(reader, compression, &staging_paths)
+    });
+    let extracted = extractor
+        .await
+        .map_err(|e| format!("extraction task failed: {e}"))?;
+    let fetched = producer
+        .await
+        .map_err(|e| format!("download task failed: {e}"))?;
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            transfer.abandon();
+            return Err(e);
+        }
+    };
+    transfer.finish(fetched.size);
+    if fetched.size != m.compressed_size {
+        return Err(format!(
+            "archive is truncated or padded: {} bytes, the manifest says {}",
+            fetched.size, m.compressed_size
+        ));
+    }
+    let stats = extracted.map_err(|e| e.to_string())?;
+    if fetched.cut_short {
+        return Err("the archive has data after its end".into());
+    }
+    if !fetched.sha256.eq_ignore_ascii_case(&m.sha256) {
+        return Err(format!(
+            "sha256 mismatch: archive has {}, the manifest says {}",
+            fetched.sha256, m.sha256
+        ));
+    }
+    swap_in(&stagings.0, paths)?;
+    stagings.0.clear();
+    Ok((stats, fetched.size))
+}
+
+/// Start sending the archive's bytes into `tx`, hashing them on the way.
+async fn spawn_producer(
+    store: &Store,
+    object: &str,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    transfer: Transfer,
+) -> Result<tokio::task::JoinHandle<Result<Fetched, String>>, String> {
+    if let Some(root) = store.local_root() {
+        let path = root.join(object);
+        let file = std::fs::File::open(&path)
+            .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
+        return Ok(tokio::task::spawn_blocking(move || {
+            read_local(file, tx, transfer)
+        }));
+    }
+    let stream = store
+        .retry(|| store.read_stream(object))
+        .await
+        .map_err(|e| format!("download failed: {e}"))?;
+    Ok(tokio::spawn(async move {
+        let mut stream = stream;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => {
+                    hasher.update(&b);
+                    size += b.len() as u64;
+                    transfer.set(size);
+                    if tx.send(Ok(b.to_vec())).await.is_err() {
+                        return Ok(Fetched {
+                            sha256: String::new(),
+                            size,
+                            cut_short: true,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("download interrupted after {size} bytes: {e}");
+                    let _ = tx
+                        .send(Err(io::Error::new(io::ErrorKind::BrokenPipe, msg.clone())))
+                        .await;
+                    return Err(msg);
+                }
+            }
+        }
+        Ok(Fetched {
+            sha256: hex::encode(hasher.finalize()),
+            size,
+            cut_short: false,
+        })
+    }))
+}
+
+fn read_local(
+    mut file: std::fs::File,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    transfer: Transfer,
+) -> Result<Fetched, String> {
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let mut buf = vec![0u8; 4 << 20];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let msg = format!("reading the archive failed after {size} bytes: {e}");
+                    let _ = tx.blocking_send(Err(io::Error::other(msg.clone())));
+                    return Err(msg);
+                }
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        hasher.update(&buf);
+        size += filled as u64;
+        transfer.set(size);
+        if tx.blocking_send(Ok(buf)).is_err() {
+            // Extractor stopped early: keep hashing to report the size honestly.
+            return Ok(Fetched {
+                sha256: String::new(),
+                size: size + io::copy(&mut file, &mut io::sink()).unwrap_or(0),
+                cut_short: true,
+            });
+        }
+    }
+    Ok(Fetched {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+        cut_short: false,
+    })
+}
+
+/// Put every staging in place of its target, all or nothing: the old targets are moved aside
+/// first and moved back if any rename fails.
+fn swap_in(stagings: &[PathBuf], targets: &[PathBuf]) -> Result<(), String> {
+    let id = unique_id();
+    let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let rollback = |done: &mut Vec<(PathBuf, Option<PathBuf>)>| {
+        for (target, backup) in done.drain(..).rev() {
+            let _ = std::fs::remove_dir_all(&target);
+            if let Some(b) = backup {
+                let _ = std::fs::rename(&b, &target);
+            }
+        }
+    };
+    for (staging, target) in stagings.iter().zip(targets) {
+        let backup = match std::fs::symlink_metadata(target) {
+            Ok(_) => {
+                let b = match sibling(target, "kiln-old", &id) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        rollback(&mut done);
+                        return Err(e);
+                    }
+                };
+                if let Err(e) = std::fs::rename(target, &b) {
+                    rollback(&mut done);
+                    return Err(format!("cannot move {} aside: {e}", target.display()));
+                }
+                Some(b)
+            }
+            Err(_) => None,
+        };
+        if let Err(e) = std::fs::rename(staging, target) {
+            if let Some(b) = &backup {
+                let _ = std::fs::rename(b, target);
+            }
+            rollback(&mut done);
+            return Err(format!(
+                "cannot move the restored files into {}: {e}",
+                target.display()
+            ));
+        }
+        done.push((target.clone(), backup));
+    }
+    for (_, backup) in done {
+        if let Some(b) = backup {
+            match std::fs::symlink_metadata(&b) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&b);
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&b);
+                }
+            }
+        }
+    }
+    Ok(())
+}
