@@ -199,8 +199,8 @@ async fn timed<F, T>(ctx: &mut RunContext, name: &str, f: F) -> T
 where
     F: AsyncFnOnce(&mut RunContext) -> (T, StageOutcome, Option<String>),
 {
-    tracing::info!("── {name}");
     report::stage_started(name);
+    tracing::info!("── {name}");
     let started = Instant::now();
     let (value, outcome, detail) = f(ctx).await;
     let seconds = started.elapsed().as_secs_f64();

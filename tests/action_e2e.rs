@@ -45,7 +45,11 @@ exit 1
 "#,
     )
     .unwrap();
-    std::fs::write(dir.join("tests/test_math.py"), "def test_sub():\n    pass\n").unwrap();
+    std::fs::write(
+        dir.join("tests/test_math.py"),
+        "def test_sub():\n    pass\n",
+    )
+    .unwrap();
     sh(
         dir,
         "git init -q -b main && git add -A && git commit -qm 'sample' && git rev-parse HEAD",
@@ -68,19 +72,35 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
 
     // A release whose published checksum is wrong: the install step must refuse it.
     let bad = tempfile::tempdir().unwrap();
-    publish_release(bad.path(), kiln_version(), &kiln_bin(), Some(&"0".repeat(64)));
+    publish_release(
+        bad.path(),
+        kiln_version(),
+        &kiln_bin(),
+        Some(&"0".repeat(64)),
+    );
     let bad_server = AssetServer::start(bad.path(), kiln_version());
     let mut runner = Runner::new(project.path(), &sha);
     let run = runner.run_action(
         &action_dir(),
-        &[("download-url", &bad_server.base), ("version", kiln_version())],
+        &[
+            ("download-url", &bad_server.base),
+            ("version", kiln_version()),
+        ],
         Some(&["install"]),
         &[],
     );
-    assert!(!run.success, "a wrong checksum must fail the step\n{}", run.log());
+    assert!(
+        !run.success,
+        "a wrong checksum must fail the step\n{}",
+        run.log()
+    );
     let install = run.step("install");
     assert_eq!(install.code, 1, "{}", run.log());
-    assert_contains(&install.stdout, "::error title=Kiln install::checksum mismatch", "stdout");
+    assert_contains(
+        &install.stdout,
+        "::error title=Kiln install::checksum mismatch",
+        "stdout",
+    );
     assert!(install.outputs.get("path").is_none());
     assert!(
         !runner.tool_cache.join("kiln").exists(),
@@ -102,7 +122,11 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
         &[],
     );
     assert!(run.success, "{}", run.log());
-    assert_contains(&run.step("install").stderr, "sha256 verified", "install log");
+    assert_contains(
+        &run.step("install").stderr,
+        "sha256 verified",
+        "install log",
+    );
     let (_, arch) = runner_platform();
     let cached = runner
         .tool_cache
@@ -111,7 +135,10 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
         .join(arch.to_lowercase())
         .join("kiln");
     assert_eq!(run.outputs["kiln-version"], kiln_version());
-    assert_eq!(run.step("install").outputs["path"], cached.display().to_string());
+    assert_eq!(
+        run.step("install").outputs["path"],
+        cached.display().to_string()
+    );
     assert!(cached.is_file());
     assert_eq!(
         runner.path_prepend.first().map(String::as_str),
@@ -128,13 +155,24 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
     let before = server.requests().len();
     let run = runner.run_action(
         &action_dir(),
-        &[("download-url", &server.base), ("version", &format!("v{}", kiln_version()))],
+        &[
+            ("download-url", &server.base),
+            ("version", &format!("v{}", kiln_version())),
+        ],
         Some(&["install"]),
         &[],
     );
     assert!(run.success, "{}", run.log());
-    assert_contains(&run.step("install").stderr, "from the tool cache", "install log");
-    assert_eq!(server.requests().len(), before, "no download on a tool-cache hit");
+    assert_contains(
+        &run.step("install").stderr,
+        "from the tool cache",
+        "install log",
+    );
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "no download on a tool-cache hit"
+    );
 }
 
 #[test]
@@ -179,31 +217,58 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
     assert_eq!(summary["commit"], sha.as_str());
     assert_eq!(summary["branch"], "main");
 
-    // Log groups per stage and one annotation per failing test, on stdout.
-    let stdout = run.stdout();
-    for stage in ["checkout", "restore", "bootstrap", "test", "save", "report"] {
-        assert_contains(&stdout, &format!("::group::kiln {stage}\n"), "stdout");
+    // One log group per stage, on stderr with the logs they group: each stage's lines (and the
+    // test command's output) inside its own group.
+    let stderr = &run.step("run").stderr;
+    let mut at = 0;
+    for (stage, inside) in [
+        ("checkout", "checkout: "),
+        ("restore", "restore: "),
+        ("bootstrap", "bootstrap: "),
+        ("test", "1 failed, 1 passed"),
+        ("save", "save: "),
+        ("report", "report: "),
+    ] {
+        let open = format!("::group::kiln {stage}\n");
+        let start = at
+            + stderr[at..]
+                .find(&open)
+                .unwrap_or_else(|| panic!("no {open:?} after byte {at}:\n{stderr}"));
+        let end = start + stderr[start..].find("::endgroup::").unwrap();
+        assert_contains(&stderr[start..end], inside, &format!("the {stage} group"));
+        at = end;
     }
-    assert_eq!(
-        stdout.matches("::group::").count(),
-        stdout.matches("::endgroup::").count(),
-        "{stdout}"
-    );
+    // One annotation per failing test, on stdout.
+    let stdout = run.stdout();
     assert_contains(
         &stdout,
         "::error file=tests/test_math.py,line=12,title=Test failed%3A tests.test_math%3A%3Atest_sub::assert 1 == 2",
         "stdout",
     );
     assert_contains(
-        &stdout,
+        stderr,
         "::add-mask::ghs_simulatedtoken0123456789",
-        "stdout (the token input defaults to github.token and is masked)",
+        "stderr (the token input defaults to github.token and is masked)",
+    );
+    assert!(
+        stderr.find("::add-mask::").unwrap() < stderr.find("::group::").unwrap(),
+        "secrets are masked before anything is logged"
     );
 
     // The job summary a person reads.
     let md = run.summary();
-    assert_contains(&md, &format!("## :x: Kiln: failed at `{}` on `main`", &sha[..12]), "summary");
-    for row in ["| checkout |", "| restore |", "| bootstrap |", "| test |", "| save |"] {
+    assert_contains(
+        &md,
+        &format!("## :x: Kiln: failed at `{}` on `main`", &sha[..12]),
+        "summary",
+    );
+    for row in [
+        "| checkout |",
+        "| restore |",
+        "| bootstrap |",
+        "| test |",
+        "| save |",
+    ] {
         assert_contains(&md, row, "summary");
     }
     assert_contains(&md, "| wheelhouse | miss |", "summary");
@@ -220,6 +285,78 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
         "[Workflow run](http://127.0.0.1:9/acme/widgets/actions/runs/4242/attempts/1)",
         "summary",
     );
+
+    // The next job on this runner: kiln from the tool cache, the wheelhouse restored exactly.
+    let before = server.requests().len();
+    let run = runner.run_action(
+        &action_dir(),
+        &[
+            ("download-url", &server.base),
+            ("version", kiln_version()),
+            ("checkout", "reuse"),
+            ("store", &store_url),
+            ("test-command", "sh run_tests.sh"),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "kiln came from the tool cache"
+    );
+    assert_eq!(run.outputs["outcome"], "failed", "{}", run.log());
+    assert_eq!(run.outputs["wheelhouse-hit"], "exact", "{}", run.log());
+    assert_eq!(run.outputs["wheels-built"], "0");
+    assert_contains(&run.summary(), "| wheelhouse | exact |", "summary");
+}
+
+#[test]
+fn the_action_on_the_fixture_project_names_the_breaking_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fixture");
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("fixtures/make_repo.sh"))
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = sh(&repo, "git rev-parse broken").trim().to_string();
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+
+    // Clone mode (the default): a fresh checkout of the tag into the work dir.
+    let mut runner = Runner::new(&repo, &sha);
+    let run = runner.run_action(
+        &action_dir(),
+        &[
+            ("working-directory", repo.to_str().unwrap()),
+            ("rev", "broken"),
+            ("store", &store_url),
+        ],
+        Some(&["run"]),
+        &[("install", "path", env!("CARGO_BIN_EXE_kiln"))],
+    );
+    let log = run.log();
+    assert_eq!(run.step("run").code, 1, "{log}");
+    assert_eq!(run.outputs["outcome"], "failed");
+    let built: u32 = run.outputs["wheels-built"].parse().unwrap();
+    assert!(built >= 2, "the C extensions were built: {built}\n{log}");
+    assert_contains(
+        &run.stdout(),
+        "::error file=tests/test_report.py,line=",
+        "stdout",
+    );
+    assert_contains(&run.stdout(), "test_summarize_totals", "stdout");
+    let md = run.summary();
+    assert_contains(&md, &format!("**Wheels:** {built} built"), "summary");
+    assert_contains(&md, "**ccache:** ", "summary");
+    assert_contains(&md, "### Failing tests (1)", "summary");
+    assert_contains(&md, "test_summarize_totals", "summary");
 }
 
 #[test]
@@ -234,17 +371,19 @@ fn a_fork_pull_request_restores_but_never_saves() {
     runner.pull_request(true);
     let run = runner.run_action(
         &action_dir(),
-        &[("checkout", "reuse"), ("store", &store_url), ("test-command", "true")],
+        &[
+            ("checkout", "reuse"),
+            ("store", &store_url),
+            ("test-command", "true"),
+        ],
         Some(&["run"]),
         &[("install", "path", env!("CARGO_BIN_EXE_kiln"))],
     );
     let log = run.log();
     assert!(run.success, "{log}");
     assert_eq!(run.outputs["outcome"], "passed", "{log}");
-    let summary: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&run.outputs["summary-json"]).unwrap(),
-    )
-    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&run.outputs["summary-json"]).unwrap()).unwrap();
     let save = summary["stages"]
         .as_array()
         .unwrap()
@@ -253,7 +392,10 @@ fn a_fork_pull_request_restores_but_never_saves() {
         .unwrap();
     assert_eq!(save["outcome"], "skipped", "{save}");
     assert!(save["detail"].as_str().unwrap().contains("fork"), "{save}");
-    assert_eq!(summary["branch"], "feature", "the PR's head branch, not the merge ref");
+    assert_eq!(
+        summary["branch"], "feature",
+        "the PR's head branch, not the merge ref"
+    );
     let md = run.summary();
     assert_contains(&md, "| save |", "summary");
     assert!(

@@ -70,7 +70,10 @@ fn cli_flags(subcommand: &[&str]) -> Option<Vec<String>> {
     Some(
         text.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=')
             .filter(|w| w.starts_with("--") && w.len() > 2)
-            .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_string())
+            .map(|w| {
+                w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .to_string()
+            })
             .collect(),
     )
 }
@@ -101,7 +104,9 @@ fn every_kiln_action_input_reaches_the_cli() {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let mut runner = Runner::new(project.path(), "0123456789012345678901234567890123456789");
-    runner.env.insert("REC_DIR".into(), rec.path().display().to_string());
+    runner
+        .env
+        .insert("REC_DIR".into(), rec.path().display().to_string());
     let run = runner.run_action(
         &root.join("action"),
         &with,
@@ -117,7 +122,11 @@ fn every_kiln_action_input_reaches_the_cli() {
     for (name, value) in &values {
         if value == "true" {
             let flag = format!("--{name}");
-            assert!(got.args.contains(&flag), "input {name}: {flag} not passed: {:?}", got.args);
+            assert!(
+                got.args.contains(&flag),
+                "input {name}: {flag} not passed: {:?}",
+                got.args
+            );
             used_flags.push(flag);
         } else if let Some(flag) = got.flag_with_value(value) {
             used_flags.push(flag.to_string());
@@ -159,7 +168,10 @@ fn every_kiln_action_input_reaches_the_cli() {
             .find(|(_, v)| v.as_str() == Some(&format!("${{{{ inputs.{input} }}}}")))
             .unwrap_or_else(|| panic!("input {input} is not given to the install step"));
         let var = var.as_str().unwrap();
-        assert!(install_sh.contains(&format!("${{{var}")), "install.sh ignores {var}");
+        assert!(
+            install_sh.contains(&format!("${{{var}")),
+            "install.sh ignores {var}"
+        );
     }
 }
 
@@ -170,7 +182,9 @@ fn outcome_is_set_even_when_kiln_cannot_start() {
     let rec = tempfile::tempdir().unwrap();
     let fake = fake_kiln(rec.path());
     let mut runner = Runner::new(project.path(), "0123456789012345678901234567890123456789");
-    runner.env.insert("REC_DIR".into(), rec.path().display().to_string());
+    runner
+        .env
+        .insert("REC_DIR".into(), rec.path().display().to_string());
     runner.env.insert("FAKE_EXIT".into(), "2".into());
     let run = runner.run_action(
         &root.join("action"),
@@ -185,8 +199,18 @@ fn outcome_is_set_even_when_kiln_cannot_start() {
     // flag, and the empty optional inputs pass nothing.
     let got = Recorded::read(rec.path());
     assert_eq!(got.flag_with_value("."), Some("--repo"));
-    for flag in ["--store", "--config", "--test-command", "--checkout", "--no-save"] {
-        assert!(!got.args.iter().any(|a| a == flag), "{flag} passed by default: {:?}", got.args);
+    for flag in [
+        "--store",
+        "--config",
+        "--test-command",
+        "--checkout",
+        "--no-save",
+    ] {
+        assert!(
+            !got.args.iter().any(|a| a == flag),
+            "{flag} passed by default: {:?}",
+            got.args
+        );
     }
     let workdir = &got.args[got.args.iter().position(|a| a == "--workdir").unwrap() + 1];
     assert!(Path::new(workdir).starts_with(&runner.temp), "{workdir}");
@@ -215,7 +239,10 @@ fn every_documented_output_is_written_by_a_step() {
                 .and_then(|e| e.strip_suffix(" }}"))
                 .unwrap_or_else(|| panic!("{rel}: output {name} is not a step output: {expr}"));
             let (step, out) = inner.split_once(".outputs.").unwrap();
-            assert!(step_ids.iter().any(|s| s == step), "{rel}: output {name}: no step {step}");
+            assert!(
+                step_ids.iter().any(|s| s == step),
+                "{rel}: output {name}: no step {step}"
+            );
             let script = std::fs::read_to_string(root.join("action").join(match step {
                 "install" => "install.sh",
                 _ => "cache.sh",
@@ -230,7 +257,10 @@ fn every_documented_output_is_written_by_a_step() {
                         || ["cache-hit", "cache-matched-key"].contains(&out)
                 }
             };
-            assert!(written, "{rel}: output {name} ({step}.{out}) is written by nobody");
+            assert!(
+                written,
+                "{rel}: output {name} ({step}.{out}) is written by nobody"
+            );
         }
     }
 }
@@ -242,17 +272,29 @@ fn cache_sub_actions_map_inputs_to_kiln_cache_flags() {
     let rec = tempfile::tempdir().unwrap();
     let fake = fake_kiln(rec.path());
     let mut runner = Runner::new(project.path(), "0123456789012345678901234567890123456789");
-    runner.env.insert("REC_DIR".into(), rec.path().display().to_string());
+    runner
+        .env
+        .insert("REC_DIR".into(), rec.path().display().to_string());
 
     // The flags the cache CLI documents (issue 3), checked against the binary when it has them.
     let spec: BTreeMap<&str, Vec<String>> = BTreeMap::from([
         (
             "restore",
-            ["--key", "--restore-key", "--path", "--store", "--fail-on-miss", "--lookup-only"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "--key",
+                "--restore-key",
+                "--path",
+                "--store",
+                "--fail-on-miss",
+                "--lookup-only",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
-        ("save", ["--key", "--path", "--store"].map(String::from).to_vec()),
+        (
+            "save",
+            ["--key", "--path", "--store"].map(String::from).to_vec(),
+        ),
     ]);
 
     let run = runner.run_action(
@@ -274,9 +316,22 @@ fn cache_sub_actions_map_inputs_to_kiln_cache_flags() {
     assert_eq!(
         got.args,
         [
-            "cache", "restore", "--key", "wheels-linux-abc", "--path", &home_a, "--path",
-            "/tmp/b dir", "--store", "file:///srv/kiln", "--restore-key", "wheels-linux-",
-            "--restore-key", "wheels-", "--fail-on-miss", "--lookup-only"
+            "cache",
+            "restore",
+            "--key",
+            "wheels-linux-abc",
+            "--path",
+            &home_a,
+            "--path",
+            "/tmp/b dir",
+            "--store",
+            "file:///srv/kiln",
+            "--restore-key",
+            "wheels-linux-",
+            "--restore-key",
+            "wheels-",
+            "--fail-on-miss",
+            "--lookup-only"
         ]
     );
     assert_eq!(run.outputs["cache-primary-key"], "wheels-linux-abc");
@@ -290,13 +345,26 @@ fn cache_sub_actions_map_inputs_to_kiln_cache_flags() {
     );
     assert!(run.success, "{}", run.log());
     let got = Recorded::read(rec.path());
-    assert_eq!(got.args, ["cache", "save", "--key", "wheels-linux-abc", "--path", "dist"]);
+    assert_eq!(
+        got.args,
+        [
+            "cache",
+            "save",
+            "--key",
+            "wheels-linux-abc",
+            "--path",
+            "dist"
+        ]
+    );
     check_flags(&got.args, "save", &spec);
 }
 
 fn check_flags(args: &[String], op: &str, spec: &BTreeMap<&str, Vec<String>>) {
     let known = cli_flags(&["cache", op]).unwrap_or_else(|| spec[op].clone());
     for a in args.iter().filter(|a| a.starts_with("--")) {
-        assert!(known.contains(a), "`kiln cache {op}` does not accept {a} ({known:?})");
+        assert!(
+            known.contains(a),
+            "`kiln cache {op}` does not accept {a} ({known:?})"
+        );
     }
 }

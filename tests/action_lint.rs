@@ -51,7 +51,10 @@ fn workflows_pass_actionlint() {
     let root = repo_root();
     let mut files = yaml_files(&root.join("workflows"));
     files.extend(yaml_files(&root.join(".github/workflows")));
-    assert!(files.len() >= 5, "expected the starter and own workflows: {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected the starter and own workflows: {files:?}"
+    );
     let (ok, out) = actionlint(&root, &files);
     assert!(ok, "actionlint found problems:\n{out}");
 }
@@ -92,10 +95,7 @@ fn actions_pass_actionlint() {
         }
         let steps_job = serde_yaml::to_value(serde_yaml::Mapping::from_iter([
             ("runs-on".into(), "ubuntu-latest".into()),
-            (
-                "steps".into(),
-                serde_yaml::Value::Sequence(action.steps()),
-            ),
+            ("steps".into(), serde_yaml::Value::Sequence(action.steps())),
         ]))
         .unwrap();
         // 2. The action called as a local action with every input.

@@ -23,7 +23,7 @@ const MAX_FAILURE_ROWS: usize = 100;
 
 static MASKS: Once = Once::new();
 
-/// Print a workflow command line to stdout, where the runner reads them.
+/// Print workflow command lines to stdout, where the runner reads them.
 fn emit(lines: &[String]) {
     if lines.is_empty() {
         return;
@@ -36,14 +36,25 @@ fn emit(lines: &[String]) {
     let _ = out.flush();
 }
 
+/// Print workflow command lines to stderr. The runner reads commands on both streams, but the
+/// two pipes are read independently: log groups and masks must be on the stream the logs and the
+/// tests' output use (stderr), or their order against those lines is not guaranteed.
+fn emit_ordered(lines: &[String]) {
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    for l in lines {
+        let _ = writeln!(err, "{l}");
+    }
+}
+
 /// Open a collapsible log group for a stage. The first call also masks secrets, before anything
 /// could print them.
 pub fn stage_started(name: &str) {
     if ci_env::current().is_none() {
         return;
     }
-    MASKS.call_once(|| emit(&mask_commands(&|k| std::env::var(k).ok())));
-    emit(&[format!("::group::kiln {name}")]);
+    MASKS.call_once(|| emit_ordered(&mask_commands(&|k| std::env::var(k).ok())));
+    emit_ordered(&[format!("::group::kiln {name}")]);
 }
 
 /// Close the stage's log group.
@@ -51,7 +62,7 @@ pub fn stage_finished(_name: &str) {
     if ci_env::current().is_none() {
         return;
     }
-    emit(&["::endgroup::".to_string()]);
+    emit_ordered(&["::endgroup::".to_string()]);
 }
 
 /// Escape workflow-command data (the part after `::`).

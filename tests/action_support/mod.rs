@@ -190,8 +190,18 @@ impl Runner {
         env.insert("RUNNER_TEMP".into(), temp.display().to_string());
         env.insert("RUNNER_TOOL_CACHE".into(), tool_cache.display().to_string());
         env.insert("HOME".into(), home.display().to_string());
-        env.insert("XDG_CACHE_HOME".into(), home.join(".cache").display().to_string());
-        for k in ["PATH", "LANG", "TMPDIR", "CARGO_HOME", "RUSTUP_HOME", "PYENV_ROOT"] {
+        env.insert(
+            "XDG_CACHE_HOME".into(),
+            home.join(".cache").display().to_string(),
+        );
+        for k in [
+            "PATH",
+            "LANG",
+            "TMPDIR",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "PYENV_ROOT",
+        ] {
             if let Ok(v) = std::env::var(k) {
                 env.insert(k.into(), v);
             }
@@ -209,7 +219,11 @@ impl Runner {
     /// Make the event a pull request (number 7, head `feature`); `fork` puts the head in
     /// another repository.
     pub fn pull_request(&mut self, fork: bool) {
-        let head_repo = if fork { "mallory/widgets" } else { "acme/widgets" };
+        let head_repo = if fork {
+            "mallory/widgets"
+        } else {
+            "acme/widgets"
+        };
         let payload = serde_json::json!({
             "action": "synchronize",
             "number": 7,
@@ -389,7 +403,10 @@ impl Runner {
             p.push_str(env.get("PATH").map(String::as_str).unwrap_or(""));
             env.insert("PATH".into(), p);
         }
-        env.insert("GITHUB_ACTION_PATH".into(), action_dir.display().to_string());
+        env.insert(
+            "GITHUB_ACTION_PATH".into(),
+            action_dir.display().to_string(),
+        );
         env.insert("GITHUB_OUTPUT".into(), output.display().to_string());
         env.insert("GITHUB_ENV".into(), envf.display().to_string());
         env.insert("GITHUB_PATH".into(), pathf.display().to_string());
@@ -506,7 +523,10 @@ impl AssetServer {
             method: Method,
             UrlPath(rest): UrlPath<String>,
         ) -> axum::response::Response {
-            st.requests.lock().unwrap().push(format!("{method} /releases/{rest}"));
+            st.requests
+                .lock()
+                .unwrap()
+                .push(format!("{method} /releases/{rest}"));
             if rest.split('/').any(|p| p == "..") {
                 return StatusCode::BAD_REQUEST.into_response();
             }
@@ -516,11 +536,17 @@ impl AssetServer {
             }
         }
         async fn latest_redirect(State(st): State<St>, method: Method) -> axum::response::Response {
-            st.requests.lock().unwrap().push(format!("{method} /releases/latest"));
+            st.requests
+                .lock()
+                .unwrap()
+                .push(format!("{method} /releases/latest"));
             Redirect::to(&format!("/releases/tag/v{}", st.latest)).into_response()
         }
         async fn tag(State(st): State<St>, UrlPath(t): UrlPath<String>) -> String {
-            st.requests.lock().unwrap().push(format!("GET /releases/tag/{t}"));
+            st.requests
+                .lock()
+                .unwrap()
+                .push(format!("GET /releases/tag/{t}"));
             format!("release {t}")
         }
 
