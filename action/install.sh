@@ -114,13 +114,15 @@ cache_put() { # version binary → sets $cached_bin
 build_from_source() { # reason → sets $built_bin
   command -v cargo >/dev/null ||
     fail "$1, and cargo is not installed to build it from source (add dtolnay/rust-toolchain or pick a released version)"
-  local src="" root="$tmp/cargo-root"
+  # Outside $tmp (removed on exit): the binary must outlive this step, and a second build in
+  # the same job reuses the first one's target directory.
+  local src="" root="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/kiln-source"
   if [ -f "$action_dir/../Cargo.toml" ] && grep -q '^name = "kiln"' "$action_dir/../Cargo.toml"; then
     src="$(cd "$action_dir/.." && pwd)"
   fi
   if [ -n "$src" ]; then
     say "$1: building kiln from $src with cargo"
-    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$tmp/target}" \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" \
       cargo install --locked --quiet --path "$src" --root "$root" --bin kiln ||
       fail "cargo install --path $src failed (see the log above)"
   else

@@ -203,6 +203,20 @@ impl CiEnv {
         Some(env)
     }
 
+    /// Why caches must not be saved in this run, if they must not: a pull request whose head is a
+    /// fork runs untrusted code, which could poison the cache every later build restores. For
+    /// `kiln cache save` and the pipeline alike.
+    pub fn save_forbidden(&self) -> Option<String> {
+        self.fork.then(|| {
+            format!(
+                "pull request #{} comes from a fork: caches are restored but never saved",
+                self.pr_number
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into())
+            )
+        })
+    }
+
     /// The environment variables other parts of Kiln (and tools Kiln runs) read for this run, as
     /// pairs to set when they are not already set: `KILN_PR_NUMBER` for the PR comment reporter.
     pub fn exported_vars(&self) -> Vec<(&'static str, String)> {
@@ -225,11 +239,8 @@ impl CiEnv {
         if ctx.opts.branch.is_none() {
             ctx.opts.branch = self.branch.clone();
         }
-        if self.fork && ctx.save_allowed {
-            tracing::info!(
-                "pull request from a fork: caches will be restored but never saved \
-                 (untrusted code must not write to the shared cache)"
-            );
+        if let Some(why) = self.save_forbidden().filter(|_| ctx.save_allowed) {
+            tracing::info!("{why} (untrusted code must not write to the shared cache)");
             ctx.save_allowed = false;
         }
         for (k, v) in self.exported_vars() {

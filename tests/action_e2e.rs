@@ -413,3 +413,72 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.into_path())
         .collect()
 }
+
+/// A stand-in `cargo` that records its arguments and "installs" the real kiln into `--root`.
+fn fake_cargo(dir: &Path) {
+    std::fs::write(
+        dir.join("cargo"),
+        format!(
+            "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"{rec}\"\nwhile [ $# -gt 0 ]; do \
+             [ \"$1\" = --root ] && root=\"$2\"; shift; done\nmkdir -p \"$root/bin\" && cp '{kiln}' \"$root/bin/kiln\"\n",
+            rec = dir.join("cargo.args").display(),
+            kiln = kiln_bin().display()
+        ),
+    )
+    .unwrap();
+    sh(dir, "chmod +x cargo");
+}
+
+#[test]
+fn no_asset_for_the_platform_falls_back_to_cargo_install_from_the_action_checkout() {
+    let project = tempfile::tempdir().unwrap();
+    let sha = sample_project(project.path());
+    let empty = tempfile::tempdir().unwrap();
+    let server = AssetServer::start(empty.path(), "9.9.9");
+    let bin = tempfile::tempdir().unwrap();
+    fake_cargo(bin.path());
+
+    let mut runner = Runner::new(project.path(), &sha);
+    let path = format!("{}:{}", bin.path().display(), runner.env["PATH"]);
+    runner.env.insert("PATH".into(), path);
+    for version in ["0.0.1", "source"] {
+        let run = runner.run_action(
+            &action_dir(),
+            &[("download-url", &server.base), ("version", version)],
+            Some(&["install"]),
+            &[],
+        );
+        assert!(run.success, "{}", run.log());
+        let installed = PathBuf::from(&run.step("install").outputs["path"]);
+        assert!(installed.starts_with(&runner.temp), "{installed:?}");
+        assert!(
+            installed.is_file(),
+            "the built kiln outlives the install step"
+        );
+        let args = std::fs::read_to_string(bin.path().join("cargo.args")).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(
+            &args[..4],
+            ["install", "--locked", "--quiet", "--path"],
+            "{args:?}"
+        );
+        assert_eq!(
+            std::fs::canonicalize(args[4]).unwrap(),
+            std::fs::canonicalize(repo_root()).unwrap()
+        );
+        std::fs::remove_file(bin.path().join("cargo.args")).unwrap();
+    }
+    // 0.0.1 was looked for (404); `source` downloads nothing.
+    let asked: Vec<String> = server.requests();
+    assert_eq!(
+        asked,
+        [format!(
+            "GET /releases/download/v0.0.1/kiln-{}.tar.gz",
+            release_target()
+        )],
+    );
+    assert!(
+        !runner.tool_cache.join("kiln").exists(),
+        "source builds are not put in the tool cache"
+    );
+}

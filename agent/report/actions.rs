@@ -445,6 +445,36 @@ pub fn outputs(s: &RunSummary, summary_json: Option<&Path>) -> Vec<(&'static str
     out
 }
 
+/// The step outputs of `kiln cache restore`, named as actions/cache names them (the restore
+/// sub-action's outputs): `cache-hit` is `true` only for the exact key.
+pub fn restore_outputs(outcome: &crate::cache::RestoreOutcome) -> Vec<(&'static str, String)> {
+    vec![
+        ("cache-hit", (outcome.hit == RestoreHit::Exact).to_string()),
+        (
+            "cache-matched-key",
+            outcome.matched_key.clone().unwrap_or_default(),
+        ),
+    ]
+}
+
+/// Append `name=value` outputs to `$GITHUB_OUTPUT` when running under Actions (no-op
+/// elsewhere). For `kiln` subcommands other than `run`, e.g. `kiln cache restore`.
+pub fn write_outputs(outputs: &[(&str, String)]) {
+    let Some(path) = ci_env::current().and_then(|c| c.output.as_ref()) else {
+        return;
+    };
+    let text: String = outputs
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", v.replace(['\r', '\n'], " ")))
+        .collect();
+    if let Err(e) = append(path, &text) {
+        tracing::warn!(
+            "cannot write step outputs to {} (GITHUB_OUTPUT): {e}",
+            path.display()
+        );
+    }
+}
+
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -472,27 +502,16 @@ pub async fn report(ctx: &RunContext) {
             );
         }
     }
-    if let Some(path) = &ci.output {
-        let summary_json = ctx.opts.summary_json.as_ref().map(|p| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                std::env::current_dir()
-                    .map(|d| d.join(p))
-                    .unwrap_or(p.clone())
-            }
-        });
-        let text: String = outputs(s, summary_json.as_deref())
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect();
-        if let Err(e) = append(path, &text) {
-            tracing::warn!(
-                "cannot write step outputs to {} (GITHUB_OUTPUT): {e}",
-                path.display()
-            );
+    let summary_json = ctx.opts.summary_json.as_ref().map(|p| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(p))
+                .unwrap_or(p.clone())
         }
-    }
+    });
+    write_outputs(&outputs(s, summary_json.as_deref()));
 }
 
 #[cfg(test)]
@@ -647,6 +666,32 @@ mod tests {
             "{cmds:?}"
         );
         assert!(!cmds.iter().any(|c| c.contains("pytest")));
+    }
+
+    #[test]
+    fn restore_outputs_follow_actions_cache() {
+        let exact = crate::cache::RestoreOutcome {
+            hit: RestoreHit::Exact,
+            matched_key: Some("k-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            restore_outputs(&exact),
+            vec![
+                ("cache-hit", "true".to_string()),
+                ("cache-matched-key", "k-1".to_string())
+            ]
+        );
+        let partial = crate::cache::RestoreOutcome {
+            hit: RestoreHit::Partial,
+            matched_key: Some("k-0".into()),
+            ..Default::default()
+        };
+        assert_eq!(restore_outputs(&partial)[0].1, "false");
+        assert_eq!(
+            restore_outputs(&crate::cache::RestoreOutcome::default())[1].1,
+            ""
+        );
     }
 
     #[test]
