@@ -101,7 +101,7 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
         "::error title=Kiln install::checksum mismatch",
         "stdout",
     );
-    assert!(install.outputs.get("path").is_none());
+    assert!(!install.outputs.contains_key("path"));
     assert!(
         !runner.tool_cache.join("kiln").exists(),
         "nothing may enter the tool cache from a rejected download"

@@ -208,6 +208,19 @@ pub fn annotation_commands(
             ));
         }
     }
+    // Other degraded stages (e.g. no cache keys could be derived): one warning each, unless the
+    // cache warnings above already said why restore or save degraded.
+    let cache_warned = s.caches.iter().any(|c| !c.warnings.is_empty());
+    for st in &s.stages {
+        let covered = cache_warned && (st.name == "restore" || st.name == "save");
+        if st.outcome == StageOutcome::Warning && !covered {
+            out.push(format!(
+                "::warning title={}::{}",
+                escape_property(&format!("Kiln {}", st.name)),
+                escape_data(st.detail.as_deref().unwrap_or("degraded"))
+            ));
+        }
+    }
     if let Some(e) = &s.error {
         out.push(format!("::error title=Kiln::{}", escape_data(e)));
     }
@@ -603,6 +616,26 @@ mod tests {
         assert_eq!(
             cmds[1],
             "::warning title=Kiln ccache cache::store s3://b: read failed: connection refused"
+        );
+        // A degraded restore is already explained by the cache warning; other stages are not.
+        let mut s2 = s.clone();
+        s2.stages.push(StageSummary {
+            name: "restore".into(),
+            seconds: 0.1,
+            outcome: StageOutcome::Warning,
+            detail: Some("ccache miss".into()),
+        });
+        s2.stages.push(StageSummary {
+            name: "bootstrap".into(),
+            seconds: 0.1,
+            outcome: StageOutcome::Warning,
+            detail: Some("ccache not found: compiles are not cached".into()),
+        });
+        let cmds = annotation_commands(&s2, Path::new("/work/src"), None);
+        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        assert_eq!(
+            cmds[2],
+            "::warning title=Kiln bootstrap::ccache not found: compiles are not cached"
         );
         // A checkout in a subdirectory of the workspace (monorepo) gets the prefix.
         let cmds = annotation_commands(&s, Path::new("/gh/ws/py"), Some(Path::new("/gh/ws")));
