@@ -33,6 +33,14 @@ lines_to_flags() {
 }
 
 op="${KILN_CACHE_OP:?KILN_CACHE_OP must be restore or save}"
+
+# A pull request whose head is in another repository (a fork), or whose head repository is gone,
+# runs untrusted code: it must not write to the cache every later build restores.
+if [ "$op" = save ] && [ -n "${PR_NUMBER:-}" ] &&
+  [ "${PR_HEAD_REPOSITORY:-}" != "${GITHUB_REPOSITORY:-}" ]; then
+  echo "::notice title=Kiln cache::pull request #$PR_NUMBER comes from a fork (${PR_HEAD_REPOSITORY:-deleted repository}): not saving"
+  exit 0
+fi
 [ -n "${IN_KEY:-}" ] || { echo "::error title=Kiln cache::the key input is empty"; exit 2; }
 args=(cache "$op" --key "$IN_KEY")
 lines_to_flags --path "${IN_PATH:-}"

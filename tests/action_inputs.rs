@@ -254,7 +254,7 @@ fn every_documented_output_is_written_by_a_step() {
                 // cache-primary-key is written by cache.sh; the others by `kiln cache restore`.
                 (_, _) => {
                     script.contains(&format!("echo \"{out}="))
-                        || ["cache-hit", "cache-matched-key"].contains(&out)
+                        || ["cache-hit", "cache-result", "cache-matched-key"].contains(&out)
                 }
             };
             assert!(
@@ -357,6 +357,32 @@ fn cache_sub_actions_map_inputs_to_kiln_cache_flags() {
         ]
     );
     check_flags(&got.args, "save", &spec);
+
+    // A pull request from the same repository saves; one from a fork does not run kiln at all.
+    for (fork, saves) in [(false, true), (true, false)] {
+        std::fs::remove_file(rec.path().join("args")).ok();
+        runner.pull_request(fork);
+        let run = runner.run_action(
+            &root.join("action/save"),
+            &[("key", "k"), ("path", "dist")],
+            Some(&["save"]),
+            &[("install", "path", fake.to_str().unwrap())],
+        );
+        assert!(run.success, "{}", run.log());
+        assert_eq!(
+            rec.path().join("args").exists(),
+            saves,
+            "fork={fork}: {}",
+            run.log()
+        );
+        if fork {
+            assert!(
+                run.stdout().contains("::notice title=Kiln cache::pull request #7 comes from a fork (mallory/widgets)"),
+                "{}",
+                run.log()
+            );
+        }
+    }
 }
 
 fn check_flags(args: &[String], op: &str, spec: &BTreeMap<&str, Vec<String>>) {

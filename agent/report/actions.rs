@@ -458,18 +458,6 @@ pub fn outputs(s: &RunSummary, summary_json: Option<&Path>) -> Vec<(&'static str
     out
 }
 
-/// The step outputs of `kiln cache restore`, named as actions/cache names them (the restore
-/// sub-action's outputs): `cache-hit` is `true` only for the exact key.
-pub fn restore_outputs(outcome: &crate::cache::RestoreOutcome) -> Vec<(&'static str, String)> {
-    vec![
-        ("cache-hit", (outcome.hit == RestoreHit::Exact).to_string()),
-        (
-            "cache-matched-key",
-            outcome.matched_key.clone().unwrap_or_default(),
-        ),
-    ]
-}
-
 /// Append `name=value` outputs to `$GITHUB_OUTPUT` when running under Actions (no-op
 /// elsewhere). For `kiln` subcommands other than `run`, e.g. `kiln cache restore`.
 pub fn write_outputs(outputs: &[(&str, String)]) {
@@ -699,32 +687,6 @@ mod tests {
             "{cmds:?}"
         );
         assert!(!cmds.iter().any(|c| c.contains("pytest")));
-    }
-
-    #[test]
-    fn restore_outputs_follow_actions_cache() {
-        let exact = crate::cache::RestoreOutcome {
-            hit: RestoreHit::Exact,
-            matched_key: Some("k-1".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            restore_outputs(&exact),
-            vec![
-                ("cache-hit", "true".to_string()),
-                ("cache-matched-key", "k-1".to_string())
-            ]
-        );
-        let partial = crate::cache::RestoreOutcome {
-            hit: RestoreHit::Partial,
-            matched_key: Some("k-0".into()),
-            ..Default::default()
-        };
-        assert_eq!(restore_outputs(&partial)[0].1, "false");
-        assert_eq!(
-            restore_outputs(&crate::cache::RestoreOutcome::default())[1].1,
-            ""
-        );
     }
 
     #[test]

@@ -287,6 +287,18 @@ impl Runner {
         match parts.as_slice() {
             ["inputs", name] => ctx.inputs.get(*name).cloned().unwrap_or_default(),
             ["github", key] => self.github_context(key),
+            ["github", "event", path @ ..] => {
+                let text = std::fs::read_to_string(&self.env["GITHUB_EVENT_PATH"]).unwrap();
+                let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                for p in path {
+                    v = v.get(*p).cloned().unwrap_or(serde_json::Value::Null);
+                }
+                match v {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                }
+            }
             ["runner", key] => self.runner_context(key),
             ["env", key] => self.env.get(*key).cloned().unwrap_or_default(),
             ["steps", id, "outputs", name] => ctx
