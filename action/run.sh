@@ -35,7 +35,8 @@ args=(run --repo "${IN_WORKING_DIRECTORY:-.}")
 [ -n "${IN_INSTALLER:-}" ] && args+=(--installer "$IN_INSTALLER")
 [ -n "${IN_REPORT_MODE:-}" ] && args+=(--report-mode "$IN_REPORT_MODE")
 args+=(--workdir "${IN_WORKDIR:-$tmp/work}")
-args+=(--summary-json "${IN_SUMMARY_JSON:-$tmp/summary-${GITHUB_RUN_ID:-0}-${GITHUB_JOB:-job}.json}")
+# One file per step ($$: this step's shell), so two kiln steps in a job keep both summaries.
+args+=(--summary-json "${IN_SUMMARY_JSON:-$tmp/summary-${GITHUB_JOB:-job}-$$.json}")
 if is_true "${IN_NO_SAVE:-}"; then args+=(--no-save); fi
 if is_true "${IN_VERBOSE:-}"; then args+=(--verbose); fi
 
