@@ -482,3 +482,44 @@ fn no_asset_for_the_platform_falls_back_to_cargo_install_from_the_action_checkou
         "source builds are not put in the tool cache"
     );
 }
+
+#[test]
+fn a_corrupt_cache_is_a_warning_annotation_not_a_failure() {
+    let project = tempfile::tempdir().unwrap();
+    let sha = sample_project(project.path());
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+    let mut runner = Runner::new(project.path(), &sha);
+    let with = [
+        ("checkout", "reuse"),
+        ("store", store_url.as_str()),
+        ("test-command", "true"),
+    ];
+    let kiln = [("install", "path", env!("CARGO_BIN_EXE_kiln"))];
+    let run = runner.run_action(&action_dir(), &with, Some(&["run"]), &kiln);
+    assert!(run.success, "{}", run.log());
+    // Flip bytes in every saved archive (not the manifests that hold their hashes).
+    let mut corrupted = 0;
+    for f in walk_files(store.path()) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".json") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&f).unwrap();
+        if let Some(b) = bytes.get_mut(20) {
+            *b ^= 0xff;
+            std::fs::write(&f, bytes).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > 0, "{:?}", walk_files(store.path()));
+
+    let run = runner.run_action(&action_dir(), &with, Some(&["run"]), &kiln);
+    let log = run.log();
+    assert!(run.success, "a cache fault never fails a build\n{log}");
+    assert_eq!(run.outputs["outcome"], "passed");
+    assert_eq!(run.outputs["wheelhouse-hit"], "miss", "{log}");
+    let stdout = run.stdout();
+    assert_contains(&stdout, "::warning title=Kiln wheelhouse cache::", "stdout");
+    assert!(!stdout.contains("::error"), "{stdout}");
+}
