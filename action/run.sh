@@ -40,11 +40,12 @@ args+=(--summary-json "${IN_SUMMARY_JSON:-$tmp/summary-${GITHUB_JOB:-job}-$$.jso
 if is_true "${IN_NO_SAVE:-}"; then args+=(--no-save); fi
 if is_true "${IN_VERBOSE:-}"; then args+=(--verbose); fi
 
-# Reporters look for the token under either name; empty credentials mean "not set".
+# The GitHub reporter reads GITHUB_TOKEN: the `token` input wins over a job-level GITHUB_TOKEN,
+# and `token: ""` turns GitHub reporting off.
 if [ -n "${KILN_GITHUB_TOKEN:-}" ]; then
-  export GITHUB_TOKEN="${GITHUB_TOKEN:-$KILN_GITHUB_TOKEN}"
+  export GITHUB_TOKEN="$KILN_GITHUB_TOKEN"
 else
-  unset KILN_GITHUB_TOKEN
+  unset KILN_GITHUB_TOKEN GITHUB_TOKEN
 fi
 for v in ACTIONS_RUNTIME_TOKEN ACTIONS_CACHE_URL ACTIONS_RESULTS_URL ACTIONS_CACHE_SERVICE_V2; do
   if [ -z "${!v:-}" ]; then unset "$v"; fi

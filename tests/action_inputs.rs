@@ -152,6 +152,10 @@ fn every_kiln_action_input_reaches_the_cli() {
     }
     // The token goes where the reporters look, never on the command line.
     assert_eq!(got.env["KILN_GITHUB_TOKEN"], "v-token");
+    assert_eq!(
+        got.env["GITHUB_TOKEN"], "v-token",
+        "the reporter reads GITHUB_TOKEN"
+    );
     assert!(!got.args.iter().any(|a| a.contains("v-token")));
     // The install inputs reach the install step, which reads them.
     let install_sh = std::fs::read_to_string(root.join("action/install.sh")).unwrap();
@@ -186,9 +190,12 @@ fn outcome_is_set_even_when_kiln_cannot_start() {
         .env
         .insert("REC_DIR".into(), rec.path().display().to_string());
     runner.env.insert("FAKE_EXIT".into(), "2".into());
+    runner
+        .env
+        .insert("GITHUB_TOKEN".into(), "job-level-token".into());
     let run = runner.run_action(
         &root.join("action"),
-        &[],
+        &[("token", "")],
         Some(&["run"]),
         &[("install", "path", fake.to_str().unwrap())],
     );
@@ -198,6 +205,10 @@ fn outcome_is_set_even_when_kiln_cannot_start() {
     // Defaults: the workspace as the repo, work dir and summary under RUNNER_TEMP, no token
     // flag, and the empty optional inputs pass nothing.
     let got = Recorded::read(rec.path());
+    assert!(
+        !got.env.contains_key("GITHUB_TOKEN") && !got.env.contains_key("KILN_GITHUB_TOKEN"),
+        "token: \"\" turns GitHub reporting off"
+    );
     assert_eq!(got.flag_with_value("."), Some("--repo"));
     for flag in [
         "--store",
