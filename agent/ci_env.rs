@@ -218,11 +218,16 @@ impl CiEnv {
     }
 
     /// The environment variables other parts of Kiln (and tools Kiln runs) read for this run, as
-    /// pairs to set when they are not already set: `KILN_PR_NUMBER` for the PR comment reporter.
+    /// pairs to set when they are not already set: `KILN_PR_NUMBER` (the PR comment) and
+    /// `KILN_HEAD_SHA` (statuses and check runs go on the PR's head, not the merge commit) for
+    /// the GitHub reporter.
     pub fn exported_vars(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(n) = self.pr_number {
             out.push(("KILN_PR_NUMBER", n.to_string()));
+            if let Some(sha) = &self.sha {
+                out.push(("KILN_HEAD_SHA", sha.clone()));
+            }
         }
         out
     }
@@ -380,7 +385,13 @@ mod tests {
         assert_eq!(e.base_branch.as_deref(), Some("main"));
         assert!(!e.fork, "a branch of the same repository is not a fork");
         assert_eq!(e.api_url, "https://ghe.example/api/v3");
-        assert_eq!(e.exported_vars(), vec![("KILN_PR_NUMBER", "7".to_string())]);
+        assert_eq!(
+            e.exported_vars(),
+            vec![
+                ("KILN_PR_NUMBER", "7".to_string()),
+                ("KILN_HEAD_SHA", "headsha".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -524,6 +524,10 @@ async fn test_stage(ctx: &mut RunContext) -> (Outcome, StageOutcome, Option<Stri
         .echo(true);
     tracing::info!("$ {}", ctx.config.test.command);
     let result = cmd.run().await;
+    if let Ok(out) = &result {
+        // The report stage quotes the tail of the test output in its email.
+        let _ = std::fs::write(ctx.paths.results.join(report::TEST_LOG_TAIL), out.tail(200));
+    }
     let (tests, warnings) = tests_run::collect_junit(&ctx.paths.results);
     for w in warnings {
         tracing::warn!("{w}");

@@ -4,7 +4,16 @@
 //! GitHub Actions job summary plug in here. A reporting failure never changes the exit code.
 
 pub mod actions;
+pub mod blame;
+mod breakage;
 pub mod console;
+pub mod email;
+pub mod github;
+pub mod policy;
+pub mod render;
+pub mod state;
+
+pub use breakage::TEST_LOG_TAIL;
 
 use crate::pipeline::RunContext;
 
@@ -20,6 +29,8 @@ pub fn stage_finished(name: &str) {
 
 /// Run every configured reporter. Never fails the build.
 pub async fn report(ctx: &mut RunContext) {
+    // Blame, commit status, check run, @mention comment, email (see breakage.rs).
+    breakage::report(ctx).await;
     // Last, so the job summary can say who the other reporters told.
     actions::report(ctx).await;
 }

@@ -1,0 +1,473 @@
+//! What Kiln says about a build: the commit status line, the check run's Markdown summary and
+//! annotations, the @mention comment, and the email. Pure text, no I/O, so the wording is tested
+//! on its own.
+
+use crate::summary::{Outcome, RunSummary, StageOutcome};
+
+use super::blame::{Commit, Person};
+use super::email::Mail;
+use super::github::{Annotation, CheckRun, MARKER};
+use super::policy::Event;
+
+/// Failing tests listed in full in a comment or email (the rest are counted).
+const LIST_FAILURES: usize = 20;
+
+/// Everything the renderers need about one build.
+#[derive(Debug, Clone)]
+pub struct Build<'a> {
+    pub summary: &'a RunSummary,
+    pub event: Event,
+    /// `owner/name`, or the repository location.
+    pub repository: &'a str,
+    pub branch: &'a str,
+    /// The last green commit (start of the blamed range), if any.
+    pub base: Option<&'a str>,
+    /// The blamed commits, newest first.
+    pub commits: &'a [Commit],
+    /// Who this message is for.
+    pub recipients: &'a [Person],
+    /// Last lines of the test output.
+    pub log_tail: &'a str,
+    /// A page about this run (e.g. the Actions run), if any.
+    pub run_url: Option<&'a str>,
+}
+
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(10)]
+}
+
+fn counts(s: &RunSummary) -> String {
+    let t = &s.tests;
+    format!(
+        "{} passed, {} failed, {} skipped",
+        t.passed, t.failed, t.skipped
+    )
+}
+
+/// `(state, description)` of the commit status.
+pub fn status(s: &RunSummary) -> (&'static str, String) {
+    let state = match s.outcome {
+        Outcome::Passed => "success",
+        Outcome::Failed => "failure",
+        Outcome::Error => "error",
+    };
+    let desc = match (s.outcome, &s.error) {
+        (Outcome::Error, Some(e)) => first_line(e).to_string(),
+        _ => format!("{} in {:.0}s", counts(s), s.seconds),
+    };
+    (state, desc)
+}
+
+fn failure_location(f: &crate::summary::TestFailure) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => format!("{file}:{line}"),
+        (Some(file), None) => file.clone(),
+        _ => String::new(),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("").trim()
+}
+
+/// One annotation per failing test that has a file (GitHub needs a path to anchor it).
+pub fn annotations(s: &RunSummary) -> Vec<Annotation> {
+    s.tests
+        .failures
+        .iter()
+        .filter_map(|f| {
+            let path = f.file.as_deref()?.trim_start_matches("./").to_string();
+            let line = f.line.unwrap_or(1).max(1);
+            Some(Annotation {
+                path,
+                start_line: line,
+                end_line: line,
+                annotation_level: "failure",
+                title: f.name.clone(),
+                message: if f.message.trim().is_empty() {
+                    "test failed".into()
+                } else {
+                    f.message.clone()
+                },
+            })
+        })
+        .collect()
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn who(p: &Person) -> String {
+    match &p.login {
+        Some(l) => format!("{} (@{l})", p.name),
+        None => p.name.clone(),
+    }
+}
+
+/// The check run: conclusion, title, a Markdown summary (stages, caches, failing tests, blame)
+/// and the annotations.
+pub fn check_run(b: &Build<'_>) -> CheckRun {
+    let s = b.summary;
+    let conclusion = match s.outcome {
+        Outcome::Passed => "success",
+        Outcome::Failed | Outcome::Error => "failure",
+    };
+    let title = match (s.outcome, &s.error) {
+        (Outcome::Error, Some(e)) => first_line(e).to_string(),
+        _ => counts(s),
+    };
+    let mut md = String::new();
+    md.push_str(&format!(
+        "**{}** `{}` at `{}` in {:.1}s\n\n",
+        format!("{:?}", s.outcome).to_uppercase(),
+        b.branch,
+        short(&s.commit),
+        s.seconds
+    ));
+    md.push_str("| stage | time | result | detail |\n|---|---:|---|---|\n");
+    for st in &s.stages {
+        let r = match st.outcome {
+            StageOutcome::Ok => "ok",
+            StageOutcome::Failed => "**failed**",
+            StageOutcome::Skipped => "skipped",
+            StageOutcome::Warning => "warning",
+        };
+        md.push_str(&format!(
+            "| {} | {:.2}s | {r} | {} |\n",
+            st.name,
+            st.seconds,
+            md_escape(st.detail.as_deref().unwrap_or(""))
+        ));
+    }
+    if !s.caches.is_empty() {
+        md.push_str("\n| cache | restore | saved | key |\n|---|---|---|---|\n");
+        for c in &s.caches {
+            md.push_str(&format!(
+                "| {} | {} | {} | `{}` |\n",
+                c.name,
+                format!("{:?}", c.restore).to_lowercase(),
+                if c.saved { "yes" } else { "no" },
+                c.key
+            ));
+        }
+        md.push_str(&format!(
+            "\nWheels: {} built, {} reused. ccache: {} hits, {} misses.\n",
+            s.wheels.built, s.wheels.reused, s.ccache.hits, s.ccache.misses
+        ));
+    }
+    if !s.tests.failures.is_empty() {
+        md.push_str(&format!(
+            "\n### {} failing test(s)\n\n",
+            s.tests.failed.max(s.tests.failures.len() as u32)
+        ));
+        for f in s.tests.failures.iter().take(100) {
+            let loc = failure_location(f);
+            md.push_str(&format!(
+                "- `{}`{}: {}\n",
+                f.name,
+                if loc.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({loc})")
+                },
+                md_escape(first_line(&f.message))
+            ));
+        }
+        if s.tests.failures.len() > 100 {
+            md.push_str(&format!("- … and {} more\n", s.tests.failures.len() - 100));
+        }
+    }
+    if !b.commits.is_empty() && s.outcome != Outcome::Passed {
+        md.push_str(&format!(
+            "\n### Commits since the last green build{}\n\n",
+            b.base
+                .map(|g| format!(" (`{}`)", short(g)))
+                .unwrap_or_default()
+        ));
+        for c in b.commits {
+            md.push_str(&commit_line_md(c));
+        }
+    }
+    CheckRun {
+        name: "kiln".into(),
+        head_sha: s.commit.clone(),
+        conclusion: conclusion.into(),
+        title,
+        summary: md,
+        details_url: b.run_url.map(str::to_string),
+        annotations: annotations(s),
+    }
+}
+
+fn commit_line_md(c: &Commit) -> String {
+    let mut people = vec![who(&c.author)];
+    people.extend(c.co_authors.iter().map(who));
+    format!(
+        "- `{}` {} — {}\n",
+        short(&c.sha),
+        md_escape(&c.subject),
+        people.join(", ")
+    )
+}
+
+fn headline(b: &Build<'_>) -> String {
+    let sha = short(&b.summary.commit);
+    match b.event {
+        Event::Broken => format!("`{}` is broken at `{sha}`", b.branch),
+        Event::StillFailing => format!("`{}` is still failing at `{sha}`", b.branch),
+        Event::Fixed => format!("`{}` is fixed at `{sha}`", b.branch),
+        Event::Passed => format!("`{}` passed at `{sha}`", b.branch),
+    }
+}
+
+/// The PR or commit comment: headline, @mentions of the recipients, failing tests, commits.
+/// Starts with the hidden marker so the next build edits it instead of adding another.
+pub fn comment(b: &Build<'_>) -> String {
+    let s = b.summary;
+    let icon = if s.outcome == Outcome::Passed {
+        "✅"
+    } else {
+        "❌"
+    };
+    let mut md = format!("{MARKER}\n### {icon} kiln: {}\n\n", headline(b));
+    let mentions: Vec<String> = b
+        .recipients
+        .iter()
+        .map(|p| match &p.login {
+            Some(l) => format!("@{l}"),
+            None => p.name.clone(),
+        })
+        .collect();
+    if !mentions.is_empty() {
+        let ask = match b.event {
+            Event::Broken | Event::StillFailing => {
+                "your commits are in the range that broke the build; please take a look."
+            }
+            Event::Fixed => "the build is green again.",
+            Event::Passed => "the build passed.",
+        };
+        md.push_str(&format!("{}: {ask}\n\n", mentions.join(" ")));
+    }
+    md.push_str(&format!("{}.", counts(s)));
+    if let Some(u) = b.run_url {
+        md.push_str(&format!(" [Details]({u})"));
+    }
+    md.push('\n');
+    if !s.tests.failures.is_empty() {
+        md.push_str("\n**Failing tests**\n\n");
+        for f in s.tests.failures.iter().take(LIST_FAILURES) {
+            let loc = failure_location(f);
+            md.push_str(&format!(
+                "- `{}`{}: {}\n",
+                f.name,
+                if loc.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({loc})")
+                },
+                md_escape(first_line(&f.message))
+            ));
+        }
+        if s.tests.failures.len() > LIST_FAILURES {
+            md.push_str(&format!(
+                "- … and {} more\n",
+                s.tests.failures.len() - LIST_FAILURES
+            ));
+        }
+    }
+    if !b.commits.is_empty() && s.outcome != Outcome::Passed {
+        md.push_str(&format!(
+            "\n**Commits since the last green build{}**\n\n",
+            b.base
+                .map(|g| format!(" `{}`", short(g)))
+                .unwrap_or_default()
+        ));
+        for c in b.commits {
+            md.push_str(&commit_line_md(c));
+        }
+    }
+    md
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The email: subject, plain text and HTML with the same content.
+pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
+    let s = b.summary;
+    let sha = short(&s.commit);
+    let subject = format!(
+        "[kiln] {} {}: {} at {sha} ({})",
+        b.repository,
+        b.branch,
+        b.event.word(),
+        counts(s)
+    );
+    let mut text = format!(
+        "The build of {} branch {} is {} at {}.\n{}.\n",
+        b.repository,
+        b.branch,
+        b.event.word(),
+        s.commit,
+        counts(s)
+    );
+    let mut html = format!(
+        "<p>The build of <b>{}</b> branch <b>{}</b> is <b>{}</b> at <code>{}</code>.<br>{}.</p>\n",
+        html_escape(b.repository),
+        html_escape(b.branch),
+        b.event.word(),
+        html_escape(&s.commit),
+        counts(s)
+    );
+    if let Some(e) = &s.error {
+        text.push_str(&format!("Error: {e}\n"));
+        html.push_str(&format!("<p>Error: {}</p>\n", html_escape(e)));
+    }
+    if let Some(u) = b.run_url {
+        text.push_str(&format!("Details: {u}\n"));
+        html.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>\n", html_escape(u)));
+    }
+    if !s.tests.failures.is_empty() {
+        text.push_str("\nFailing tests:\n");
+        html.push_str("<h3>Failing tests</h3>\n<ul>\n");
+        for f in s.tests.failures.iter().take(LIST_FAILURES) {
+            let loc = failure_location(f);
+            let loc = if loc.is_empty() {
+                String::new()
+            } else {
+                format!(" ({loc})")
+            };
+            text.push_str(&format!("  {}{loc}: {}\n", f.name, first_line(&f.message)));
+            html.push_str(&format!(
+                "<li><code>{}</code>{}: {}</li>\n",
+                html_escape(&f.name),
+                html_escape(&loc),
+                html_escape(first_line(&f.message))
+            ));
+        }
+        if s.tests.failures.len() > LIST_FAILURES {
+            let more = s.tests.failures.len() - LIST_FAILURES;
+            text.push_str(&format!("  ... and {more} more\n"));
+            html.push_str(&format!("<li>… and {more} more</li>\n"));
+        }
+        html.push_str("</ul>\n");
+    }
+    if !b.commits.is_empty() && s.outcome != Outcome::Passed {
+        let base = b
+            .base
+            .map(|g| format!(" ({})", short(g)))
+            .unwrap_or_default();
+        text.push_str(&format!("\nCommits since the last green build{base}:\n"));
+        html.push_str(&format!(
+            "<h3>Commits since the last green build{}</h3>\n<ul>\n",
+            html_escape(&base)
+        ));
+        for c in b.commits {
+            let mut people = vec![c.author.name.clone()];
+            people.extend(c.co_authors.iter().map(|p| p.name.clone()));
+            let people = people.join(", ");
+            text.push_str(&format!("  {} {} ({people})\n", short(&c.sha), c.subject));
+            html.push_str(&format!(
+                "<li><code>{}</code> {} ({})</li>\n",
+                short(&c.sha),
+                html_escape(&c.subject),
+                html_escape(&people)
+            ));
+        }
+        html.push_str("</ul>\n");
+    }
+    if !b.log_tail.trim().is_empty() && s.outcome != Outcome::Passed {
+        text.push_str(&format!(
+            "\nLast lines of the test output:\n{}\n",
+            b.log_tail
+        ));
+        html.push_str(&format!(
+            "<h3>Last lines of the test output</h3>\n<pre>{}</pre>\n",
+            html_escape(b.log_tail)
+        ));
+    }
+    text.push_str(
+        "\n-- \nSent by kiln because you are an author of a commit in this build's range.\n",
+    );
+    html.push_str("<p><small>Sent by kiln because you are an author of a commit in this build's range.</small></p>\n");
+    Mail {
+        to,
+        subject,
+        text,
+        html: format!("<html><body>\n{html}</body></html>\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::TestFailure;
+
+    fn failed_summary(n: usize) -> RunSummary {
+        let mut s = RunSummary {
+            outcome: Outcome::Failed,
+            commit: "c".repeat(40),
+            ..Default::default()
+        };
+        s.tests.failed = n as u32;
+        for i in 0..n {
+            s.tests.failures.push(TestFailure {
+                name: format!("tests/test_a.py::test_{i}"),
+                file: (i % 2 == 0).then(|| "tests/test_a.py".to_string()),
+                line: Some(i as u32 + 1),
+                message: format!("assert {i} == 0\nmore"),
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn comment_mentions_logins_and_names_and_lists_commits() {
+        let s = failed_summary(25);
+        let bob = Person {
+            name: "Bob".into(),
+            email: None,
+            login: Some("bob".into()),
+        };
+        let carol = Person::new("Carol", "carol@example.com");
+        let commits = vec![Commit {
+            sha: "b".repeat(40),
+            author: bob.clone(),
+            co_authors: vec![carol.clone()],
+            subject: "Break | things".into(),
+        }];
+        let b = Build {
+            summary: &s,
+            event: Event::Broken,
+            repository: "octo/app",
+            branch: "main",
+            base: Some("aaaaaaaaaaaa"),
+            commits: &commits,
+            recipients: &[bob, carol],
+            log_tail: "E assert 0 == 1",
+            run_url: None,
+        };
+        let c = comment(&b);
+        assert!(c.starts_with(MARKER));
+        assert!(c.contains("@bob Carol: your commits"), "{c}");
+        assert!(c.contains("… and 5 more"), "{c}");
+        assert!(c.contains("Break \\| things — Bob (@bob), Carol"), "{c}");
+        let m = mail(&b, vec!["carol@example.com".into()]);
+        assert!(
+            m.subject.contains("octo/app main: broken at cccccccccc"),
+            "{}",
+            m.subject
+        );
+        assert!(m.text.contains("E assert 0 == 1"));
+        assert!(m.html.contains("Break | things"));
+        let run = check_run(&b);
+        assert_eq!(run.conclusion, "failure");
+        assert_eq!(run.annotations.len(), 13, "only failures with a file");
+        assert_eq!(run.annotations[1].start_line, 3);
+    }
+}
