@@ -185,7 +185,9 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
     let store = tempfile::tempdir().unwrap();
     let store_url = format!("file://{}", store.path().display());
 
+    let github = FakeGitHub::start();
     let mut runner = Runner::new(project.path(), &sha);
+    runner.env.insert("GITHUB_API_URL".into(), github.uri());
     let run = runner.run_action(
         &action_dir(),
         &[
@@ -199,6 +201,19 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
         &[],
     );
     let log = run.log();
+    // The token input (default: github.token) reached the GitHub reporter: a commit status and a
+    // check run on the tested commit.
+    let reqs = github.requests();
+    let status = format!("/repos/acme/widgets/statuses/{sha}");
+    let auth = reqs
+        .iter()
+        .find(|(m, p, _)| m == "POST" && *p == status)
+        .map(|(_, _, a)| a.clone())
+        .unwrap_or_else(|| panic!("no commit status: {reqs:?}\n{log}"));
+    assert!(auth.ends_with(" ghs_simulatedtoken0123456789"), "{auth}");
+    assert!(reqs
+        .iter()
+        .any(|(m, p, _)| m == "POST" && p == "/repos/acme/widgets/check-runs"));
     // The tests fail, so the step fails with kiln's exit code 1 ...
     assert!(!run.success, "{log}");
     assert_eq!(run.step("run").code, 1, "{log}");
@@ -337,6 +352,7 @@ fn the_action_on_the_fixture_project_names_the_breaking_test() {
             ("working-directory", repo.to_str().unwrap()),
             ("rev", "broken"),
             ("store", &store_url),
+            ("token", ""),
         ],
         Some(&["run"]),
         &[("install", "path", env!("CARGO_BIN_EXE_kiln"))],
@@ -367,8 +383,17 @@ fn a_fork_pull_request_restores_but_never_saves() {
     let store = tempfile::tempdir().unwrap();
     let store_url = format!("file://{}", store.path().display());
 
+    let github = FakeGitHub::start();
     let mut runner = Runner::new(project.path(), &sha);
+    runner.env.insert("GITHUB_API_URL".into(), github.uri());
+    // GitHub's merge commit is what the workflow checked out; the PR shows its head's checks.
+    let head = "f".repeat(40);
     runner.pull_request(true);
+    let event = PathBuf::from(&runner.env["GITHUB_EVENT_PATH"]);
+    let payload = std::fs::read_to_string(&event)
+        .unwrap()
+        .replace(&sha, &head);
+    std::fs::write(&event, payload).unwrap();
     let run = runner.run_action(
         &action_dir(),
         &[
@@ -398,6 +423,12 @@ fn a_fork_pull_request_restores_but_never_saves() {
     );
     let md = run.summary();
     assert_contains(&md, "| save |", "summary");
+    let reqs = github.requests();
+    assert!(
+        reqs.iter()
+            .any(|(m, p, _)| m == "POST" && *p == format!("/repos/acme/widgets/statuses/{head}")),
+        "the status goes on the PR's head commit (KILN_HEAD_SHA): {reqs:?}"
+    );
     assert!(
         walk_files(store.path()).is_empty(),
         "a fork PR wrote to the store: {:?}",
@@ -494,6 +525,7 @@ fn a_corrupt_cache_is_a_warning_annotation_not_a_failure() {
         ("checkout", "reuse"),
         ("store", store_url.as_str()),
         ("test-command", "true"),
+        ("token", ""),
     ];
     let kiln = [("install", "path", env!("CARGO_BIN_EXE_kiln"))];
     let run = runner.run_action(&action_dir(), &with, Some(&["run"]), &kiln);

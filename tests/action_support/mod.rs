@@ -650,3 +650,71 @@ pub fn sh(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A fake GitHub API (wiremock, on its own thread) that accepts statuses, check runs and
+/// comments for `acme/widgets` and answers 404 to everything else.
+pub struct FakeGitHub {
+    pub rt: tokio::runtime::Runtime,
+    pub server: wiremock::MockServer,
+}
+
+impl FakeGitHub {
+    pub fn start() -> FakeGitHub {
+        use serde_json::json;
+        use wiremock::matchers::{method, path_regex};
+        use wiremock::{Mock, ResponseTemplate};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(async {
+            let server = wiremock::MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path_regex(r"^/repos/acme/widgets/statuses/[0-9a-f]{40}$"))
+                .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .and(path_regex(r"^/repos/acme/widgets/check-runs$"))
+                .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 555})))
+                .mount(&server)
+                .await;
+            Mock::given(method("PATCH"))
+                .and(path_regex(r"^/repos/acme/widgets/check-runs/555$"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 555})))
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path_regex(r"/comments$"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .and(path_regex(r"/comments$"))
+                .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9})))
+                .mount(&server)
+                .await;
+            server
+        });
+        FakeGitHub { rt, server }
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// (method, path, authorization header) of every request received.
+    pub fn requests(&self) -> Vec<(String, String, String)> {
+        self.rt
+            .block_on(self.server.received_requests())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let auth = r
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                (r.method.to_string(), r.url.path().to_string(), auth)
+            })
+            .collect()
+    }
+}
