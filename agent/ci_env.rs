@@ -238,6 +238,7 @@ impl CiEnv {
     /// detached merge commit for pull requests, so git cannot say it), no cache saves for fork
     /// pull requests, and the variables other reporters read.
     pub fn prepare_run(&self, ctx: &mut RunContext) {
+        crate::report::actions::mask_secrets();
         if let Some(w) = &self.payload_warning {
             tracing::warn!("{w}");
         }

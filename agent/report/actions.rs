@@ -47,13 +47,21 @@ fn emit_ordered(lines: &[String]) {
     }
 }
 
-/// Open a collapsible log group for a stage. The first call also masks secrets, before anything
-/// could print them.
-pub fn stage_started(name: &str) {
+/// Mask the secrets in this process's environment (once per process; only under Actions).
+/// Called as early as possible: before anything could print them.
+pub fn mask_secrets() {
     if ci_env::current().is_none() {
         return;
     }
     MASKS.call_once(|| emit_ordered(&mask_commands(&|k| std::env::var(k).ok())));
+}
+
+/// Open a collapsible log group for a stage (masking secrets first, if not done yet).
+pub fn stage_started(name: &str) {
+    if ci_env::current().is_none() {
+        return;
+    }
+    mask_secrets();
     emit_ordered(&[format!("::group::kiln {name}")]);
 }
 
