@@ -46,6 +46,14 @@ pub enum BootstrapError {
         code: i32,
         tail: String,
     },
+    #[error(
+        "offline: no wheel for `{requirement}` in {searched}; build it where the network \
+             is reachable and bring it with `kiln wheelhouse export` / `import`, or drop --offline"
+    )]
+    OfflineMissing {
+        requirement: String,
+        searched: String,
+    },
     #[error("bootstrap.command failed (exit {code}):\n{tail}")]
     Command { code: i32, tail: String },
 }
@@ -278,7 +286,11 @@ pub fn tools_dir() -> PathBuf {
         })
 }
 
-async fn find_or_install_uv(python: &Path, warnings: &mut Vec<String>) -> Option<PathBuf> {
+async fn find_or_install_uv(
+    python: &Path,
+    offline: bool,
+    warnings: &mut Vec<String>,
+) -> Option<PathBuf> {
     if let Ok(p) = which::which("uv") {
         return Some(p);
     }
@@ -286,6 +298,10 @@ async fn find_or_install_uv(python: &Path, warnings: &mut Vec<String>) -> Option
     let bin = target.join("bin").join("uv");
     if bin.exists() {
         return Some(bin);
+    }
+    if offline {
+        warnings.push("uv is not installed and --offline forbids fetching it: using pip".into());
+        return None;
     }
     tracing::info!("uv not on PATH: installing it into {}", target.display());
     let out = Cmd::new(python)
@@ -455,6 +471,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
     let config = ctx.config.clone();
     let py = python_info(&config.python).await?;
     let mut warnings = Vec::new();
+    let offline = ctx.opts.offline;
 
     // ccache: the compiler for every C/C++ build below.
     let ccache = Ccache::find();
@@ -468,6 +485,10 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
     // cached pip download dir) is the only thing a run inherits, so cold means cold.
     build_env.push(("PIP_CACHE_DIR".into(), paths.pip_cache.clone().into()));
     build_env.push(("UV_CACHE_DIR".into(), paths.tmp.join("uv-cache").into()));
+    if offline {
+        build_env.push(("PIP_NO_INDEX".into(), "1".into()));
+        build_env.push(("UV_OFFLINE".into(), "1".into()));
+    }
     let mut path_prefix: Vec<&Path> = Vec::new();
     match &ccache {
         Some(c) => match c.masquerade(&masq) {
@@ -495,7 +516,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
     } else {
         match config.bootstrap.installer {
             Installer::Pip => Some(Tool::Pip),
-            Installer::Uv => match find_or_install_uv(&py.path, &mut warnings).await {
+            Installer::Uv => match find_or_install_uv(&py.path, offline, &mut warnings).await {
                 Some(uv) => Some(Tool::Uv(uv)),
                 None => {
                     return Err(BootstrapError::Install {
@@ -505,7 +526,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
                     })
                 }
             },
-            Installer::Auto => Some(match find_or_install_uv(&py.path, &mut warnings).await {
+            Installer::Auto => Some(match find_or_install_uv(&py.path, offline, &mut warnings).await {
                 Some(uv) => Tool::Uv(uv),
                 None => Tool::Pip,
             }),
@@ -605,6 +626,27 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
             let mut installed = None;
             if reqs.is_empty() {
                 installed = Some(0);
+            } else if offline {
+                // Only wheels already here; a missing one is named, nothing is built.
+                let t = std::time::Instant::now();
+                let extra = crate::wheelhouse::offline::install_args(&paths.wheelhouse);
+                let o = install(&tool).args(extra).run().await?;
+                out.install_seconds = t.elapsed().as_secs_f64();
+                if !o.success {
+                    let why = crate::wheelhouse::offline::explain(&o.lines, &paths.wheelhouse);
+                    return Err(match why {
+                        Some((requirement, searched)) => BootstrapError::OfflineMissing {
+                            requirement,
+                            searched,
+                        },
+                        None => BootstrapError::Install {
+                            installer: installer.into(),
+                            code: o.code.unwrap_or(-1),
+                            tail: o.tail(30),
+                        },
+                    });
+                }
+                installed = Some(parse_installed(&o.lines));
             } else if wheelhouse_exact {
                 // Same requirements as the run that saved this wheelhouse: every wheel is there.
                 let t = std::time::Instant::now();

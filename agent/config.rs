@@ -166,6 +166,9 @@ pub struct CacheConfig {
     pub ccache: CcacheConfig,
     /// Also cache pip's download cache.
     pub pip_cache: bool,
+    /// Also publish each wheel of the wheelhouse into the store (`wheels/…`) after a run, so
+    /// `kiln index serve` can hand them to pip and uv.
+    pub publish_wheels: bool,
 }
 
 impl Default for CacheConfig {
@@ -178,6 +181,7 @@ impl Default for CacheConfig {
             wheelhouse: WheelhouseConfig::default(),
             ccache: CcacheConfig::default(),
             pip_cache: false,
+            publish_wheels: true,
         }
     }
 }

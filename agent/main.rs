@@ -38,6 +38,10 @@ enum Command {
     Doctor(DoctorArgs),
     /// Write a commented kiln.yml for the project in the current directory.
     Init(InitArgs),
+    /// Serve or publish the CI-built wheels as a package index for pip and uv.
+    Index(kiln::index::IndexArgs),
+    /// Carry wheels to machines without internet: export an archive, import it there.
+    Wheelhouse(kiln::wheelhouse::WheelhouseArgs),
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +101,10 @@ struct RunArgs {
     /// Do not save caches (use for untrusted builds).
     #[arg(long, env = "KILN_NO_SAVE")]
     no_save: bool,
+    /// No network: install only from the wheelhouse and imported wheels (`kiln wheelhouse
+    /// import`), failing with the name of any requirement that has no wheel there.
+    #[arg(long, env = "KILN_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    offline: bool,
 }
 
 fn main() -> ExitCode {
@@ -153,6 +161,7 @@ async fn dispatch(command: Command) -> u8 {
                 checkout: a.checkout,
                 report_mode: a.report_mode,
                 no_save: a.no_save,
+                offline: a.offline,
             };
             match pipeline::run(opts).await {
                 Ok(summary) => summary.exit_code as u8,
@@ -162,5 +171,19 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
+        Command::Index(a) => match kiln::index::run_cli(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kiln: error: {e}");
+                1
+            }
+        },
+        Command::Wheelhouse(a) => match kiln::wheelhouse::run_cli(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kiln: error: {e}");
+                1
+            }
+        },
     }
 }

@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub report_mode: Option<ReportMode>,
     /// Never save caches (e.g. untrusted pull requests from forks).
     pub no_save: bool,
+    /// Install only from wheels already on this machine (`--no-index`), building nothing.
+    pub offline: bool,
 }
 
 /// A run that could not start: bad flags, bad config, a work dir we must not wipe. Exit code 2.
@@ -594,6 +596,16 @@ async fn save_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String>) 
             (false, Some(r)) => format!("{name} not saved: {r}"),
             (false, None) => format!("{name} not saved"),
         });
+    }
+    // One object per wheel, for `kiln index serve` (see index::layout). Never fails the run.
+    if ctx.config.cache.publish_wheels {
+        match crate::index::publish_wheels(&store, &ctx.paths.wheelhouse).await {
+            Ok(p) => parts.push(format!("{} wheel(s) published", p.published)),
+            Err(e) => {
+                degraded = true;
+                tracing::warn!("publishing wheels for the index: {e}");
+            }
+        }
     }
     let outcome = if degraded {
         StageOutcome::Warning

@@ -25,5 +25,11 @@ if ! $PY -c "import moto, aiosmtpd" >/dev/null 2>&1 || ! command -v uv >/dev/nul
   $PY -m pip install -q --disable-pip-version-check $PY_PKGS
 fi
 
+# setuptools + wheel: the index tests build small wheels offline with
+# `pip wheel --no-build-isolation` (setuptools < 70 needs the separate `wheel` package for that).
+if ! $PY -c "import setuptools, wheel" >/dev/null 2>&1; then
+  $PY -m pip install -q --disable-pip-version-check setuptools wheel
+fi
+
 # Offline fixture packages (third-party sdists + test tools), fetched once into .cache/.
 bash fixtures/fetch.sh

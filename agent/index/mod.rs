@@ -1,0 +1,222 @@
+//! `kiln index`: the team's CI-built wheels as a package index for pip and uv.
+//!
+//! The save stage publishes every wheel of the run's wheelhouse into the store, one object per
+//! wheel (`layout`); `kiln index serve` answers PEP 503 / PEP 691 requests over those objects
+//! (`server`, `pages`), so developers and other machines install the exact wheels CI built with
+//! `pip install --extra-index-url http://buildhost:PORT/simple/ …`, hash-checked.
+
+pub mod auth;
+pub mod layout;
+pub mod metadata;
+pub mod names;
+pub mod pages;
+pub mod server;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+pub use auth::Auth;
+pub use layout::{publish_wheels, PublishStats};
+
+use crate::cache::store::{self, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sidecar {path} is invalid ({message}); delete it and publish again")]
+    Sidecar { path: String, message: String },
+    #[error("cannot listen on {addr}: {source} (is another server using the port?)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Auth(String),
+}
+
+impl From<StoreError> for IndexError {
+    fn from(e: StoreError) -> Self {
+        IndexError::Store(Box::new(e))
+    }
+}
+
+/// `kiln index …`
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    pub command: IndexCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Serve the wheels published in a store as a read-only package index (PEP 503 + PEP 691).
+    ///
+    /// Auth (optional): a bearer token from --auth-token-file or KILN_INDEX_TOKEN (pip/uv send it
+    /// as the password of the index URL: http://__token__:TOKEN@host/simple/), and/or basic
+    /// credentials `user:password` from KILN_INDEX_BASIC_AUTH.
+    Serve(ServeArgs),
+    /// Publish the wheels of a directory into a store (what `kiln run`'s save stage does).
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Store URL to serve (default: KILN_STORE, else the embedded file store).
+    #[arg(long, env = "KILN_STORE")]
+    pub store: Option<String>,
+    /// Address to listen on; port 0 picks a free port (the URL is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8700", env = "KILN_INDEX_LISTEN")]
+    pub listen: String,
+    /// File holding the bearer token clients must present (trailing newline ignored).
+    #[arg(long)]
+    pub auth_token_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Directory of wheels (e.g. a run's work dir `wheelhouse/`).
+    pub wheelhouse: PathBuf,
+    /// Store URL to publish into (default: KILN_STORE, else the embedded file store).
+    #[arg(long, env = "KILN_STORE")]
+    pub store: Option<String>,
+}
+
+fn open_store(url: Option<&str>) -> Result<Store, IndexError> {
+    let url = url
+        .map(str::to_string)
+        .unwrap_or_else(store::default_store_url);
+    Ok(Store::from_url(&url)?)
+}
+
+/// Token from the file, else `KILN_INDEX_TOKEN`; basic credentials from `KILN_INDEX_BASIC_AUTH`.
+fn auth_from(args: &ServeArgs) -> Result<Auth, IndexError> {
+    let token = match &args.auth_token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p).map_err(|source| IndexError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                return Err(IndexError::Auth(format!(
+                    "auth token file {} is empty",
+                    p.display()
+                )));
+            }
+            Some(t)
+        }
+        None => std::env::var("KILN_INDEX_TOKEN").ok(),
+    };
+    let basic = std::env::var("KILN_INDEX_BASIC_AUTH").ok();
+    if let Some(b) = basic.as_deref().filter(|b| !b.is_empty()) {
+        if !b.contains(':') {
+            return Err(IndexError::Auth(
+                "KILN_INDEX_BASIC_AUTH must be user:password".into(),
+            ));
+        }
+    }
+    Ok(Auth::new(token, basic))
+}
+
+/// Run `kiln index …`.
+pub async fn run_cli(args: IndexArgs) -> Result<(), IndexError> {
+    match args.command {
+        IndexCommand::Serve(a) => serve_cli(a).await,
+        IndexCommand::Publish(a) => {
+            let store = open_store(a.store.as_deref())?;
+            let stats = publish_wheels(&store, &a.wheelhouse).await?;
+            println!(
+                "published {} wheel(s) ({} bytes) to {}; {} already there{}",
+                stats.published,
+                stats.bytes_uploaded,
+                store.display(),
+                stats.skipped,
+                if stats.invalid > 0 {
+                    format!("; {} invalid file name(s) left out", stats.invalid)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve_cli(args: ServeArgs) -> Result<(), IndexError> {
+    let store = open_store(args.store.as_deref())?;
+    let auth = auth_from(&args)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|source| IndexError::Bind {
+            addr: args.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| IndexError::Bind {
+        addr: args.listen.clone(),
+        source,
+    })?;
+    // One line on stdout with the URL: scripts (and tests) read the port from it.
+    println!(
+        "kiln index: serving {} at http://{addr}/simple/",
+        store.display()
+    );
+    if auth.is_enabled() {
+        tracing::info!("index auth: required");
+    } else if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "serving {addr} without auth: anyone who can reach it can download every wheel \
+             (set KILN_INDEX_TOKEN, --auth-token-file or KILN_INDEX_BASIC_AUTH)"
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server::serve(listener, store, auth, shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM: finish the requests in flight, then exit 0.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("index: shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn publishing_is_on_by_default_and_can_be_turned_off() {
+        let path = std::path::Path::new("kiln.yml");
+        assert!(Config::default().cache.publish_wheels);
+        let c = Config::parse("cache:\n  publish_wheels: false\n", path).unwrap();
+        assert!(!c.cache.publish_wheels);
+    }
+}

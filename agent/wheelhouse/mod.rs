@@ -1,0 +1,159 @@
+//! `kiln wheelhouse export|import`: CI-built wheels carried to machines without internet access.
+//!
+//! `export` packs a directory of wheels, or the wheels published in a store, into one `.tar.zst`
+//! with a manifest (names, tags, sha256); `import` verifies every hash before placing any wheel,
+//! by default into the directory `kiln run --offline` installs from.
+
+pub mod manifest;
+pub mod offline;
+pub mod transfer;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::cache::store::{self, Store};
+use crate::index::IndexError;
+
+pub use transfer::{export_dir, export_store, import, ExportStats, ImportStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WheelhouseError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Index(IndexError),
+    #[error("no wheels to export in {source_desc}{}", if platforms.is_empty() { String::new() } else { format!(" for platform(s) {}", platforms.join(", ")) })]
+    NoWheels {
+        source_desc: String,
+        platforms: Vec<String>,
+    },
+    #[error("wheelhouse archive {archive} is unusable: {message}")]
+    Corrupt { archive: String, message: String },
+    #[error("wheelhouse archive {archive}: {filename} does not match its sha256 in the manifest (expected {expected}, got {actual}); the archive was altered or damaged in transit: nothing was imported")]
+    HashMismatch {
+        archive: String,
+        filename: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("wheelhouse archive {archive}: {filename} is listed in the manifest but missing from the archive; nothing was imported")]
+    Missing { archive: String, filename: String },
+    #[error("wheelhouse archive {archive} holds {entry:?}, which its manifest does not list; nothing was imported")]
+    Unexpected { archive: String, entry: String },
+    #[error(
+        "store {store}: {filename} does not match the sha256 of its sidecar; publish it again"
+    )]
+    StoreHashMismatch { store: String, filename: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Where `import` puts wheels by default and where `kiln run --offline` looks for them:
+/// `~/.cache/kiln/wheelhouse` (beside the embedded store), or `KILN_OFFLINE_WHEELHOUSE`.
+pub fn default_import_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KILN_OFFLINE_WHEELHOUSE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    store::default_store_dir()
+        .parent()
+        .map(|p| p.join("wheelhouse"))
+        .unwrap_or_else(|| PathBuf::from("/tmp/kiln-wheelhouse"))
+}
+
+/// `kiln wheelhouse …`
+#[derive(Args, Debug)]
+pub struct WheelhouseArgs {
+    #[command(subcommand)]
+    pub command: WheelhouseCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WheelhouseCommand {
+    /// Pack wheels into one archive (tar + zstd, with a manifest of names, tags and sha256).
+    Export(ExportArgs),
+    /// Verify an archive made by `export` and put its wheels into a directory.
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Archive to write (conventionally `*.tar.zst`).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Export the wheels of this directory (e.g. a run's work dir `wheelhouse/`).
+    #[arg(long, conflicts_with = "store")]
+    pub from: Option<PathBuf>,
+    /// Export the wheels published in this store (default when --from is absent: KILN_STORE,
+    /// else the embedded file store).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Only wheels for this platform tag (repeatable), e.g. manylinux_2_17_x86_64 or
+    /// linux_x86_64; pure-Python (`any`) wheels are always included.
+    #[arg(long = "platform")]
+    pub platforms: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Archive made by `kiln wheelhouse export`.
+    pub archive: PathBuf,
+    /// Directory to put the wheels in (default: where `kiln run --offline` looks,
+    /// ~/.cache/kiln/wheelhouse or KILN_OFFLINE_WHEELHOUSE).
+    #[arg(long)]
+    pub into: Option<PathBuf>,
+}
+
+/// Run `kiln wheelhouse …`.
+pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
+    match args.command {
+        WheelhouseCommand::Export(a) => {
+            let stats = match &a.from {
+                Some(dir) => {
+                    let (dir, platforms, output) =
+                        (dir.clone(), a.platforms.clone(), a.output.clone());
+                    tokio::task::spawn_blocking(move || export_dir(&dir, &platforms, &output))
+                        .await
+                        .map_err(|e| WheelhouseError::Usage(format!("export task failed: {e}")))??
+                }
+                None => {
+                    let url = a
+                        .store
+                        .clone()
+                        .or_else(|| std::env::var("KILN_STORE").ok().filter(|s| !s.is_empty()))
+                        .unwrap_or_else(store::default_store_url);
+                    let store = Store::from_url(&url)
+                        .map_err(|e| WheelhouseError::Index(IndexError::from(e)))?;
+                    export_store(&store, &a.platforms, &a.output).await?
+                }
+            };
+            println!(
+                "exported {} wheel(s) ({} bytes) to {} ({} bytes)",
+                stats.wheels,
+                stats.wheel_bytes,
+                a.output.display(),
+                stats.archive_bytes
+            );
+            Ok(())
+        }
+        WheelhouseCommand::Import(a) => {
+            let into = a.into.clone().unwrap_or_else(default_import_dir);
+            let (archive, dest) = (a.archive.clone(), into.clone());
+            let stats = tokio::task::spawn_blocking(move || import(&archive, &dest))
+                .await
+                .map_err(|e| WheelhouseError::Usage(format!("import task failed: {e}")))??;
+            println!(
+                "imported {} wheel(s) ({} bytes) into {}; {} already there; all sha256 verified",
+                stats.imported,
+                stats.bytes,
+                into.display(),
+                stats.unchanged
+            );
+            Ok(())
+        }
+    }
+}
