@@ -86,14 +86,23 @@ pub struct PythonInfo {
     pub os: String,
     /// e.g. `x86_64`.
     pub arch: String,
+    /// The interpreter's scripts dir (where `pip install uv` puts uv).
+    pub scripts: PathBuf,
+    /// pip's (major, minor), when pip is importable.
+    pub pip: Option<(u32, u32)>,
 }
 
-const PY_PROBE: &str = "import sys, platform\n\
+/// One interpreter start answers everything bootstrap needs to know (each start costs ~50 ms,
+/// and `python -m pip --version` ~400 ms, on the warm path that is most of the budget).
+const PY_PROBE: &str = "import sys, platform, sysconfig\n\
 impl = {'cpython': 'cp', 'pypy': 'pp'}.get(sys.implementation.name, sys.implementation.name)\n\
 print(sys.executable)\n\
 print('%s%d%d' % (impl, sys.version_info[0], sys.version_info[1]))\n\
 print(sys.platform)\n\
-print(platform.machine())";
+print(platform.machine())\n\
+print(sysconfig.get_path('scripts'))\n\
+try: import importlib.metadata as m; print(m.version('pip'))\n\
+except Exception: print('none')";
 
 pub async fn python_info(python: &str) -> Result<PythonInfo, BootstrapError> {
     let bad = |detail: String| BootstrapError::Python {
@@ -110,14 +119,32 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, BootstrapError> {
     }
     let lines: Vec<&str> = out.lines.iter().map(|s| s.trim()).collect();
     match lines.as_slice() {
-        [path, tag, os, arch, ..] => Ok(PythonInfo {
+        [path, tag, os, arch, scripts, pip, ..] => Ok(PythonInfo {
             path: PathBuf::from(path),
             tag: tag.to_string(),
             os: os.to_string(),
             arch: arch.to_string(),
+            scripts: PathBuf::from(scripts),
+            pip: parse_version(pip),
         }),
         _ => Err(bad(format!("unexpected probe output: {}", out.tail(4)))),
     }
+}
+
+/// "23.2.1" → (23, 2); anything else → None.
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()
+        .map(|m| {
+            m.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    Some((major, minor))
 }
 
 /// `gcc-12.2.0` (from `$CC` or gcc), or `none` when there is no C compiler.
@@ -161,10 +188,11 @@ fn requirement_files(
     Ok(files)
 }
 
-/// Inputs of this run's cache keys.
-pub async fn key_inputs(ctx: &RunContext) -> Result<KeyInputs, BootstrapError> {
+/// Inputs of this run's cache keys; also probes the interpreter (kept in `ctx.python`).
+pub async fn key_inputs(ctx: &mut RunContext) -> Result<KeyInputs, BootstrapError> {
     let (py, compiler) = tokio::join!(python_info(&ctx.config.python), compiler_id());
     let py = py?;
+    ctx.python = Some(py.clone());
     Ok(KeyInputs {
         os: py.os,
         arch: py.arch,
@@ -287,13 +315,19 @@ pub fn tools_dir() -> PathBuf {
 }
 
 async fn find_or_install_uv(
-    python: &Path,
+    py: &PythonInfo,
     offline: bool,
     warnings: &mut Vec<String>,
 ) -> Option<PathBuf> {
+    // The interpreter's own scripts dir first: PATH may hold a slow wrapper (pyenv shims).
+    let beside = py.scripts.join("uv");
+    if beside.is_file() {
+        return Some(beside);
+    }
     if let Ok(p) = which::which("uv") {
         return Some(p);
     }
+    let python = &py.path;
     let target = tools_dir().join("uv");
     let bin = target.join("bin").join("uv");
     if bin.exists() {
@@ -332,26 +366,6 @@ async fn find_or_install_uv(
             None
         }
     }
-}
-
-/// pip's version as (major, minor), from `python -m pip --version`.
-async fn pip_version(python: &Path) -> Result<(u32, u32), BootstrapError> {
-    let no_pip = |detail: String| BootstrapError::NoPip {
-        python: python.display().to_string(),
-        detail,
-    };
-    let out = Cmd::new(python)
-        .args(["-m", "pip", "--version"])
-        .run()
-        .await
-        .map_err(|e| no_pip(e.to_string()))?;
-    if !out.success {
-        return Err(no_pip(out.tail(2)));
-    }
-    let text = out.stdout_text();
-    let version = text.split_whitespace().nth(1).unwrap_or("0.0");
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
 }
 
 /// What `pip wheel` reported.
@@ -469,7 +483,11 @@ fn req_args(config: &Config, checkout: &Path) -> Vec<OsString> {
 pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, BootstrapError> {
     let paths = ctx.paths.clone();
     let config = ctx.config.clone();
-    let py = python_info(&config.python).await?;
+    let py = match ctx.python.clone() {
+        Some(py) => py,
+        None => python_info(&config.python).await?,
+    };
+
     let mut warnings = Vec::new();
     let offline = ctx.opts.offline;
 
@@ -516,7 +534,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
     } else {
         match config.bootstrap.installer {
             Installer::Pip => Some(Tool::Pip),
-            Installer::Uv => match find_or_install_uv(&py.path, offline, &mut warnings).await {
+            Installer::Uv => match find_or_install_uv(&py, offline, &mut warnings).await {
                 Some(uv) => Some(Tool::Uv(uv)),
                 None => {
                     return Err(BootstrapError::Install {
@@ -526,7 +544,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
                     })
                 }
             },
-            Installer::Auto => Some(match find_or_install_uv(&py.path, offline, &mut warnings).await {
+            Installer::Auto => Some(match find_or_install_uv(&py, offline, &mut warnings).await {
                 Some(uv) => Tool::Uv(uv),
                 None => Tool::Pip,
             }),
@@ -534,7 +552,7 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
     };
     // The host pip installs into a pip-less venv when it is new enough (saves ensurepip's ~6 s).
     let host_pip = match &tool {
-        Some(Tool::Pip) => pip_version(&py.path).await? >= (22, 3),
+        Some(Tool::Pip) => py.pip.is_some_and(|v| v >= (22, 3)),
         _ => false,
     };
     let venv_cmd = match &tool {
@@ -659,6 +677,13 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
                 }
             }
             if installed.is_none() {
+                // pip builds the wheels, whichever tool installs them.
+                if py.pip.is_none() {
+                    return Err(BootstrapError::NoPip {
+                        python: py.path.display().to_string(),
+                        detail: "`import pip` failed".into(),
+                    });
+                }
                 let t = std::time::Instant::now();
                 let o = Cmd::new(&py.path)
                     .args(["-m", "pip", "wheel", "--wheel-dir"])
@@ -755,6 +780,28 @@ mod tests {
         assert!(r.used.contains("fastsum-1.0-cp311-cp311-linux_x86_64.whl"));
         assert!(r.used.contains("pytest-9.2.0-py3-none-any.whl"));
         assert!(r.used.contains("six-1.16.0-py2.py3-none-any.whl"));
+    }
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse_version("23.2.1"), Some((23, 2)));
+        assert_eq!(parse_version("24.0"), Some((24, 0)));
+        assert_eq!(parse_version("25.1rc1"), Some((25, 1)));
+        assert_eq!(parse_version("none"), None);
+    }
+
+    #[tokio::test]
+    async fn probes_the_interpreter_once_for_everything() {
+        let py = python_info("python3").await.unwrap();
+        assert!(py.path.is_absolute());
+        assert!(py.tag.starts_with("cp3"), "{}", py.tag);
+        assert!(py.scripts.is_dir(), "{}", py.scripts.display());
+        assert!(
+            py.pip.is_some(),
+            "pip is importable in the test interpreter"
+        );
+        let err = python_info("kiln-no-such-python").await.unwrap_err();
+        assert!(err.to_string().contains("kiln-no-such-python"), "{err}");
     }
 
     #[test]

@@ -258,31 +258,6 @@ impl CiEnv {
     }
 }
 
-/// The store Kiln uses when none is configured: the GitHub Actions cache service under Actions
-/// when its credentials are there (shared by every job of the repository, no setup; the action
-/// hands them to its kiln step), else the embedded file store.
-pub fn default_store_url(ci: Option<&CiEnv>) -> String {
-    default_store_url_from(ci, &|k| std::env::var(k).ok())
-}
-
-/// [`default_store_url`] over any environment (for tests).
-pub fn default_store_url_from(ci: Option<&CiEnv>, get: &dyn Fn(&str) -> Option<String>) -> String {
-    let set = |k: &str| get(k).is_some_and(|v| !v.is_empty());
-    let gha =
-        set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"));
-    match ci {
-        Some(_) if gha => "gha".to_string(),
-        Some(_) => {
-            tracing::info!(
-                "GitHub Actions without the cache service's credentials (a plain `run:` step?): \
-                 using the local file store; the Kiln action passes them, or set --store"
-            );
-            crate::cache::store::default_store_url()
-        }
-        None => crate::cache::store::default_store_url(),
-    }
-}
-
 static CURRENT: OnceLock<Option<CiEnv>> = OnceLock::new();
 
 /// This process's CI environment, detected once. `None` outside GitHub Actions.
@@ -435,18 +410,5 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("/nonexistent/event.json"));
-    }
-
-    #[test]
-    fn default_store_is_gha_under_actions_with_the_cache_service() {
-        let e = env_with(&[("GITHUB_ACTIONS", "true")]).unwrap();
-        let creds = |k: &str| match k {
-            "ACTIONS_RUNTIME_TOKEN" => Some("t".to_string()),
-            "ACTIONS_RESULTS_URL" => Some("https://results.example/".to_string()),
-            _ => None,
-        };
-        assert_eq!(default_store_url_from(Some(&e), &creds), "gha");
-        assert!(default_store_url_from(Some(&e), &|_| None).starts_with("file://"));
-        assert!(default_store_url_from(None, &creds).starts_with("file://"));
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! One run is six stages (see `pipeline`): checkout → restore → bootstrap → test → save → report.
 
+pub mod agent;
 pub mod bootstrap;
 pub mod cache;
 pub mod checkout;

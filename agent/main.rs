@@ -34,6 +34,10 @@ enum Command {
     /// Exit codes: 0 tests passed, 1 tests failed, 2 usage or config error, 3 infrastructure
     /// error (checkout or bootstrap failed).
     Run(RunArgs),
+    /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
+    Agent(kiln::agent::cli::AgentArgs),
+    /// Save, restore, list and prune caches in a store (usable from any CI).
+    Cache(kiln::cache::cli::CacheArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
     Doctor(DoctorArgs),
     /// Write a commented kiln.yml for the project in the current directory.
@@ -99,7 +103,7 @@ struct RunArgs {
     #[arg(long, value_enum, env = "KILN_REPORT_MODE")]
     report_mode: Option<ReportMode>,
     /// Do not save caches (use for untrusted builds).
-    #[arg(long, env = "KILN_NO_SAVE")]
+    #[arg(long, env = "KILN_NO_SAVE", value_parser = clap::builder::BoolishValueParser::new())]
     no_save: bool,
     /// No network: install only from the wheelhouse and imported wheels (`kiln wheelhouse
     /// import`), failing with the name of any requirement that has no wheel there.
@@ -123,10 +127,16 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
+        Command::Agent(a) => match kiln::agent::run(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kiln agent: error: {e}");
+                2
+            }
+        },
+        Command::Cache(a) => kiln::cache::cli::run(a).await,
         Command::Doctor(a) => {
-            let store = a
-                .store
-                .unwrap_or_else(kiln::cache::store::default_store_url);
+            let store = a.store.unwrap_or_else(kiln::cache::store::auto_url);
             let checks = kiln::doctor::run(&a.config, &store).await;
             if kiln::doctor::print(&checks) {
                 0

@@ -152,6 +152,8 @@ pub struct RunContext {
     pub store: Option<Store>,
     pub keys: Option<RunKeys>,
     pub bootstrap: Option<BootstrapOutput>,
+    /// The interpreter, probed once (restore stage) for keys and bootstrap.
+    pub python: Option<bootstrap::PythonInfo>,
     pub summary: RunSummary,
     /// Whether caches may be saved (false for fork pull requests and `--no-save`).
     pub save_allowed: bool,
@@ -248,6 +250,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         store: None,
         keys: None,
         bootstrap: None,
+        python: None,
         summary: RunSummary::default(),
     };
     if let Some(ci) = crate::ci_env::current() {
@@ -340,7 +343,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         .cache
         .store
         .clone()
-        .unwrap_or_else(|| crate::ci_env::default_store_url(crate::ci_env::current()));
+        .unwrap_or_else(cache::store::auto_url);
     ctx.store = Some(Store::from_url(&store_url).map_err(|e| UsageError::Other(e.to_string()))?);
 
     // 2. restore

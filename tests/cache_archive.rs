@@ -539,3 +539,25 @@ async fn bad_manifest_is_a_miss_not_a_crash() {
     assert_eq!(r.hit, RestoreHit::Miss);
     assert!(r.warnings.join("").contains("manifest"), "{:?}", r.warnings);
 }
+
+#[tokio::test]
+async fn inside_hard_links_and_symlinks_are_restored() {
+    let e = env();
+    let t = tar_of(&[
+        ("0/dir/", T::Directory, None, b""),
+        ("0/dir/f", T::Regular, None, b"content"),
+        ("0/h", T::Link, Some("0/dir/f"), b""),
+        ("0/dir/s", T::Symlink, Some("../h"), b""),
+    ]);
+    plant(&e, "links", &zstd_of(&t), None, None);
+    let target = e.root.join("t");
+    let r = cache::restore(&e.store, "links", &[], &[target.clone()]).await;
+    assert_eq!(r.hit, RestoreHit::Exact, "{r:?}");
+    assert_eq!(fs::read(target.join("h")).unwrap(), b"content");
+    assert_eq!(fs::read(target.join("dir/s")).unwrap(), b"content");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(target.join("h")).unwrap().ino(),
+        fs::metadata(target.join("dir/f")).unwrap().ino()
+    );
+}

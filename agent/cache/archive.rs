@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::writers::{FileJob, WriterPool};
 use crate::config::Compression;
 
 /// Why an archive could not be written or was refused on extraction.
@@ -70,25 +71,35 @@ pub struct ExtractStats {
 }
 
 /// A digest of the *content* of the slots: for each entry in sorted order its slot, relative
-/// path, kind, permission bits, size, and the sha256 of its bytes (or its link target).
+/// path, kind, permission bits, size, and its bytes (or its link target), through XXH3-128.
 /// Modification times are left out on purpose: ccache and pip touch files without changing
 /// them, and such a touch must not cause a new upload.
-#[derive(Default)]
-struct ContentDigest(Sha256);
+///
+/// XXH3 rather than sha256: it runs at memory speed, where sha256 cost a seventh of a save's
+/// CPU. It only decides whether an upload can be skipped, comparing our own directories with
+/// our own manifest, so collision resistance against an adversary is not needed (the archive
+/// itself is still checked with sha256).
+struct ContentDigest(xxhash_rust::xxh3::Xxh3);
+
+impl Default for ContentDigest {
+    fn default() -> Self {
+        Self(xxhash_rust::xxh3::Xxh3::new())
+    }
+}
 
 impl ContentDigest {
     fn entry(&mut self, slot: usize, rel: &str, kind: u8, mode: u32, size: u64) {
-        self.0.update((slot as u64).to_le_bytes());
+        self.0.update(&(slot as u64).to_le_bytes());
         self.0.update(rel.as_bytes());
-        self.0.update([0, kind]);
-        self.0.update(mode.to_le_bytes());
-        self.0.update(size.to_le_bytes());
+        self.0.update(&[0, kind]);
+        self.0.update(&mode.to_le_bytes());
+        self.0.update(&size.to_le_bytes());
     }
     fn bytes(&mut self, b: &[u8]) {
         self.0.update(b);
     }
     fn finish(self) -> String {
-        hex::encode(self.0.finalize())
+        format!("xxh3-128:{:032x}", self.0.digest128())
     }
 }
 
@@ -523,6 +534,23 @@ fn entry_slot_path(raw: &Path, slots: usize) -> Result<(usize, PathBuf), String>
     Ok((slot, comps[1..].iter().collect()))
 }
 
+/// Files up to this size are written by the writer pool; larger ones are streamed by the
+/// parser thread (so at most queue depth × this much is held in memory).
+const POOL_FILE_LIMIT: u64 = 1 << 20;
+
+/// File writer threads for extraction.
+fn writer_threads() -> usize {
+    std::env::var("KILN_EXTRACT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+        .clamp(1, 16)
+}
+
 /// Extract the tar stream `tar_stream` (already decompressed) into `stagings[i]` for slot `i`.
 /// The staging directories must exist and be empty. On error, the stagings hold partial
 /// content; the caller throws them away.
@@ -532,12 +560,13 @@ pub fn extract_tar<R: Read>(
 ) -> Result<ExtractStats, ArchiveError> {
     let mut archive = tar::Archive::new(tar_stream);
     let mut stats = ExtractStats::default();
-    // Regular files written, for hard links (which may only point at those).
-    let mut files: HashSet<PathBuf> = HashSet::new();
     // Symlinks, created at the end so nothing is ever written through one.
     let mut links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     let mut link_paths: HashSet<PathBuf> = HashSet::new();
     let mut buf = vec![0u8; 1 << 20];
+    let pool = WriterPool::new(writer_threads(), 64);
+    // The last directory known to exist: consecutive files mostly share it.
+    let mut last_parent: Option<PathBuf> = None;
     let entries = archive.entries().map_err(ArchiveError::Corrupt)?;
     for entry in entries {
         let mut entry = entry.map_err(ArchiveError::Corrupt)?;
@@ -566,9 +595,31 @@ pub fn extract_tar<R: Read>(
                     return Err(unsafe_entry("a file in place of a cached directory".into()));
                 }
                 if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).map_err(io_err)?;
+                    if last_parent.as_deref() != Some(parent) {
+                        fs::create_dir_all(parent).map_err(io_err)?;
+                        last_parent = Some(parent.to_path_buf());
+                    }
                 }
                 let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+                let mtime = entry.header().mtime().ok();
+                let size = entry.size();
+                if size <= POOL_FILE_LIMIT {
+                    // Small file: read it whole and let a writer thread create it.
+                    let mut data = Vec::with_capacity(size as usize);
+                    entry
+                        .read_to_end(&mut data)
+                        .map_err(ArchiveError::Corrupt)?;
+                    stats.files += 1;
+                    stats.bytes += data.len() as u64;
+                    pool.submit(FileJob {
+                        dest,
+                        mode,
+                        mtime,
+                        data,
+                    })
+                    .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
+                    continue;
+                }
                 let mut file = fs::OpenOptions::new()
                     .write(true)
                     .create(true)
@@ -585,12 +636,11 @@ pub fn extract_tar<R: Read>(
                     file.write_all(&buf[..n]).map_err(io_err)?;
                     written += n as u64;
                 }
-                if let Ok(m) = entry.header().mtime() {
+                if let Some(m) = mtime {
                     let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(m));
                 }
                 stats.files += 1;
                 stats.bytes += written;
-                files.insert(dest);
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -622,7 +672,14 @@ pub fn extract_tar<R: Read>(
                     )));
                 }
                 let source = stagings[tslot].join(&trel);
-                if !files.contains(&source) {
+                pool.flush()
+                    .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
+                // The staging started empty and holds no symlinks yet, so a regular file at
+                // this normalized path can only be one this archive extracted earlier.
+                let is_file = fs::symlink_metadata(&source)
+                    .map(|m| m.file_type().is_file())
+                    .unwrap_or(false);
+                if !is_file {
                     return Err(unsafe_entry(format!(
                         "hard link to {}, which is not a file extracted before it",
                         target.display()
@@ -635,7 +692,6 @@ pub fn extract_tar<R: Read>(
                     fs::remove_file(&dest).map_err(io_err)?;
                 }
                 fs::hard_link(&source, &dest).map_err(io_err)?;
-                files.insert(dest);
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(unsafe_entry("device file".into()));
@@ -651,6 +707,8 @@ pub fn extract_tar<R: Read>(
             }
         }
     }
+    pool.finish()
+        .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
     // Links last: no entry above was written through one. A link's own parent directories must
     // not be links either (checked against the archive's links, the only ones in the staging).
     for (dest, target, rel) in links {
@@ -680,28 +738,26 @@ pub fn extract_tar<R: Read>(
 
 /// Decompress `compressed` with `compression` and extract it (see [`extract_tar`]). The tar
 /// parser and the decompressor run on two threads, like `zstd -d | tar x`.
-pub fn extract_archive<R: Read + Send + 'static>(
+pub fn extract_archive<R: io::BufRead + Send + 'static>(
     compressed: R,
     compression: Compression,
     stagings: &[PathBuf],
 ) -> Result<ExtractStats, ArchiveError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    // Consumed chunks come back for reuse: no allocation or zeroing per chunk.
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     let decomp = std::thread::spawn(move || -> io::Result<()> {
         let mut reader: Box<dyn Read> = match compression {
             Compression::Zstd => {
-                let mut d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-                    1 << 20,
-                    compressed,
-                ))?;
+                let mut d = zstd::stream::read::Decoder::with_buffer(compressed)?;
                 d.window_log_max(31)?;
                 Box::new(d)
             }
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                BufReader::with_capacity(1 << 20, compressed),
-            )),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(compressed)),
         };
         loop {
-            let mut chunk = vec![0u8; 1 << 20];
+            let mut chunk = recycle_rx.try_recv().unwrap_or_default();
+            chunk.resize(1 << 20, 0);
             let mut filled = 0;
             while filled < chunk.len() {
                 match reader.read(&mut chunk[filled..]) {
@@ -726,12 +782,7 @@ pub fn extract_archive<R: Read + Send + 'static>(
             }
         }
     });
-    let reader = ChannelReader {
-        rx,
-        cur: Vec::new(),
-        pos: 0,
-    };
-    let mut reader = reader;
+    let mut reader = ChannelReader::new(rx).recycling(recycle_tx);
     let result = extract_tar(&mut reader, stagings);
     // Drain the rest so a corrupt tail (after the tar end marker) is still detected.
     let drained = if result.is_ok() {
@@ -754,6 +805,7 @@ pub struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
+    recycle: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
 }
 
 impl ChannelReader {
@@ -762,7 +814,14 @@ impl ChannelReader {
             rx,
             cur: Vec::new(),
             pos: 0,
+            recycle: None,
         }
+    }
+
+    /// Send consumed chunks back to the producer through `tx`.
+    pub fn recycling(mut self, tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
+        self.recycle = Some(tx);
+        self
     }
 }
 
@@ -771,7 +830,12 @@ impl Read for ChannelReader {
         while self.pos >= self.cur.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.cur = chunk;
+                    let used = std::mem::replace(&mut self.cur, chunk);
+                    if let Some(r) = &self.recycle {
+                        if used.capacity() > 0 {
+                            let _ = r.try_send(used);
+                        }
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),

@@ -8,12 +8,17 @@
 //! - `save` is atomic and skips the upload when the exact key already holds the same content.
 
 pub mod archive;
+mod backends;
+pub mod catalog;
+pub mod cli;
 pub mod key;
 pub mod manifest;
 pub mod progress;
+pub mod prune;
 mod restore;
 mod save;
 pub mod store;
+mod writers;
 
 use std::path::PathBuf;
 
@@ -76,4 +81,9 @@ pub async fn restore(
 /// content. Errors only for problems the caller must hear about; a store outage is a warning.
 pub async fn save(store: &Store, key: &str, paths: &[PathBuf], opts: &SaveOptions) -> SaveOutcome {
     save::save(store, key, paths, opts).await
+}
+
+/// Which key `restore` would use and its archive size, without downloading it.
+pub async fn lookup(store: &Store, key: &str, restore_keys: &[String]) -> RestoreOutcome {
+    restore::lookup(store, key, restore_keys).await
 }

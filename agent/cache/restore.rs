@@ -31,7 +31,22 @@ pub(super) async fn restore(
     }
     if let Some(found) = find(store, key, restore_keys, &mut out.warnings).await {
         let (manifest, hit) = found;
-        match fetch_and_extract(store, &manifest, paths).await {
+        // A download cut by the network is tried again from the start (a fresh staging);
+        // a bad archive is not.
+        let mut attempt = 1;
+        let mut delay = super::store::retry_base_delay();
+        let result = loop {
+            match fetch_and_extract(store, &manifest, paths).await {
+                Err(f) if f.transient && attempt < super::store::retry_attempts() => {
+                    tracing::debug!(key, attempt, reason = %f.reason, "download failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => break other.map_err(|f| f.reason),
+            }
+        };
+        match result {
             Ok((stats, bytes)) => {
                 tracing::info!(
                     key,
@@ -60,6 +75,17 @@ pub(super) async fn restore(
     }
     for p in paths {
         let _ = std::fs::create_dir_all(p);
+    }
+    out
+}
+
+/// Which key a restore would use, without downloading anything (`--lookup-only`).
+pub(super) async fn lookup(store: &Store, key: &str, restore_keys: &[String]) -> RestoreOutcome {
+    let mut out = RestoreOutcome::default();
+    if let Some((m, hit)) = find(store, key, restore_keys, &mut out.warnings).await {
+        out.hit = hit;
+        out.bytes = m.compressed_size;
+        out.matched_key = Some(m.key);
     }
     out
 }
@@ -101,6 +127,13 @@ async fn find(
         let list_prefix = format!("{}{prefix}", manifest::PREFIX);
         let entries = match store.retry(|| store.list(&list_prefix)).await {
             Ok(v) => v,
+            Err(e) if e.is_unsupported() => {
+                warn(format!(
+                    "cache {key}: store {} cannot list keys, so restore keys are not used",
+                    store.display()
+                ));
+                return None;
+            }
             Err(e) => {
                 warn(format!(
                     "cache {key}: store unavailable ({e}); building without cache"
@@ -202,24 +235,64 @@ struct RawReader {
     rx: tokio::sync::mpsc::Receiver<Chunk>,
     cur: Vec<u8>,
     pos: usize,
+    /// Consumed chunks go back to the producer for reuse.
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+/// Reading straight out of the received chunks (no intermediate buffer copy).
+impl io::BufRead for RawReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos >= self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => {
+                    let used = std::mem::replace(&mut self.cur, c);
+                    if used.capacity() > 0 {
+                        let _ = self.recycle.try_send(used);
+                    }
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(&[]),
+            }
+        }
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.cur.len());
+    }
 }
 
 impl io::Read for RawReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.cur.len() {
-            match self.rx.blocking_recv() {
-                Some(Ok(c)) => {
-                    self.cur = c;
-                    self.pos = 0;
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        use io::BufRead;
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
+    }
+}
+
+/// Why a fetch failed, and whether trying again may help (the network, not the archive).
+struct FetchFailure {
+    reason: String,
+    transient: bool,
+}
+
+impl From<String> for FetchFailure {
+    fn from(reason: String) -> Self {
+        FetchFailure {
+            reason,
+            transient: false,
+        }
+    }
+}
+
+fn transient(reason: String) -> FetchFailure {
+    FetchFailure {
+        reason,
+        transient: true,
     }
 }
 
@@ -227,13 +300,14 @@ async fn fetch_and_extract(
     store: &Store,
     m: &Manifest,
     paths: &[PathBuf],
-) -> Result<(ExtractStats, u64), String> {
+) -> Result<(ExtractStats, u64), FetchFailure> {
     if m.paths.len() != paths.len() {
         return Err(format!(
             "the archive holds {} directories but {} were asked for",
             m.paths.len(),
             paths.len()
-        ));
+        )
+        .into());
     }
     let id = unique_id();
     let mut stagings = Stagings(Vec::new());
@@ -250,7 +324,8 @@ async fn fetch_and_extract(
 
     let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
-    let producer = spawn_producer(store, &m.archive, tx, transfer.clone()).await?;
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let producer = spawn_producer(store, &m.archive, tx, recycle_rx, transfer.clone()).await?;
     let compression = m.compression;
     let staging_paths = stagings.0.clone();
     let extractor = tokio::task::spawn_blocking(move || {
@@ -258,6 +333,7 @@ async fn fetch_and_extract(
             rx,
             cur: Vec::new(),
             pos: 0,
+            recycle: recycle_tx,
         };
         archive::extract_archive(reader, compression, &staging_paths)
     });
@@ -279,19 +355,21 @@ async fn fetch_and_extract(
         return Err(format!(
             "archive is truncated or padded: {} bytes, the manifest says {}",
             fetched.size, m.compressed_size
-        ));
+        )
+        .into());
     }
     let stats = extracted.map_err(|e| e.to_string())?;
     if fetched.cut_short {
-        return Err("the archive has data after its end".into());
+        return Err("the archive has data after its end".to_string().into());
     }
     if !fetched.sha256.eq_ignore_ascii_case(&m.sha256) {
         return Err(format!(
             "sha256 mismatch: archive has {}, the manifest says {}",
             fetched.sha256, m.sha256
-        ));
+        )
+        .into());
     }
-    swap_in(&stagings.0, paths)?;
+    swap_in(&stagings.0, paths).map_err(FetchFailure::from)?;
     stagings.0.clear();
     Ok((stats, fetched.size))
 }
@@ -301,20 +379,21 @@ async fn spawn_producer(
     store: &Store,
     object: &str,
     tx: tokio::sync::mpsc::Sender<Chunk>,
+    recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
-) -> Result<tokio::task::JoinHandle<Result<Fetched, String>>, String> {
+) -> Result<tokio::task::JoinHandle<Result<Fetched, FetchFailure>>, FetchFailure> {
     if let Some(root) = store.local_root() {
         let path = root.join(object);
         let file = std::fs::File::open(&path)
             .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
         return Ok(tokio::task::spawn_blocking(move || {
-            read_local(file, tx, transfer)
+            read_local(file, tx, recycle, transfer).map_err(FetchFailure::from)
         }));
     }
     let stream = store
         .retry(|| store.read_stream(object))
         .await
-        .map_err(|e| format!("download failed: {e}"))?;
+        .map_err(|e| transient(format!("download failed: {e}")))?;
     Ok(tokio::spawn(async move {
         let mut stream = stream;
         let mut hasher = Sha256::new();
@@ -338,7 +417,7 @@ async fn spawn_producer(
                     let _ = tx
                         .send(Err(io::Error::new(io::ErrorKind::BrokenPipe, msg.clone())))
                         .await;
-                    return Err(msg);
+                    return Err(transient(msg));
                 }
             }
         }
@@ -353,13 +432,15 @@ async fn spawn_producer(
 fn read_local(
     mut file: std::fs::File,
     tx: tokio::sync::mpsc::Sender<Chunk>,
+    recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
 ) -> Result<Fetched, String> {
     use std::io::Read;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
-        let mut buf = vec![0u8; 4 << 20];
+        let mut buf = recycle.try_recv().unwrap_or_default();
+        buf.resize(4 << 20, 0);
         let mut filled = 0;
         while filled < buf.len() {
             match file.read(&mut buf[filled..]) {

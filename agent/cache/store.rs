@@ -24,6 +24,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The backend cannot do this at all (listing on `gha`).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, StoreError::Backend { source, .. } if source.kind() == ErrorKind::Unsupported)
+    }
+
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -43,7 +48,8 @@ impl StoreError {
     }
 }
 
-fn retry_attempts() -> u32 {
+/// Attempts per store operation (`KILN_STORE_RETRIES`, default 3).
+pub(crate) fn retry_attempts() -> u32 {
     std::env::var("KILN_STORE_RETRIES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -51,7 +57,8 @@ fn retry_attempts() -> u32 {
         .clamp(1, 10)
 }
 
-fn retry_base_delay() -> Duration {
+/// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
+pub(crate) fn retry_base_delay() -> Duration {
     std::env::var("KILN_STORE_RETRY_DELAY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -92,6 +99,30 @@ pub fn default_store_url() -> String {
     format!("file://{}", default_store_dir().display())
 }
 
+/// The store to use when none is configured: `KILN_STORE`, else `gha` when running under GitHub
+/// Actions with its cache service available, else the embedded file store.
+pub fn auto_url() -> String {
+    auto_url_from(&|k| std::env::var(k).ok())
+}
+
+/// [`auto_url`] over any environment (for tests).
+pub fn auto_url_from(env: &dyn Fn(&str) -> Option<String>) -> String {
+    if let Some(v) = env("KILN_STORE").filter(|v| !v.is_empty()) {
+        return v;
+    }
+    if gha_available(env) {
+        return "gha".into();
+    }
+    default_store_url()
+}
+
+/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
+/// results service URL (v2).
+pub fn gha_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
+}
+
 impl Store {
     /// Open the store a URL names.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
@@ -121,7 +152,13 @@ impl Store {
         if url.starts_with('/') {
             return Store::from_url(&format!("file://{url}"));
         }
-        Err(bad("unsupported scheme (expected file://)"))
+        let op = super::backends::remote_operator(url, &|k| std::env::var(k).ok())
+            .map_err(|m| bad(&m))?;
+        Ok(Store {
+            op,
+            display: redact(url),
+            local_root: None,
+        })
     }
 
     /// The URL without credentials.
@@ -259,11 +296,57 @@ impl Store {
 
     /// Write a whole (small) object.
     pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        if let Some(root) = &self.local_root {
+            return self.put_local(root, path, &data);
+        }
         self.op
             .write(path, data)
             .await
             .map(|_| ())
             .map_err(|e| self.err("write", path, e))
+    }
+
+    /// File stores: temp file + rename (atomic, like OpenDAL's atomic write) but without the
+    /// fsync OpenDAL does, which on ext4 also flushes the just-written archive and costs more
+    /// than the whole save. A crash can at worst leave a manifest whose archive fails its hash
+    /// check: a miss, never a wrong restore.
+    fn put_local(&self, root: &Path, path: &str, data: &[u8]) -> Result<(), StoreError> {
+        let io = |e: std::io::Error| {
+            self.err(
+                "write",
+                path,
+                opendal::Error::new(ErrorKind::Unexpected, "writing to the file store")
+                    .set_source(e),
+            )
+        };
+        if path.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(self.err(
+                "write",
+                path,
+                opendal::Error::new(ErrorKind::ConfigInvalid, "invalid object path"),
+            ));
+        }
+        let dest = root.join(path);
+        let tmp_dir = root.join(".kiln-tmp");
+        std::fs::create_dir_all(&tmp_dir).map_err(io)?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = tmp_dir.join(format!(
+            "put-{}-{n}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::write(&tmp, data).map_err(io)?;
+        std::fs::rename(&tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
@@ -289,11 +372,19 @@ impl Store {
             if e.metadata().is_dir() || !e.path().starts_with(prefix) {
                 continue;
             }
-            out.push(Entry {
+            let mut entry = Entry {
                 path: e.path().to_string(),
                 size: e.metadata().content_length(),
                 modified: e.metadata().last_modified(),
-            });
+            };
+            // The fs lister returns names only; a local stat is cheap.
+            if let (Some(root), None) = (&self.local_root, entry.modified) {
+                if let Ok(m) = std::fs::metadata(root.join(&entry.path)) {
+                    entry.size = m.len();
+                    entry.modified = m.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+                }
+            }
+            out.push(entry);
         }
         Ok(out)
     }
@@ -328,6 +419,31 @@ mod tests {
         let listed = store.list("state/").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].path, "state/x.json");
+    }
+
+    #[test]
+    fn auto_url_prefers_kiln_store_then_gha_then_file() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(a, _)| *a == k)
+                    .map(|(_, b)| b.to_string())
+            }
+        };
+        static GHA: [(&str, &str); 2] = [
+            ("ACTIONS_RUNTIME_TOKEN", "t"),
+            ("ACTIONS_CACHE_URL", "https://x/"),
+        ];
+        assert_eq!(auto_url_from(&env(&GHA)), "gha");
+        assert_eq!(
+            auto_url_from(&env(&[
+                ("KILN_STORE", "s3://b/p"),
+                ("ACTIONS_RUNTIME_TOKEN", "t")
+            ])),
+            "s3://b/p"
+        );
+        assert!(auto_url_from(&env(&[("ACTIONS_RUNTIME_TOKEN", "t")])).starts_with("file://"));
     }
 
     #[test]

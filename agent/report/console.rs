@@ -43,7 +43,7 @@ pub fn render(s: &RunSummary) -> String {
         ));
     }
     out.push_str(&format!(
-        "  wheels: {} built, {} reused ({}); ccache: {} hits, {} misses\n",
+        "  wheels: {} built, {} reused ({}); ccache: {} hits ({} remote), {} misses\n",
         s.wheels.built,
         s.wheels.reused,
         if s.installer.is_empty() {
@@ -52,6 +52,7 @@ pub fn render(s: &RunSummary) -> String {
             &s.installer
         },
         s.ccache.hits,
+        s.ccache.remote_hits,
         s.ccache.misses
     ));
     out.push_str(&format!(

@@ -1,0 +1,91 @@
+//! `kiln agent` flags. The webhook secret is deliberately not a flag: command lines are visible
+//! to every user of the machine (`ps`) and end up in shell histories.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Run a long-lived build server that takes GitHub webhooks (or polls GitHub) and builds every
+/// push and pull request of the repositories in agent.yml with `kiln run`.
+///
+/// The webhook secret comes from KILN_WEBHOOK_SECRET or from the file named by
+/// KILN_WEBHOOK_SECRET_FILE. See docs/agent.md.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Address to listen on (use a reverse proxy for TLS). Port 0 picks a free port; the address
+    /// is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:8473", env = "KILN_AGENT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Directory for the queue, logs, summaries and work dirs.
+    #[arg(long, env = "KILN_AGENT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Builds run at once. 0 queues deliveries durably without building them (a standby or
+    /// load-test mode).
+    #[arg(long, default_value_t = 2, env = "KILN_AGENT_WORKERS")]
+    pub workers: usize,
+    /// The agent config (default: <data-dir>/agent.yml).
+    #[arg(long, env = "KILN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Also poll GitHub for new branch heads at this interval, e.g. 60s (for machines GitHub's
+    /// webhooks cannot reach). The API is GITHUB_API_URL (default https://api.github.com).
+    #[arg(long, value_parser = humantime::parse_duration, env = "KILN_AGENT_POLL")]
+    pub poll: Option<Duration>,
+    /// Kill a build after this long (default: defaults.timeout in agent.yml, else 1h; a
+    /// repository's own `timeout` wins).
+    #[arg(long, value_parser = humantime::parse_duration, env = "KILN_AGENT_JOB_TIMEOUT")]
+    pub job_timeout: Option<Duration>,
+    /// On SIGTERM, how long running builds may take to finish before they are killed (and run
+    /// again at the next start).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m", env = "KILN_AGENT_GRACE")]
+    pub grace: Duration,
+    /// Delete finished jobs (record, log, summary) older than this, e.g. 30d; checked at start
+    /// and hourly. The newest job of each branch is always kept.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30d", env = "KILN_AGENT_RETAIN")]
+    pub retain: Duration,
+    /// Largest webhook body accepted, e.g. 25MiB (GitHub's own cap), 512KiB. Larger ones get 413.
+    #[arg(long, value_parser = parse_size, default_value = "25MiB", env = "KILN_AGENT_MAX_BODY")]
+    pub max_body: usize,
+}
+
+/// `123`, `64KiB`, `25MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 25MiB"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("25MiB"), Ok(25 * 1024 * 1024));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! `kiln agent`: a self-hosted build server. GitHub webhooks (or polling) in, durable queue,
+//! N workers each running `kiln run` in its own process group and work dir, results out through
+//! `kiln run`'s own reporting.
+//!
+//! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
+//! `worker` (running builds), `procs` (killing a build's processes), `server` (HTTP), `poll`
+//! (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
+
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod metrics;
+pub mod poll;
+pub mod procs;
+pub mod queue;
+pub mod server;
+pub mod signature;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use self::cli::AgentArgs;
+use self::config::AgentConfig;
+use self::queue::Queue;
+use self::signature::Secret;
+use self::worker::{Phase, Worker, WorkerSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    #[error("{0}")]
+    Secret(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("no agent config at {}: pass --config FILE or create it (format: docs/agent.md)", .0.display())]
+    NoConfig(std::path::PathBuf),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Io { what, source }
+}
+
+/// The webhook secret from `KILN_WEBHOOK_SECRET` or `KILN_WEBHOOK_SECRET_FILE`.
+pub fn read_secret(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret>, AgentError> {
+    let direct = env("KILN_WEBHOOK_SECRET").filter(|s| !s.is_empty());
+    let file = env("KILN_WEBHOOK_SECRET_FILE").filter(|s| !s.is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(AgentError::Secret(
+            "both KILN_WEBHOOK_SECRET and KILN_WEBHOOK_SECRET_FILE are set; set only one".into(),
+        )),
+        (Some(s), None) => Ok(Some(Secret::new(s.into_bytes()))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                AgentError::Secret(format!("cannot read KILN_WEBHOOK_SECRET_FILE {path}: {e}"))
+            })?;
+            // Files usually end with a newline that is not part of the secret.
+            let s = text.trim_end_matches(['\r', '\n']);
+            if s.is_empty() {
+                return Err(AgentError::Secret(format!(
+                    "KILN_WEBHOOK_SECRET_FILE {path} is empty"
+                )));
+            }
+            Ok(Some(Secret::new(s.as_bytes().to_vec())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Take `<data-dir>/lock` for this process's lifetime: two agents on one queue would build every
+/// job twice. An flock is released by the kernel however the holder dies (`kill -9` included),
+/// and the file is opened close-on-exec so builds that outlive the agent do not keep it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("cannot open {}", path.display())))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(AgentError::Busy(format!(
+            "another kiln agent (pid {}) is using data dir {}; stop it or use another --data-dir",
+            holder.trim(),
+            data_dir.display()
+        )));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = writeln!(f, "{}", std::process::id());
+    Ok(f)
+}
+
+/// Delete finished jobs older than `retain`, with their logs and summaries.
+fn prune(queue: &Queue, data_dir: &std::path::Path, retain: Duration) {
+    let Ok(age) = chrono::Duration::from_std(retain) else {
+        return;
+    };
+    let ids = queue.prune(chrono::Utc::now() - age);
+    for &id in &ids {
+        for path in [
+            worker::log_path(data_dir, id),
+            worker::summary_path(data_dir, id),
+        ] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("cannot delete {}: {e}", path.display())
+                }
+                _ => {}
+            }
+        }
+    }
+    if !ids.is_empty() {
+        tracing::info!(
+            "pruned {} job(s) finished more than {} ago",
+            ids.len(),
+            humantime::format_duration(retain)
+        );
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+/// Run the agent until SIGTERM/SIGINT, then drain.
+pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let secret = read_secret(&|k| std::env::var(k).ok())?;
+    if secret.is_none() && args.poll.is_none() {
+        return Err(AgentError::Secret(
+            "no webhook secret: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE (the same \
+             secret as on the GitHub webhook), or use --poll without webhooks"
+                .into(),
+        ));
+    }
+    let data_dir = std::path::absolute(&args.data_dir)
+        .map_err(io(format!("data dir {}", args.data_dir.display())))?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io(format!("cannot create data dir {}", data_dir.display())))?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| data_dir.join("agent.yml"));
+    if !config_path.exists() {
+        return Err(AgentError::NoConfig(config_path));
+    }
+    let config = Arc::new(AgentConfig::load(&config_path)?);
+    let agent_id = procs::agent_id(&data_dir).map_err(io(format!(
+        "cannot read or create {}/agent-id",
+        data_dir.display()
+    )))?;
+    let queue = Arc::new(Queue::open(&data_dir)?);
+    if !queue.recovered().is_empty() {
+        tracing::warn!(
+            "re-running {} job(s) interrupted by the last stop: {:?}",
+            queue.recovered().len(),
+            queue.recovered()
+        );
+    }
+    // Builds that were running when the previous agent died may have outlived it; kill them
+    // before anything else so they cannot finish a second time alongside their re-run.
+    for &id in queue.recovered() {
+        let marker = procs::marker(&agent_id, id);
+        let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &marker))
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            tracing::warn!(
+                "job {id}: killed {killed} leftover process(es) of the interrupted build"
+            );
+        }
+    }
+    prune(&queue, &data_dir, args.retain);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let draining = Arc::new(AtomicBool::new(false));
+    // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
+    // replaces the file on disk, the path names the new version (or nothing, " (deleted)"),
+    // while `/proc/self/exe` still execs the version this agent is, until it restarts.
+    let program = match std::path::Path::new("/proc/self/exe") {
+        p if p.exists() => p.to_path_buf(),
+        _ => std::env::current_exe().map_err(io("cannot find the kiln executable"))?,
+    };
+    let settings = Arc::new(WorkerSettings {
+        program,
+        program_args: vec!["run".into()],
+        data_dir: data_dir.clone(),
+        agent_id,
+        default_timeout: args
+            .job_timeout
+            .or(config.defaults.timeout)
+            .unwrap_or(Duration::from_secs(3600)),
+    });
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let mut workers = tokio::task::JoinSet::new();
+    for n in 0..args.workers {
+        let w = Worker {
+            queue: queue.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+            settings: settings.clone(),
+            phase: phase_rx.clone(),
+        };
+        workers.spawn(w.run(n));
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(io(format!("cannot listen on {}", args.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(io("cannot read the listening address"))?;
+    // On stdout so scripts (and tests using port 0) can find us.
+    println!("kiln agent listening on http://{local}");
+    tracing::info!(
+        "kiln agent: {} worker(s), data dir {}, {} repositor(ies), webhooks {}",
+        args.workers,
+        data_dir.display(),
+        config.repositories.len(),
+        if secret.is_some() { "on" } else { "off" }
+    );
+    let state = Arc::new(server::AppState {
+        queue: queue.clone(),
+        config: config.clone(),
+        metrics,
+        secret,
+        max_body: args.max_body,
+        draining: draining.clone(),
+        data_dir: data_dir.clone(),
+        workers: args.workers,
+    });
+    let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    let mut server = tokio::spawn(async move {
+        let mut rx = server_stop_rx;
+        axum::serve(listener, server::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let (drain_tx, drain_rx) = watch::channel(false);
+    {
+        let (queue, data_dir, retain, mut rx) = (
+            queue.clone(),
+            data_dir.clone(),
+            args.retain,
+            drain_rx.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            tick.tick().await; // the first tick is immediate; start-up already pruned
+            loop {
+                tokio::select! {
+                    _ = rx.wait_for(|d| *d) => return,
+                    _ = tick.tick() => {}
+                }
+                let (q, dir) = (queue.clone(), data_dir.clone());
+                let _ = tokio::task::spawn_blocking(move || prune(&q, &dir, retain)).await;
+            }
+        });
+    }
+    if let Some(interval) = args.poll {
+        let api = std::env::var("GITHUB_API_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "https://api.github.com".into());
+        let poller = poll::Poller::new(queue.clone(), config.clone(), api);
+        let mut rx = drain_rx.clone();
+        tokio::spawn(poller.run(interval, async move {
+            let _ = rx.wait_for(|d| *d).await;
+        }));
+    }
+
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut server => {
+            // The server only ends by itself on an I/O error.
+            queue.stop();
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(AgentError::Io { what: "HTTP server failed".into(), source: e }),
+                Err(e) => Err(AgentError::Io { what: "HTTP server failed".into(), source: std::io::Error::other(e.to_string()) }),
+            };
+        }
+    }
+
+    // Drain: refuse new deliveries, let running builds finish within the grace period.
+    draining.store(true, Ordering::SeqCst);
+    let _ = drain_tx.send(true);
+    queue.stop();
+    let running = queue.counts().running;
+    if running > 0 {
+        tracing::info!(
+            "waiting up to {} for {running} running build(s)",
+            humantime::format_duration(args.grace)
+        );
+    }
+    let all_done = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(args.grace, all_done).await.is_err() {
+        tracing::warn!(
+            "grace period over: killing running builds; they run again at the next start"
+        );
+        let _ = phase_tx.send(Phase::Abort);
+        while workers.join_next().await.is_some() {}
+    }
+    let _ = server_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("kiln agent stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_from_env_or_file_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let fp = f.display().to_string();
+        let s = read_secret(&|k| (k == "KILN_WEBHOOK_SECRET_FILE").then(|| fp.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.sign(b"x"), Secret::new("from-file").sign(b"x"));
+        let both = read_secret(&|_| Some("hunter2".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            both.contains("only one") && !both.contains("hunter2"),
+            "{both}"
+        );
+        assert!(read_secret(&|_| None).unwrap().is_none());
+    }
+}

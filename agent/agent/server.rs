@@ -1,0 +1,311 @@
+//! The HTTP side: `POST /webhook`, `GET /healthz`, `GET /metrics`, `GET /jobs[/{id}[/log]]`.
+//!
+//! A delivery goes: draining? (503) → body within the cap? (413) → signature (401) → headers
+//! (400) → event kind (422) → JSON (400) → repository (422) → durable enqueue → 202. Nothing is
+//! parsed before the signature is checked, and nothing is queued unless every check passed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::config::AgentConfig;
+use super::events::{self, Decision, EventError};
+use super::metrics::Metrics;
+use super::queue::{Enqueued, Queue};
+use super::signature::Secret;
+use super::worker;
+
+/// How long a client may take to send a webhook body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What every handler shares.
+pub struct AppState {
+    pub queue: Arc<Queue>,
+    pub config: Arc<AgentConfig>,
+    pub metrics: Arc<Metrics>,
+    /// None: webhooks are off (poll-only agent).
+    pub secret: Option<Secret>,
+    pub max_body: usize,
+    pub draining: Arc<AtomicBool>,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/webhook", post(webhook))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/log", get(job_log))
+        .with_state(state)
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn refuse(
+    st: &AppState,
+    status: StatusCode,
+    result: &'static str,
+    message: impl std::fmt::Display,
+) -> Response {
+    st.metrics.webhook(result, 0.0);
+    tracing::info!("webhook refused ({}): {message}", status.as_u16());
+    answer(
+        status,
+        json!({"status": result, "message": message.to_string()}),
+    )
+}
+
+async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    if st.draining.load(Ordering::SeqCst) {
+        return refuse(
+            &st,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "agent is shutting down; GitHub can redeliver this later",
+        );
+    }
+    let Some(secret) = &st.secret else {
+        return refuse(
+            &st,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "webhooks are disabled: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE",
+        );
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        format!(
+            "body larger than the {} byte limit (--max-body)",
+            st.max_body
+        )
+    };
+    if declared.is_some_and(|n| n > st.max_body) {
+        return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
+    }
+    // A client trickling its body must not hold a connection (and memory) forever.
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, st.max_body))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large()),
+        Err(_) => {
+            return refuse(
+                &st,
+                StatusCode::REQUEST_TIMEOUT,
+                "malformed",
+                format!("body not received within {}s", BODY_TIMEOUT.as_secs()),
+            )
+        }
+    };
+    let sig = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+    if let Err(e) = secret.verify(sig, &body) {
+        return refuse(&st, StatusCode::UNAUTHORIZED, "unauthorized", e);
+    }
+    // GitHub's other content type wraps the JSON as `payload=<urlencoded JSON>`; the signature
+    // covers the form body as sent, so this unwrapping comes after the check.
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body = if form {
+        match url::form_urlencoded::parse(&body).find(|(k, _)| k == "payload") {
+            Some((_, v)) => bytes::Bytes::from(v.into_owned().into_bytes()),
+            None => {
+                return refuse(
+                    &st,
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    "form-encoded delivery without a `payload` field",
+                )
+            }
+        }
+    } else {
+        body
+    };
+    let Some(event) = headers.get("x-github-event").and_then(|v| v.to_str().ok()) else {
+        return refuse(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "missing X-GitHub-Event header",
+        );
+    };
+    let delivery = headers
+        .get("x-github-delivery")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && d.len() <= 200);
+    let decision = match events::decide(event, &body, &st.config) {
+        Ok(d) => d,
+        Err(e @ EventError::Malformed(_)) => {
+            return refuse(&st, StatusCode::BAD_REQUEST, "malformed", e)
+        }
+        Err(e @ EventError::UnsupportedEvent(_)) => {
+            return refuse(
+                &st,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_event",
+                e,
+            )
+        }
+        Err(e @ EventError::UnknownRepo(_)) => {
+            return refuse(&st, StatusCode::UNPROCESSABLE_ENTITY, "unknown_repo", e)
+        }
+    };
+    match decision {
+        Decision::Pong => {
+            st.metrics.webhook("pong", 0.0);
+            answer(StatusCode::OK, json!({"status": "pong"}))
+        }
+        Decision::Ignored(reason) => {
+            st.metrics.webhook("ignored", 0.0);
+            tracing::debug!("webhook ignored: {reason}");
+            answer(
+                StatusCode::ACCEPTED,
+                json!({"status": "ignored", "message": reason}),
+            )
+        }
+        Decision::Build(req) => {
+            let Some(delivery) = delivery else {
+                return refuse(&st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
+            };
+            match st.queue.enqueue(delivery, req).await {
+                Ok(Enqueued::Accepted(id)) => {
+                    st.metrics
+                        .webhook("accepted", started.elapsed().as_secs_f64());
+                    tracing::info!("delivery {delivery}: queued job {id}");
+                    answer(StatusCode::ACCEPTED, json!({"status": "queued", "job": id}))
+                }
+                Ok(Enqueued::Duplicate(id)) => {
+                    st.metrics.webhook("duplicate", 0.0);
+                    tracing::info!("delivery {delivery}: duplicate of job {id}");
+                    answer(StatusCode::OK, json!({"status": "duplicate", "job": id}))
+                }
+                Err(e) => {
+                    st.metrics.webhook("error", 0.0);
+                    tracing::error!("delivery {delivery}: {e}");
+                    answer(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"status": "error", "message": e.to_string()}),
+                    )
+                }
+            }
+        }
+    }
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    let c = st.queue.counts();
+    if st.draining.load(Ordering::SeqCst) {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "draining", "queued": c.queued, "running": c.running}),
+        );
+    }
+    answer(
+        StatusCode::OK,
+        json!({"status": "ok", "queued": c.queued, "running": c.running}),
+    )
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let text = st.metrics.render(
+        &st.queue.counts(),
+        st.workers,
+        st.draining.load(Ordering::SeqCst),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn jobs(State(st): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    answer(StatusCode::OK, json!({"jobs": st.queue.list(limit)}))
+}
+
+fn bad_id(id: &str) -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        json!({"status": "error", "message": format!("{id:?} is not a job id")}),
+    )
+}
+
+fn not_found(id: u64) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({"status": "error", "message": format!("no job {id}")}),
+    )
+}
+
+async fn job(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_id(&id);
+    };
+    let Some(job) = st.queue.get(id) else {
+        return not_found(id);
+    };
+    let mut v = serde_json::to_value(&job).unwrap_or_default();
+    if let Some(summary) = tokio::fs::read(worker::summary_path(&st.data_dir, id))
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
+        v["summary"] = summary;
+    }
+    answer(StatusCode::OK, v)
+}
+
+async fn job_log(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_id(&id);
+    };
+    if st.queue.get(id).is_none() {
+        return not_found(id);
+    }
+    // Streamed: a build log can be far larger than we want to hold in memory.
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match tokio::fs::File::open(worker::log_path(&st.data_dir, id)).await {
+        Ok(f) => {
+            let stream = futures::stream::unfold(f, |mut f| async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                match tokio::io::AsyncReadExt::read(&mut f, &mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            });
+            (text, Body::from_stream(stream)).into_response()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (text, "").into_response(),
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"status": "error", "message": format!("cannot read log of job {id}: {e}")}),
+        ),
+    }
+}
