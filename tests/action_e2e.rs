@@ -438,6 +438,7 @@ fn a_fork_pull_request_restores_but_never_saves() {
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
@@ -554,4 +555,70 @@ fn a_corrupt_cache_is_a_warning_annotation_not_a_failure() {
     let stdout = run.stdout();
     assert_contains(&stdout, "::warning title=Kiln wheelhouse cache::", "stdout");
     assert!(!stdout.contains("::error"), "{stdout}");
+}
+
+#[test]
+fn restore_and_save_sub_actions_round_trip_through_a_store() {
+    let work = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+    let kiln = [("install", "path", env!("CARGO_BIN_EXE_kiln"))];
+    let mut runner = Runner::new(work.path(), &"a".repeat(40));
+    std::fs::create_dir_all(work.path().join("wheelhouse")).unwrap();
+    std::fs::write(
+        work.path().join("wheelhouse/a-1.0-py3-none-any.whl"),
+        b"wheel",
+    )
+    .unwrap();
+
+    let save = |runner: &mut Runner, key: &str| {
+        runner.run_action(
+            &action_dir().join("save"),
+            &[("key", key), ("path", "wheelhouse"), ("store", &store_url)],
+            Some(&["save"]),
+            &kiln,
+        )
+    };
+    let run = save(&mut runner, "wheels-linux-1111");
+    assert!(run.success, "{}", run.log());
+
+    // Exact key, into a fresh directory.
+    std::fs::remove_dir_all(work.path().join("wheelhouse")).unwrap();
+    let restore = |runner: &mut Runner, key: &str| {
+        runner.run_action(
+            &action_dir().join("restore"),
+            &[
+                ("key", key),
+                ("restore-keys", "wheels-linux-\n"),
+                ("path", "wheelhouse"),
+                ("store", &store_url),
+            ],
+            Some(&["restore"]),
+            &kiln,
+        )
+    };
+    let run = restore(&mut runner, "wheels-linux-1111");
+    assert!(run.success, "{}", run.log());
+    assert_eq!(run.outputs["cache-hit"], "true", "{}", run.log());
+    assert_eq!(run.outputs["cache-result"], "exact");
+    assert_eq!(run.outputs["cache-matched-key"], "wheels-linux-1111");
+    assert_eq!(run.outputs["cache-primary-key"], "wheels-linux-1111");
+    assert_eq!(
+        std::fs::read(work.path().join("wheelhouse/a-1.0-py3-none-any.whl")).unwrap(),
+        b"wheel"
+    );
+
+    // A new key: the restore prefix finds the old one, cache-hit stays false.
+    let run = restore(&mut runner, "wheels-linux-2222");
+    assert!(run.success, "{}", run.log());
+    assert_eq!(run.outputs["cache-hit"], "false");
+    assert_eq!(run.outputs["cache-result"], "partial");
+    assert_eq!(run.outputs["cache-matched-key"], "wheels-linux-1111");
+
+    // A fork's pull request cannot add to the store.
+    let before = walk_files(store.path());
+    runner.pull_request(true);
+    let run = save(&mut runner, "wheels-linux-3333");
+    assert!(run.success, "{}", run.log());
+    assert_eq!(walk_files(store.path()), before, "{}", run.log());
 }
