@@ -19,6 +19,8 @@ fail() {
 version="${KILN_INSTALL_VERSION:-latest}"
 version="${version#v}"
 [ -n "$version" ] || version=latest
+valid_version() { [[ "$1" =~ ^[0-9A-Za-z][0-9A-Za-z._+-]*$ ]]; }
+valid_version "$version" || fail "version '$version' is not latest, source or a release number such as 0.3.1"
 action_dir="${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")" && pwd)}"
 server="${GITHUB_SERVER_URL:-https://github.com}"
 
@@ -81,9 +83,12 @@ if [ "$version" = latest ] && [ -n "$base" ]; then
     -w '%{url_effective}' "$base/latest" 2>/dev/null || true)"
   case "$effective" in
     */tag/*)
-      version="${effective##*/tag/}"
-      version="${version#v}"
-      say "latest release is $version"
+      tag="${effective##*/tag/}"
+      tag="${tag#v}"
+      if valid_version "$tag"; then
+        version="$tag"
+        say "latest release is $version"
+      fi
       ;;
   esac
 fi

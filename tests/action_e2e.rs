@@ -111,6 +111,20 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
         .iter()
         .any(|r| r.ends_with(".tar.gz.sha256")));
 
+    // A version that could escape the tool cache directory is refused before any download.
+    let run = runner.run_action(
+        &action_dir(),
+        &[("download-url", &bad_server.base), ("version", "../../x")],
+        Some(&["install"]),
+        &[],
+    );
+    assert!(!run.success);
+    assert_contains(
+        &run.step("install").stdout,
+        "version '../../x' is not",
+        "stdout",
+    );
+
     // The good release, asked for as `latest`: resolved through the redirect, verified, cached.
     let good = tempfile::tempdir().unwrap();
     publish_release(good.path(), kiln_version(), &kiln_bin(), None);
