@@ -635,4 +635,24 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
     let run = save(&mut runner, "wheels-linux-3333");
     assert!(run.success, "{}", run.log());
     assert_eq!(walk_files(store.path()), before, "{}", run.log());
+    // Nor can `kiln cache save` run directly in such a build.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "cache",
+            "save",
+            "--key",
+            "wheels-linux-4444",
+            "--path",
+            "wheelhouse",
+        ])
+        .args(["--store", &store_url])
+        .current_dir(work.path())
+        .env_clear()
+        .envs(&runner.env)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_contains(&stderr, "comes from a fork", "kiln cache save");
+    assert_eq!(walk_files(store.path()), before);
 }
