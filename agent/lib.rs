@@ -7,6 +7,7 @@ pub mod agent;
 pub mod bootstrap;
 pub mod cache;
 pub mod checkout;
+pub mod ci_env;
 pub mod config;
 pub mod doctor;
 pub mod index;

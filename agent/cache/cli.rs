@@ -155,6 +155,11 @@ pub async fn run(args: CacheArgs) -> u8 {
 }
 
 async fn save(a: SaveArgs) -> u8 {
+    // Untrusted code (a fork's pull request under GitHub Actions) must not write to the cache.
+    if let Some(why) = crate::ci_env::current().and_then(|c| c.save_forbidden()) {
+        eprintln!("kiln: {why}; not saving {}", a.key);
+        return 0;
+    }
     let store = match a.store.open() {
         Ok(s) => s,
         Err(code) => return code,

@@ -342,7 +342,10 @@ async fn report_build(ctx: &mut RunContext) {
 
     // 5. remember
     let next = policy::next_state(&prev, &build, event, &told);
-    if let (true, Some(store), Some(path)) = (can_save, &ctx.store, &state_path) {
+    // Not from untrusted builds (fork pull requests, --no-save): a fork's branch may be named
+    // like one of ours, and its state would then decide who gets blamed there.
+    if let (true, Some(store), Some(path)) = (can_save && ctx.save_allowed, &ctx.store, &state_path)
+    {
         if let Err(e) = state::save(store, path, &next).await {
             tracing::warn!("cannot save the report state: {e}");
         }
