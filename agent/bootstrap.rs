@@ -628,11 +628,15 @@ pub async fn bootstrap(ctx: &mut RunContext) -> Result<BootstrapOutput, Bootstra
                     Tool::Uv(uv) => Cmd::new(uv)
                         .args(["pip", "install", "--python"])
                         .arg(&venv_python),
+                    // Like uv, pip leaves bytecode to the first import: compiling every module
+                    // of every wheel up front doubles a warm install.
                     Tool::Pip if host_pip => Cmd::new(&py.path)
                         .args(["-m", "pip", "--python"])
                         .arg(&venv_python)
-                        .arg("install"),
-                    Tool::Pip => Cmd::new(&venv_python).args(["-m", "pip", "install"]),
+                        .args(["install", "--no-compile"]),
+                    Tool::Pip => {
+                        Cmd::new(&venv_python).args(["-m", "pip", "install", "--no-compile"])
+                    }
                 };
                 base.args(["--no-index", "--find-links"])
                     .arg(&paths.wheelhouse)
