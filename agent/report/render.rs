@@ -161,22 +161,7 @@ pub fn check_run(b: &Build<'_>) -> CheckRun {
             "\n### {} failing test(s)\n\n",
             s.tests.failed.max(s.tests.failures.len() as u32)
         ));
-        for f in s.tests.failures.iter().take(100) {
-            let loc = failure_location(f);
-            md.push_str(&format!(
-                "- `{}`{}: {}\n",
-                f.name,
-                if loc.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({loc})")
-                },
-                md_escape(first_line(&f.message))
-            ));
-        }
-        if s.tests.failures.len() > 100 {
-            md.push_str(&format!("- … and {} more\n", s.tests.failures.len() - 100));
-        }
+        push_failure_list(&mut md, &s.tests.failures, 100);
     }
     if !b.commits.is_empty() && s.outcome != Outcome::Passed {
         md.push_str(&format!(
@@ -256,25 +241,7 @@ pub fn comment(b: &Build<'_>) -> String {
     md.push('\n');
     if !s.tests.failures.is_empty() {
         md.push_str("\n**Failing tests**\n\n");
-        for f in s.tests.failures.iter().take(LIST_FAILURES) {
-            let loc = failure_location(f);
-            md.push_str(&format!(
-                "- `{}`{}: {}\n",
-                f.name,
-                if loc.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({loc})")
-                },
-                md_escape(first_line(&f.message))
-            ));
-        }
-        if s.tests.failures.len() > LIST_FAILURES {
-            md.push_str(&format!(
-                "- … and {} more\n",
-                s.tests.failures.len() - LIST_FAILURES
-            ));
-        }
+        push_failure_list(&mut md, &s.tests.failures, LIST_FAILURES);
     }
     if !b.commits.is_empty() && s.outcome != Outcome::Passed {
         md.push_str(&format!(
@@ -469,5 +436,26 @@ mod tests {
         assert_eq!(run.conclusion, "failure");
         assert_eq!(run.annotations.len(), 13, "only failures with a file");
         assert_eq!(run.annotations[1].start_line, 3);
+    }
+}
+
+/// A Markdown bullet per failing test (name, file:line, first line of the message), at most
+/// `limit`, then how many more there were.
+fn push_failure_list(md: &mut String, failures: &[crate::summary::TestFailure], limit: usize) {
+    for f in failures.iter().take(limit) {
+        let loc = failure_location(f);
+        md.push_str(&format!(
+            "- `{}`{}: {}\n",
+            f.name,
+            if loc.is_empty() {
+                String::new()
+            } else {
+                format!(" ({loc})")
+            },
+            md_escape(first_line(&f.message))
+        ));
+    }
+    if failures.len() > limit {
+        md.push_str(&format!("- … and {} more\n", failures.len() - limit));
     }
 }
