@@ -370,6 +370,27 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
     }
 }
 
+/// A Markdown bullet per failing test (name, file:line, first line of the message), at most
+/// `limit`, then how many more there were.
+fn push_failure_list(md: &mut String, failures: &[crate::summary::TestFailure], limit: usize) {
+    for f in failures.iter().take(limit) {
+        let loc = failure_location(f);
+        md.push_str(&format!(
+            "- `{}`{}: {}\n",
+            f.name,
+            if loc.is_empty() {
+                String::new()
+            } else {
+                format!(" ({loc})")
+            },
+            md_escape(first_line(&f.message))
+        ));
+    }
+    if failures.len() > limit {
+        md.push_str(&format!("- … and {} more\n", failures.len() - limit));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,26 +457,5 @@ mod tests {
         assert_eq!(run.conclusion, "failure");
         assert_eq!(run.annotations.len(), 13, "only failures with a file");
         assert_eq!(run.annotations[1].start_line, 3);
-    }
-}
-
-/// A Markdown bullet per failing test (name, file:line, first line of the message), at most
-/// `limit`, then how many more there were.
-fn push_failure_list(md: &mut String, failures: &[crate::summary::TestFailure], limit: usize) {
-    for f in failures.iter().take(limit) {
-        let loc = failure_location(f);
-        md.push_str(&format!(
-            "- `{}`{}: {}\n",
-            f.name,
-            if loc.is_empty() {
-                String::new()
-            } else {
-                format!(" ({loc})")
-            },
-            md_escape(first_line(&f.message))
-        ));
-    }
-    if failures.len() > limit {
-        md.push_str(&format!("- … and {} more\n", failures.len() - limit));
     }
 }
