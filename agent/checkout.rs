@@ -6,18 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::process::{Cmd, ProcessError};
+use crate::git::GitError;
+use crate::process::ProcessError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("git {what} failed in {dir}: {tail}")]
-    Git {
-        what: String,
-        dir: PathBuf,
-        tail: String,
-    },
+    #[error(transparent)]
+    Git(#[from] GitError),
     #[error("cannot prepare {dir}: {source}")]
     Io {
         dir: PathBuf,
@@ -36,22 +33,7 @@ pub struct Checkout {
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
-    let out = Cmd::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args.iter().copied())
-        // Never prompt for credentials in CI: fail instead.
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .run()
-        .await?;
-    if !out.success {
-        return Err(CheckoutError::Git {
-            what: args.first().copied().unwrap_or("").to_string(),
-            dir: dir.to_path_buf(),
-            tail: out.tail(5),
-        });
-    }
-    Ok(out.stdout_text().trim().to_string())
+    Ok(crate::git::stdout(dir, args).await?.trim().to_string())
 }
 
 /// The repository argument as git understands it (relative paths made absolute).
@@ -71,15 +53,8 @@ pub async fn local_branch(repo: &str, rev: &str) -> Option<String> {
     if !path.is_dir() {
         return None;
     }
-    let out = Cmd::new("git")
-        .arg("-C")
-        .arg(path)
-        .args(["rev-parse", "--abbrev-ref", rev])
-        .run()
-        .await
-        .ok()?;
-    let name = out.stdout_text().trim().to_string();
-    (out.success && !name.is_empty() && name != "HEAD").then_some(name)
+    let name = git(path, &["rev-parse", "--abbrev-ref", rev]).await.ok()?;
+    (!name.is_empty() && name != "HEAD").then_some(name)
 }
 
 /// Fetch `rev` from `repo` into the empty directory `dir` and check it out detached.
@@ -120,7 +95,7 @@ pub async fn checkout(repo: &str, rev: &str, dir: &Path) -> Result<Checkout, Che
     let spec = format!("{target}^{{commit}}");
     let sha = git(dir, &["rev-parse", "--verify", "--quiet", &spec])
         .await
-        .map_err(|_| CheckoutError::Git {
+        .map_err(|_| GitError::Failed {
             what: "rev-parse".into(),
             dir: dir.to_path_buf(),
             tail: format!("revision {rev:?} not found in {location}"),

@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod ci_env;
 pub mod config;
 pub mod doctor;
+pub mod git;
 pub mod index;
 pub mod init;
 pub mod logging;

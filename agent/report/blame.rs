@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::{Cmd, ProcessError};
+use crate::git;
+use crate::process::ProcessError;
 
 /// At most this many commits are blamed: a range longer than this is a force push or a very old
 /// green build, and mailing a hundred people helps nobody.
@@ -19,12 +20,8 @@ pub const MAX_COMMITS: usize = 50;
 pub enum BlameError {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("git {what} failed in {dir}: {tail}")]
-    Git {
-        what: String,
-        dir: PathBuf,
-        tail: String,
-    },
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
     #[error(
         "last green commit {sha} is not in {dir} and could not be fetched from the repository"
     )]
@@ -172,43 +169,20 @@ pub fn people(commits: &[Commit]) -> Vec<Person> {
     out
 }
 
-async fn git(dir: &Path, args: &[&str]) -> Result<crate::process::Output, BlameError> {
-    let mut cmd = Cmd::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args.iter().copied())
-        .env("GIT_TERMINAL_PROMPT", "0");
-    // `git log` bodies of a long range run to thousands of lines: keep them all.
-    cmd.keep_lines = 1_000_000;
-    Ok(cmd.run().await?)
-}
-
-async fn git_ok(dir: &Path, args: &[&str]) -> Result<String, BlameError> {
-    let out = git(dir, args).await?;
-    if !out.success {
-        return Err(BlameError::Git {
-            what: args.first().copied().unwrap_or("").to_string(),
-            dir: dir.to_path_buf(),
-            tail: out.tail(3),
-        });
-    }
-    Ok(out.stdout_text())
-}
-
 async fn has_commit(dir: &Path, sha: &str) -> bool {
     let spec = format!("{sha}^{{commit}}");
-    matches!(git(dir, &["cat-file", "-e", &spec]).await, Ok(o) if o.success)
+    matches!(git::run(dir, &["cat-file", "-e", &spec]).await, Ok(o) if o.success)
 }
 
 /// Make sure `base` and the history from it to `head` are in the checkout, fetching from `repo`
 /// (a path or URL git understands) when they are not.
 async fn ensure_history(dir: &Path, repo: &str, base: &str) -> Result<(), BlameError> {
-    let shallow = git_ok(dir, &["rev-parse", "--is-shallow-repository"])
+    let shallow = git::stdout(dir, &["rev-parse", "--is-shallow-repository"])
         .await
         .map(|s| s.trim() == "true")
         .unwrap_or(false);
     if shallow {
-        let out = git(dir, &["fetch", "--quiet", "--no-tags", "--unshallow", repo]).await?;
+        let out = git::run(dir, &["fetch", "--quiet", "--no-tags", "--unshallow", repo]).await?;
         if !out.success {
             return Err(BlameError::Shallow {
                 sha: base.to_string(),
@@ -220,7 +194,7 @@ async fn ensure_history(dir: &Path, repo: &str, base: &str) -> Result<(), BlameE
         return Ok(());
     }
     tracing::debug!("fetching last green commit {base} from the repository");
-    let _ = git(dir, &["fetch", "--quiet", "--no-tags", repo, base]).await?;
+    let _ = git::run(dir, &["fetch", "--quiet", "--no-tags", repo, base]).await?;
     if has_commit(dir, base).await {
         Ok(())
     } else {
@@ -276,7 +250,7 @@ pub async fn git_commits(
         if base.is_some() { MAX_COMMITS } else { 1 }
     );
     // Unit and record separators: characters a commit message never contains.
-    let text = git_ok(
+    let text = git::stdout(
         dir,
         &[
             "log",

@@ -13,7 +13,6 @@
 use crate::checkout;
 use crate::config::ReportMode;
 use crate::pipeline::RunContext;
-use crate::process::Cmd;
 use crate::summary::{BlameEntry, Notified, Outcome};
 
 use super::blame::{self, Commit, Person};
@@ -136,12 +135,11 @@ async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
 async fn repo_identity(repo: &str) -> String {
     let location = checkout::repo_location(repo);
     if std::path::Path::new(&location).is_dir() {
-        let origin = Cmd::new("git")
-            .arg("-C")
-            .arg(&location)
-            .args(["config", "--get", "remote.origin.url"])
-            .run()
-            .await;
+        let origin = crate::git::run(
+            std::path::Path::new(&location),
+            &["config", "--get", "remote.origin.url"],
+        )
+        .await;
         if let Ok(out) = origin {
             let url = out.stdout_text().trim().to_string();
             if out.success && !url.is_empty() {
