@@ -106,14 +106,10 @@ impl Worker {
         let s = self.settings.clone();
         let marker = procs::marker(&s.agent_id, id);
         let Some(repo) = self.config.repo(&job.repo).cloned() else {
-            self.finish(
+            self.fail_before_start(
                 &job,
-                JobOutcome::Error,
-                Some(format!("repository {} is no longer in agent.yml", job.repo)),
-                None,
-                None,
+                format!("repository {} is no longer in agent.yml", job.repo),
                 started,
-                None,
             )
             .await;
             return;
@@ -152,16 +148,7 @@ impl Worker {
                     log.display()
                 );
                 tracing::error!("job {id}: {msg}");
-                self.finish(
-                    &job,
-                    JobOutcome::Error,
-                    Some(msg),
-                    None,
-                    None,
-                    started,
-                    None,
-                )
-                .await;
+                self.fail_before_start(&job, msg, started).await;
                 return;
             }
         };
@@ -244,16 +231,7 @@ impl Worker {
             Err(e) => {
                 let msg = format!("cannot start {}: {e}", s.program.display());
                 tracing::error!("job {id}: {msg}");
-                self.finish(
-                    &job,
-                    JobOutcome::Error,
-                    Some(msg),
-                    None,
-                    None,
-                    started,
-                    None,
-                )
-                .await;
+                self.fail_before_start(&job, msg, started).await;
                 return;
             }
         };
@@ -365,6 +343,12 @@ impl Worker {
             )
         });
         self.finish(&job, outcome, Some(detail), code, by, started, summary_ref)
+            .await;
+    }
+
+    /// A job that could not start its build: recorded as an error with `why`.
+    async fn fail_before_start(&self, job: &Job, why: String, started: Instant) {
+        self.finish(job, JobOutcome::Error, Some(why), None, None, started, None)
             .await;
     }
 
