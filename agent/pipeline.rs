@@ -159,19 +159,6 @@ pub struct RunContext {
     pub save_allowed: bool,
 }
 
-impl RunContext {
-    /// Record a warning for the user (logged now, kept for the report).
-    pub fn warn(&mut self, cache: Option<&str>, msg: impl Into<String>) {
-        let msg = msg.into();
-        tracing::warn!("{msg}");
-        if let Some(name) = cache {
-            if let Some(c) = self.summary.caches.iter_mut().find(|c| c.name == name) {
-                c.warnings.push(msg);
-            }
-        }
-    }
-}
-
 fn default_workdir(repo: &str) -> PathBuf {
     let name = repo
         .trim_end_matches('/')
@@ -484,9 +471,6 @@ async fn restore_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String
     let mut parts = Vec::new();
     for ((name, key, _), r) in caches.into_iter().zip(results) {
         degraded |= !r.warnings.is_empty();
-        for w in &r.warnings {
-            tracing::warn!("{name} cache: {w}");
-        }
         parts.push(format!("{name} {:?}", r.hit).to_lowercase());
         ctx.summary.caches.push(CacheSummary {
             name: name.into(),
@@ -590,9 +574,6 @@ async fn save_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String>) 
             c.saved = out.saved;
             c.bytes_saved = out.bytes;
             c.warnings.extend(out.warnings.iter().cloned());
-        }
-        for w in &out.warnings {
-            tracing::warn!("{name} cache: {w}");
         }
         parts.push(match (out.saved, &out.skipped_reason) {
             (true, _) => format!("{name} saved ({} bytes)", out.bytes),
