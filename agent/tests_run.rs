@@ -58,11 +58,26 @@ enum CaseStatus {
     Skipped,
 }
 
-fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<String> {
+fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
     e.attributes()
         .flatten()
-        .find(|a| a.key.as_ref() == name)
-        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
+        .find(|a| AsRef::<str>::as_ref(&a.key) == name)
+        .and_then(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(|v| v.into_owned())
+        })
+}
+
+/// The text an entity or character reference (`&gt;`, `&#10;`) stands for.
+fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> String {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        return c.to_string();
+    }
+    let name = r.xml10_content();
+    quick_xml::escape::resolve_predefined_entity(&name)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("&{name};"))
 }
 
 /// Parse one JUnit XML document (pytest, nextest, Surefire, … dialects).
@@ -85,14 +100,14 @@ pub fn parse_junit(text: &str) -> Result<TestSummary, String> {
                 let (Event::Start(e) | Event::Empty(e)) = ev else {
                     continue;
                 };
-                let name = e.name().as_ref().to_vec();
-                if name == b"testcase" && case.is_none() {
+                let name = AsRef::<str>::as_ref(&e.name()).to_string();
+                if name == "testcase" && case.is_none() {
                     let c = Case {
-                        name: attr(&e, b"name").unwrap_or_default(),
-                        classname: attr(&e, b"classname").unwrap_or_default(),
-                        file: attr(&e, b"file"),
+                        name: attr(&e, "name").unwrap_or_default(),
+                        classname: attr(&e, "classname").unwrap_or_default(),
+                        file: attr(&e, "file"),
                         // pytest's `line` is 0-based.
-                        line: attr(&e, b"line")
+                        line: attr(&e, "line")
                             .and_then(|l| l.parse::<u32>().ok())
                             .map(|l| l + 1),
                         ..Case::default()
@@ -105,13 +120,13 @@ pub fn parse_junit(text: &str) -> Result<TestSummary, String> {
                     continue;
                 }
                 if let Some(c) = case.as_mut() {
-                    match name.as_slice() {
-                        b"failure" | b"error" => {
+                    match name.as_str() {
+                        "failure" | "error" => {
                             c.status = CaseStatus::Failed;
-                            c.message = attr(&e, b"message").unwrap_or_default();
+                            c.message = attr(&e, "message").unwrap_or_default();
                             in_failure = !empty;
                         }
-                        b"skipped" if c.status != CaseStatus::Failed => {
+                        "skipped" if c.status != CaseStatus::Failed => {
                             c.status = CaseStatus::Skipped
                         }
                         _ => {}
@@ -119,18 +134,23 @@ pub fn parse_junit(text: &str) -> Result<TestSummary, String> {
                 }
             }
             Ok(Event::Text(t)) if in_failure => {
-                if let (Some(c), Ok(s)) = (case.as_mut(), t.unescape()) {
-                    c.body.push_str(&s);
+                if let Some(c) = case.as_mut() {
+                    c.body.push_str(&t.xml10_content());
+                }
+            }
+            Ok(Event::GeneralRef(r)) if in_failure => {
+                if let Some(c) = case.as_mut() {
+                    c.body.push_str(&resolve_ref(&r));
                 }
             }
             Ok(Event::CData(t)) if in_failure => {
                 if let Some(c) = case.as_mut() {
-                    c.body.push_str(&String::from_utf8_lossy(&t));
+                    c.body.push_str(t.as_ref());
                 }
             }
-            Ok(Event::End(e)) => match e.name().as_ref() {
-                b"failure" | b"error" => in_failure = false,
-                b"testcase" => {
+            Ok(Event::End(e)) => match AsRef::<str>::as_ref(&e.name()) {
+                "failure" | "error" => in_failure = false,
+                "testcase" => {
                     if let Some(c) = case.take() {
                         finish(&mut summary, c);
                     }

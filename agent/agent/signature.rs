@@ -2,7 +2,7 @@
 //! secret. We verify it over the exact bytes received, before parsing anything, and compare in
 //! constant time (`Mac::verify_slice`) so a forger learns nothing from response timing.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;

@@ -1,4 +1,5 @@
-//! Building an OpenDAL operator for each remote store URL.
+//! Building an OpenDAL operator for each remote store URL (`gha` is not OpenDAL: see
+//! [`super::gha`]).
 //!
 //! Settings come from the URL (bucket, prefix, query parameters) and the environment variables
 //! each platform's own tools use, so a CI job that can already reach its bucket needs nothing
@@ -8,7 +9,6 @@
 //! |-------------------------------------|--------------------------------------------------------|
 //! | `s3://bucket/prefix`                | `KILN_S3_ENDPOINT` / `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, `AWS_REGION` / `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; query `endpoint=`, `region=`, `virtual_host=true`, `anonymous=true` |
 //! | `webdav+http(s)://[user:pass@]host/path` | `KILN_WEBDAV_USER`, `KILN_WEBDAV_PASSWORD`, `KILN_WEBDAV_TOKEN` |
-//! | `gha`                               | `ACTIONS_CACHE_URL` or `ACTIONS_RESULTS_URL` (+ `ACTIONS_CACHE_SERVICE_V2`), `ACTIONS_RUNTIME_TOKEN` |
 //! | `azblob://container/prefix`         | `AZURE_STORAGE_ACCOUNT`, `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT` |
 //! | `gcs://bucket/prefix`               | `GOOGLE_APPLICATION_CREDENTIALS`, `KILN_GCS_ENDPOINT`  |
 
@@ -56,9 +56,6 @@ fn timeouts(env: Env) -> TimeoutLayer {
 
 /// The operator for a non-`file://` URL. Errors are messages without credentials.
 pub(super) fn remote_operator(url: &str, env: Env) -> Result<Operator, String> {
-    if url == "gha" || url.starts_with("gha://") {
-        return gha(url, env);
-    }
     let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let op = match u.scheme() {
         "s3" => s3(&u, env)?,
@@ -116,11 +113,9 @@ fn s3(u: &url::Url, env: Env) -> Result<Operator, String> {
         b = b.enable_virtual_host_style();
     }
     if truthy(query(u, "anonymous")) {
-        b = b.allow_anonymous();
+        b = b.skip_signature();
     }
-    Operator::new(b)
-        .map(|o| o.finish())
-        .map_err(|e| e.to_string())
+    Operator::new(b).map_err(|e| e.to_string())
 }
 
 fn webdav(u: &url::Url, env: Env) -> Result<Operator, String> {
@@ -149,9 +144,7 @@ fn webdav(u: &url::Url, env: Env) -> Result<Operator, String> {
     if let Some(t) = first(env, &["KILN_WEBDAV_TOKEN"]) {
         b = b.token(&t);
     }
-    Operator::new(b)
-        .map(|o| o.finish())
-        .map_err(|e| e.to_string())
+    Operator::new(b).map_err(|e| e.to_string())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -171,37 +164,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).to_string()
-}
-
-fn gha(url: &str, env: Env) -> Result<Operator, String> {
-    let mut b = opendal::services::Ghac::default()
-        .root("/kiln")
-        .version(&format!("kiln-{}", super::manifest::FORMAT));
-    // v2 (ACTIONS_CACHE_SERVICE_V2 set) talks to the results service; v1 to the cache URL.
-    let names: &[&str] = if first(env, &["ACTIONS_CACHE_SERVICE_V2"]).is_some() {
-        &["ACTIONS_RESULTS_URL"]
-    } else {
-        &["ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL"]
-    };
-    if let Some(ep) = first(env, names) {
-        let ep = if ep.ends_with('/') {
-            ep
-        } else {
-            format!("{ep}/")
-        };
-        b = b.endpoint(&ep);
-    } else {
-        return Err(format!(
-            "{url}: ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL is not set (is this a GitHub Actions job? expose them with actions/github-script or crazy-max/ghaction-github-runtime)"
-        ));
-    }
-    match first(env, &["ACTIONS_RUNTIME_TOKEN"]) {
-        Some(t) => b = b.runtime_token(&t),
-        None => return Err(format!("{url}: ACTIONS_RUNTIME_TOKEN is not set")),
-    }
-    Operator::new(b)
-        .map(|o| o.finish().layer(timeouts(env)))
-        .map_err(|e| e.to_string())
 }
 
 fn azblob(u: &url::Url, env: Env) -> Result<Operator, String> {
@@ -231,9 +193,7 @@ fn azblob(u: &url::Url, env: Env) -> Result<Operator, String> {
     if let Some(s) = first(env, &["AZURE_STORAGE_SAS_TOKEN"]) {
         b = b.sas_token(&s);
     }
-    Operator::new(b)
-        .map(|o| o.finish())
-        .map_err(|e| e.to_string())
+    Operator::new(b).map_err(|e| e.to_string())
 }
 
 fn gcs(u: &url::Url, env: Env) -> Result<Operator, String> {
@@ -248,11 +208,9 @@ fn gcs(u: &url::Url, env: Env) -> Result<Operator, String> {
         b = b.credential_path(&p);
     }
     if truthy(query(u, "anonymous")) {
-        b = b.allow_anonymous();
+        b = b.skip_signature();
     }
-    Operator::new(b)
-        .map(|o| o.finish())
-        .map_err(|e| e.to_string())
+    Operator::new(b).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -274,14 +232,11 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
             ("AZURE_STORAGE_ACCOUNT", "acct"),
             ("AZURE_STORAGE_KEY", "a2V5"),
-            ("ACTIONS_CACHE_URL", "http://127.0.0.1:1/"),
-            ("ACTIONS_RUNTIME_TOKEN", "tok"),
         ]);
         for url in [
             "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1",
             "webdav+http://bob:pw@127.0.0.1:8080/dav/kiln",
             "webdav+https://dav.example/kiln",
-            "gha",
             "azblob://container/prefix",
             "gcs://bucket/prefix?anonymous=true",
         ] {
@@ -289,7 +244,6 @@ mod tests {
             assert!(op.is_ok(), "{url}: {:?}", op.err());
         }
         assert!(remote_operator("s3:///nobucket", &env).is_err());
-        assert!(remote_operator("gha", &env_of(&[])).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod archive;
 mod backends;
 pub mod catalog;
 pub mod cli;
+pub mod gha;
 pub mod key;
 pub mod manifest;
 pub mod progress;
@@ -81,6 +82,12 @@ pub async fn restore(
 /// content. Errors only for problems the caller must hear about; a store outage is a warning.
 pub async fn save(store: &Store, key: &str, paths: &[PathBuf], opts: &SaveOptions) -> SaveOutcome {
     save::save(store, key, paths, opts).await
+}
+
+/// A suffix unique to this save (time, pid, counter): for object names that must never be
+/// written twice (run-unique keys on stores whose keys are immutable).
+pub fn unique_suffix() -> String {
+    restore::unique_id()
 }
 
 /// Which key `restore` would use and its archive size, without downloading it.

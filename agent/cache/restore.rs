@@ -105,6 +105,9 @@ async fn find(
         warn(format!("cache miss: {e}"));
         return None;
     }
+    if let Some(service) = store.gha() {
+        return find_on_service(service, key, restore_keys, &mut warn).await;
+    }
     let mpath = manifest::manifest_path(key);
     match store.retry(|| store.get(&mpath)).await {
         Ok(Some(bytes)) => match Manifest::parse(&bytes, key) {
@@ -180,6 +183,58 @@ async fn find(
         }
     }
     None
+}
+
+/// The GitHub cache matches prefixes itself: one lookup (per 10 keys) names the exact key and
+/// every restore prefix, and the service answers with the newest match of the first that has
+/// one. Its version scoping keeps archives out of a manifest lookup.
+async fn find_on_service(
+    service: &super::gha::GhaCache,
+    key: &str,
+    restore_keys: &[String],
+    warn: &mut impl FnMut(String),
+) -> Option<(Manifest, RestoreHit)> {
+    let exact = manifest::manifest_path(key);
+    let mut prefixes = Vec::new();
+    for p in restore_keys {
+        match manifest::validate_prefix(p) {
+            Ok(()) => prefixes.push(format!("{}{p}", manifest::PREFIX)),
+            Err(e) => warn(format!("cache {key}: skipping restore key: {e}")),
+        }
+    }
+    let found = match service.find(&exact, &prefixes, &exact).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(e) => {
+            warn(format!(
+                "cache {key}: GitHub cache unavailable ({e}); building without cache"
+            ));
+            return None;
+        }
+    };
+    let matched = found
+        .key
+        .strip_prefix(manifest::PREFIX)
+        .and_then(|n| n.strip_suffix(".json"))
+        .unwrap_or(&found.key)
+        .to_string();
+    let bytes = match service.fetch(&found).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn(format!(
+                "cache {key}: cannot read the manifest of {matched} ({e}); building without cache"
+            ));
+            return None;
+        }
+    };
+    match Manifest::parse(&bytes, &matched) {
+        Ok(m) if matched == key => Some((m, RestoreHit::Exact)),
+        Ok(m) => Some((m, RestoreHit::Partial)),
+        Err(e) => {
+            warn(format!("cache {matched}: ignoring its manifest: {e}"));
+            None
+        }
+    }
 }
 
 /// Unique-enough suffix for temporary names: pid, time, counter.

@@ -73,6 +73,16 @@ pub(super) async fn save(
             }
             _ => {}
         }
+        if store.gha().is_some() {
+            // As actions/cache: an existing key is kept, not an error.
+            skip(
+                &mut out,
+                format!(
+                    "{key} already exists on the GitHub cache, whose keys cannot be overwritten"
+                ),
+            );
+            return out;
+        }
     }
 
     match build_and_upload(store, key, paths, opts, previous.as_ref()).await {

@@ -7,7 +7,14 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
 use opendal::{ErrorKind, Operator};
+
+use super::gha::{GhaCache, GhaError};
+
+/// An object's bytes, as they arrive.
+pub type ByteStream = futures::stream::BoxStream<'static, std::io::Result<Bytes>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,18 +28,32 @@ pub enum StoreError {
         #[source]
         source: Box<opendal::Error>,
     },
+    #[error("store {store}: {op} {path}: {source}")]
+    Gha {
+        store: String,
+        op: &'static str,
+        path: String,
+        #[source]
+        source: Box<GhaError>,
+    },
 }
 
 impl StoreError {
     /// The backend cannot do this at all (listing on `gha`).
     pub fn is_unsupported(&self) -> bool {
-        matches!(self, StoreError::Backend { source, .. } if source.kind() == ErrorKind::Unsupported)
+        match self {
+            StoreError::Backend { source, .. } => source.kind() == ErrorKind::Unsupported,
+            StoreError::Gha { source, .. } => source.is_unsupported(),
+            StoreError::BadUrl { .. } => false,
+        }
     }
 
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::BadUrl { .. } => false,
+            // The gha client retries each request itself (a reserved key cannot be reserved
+            // again by retrying a whole save).
+            StoreError::BadUrl { .. } | StoreError::Gha { .. } => false,
             StoreError::Backend { source, .. } => !matches!(
                 source.kind(),
                 ErrorKind::NotFound
@@ -74,10 +95,17 @@ pub struct Entry {
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// What a store talks to: an OpenDAL operator, or the GitHub Actions cache service.
+#[derive(Clone, Debug)]
+enum Backend {
+    Dal(Operator),
+    Gha(std::sync::Arc<GhaCache>),
+}
+
 /// A configured storage backend.
 #[derive(Clone, Debug)]
 pub struct Store {
-    op: Operator,
+    backend: Backend,
     /// The URL with any credentials removed: safe to log.
     display: String,
     /// For `file://` stores: the root directory, so archives can be written in place and
@@ -116,11 +144,15 @@ pub fn auto_url_from(env: &dyn Fn(&str) -> Option<String>) -> String {
     default_store_url()
 }
 
-/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
-/// results service URL (v2).
+/// The GitHub Actions cache service (v2) is reachable: a runtime token and the results service
+/// URL. A partial set of `ACTIONS_*` variables is logged as a warning.
 pub fn gha_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    if let Some(why) = super::gha::env_problem(env) {
+        tracing::warn!("{why}");
+        return false;
+    }
     let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
-    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
+    set("ACTIONS_RUNTIME_TOKEN") && set("ACTIONS_RESULTS_URL")
 }
 
 impl Store {
@@ -140,11 +172,9 @@ impl Store {
             let builder = opendal::services::Fs::default()
                 .root(path)
                 .atomic_write_dir(&tmp);
-            let op = Operator::new(builder)
-                .map_err(|e| bad(&e.to_string()))?
-                .finish();
+            let op = Operator::new(builder).map_err(|e| bad(&e.to_string()))?;
             return Ok(Store {
-                op,
+                backend: Backend::Dal(op),
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
             });
@@ -152,10 +182,18 @@ impl Store {
         if url.starts_with('/') {
             return Store::from_url(&format!("file://{url}"));
         }
+        if url == "gha" || url.starts_with("gha://") {
+            let gha = GhaCache::from_env(&|k| std::env::var(k).ok()).map_err(|m| bad(&m))?;
+            return Ok(Store {
+                backend: Backend::Gha(std::sync::Arc::new(gha)),
+                display: url.to_string(),
+                local_root: None,
+            });
+        }
         let op = super::backends::remote_operator(url, &|k| std::env::var(k).ok())
             .map_err(|m| bad(&m))?;
         Ok(Store {
-            op,
+            backend: Backend::Dal(op),
             display: redact(url),
             local_root: None,
         })
@@ -166,8 +204,70 @@ impl Store {
         &self.display
     }
 
-    pub fn operator(&self) -> &Operator {
-        &self.op
+    /// The OpenDAL operator (`None` for `gha`, which is not an OpenDAL service).
+    pub fn operator(&self) -> Option<&Operator> {
+        match &self.backend {
+            Backend::Dal(op) => Some(op),
+            Backend::Gha(_) => None,
+        }
+    }
+
+    /// The GitHub Actions cache service, for `gha`.
+    pub fn gha(&self) -> Option<&GhaCache> {
+        match &self.backend {
+            Backend::Gha(g) => Some(g),
+            Backend::Dal(_) => None,
+        }
+    }
+
+    fn gha_err(&self, op: &'static str, path: &str, source: GhaError) -> StoreError {
+        StoreError::Gha {
+            store: self.display.clone(),
+            op,
+            path: path.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The newest object whose path starts with `prefix` and ends with `suffix`, with its bytes:
+    /// the service's own prefix lookup on `gha`, a listing elsewhere (newest by modification
+    /// time, then by name).
+    pub async fn newest(
+        &self,
+        prefix: &str,
+        suffix: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        if let Backend::Gha(g) = &self.backend {
+            let sample = format!("{prefix}{suffix}");
+            let found = g
+                .find(prefix, &[prefix.to_string()], &sample)
+                .await
+                .map_err(|e| self.gha_err("lookup", prefix, e))?;
+            return match found {
+                Some(f) if f.key.ends_with(suffix) => {
+                    let bytes = g
+                        .fetch(&f)
+                        .await
+                        .map_err(|e| self.gha_err("read", &f.key, e))?;
+                    Ok(Some((f.key, bytes)))
+                }
+                _ => Ok(None),
+            };
+        }
+        let newest = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|e| e.path.ends_with(suffix))
+            .max_by(|a, b| {
+                a.modified
+                    .cmp(&b.modified)
+                    .then_with(|| a.path.cmp(&b.path))
+            });
+        match newest {
+            Some(e) => Ok(self.get(&e.path).await?.map(|b| (e.path, b))),
+            None => Ok(None),
+        }
     }
 
     /// The root directory of a `file://` store.
@@ -201,7 +301,16 @@ impl Store {
 
     /// Size of an object; `None` when it does not exist.
     pub async fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
-        match self.op.stat(path).await {
+        let op = match &self.backend {
+            Backend::Gha(g) => {
+                return g
+                    .size(path)
+                    .await
+                    .map_err(|e| self.gha_err("stat", path, e))
+            }
+            Backend::Dal(op) => op,
+        };
+        match op.stat(path).await {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("stat", path, e)),
@@ -209,9 +318,17 @@ impl Store {
     }
 
     /// Stream an object's bytes in large chunks, fetched concurrently where the backend allows.
-    pub async fn read_stream(&self, path: &str) -> Result<opendal::FuturesBytesStream, StoreError> {
-        let reader = self
-            .op
+    pub async fn read_stream(&self, path: &str) -> Result<ByteStream, StoreError> {
+        let op = match &self.backend {
+            Backend::Gha(g) => {
+                return g
+                    .read_stream(path)
+                    .await
+                    .map_err(|e| self.gha_err("read", path, e))
+            }
+            Backend::Dal(op) => op,
+        };
+        let reader = op
             .reader_with(path)
             .chunk(8 << 20)
             .concurrent(4)
@@ -220,6 +337,7 @@ impl Store {
         reader
             .into_bytes_stream(..)
             .await
+            .map(|s| s.boxed())
             .map_err(|e| self.err("read", path, e))
     }
 
@@ -231,6 +349,15 @@ impl Store {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, StoreError> {
         use tokio::io::AsyncReadExt;
+        let op = match &self.backend {
+            Backend::Gha(g) => {
+                return g
+                    .upload_file(path, local, progress)
+                    .await
+                    .map_err(|e| self.gha_err("write", path, e))
+            }
+            Backend::Dal(op) => op,
+        };
         let io_err = |e: std::io::Error| {
             self.err(
                 "upload",
@@ -240,8 +367,7 @@ impl Store {
             )
         };
         let mut file = tokio::fs::File::open(local).await.map_err(io_err)?;
-        let mut writer = self
-            .op
+        let mut writer = op
             .writer_with(path)
             .chunk(16 << 20)
             .concurrent(4)
@@ -287,7 +413,11 @@ impl Store {
 
     /// Read a whole (small) object; `None` when it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.op.read(path).await {
+        let op = match &self.backend {
+            Backend::Gha(g) => return g.get(path).await.map_err(|e| self.gha_err("read", path, e)),
+            Backend::Dal(op) => op,
+        };
+        match op.read(path).await {
             Ok(buf) => Ok(Some(buf.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("read", path, e)),
@@ -299,8 +429,16 @@ impl Store {
         if let Some(root) = &self.local_root {
             return self.put_local(root, path, &data);
         }
-        self.op
-            .write(path, data)
+        let op = match &self.backend {
+            Backend::Gha(g) => {
+                return g
+                    .put(path, data)
+                    .await
+                    .map_err(|e| self.gha_err("write", path, e))
+            }
+            Backend::Dal(op) => op,
+        };
+        op.write(path, data)
             .await
             .map(|_| ())
             .map_err(|e| self.err("write", path, e))
@@ -350,8 +488,16 @@ impl Store {
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
-        self.op
-            .delete(path)
+        let op = match &self.backend {
+            Backend::Gha(g) => {
+                return g
+                    .delete(path)
+                    .await
+                    .map_err(|e| self.gha_err("delete", path, e))
+            }
+            Backend::Dal(op) => op,
+        };
+        op.delete(path)
             .await
             .map_err(|e| self.err("delete", path, e))
     }
@@ -362,7 +508,16 @@ impl Store {
             Some(i) => &prefix[..=i],
             None => "",
         };
-        let entries = match self.op.list_with(dir).recursive(true).await {
+        let op = match &self.backend {
+            Backend::Gha(g) => {
+                return g
+                    .list(prefix)
+                    .await
+                    .map_err(|e| self.gha_err("list", prefix, e))
+            }
+            Backend::Dal(op) => op,
+        };
+        let entries = match op.list_with(dir).recursive(true).await {
             Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err("list", prefix, e)),
@@ -375,7 +530,10 @@ impl Store {
             let mut entry = Entry {
                 path: e.path().to_string(),
                 size: e.metadata().content_length(),
-                modified: e.metadata().last_modified(),
+                modified: e.metadata().last_modified().and_then(|t| {
+                    let t = t.into_inner();
+                    chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32)
+                }),
             };
             // The fs lister returns names only; a local stat is cheap.
             if let (Some(root), None) = (&self.local_root, entry.modified) {
@@ -433,7 +591,7 @@ mod tests {
         };
         static GHA: [(&str, &str); 2] = [
             ("ACTIONS_RUNTIME_TOKEN", "t"),
-            ("ACTIONS_CACHE_URL", "https://x/"),
+            ("ACTIONS_RESULTS_URL", "https://x/"),
         ];
         assert_eq!(auto_url_from(&env(&GHA)), "gha");
         assert_eq!(

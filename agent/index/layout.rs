@@ -231,8 +231,7 @@ async fn upload_file(store: &Store, local: &Path, to: &str) -> Result<(), IndexE
         source,
     };
     let mut f = tokio::fs::File::open(local).await.map_err(io)?;
-    let mut w = store
-        .operator()
+    let mut w = dal(store)?
         .writer(to)
         .await
         .map_err(|e| backend_err(store, "write", to, e))?;
@@ -251,6 +250,17 @@ async fn upload_file(store: &Store, local: &Path, to: &str) -> Result<(), IndexE
         .await
         .map(|_| ())
         .map_err(|e| backend_err(store, "write", to, e))
+}
+
+/// The store's OpenDAL operator; the GitHub cache cannot hold a wheel index.
+fn dal(store: &Store) -> Result<&opendal::Operator, IndexError> {
+    store.operator().ok_or_else(|| {
+        store_err(StoreError::BadUrl {
+            url: store.display().to_string(),
+            message: "the GitHub Actions cache cannot hold a wheel index; use file://, s3://, …"
+                .into(),
+        })
+    })
 }
 
 /// A backend error on `path`, in the store's own error type.
@@ -274,8 +284,7 @@ pub async fn read_stream(
     path: &str,
     range: std::ops::Range<u64>,
 ) -> Result<opendal::FuturesBytesStream, IndexError> {
-    store
-        .operator()
+    dal(store)?
         .reader(path)
         .await
         .map_err(|e| backend_err(store, "read", path, e))?

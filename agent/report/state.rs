@@ -3,6 +3,11 @@
 //! Blame needs memory across runs: which commit was last green, since when the branch fails, and
 //! who was already told about the current breakage. Keeping it in the store (not on the machine)
 //! makes it work across runs, machines and fresh work dirs, the same way the caches do.
+//!
+//! Each build writes a new object under the branch's prefix (a run-unique name) and reads the
+//! newest one: stores whose entries cannot be overwritten (the GitHub Actions cache) then work
+//! exactly like the others. Older objects are removed after a write where the store can list
+//! and delete, and by `kiln cache prune` / the service's eviction otherwise.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -69,7 +74,8 @@ impl BranchState {
     }
 }
 
-/// Where a branch's state lives in the store: one object per (repository, branch).
+/// Where a branch's states live in the store: the prefix of one object per build, per
+/// (repository, branch).
 ///
 /// `repo` is `owner/name` when known (so every machine and checkout path agrees), else the
 /// repository location Kiln was given.
@@ -82,43 +88,66 @@ pub fn state_path(repo: &str, branch: &str) -> String {
         .next()
         .unwrap_or("repo");
     format!(
-        "{STATE_PREFIX}/{}-{}/{}.json",
+        "{STATE_PREFIX}/{}-{}/{}/",
         sanitize(tail),
         &hash[..12],
         sanitize(branch)
     )
 }
 
-/// Read a branch's state; a missing object is a fresh state.
+/// Read a branch's newest state (under the prefix `path`); none is a fresh state. The single
+/// object earlier Kilns wrote (`…/branch.json`) is read when there is nothing newer.
 pub async fn load(store: &Store, path: &str) -> Result<BranchState, StateError> {
-    let bytes = store.get(path).await.map_err(|source| StateError::Store {
+    let store_err = |source| StateError::Store {
         path: path.to_string(),
         source,
-    })?;
-    match bytes {
-        None => Ok(BranchState::default()),
-        Some(b) => serde_json::from_slice(&b).map_err(|source| StateError::Json {
-            path: path.to_string(),
-            source,
-        }),
-    }
+    };
+    let (at, bytes) = match store.newest(path, ".json").await.map_err(store_err)? {
+        Some(found) => found,
+        None => {
+            let legacy = format!("{}.json", path.trim_end_matches('/'));
+            match store.get(&legacy).await.map_err(store_err)? {
+                Some(b) => (legacy, b),
+                None => return Ok(BranchState::default()),
+            }
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|source| StateError::Json { path: at, source })
 }
 
-/// Write a branch's state.
+/// Write a branch's state as a new object under the prefix `path`, then remove older ones
+/// where the store allows (best effort: the newest is what is read).
 pub async fn save(store: &Store, path: &str, state: &BranchState) -> Result<(), StateError> {
+    let now = chrono::Utc::now();
     let mut state = state.clone();
-    state.updated = Some(chrono::Utc::now().to_rfc3339());
+    state.updated = Some(now.to_rfc3339());
+    let object = format!(
+        "{path}{}-{}.json",
+        now.format("%Y%m%dT%H%M%S%.9fZ"),
+        crate::cache::unique_suffix()
+    );
     let json = serde_json::to_vec_pretty(&state).map_err(|source| StateError::Json {
-        path: path.to_string(),
+        path: object.clone(),
         source,
     })?;
     store
-        .put(path, json)
+        .put(&object, json)
         .await
         .map_err(|source| StateError::Store {
-            path: path.to_string(),
+            path: object.clone(),
             source,
-        })
+        })?;
+    match store.list(path).await {
+        Ok(entries) => {
+            for e in entries.into_iter().filter(|e| e.path != object) {
+                if let Err(err) = store.delete(&e.path).await {
+                    tracing::debug!("cannot remove the old report state {}: {err}", e.path);
+                }
+            }
+        }
+        Err(e) => tracing::debug!("old report states are left to pruning: {e}"),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -133,8 +162,24 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("kiln-1-state/app-"), "{a}");
-        assert!(b.ends_with("/release_1.x.json"), "{b}");
+        assert!(b.ends_with("/release_1.x/"), "{b}");
         assert!(!b.contains(".."));
+    }
+
+    #[tokio::test]
+    async fn the_single_object_of_earlier_versions_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_url(&format!("file://{}", dir.path().display())).unwrap();
+        let path = state_path("octo/app", "main");
+        let legacy = format!("{}.json", path.trim_end_matches('/'));
+        store
+            .put(&legacy, br#"{"last_green": "abc"}"#.to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            load(&store, &path).await.unwrap().last_green.as_deref(),
+            Some("abc")
+        );
     }
 
     #[tokio::test]
@@ -152,8 +197,28 @@ mod tests {
         let back = load(&store, &path).await.unwrap();
         assert_eq!(back.last_green, s.last_green);
         assert!(back.updated.is_some());
+        let failing = BranchState {
+            failing_since: Some("b".repeat(40)),
+            ..s.clone()
+        };
+        save(&store, &path, &failing).await.unwrap();
+        assert_eq!(
+            load(&store, &path).await.unwrap().failing_since,
+            failing.failing_since
+        );
+        assert_eq!(
+            store.list(&path).await.unwrap().len(),
+            1,
+            "the older state is removed"
+        );
 
-        store.put(&path, b"{not json".to_vec()).await.unwrap();
+        store
+            .put(
+                &format!("{path}99999999T000000Z-x.json"),
+                b"{not json".to_vec(),
+            )
+            .await
+            .unwrap();
         let err = load(&store, &path).await.unwrap_err().to_string();
         assert!(err.contains("delete it"), "{err}");
     }
