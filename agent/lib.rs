@@ -17,6 +17,7 @@ pub mod logging;
 pub mod pipeline;
 pub mod process;
 pub mod report;
+pub mod sandbox;
 pub mod summary;
 pub mod tests_run;
 pub mod wheelhouse;
