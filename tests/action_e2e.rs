@@ -4,8 +4,10 @@
 //! annotations and outputs a workflow sees.
 
 mod action_support;
+mod gha_fake;
 
 use action_support::*;
+use gha_fake::GhaFake;
 use std::path::{Path, PathBuf};
 
 fn kiln_bin() -> PathBuf {
@@ -56,6 +58,25 @@ exit 1
     )
     .trim()
     .to_string()
+}
+
+/// What the action's `actions/github-script` step (not run offline) hands to its kiln step: the
+/// cache service v2 credentials of `fake`.
+fn runtime_outputs(fake: &GhaFake) -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        (
+            "runtime",
+            "runtime-token",
+            gha_fake::RUNTIME_TOKEN.to_string(),
+        ),
+        ("runtime", "results-url", format!("{}/", fake.url)),
+        ("runtime", "cache-url", String::new()),
+        ("runtime", "cache-service-v2", "True".to_string()),
+    ]
+}
+
+fn preset<'a>(p: &'a [(&'static str, &'static str, String)]) -> Vec<(&'a str, &'a str, &'a str)> {
+    p.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect()
 }
 
 fn assert_contains(haystack: &str, needle: &str, what: &str) {
@@ -196,8 +217,9 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
     let releases = tempfile::tempdir().unwrap();
     publish_release(releases.path(), kiln_version(), &kiln_bin(), None);
     let server = AssetServer::start(releases.path(), kiln_version());
-    let store = tempfile::tempdir().unwrap();
-    let store_url = format!("file://{}", store.path().display());
+    // The caches go to the GitHub cache service (v2 fake), the action's default store.
+    let cache_service = GhaFake::start();
+    let runtime = runtime_outputs(&cache_service);
 
     let github = FakeGitHub::start();
     let mut runner = Runner::new(project.path(), &sha);
@@ -208,11 +230,10 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
             ("download-url", &server.base),
             ("version", kiln_version()),
             ("checkout", "reuse"),
-            ("store", &store_url),
             ("test-command", "sh run_tests.sh"),
         ],
         None,
-        &[],
+        &preset(&runtime),
     );
     let log = run.log();
     // The token input (default: github.token) reached the GitHub reporter: a commit status and a
@@ -323,11 +344,10 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
             ("download-url", &server.base),
             ("version", kiln_version()),
             ("checkout", "reuse"),
-            ("store", &store_url),
             ("test-command", "sh run_tests.sh"),
         ],
         None,
-        &[],
+        &preset(&runtime),
     );
     assert_eq!(
         server.requests().len(),
@@ -336,6 +356,14 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
     );
     assert_eq!(run.outputs["outcome"], "failed", "{}", run.log());
     assert_eq!(run.outputs["wheelhouse-hit"], "exact", "{}", run.log());
+    assert!(
+        cache_service
+            .keys()
+            .iter()
+            .any(|k| k.starts_with("caches/") && k.contains("wheels")),
+        "{:?}",
+        cache_service.keys()
+    );
     assert_eq!(run.outputs["wheels-built"], "0");
     assert_contains(&run.summary(), "| wheelhouse | exact |", "summary");
 }
@@ -572,11 +600,12 @@ fn a_corrupt_cache_is_a_warning_annotation_not_a_failure() {
 }
 
 #[test]
-fn restore_and_save_sub_actions_round_trip_through_a_store() {
+fn restore_and_save_sub_actions_round_trip_through_the_github_cache() {
     let work = tempfile::tempdir().unwrap();
-    let store = tempfile::tempdir().unwrap();
-    let store_url = format!("file://{}", store.path().display());
-    let kiln = [("install", "path", env!("CARGO_BIN_EXE_kiln"))];
+    let fake = GhaFake::start();
+    let runtime = runtime_outputs(&fake);
+    let mut with_kiln = preset(&runtime);
+    with_kiln.push(("install", "path", env!("CARGO_BIN_EXE_kiln")));
     let mut runner = Runner::new(work.path(), &"a".repeat(40));
     std::fs::create_dir_all(work.path().join("wheelhouse")).unwrap();
     std::fs::write(
@@ -585,16 +614,25 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
     )
     .unwrap();
 
+    // No `store` input: under Actions with the runtime credentials, the GitHub cache.
     let save = |runner: &mut Runner, key: &str| {
         runner.run_action(
             &action_dir().join("save"),
-            &[("key", key), ("path", "wheelhouse"), ("store", &store_url)],
+            &[("key", key), ("path", "wheelhouse")],
             Some(&["save"]),
-            &kiln,
+            &with_kiln,
         )
     };
     let run = save(&mut runner, "wheels-linux-1111");
     assert!(run.success, "{}", run.log());
+    assert!(
+        fake.keys()
+            .contains(&"caches/wheels-linux-1111.json".to_string()),
+        "{:?}\n{}",
+        fake.keys(),
+        run.log()
+    );
+    assert!(fake.log().iter().any(|l| l.contains("comp=blocklist")));
 
     // Exact key, into a fresh directory.
     std::fs::remove_dir_all(work.path().join("wheelhouse")).unwrap();
@@ -605,10 +643,9 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
                 ("key", key),
                 ("restore-keys", "wheels-linux-\n"),
                 ("path", "wheelhouse"),
-                ("store", &store_url),
             ],
             Some(&["restore"]),
-            &kiln,
+            &with_kiln,
         )
     };
     let run = restore(&mut runner, "wheels-linux-1111");
@@ -622,19 +659,19 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
         b"wheel"
     );
 
-    // A new key: the restore prefix finds the old one, cache-hit stays false.
+    // A new key: the service's prefix lookup finds the old one, cache-hit stays false.
     let run = restore(&mut runner, "wheels-linux-2222");
     assert!(run.success, "{}", run.log());
     assert_eq!(run.outputs["cache-hit"], "false");
     assert_eq!(run.outputs["cache-result"], "partial");
     assert_eq!(run.outputs["cache-matched-key"], "wheels-linux-1111");
 
-    // A fork's pull request cannot add to the store.
-    let before = walk_files(store.path());
+    // A fork's pull request cannot add to the cache.
+    let before = fake.keys();
     runner.pull_request(true);
     let run = save(&mut runner, "wheels-linux-3333");
     assert!(run.success, "{}", run.log());
-    assert_eq!(walk_files(store.path()), before, "{}", run.log());
+    assert_eq!(fake.keys(), before, "{}", run.log());
     // Nor can `kiln cache save` run directly in such a build.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
@@ -645,14 +682,15 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
             "--path",
             "wheelhouse",
         ])
-        .args(["--store", &store_url])
         .current_dir(work.path())
         .env_clear()
         .envs(&runner.env)
+        .envs(fake.env())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_contains(&stderr, "comes from a fork", "kiln cache save");
-    assert_eq!(walk_files(store.path()), before);
+    assert_eq!(fake.keys(), before);
+    assert!(!stderr.contains(gha_fake::RUNTIME_TOKEN));
 }

@@ -1,238 +1,445 @@
-//! The `gha` store (GitHub Actions cache service, protocol v1) against a wiremock fake that
-//! keeps state like the real service: reserve → PATCH chunks → commit, lookup by key and
-//! version, ranged downloads, entries immutable once committed. Asserts on the requests made.
+//! The `gha` store against a fake GitHub Actions cache service v2 (tests/gha_fake): the real
+//! `kiln cache` driving Twirp calls, signed Azure block-blob uploads, prefix lookups, version
+//! scoping, refused commits and cut uploads. Asserts on the requests made and on what a user
+//! sees (exit codes, outputs, warnings, files).
 
-#![allow(clippy::cloned_ref_to_slice_refs)]
+mod gha_fake;
+mod support;
 
-use std::collections::HashMap;
-use std::fs;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Output;
 
-use kiln::cache::{self, RestoreHit, SaveOptions, Store};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use gha_fake::{Faults, GhaFake, RUNTIME_TOKEN};
 
-#[derive(Default)]
-struct State {
-    next_id: i64,
-    /// id → (key, bytes so far)
-    pending: HashMap<i64, (String, Vec<u8>)>,
-    committed: HashMap<String, Vec<u8>>,
-    base: String,
+/// `kiln cache ARGS` with the job's cache environment pointing at `fake`.
+fn kiln_cache(fake: &GhaFake, home: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let mut c = support::kiln(home);
+    c.arg("cache").args(args);
+    for (k, v) in fake.env() {
+        c.env(k, v);
+    }
+    c.env("KILN_STORE_RETRY_DELAY_MS", "20");
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.output().unwrap()
 }
 
-#[derive(Clone)]
-struct FakeCache(Arc<Mutex<State>>);
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
 
-const TOKEN: &str = "ghs_runtime_token_value";
-
-impl Respond for FakeCache {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let mut st = self.0.lock().unwrap();
-        let path = req.url.path().to_string();
-        let method = req.method.as_str();
-        if !path.starts_with("/blob/") {
-            let auth = req
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if auth != format!("Bearer {TOKEN}") {
-                return ResponseTemplate::new(401);
-            }
-        }
-        match (method, path.as_str()) {
-            ("GET", "/_apis/artifactcache/cache") => {
-                let key = req
-                    .url
-                    .query_pairs()
-                    .find(|(k, _)| k == "keys")
-                    .map(|(_, v)| v.to_string())
-                    .unwrap_or_default();
-                if st.committed.contains_key(&key) {
-                    let loc = format!("{}/blob/{}", st.base, url_escape(&key));
-                    ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                        "archiveLocation": loc, "cacheKey": key, "scope": "refs/heads/main"
-                    }))
-                } else {
-                    ResponseTemplate::new(204)
-                }
-            }
-            ("POST", "/_apis/artifactcache/caches") => {
-                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let key = body["key"].as_str().unwrap().to_string();
-                if st.committed.contains_key(&key) || st.pending.values().any(|(k, _)| *k == key) {
-                    return ResponseTemplate::new(409);
-                }
-                st.next_id += 1;
-                let id = st.next_id;
-                st.pending.insert(id, (key, Vec::new()));
-                ResponseTemplate::new(201).set_body_json(serde_json::json!({ "cacheId": id }))
-            }
-            (m, p) if p.starts_with("/_apis/artifactcache/caches/") => {
-                let id: i64 = p.rsplit('/').next().unwrap().parse().unwrap();
-                if m == "PATCH" {
-                    let range = req.headers.get("content-range").unwrap().to_str().unwrap();
-                    let start: usize = range
-                        .trim_start_matches("bytes ")
-                        .split('-')
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    let entry = &mut st.pending.get_mut(&id).unwrap().1;
-                    if entry.len() < start + req.body.len() {
-                        entry.resize(start + req.body.len(), 0);
-                    }
-                    entry[start..start + req.body.len()].copy_from_slice(&req.body);
-                    ResponseTemplate::new(204)
-                } else {
-                    let (key, bytes) = st.pending.remove(&id).unwrap();
-                    st.committed.insert(key, bytes);
-                    ResponseTemplate::new(204)
-                }
-            }
-            ("GET", p) if p.starts_with("/blob/") => {
-                let key = url_unescape(&p["/blob/".len()..]);
-                let Some(bytes) = st.committed.get(&key) else {
-                    return ResponseTemplate::new(404);
-                };
-                let total = bytes.len();
-                match req.headers.get("range").and_then(|v| v.to_str().ok()) {
-                    Some(r) => {
-                        let spec = r.trim_start_matches("bytes=");
-                        let (a, b) = spec.split_once('-').unwrap();
-                        let a: usize = a.parse().unwrap();
-                        let b: usize = if b.is_empty() {
-                            total - 1
-                        } else {
-                            b.parse::<usize>().unwrap().min(total - 1)
-                        };
-                        ResponseTemplate::new(206)
-                            .insert_header(
-                                "content-range",
-                                format!("bytes {a}-{b}/{total}").as_str(),
-                            )
-                            .set_body_bytes(bytes[a..=b].to_vec())
-                    }
-                    None => ResponseTemplate::new(200).set_body_bytes(bytes.clone()),
-                }
-            }
-            _ => ResponseTemplate::new(404),
-        }
+fn write_tree(dir: &Path, files: &[(&str, &[u8])]) {
+    for (name, data) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
     }
 }
 
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
+fn save(
+    fake: &GhaFake,
+    home: &Path,
+    key: &str,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> (String, String) {
+    let o = kiln_cache(
+        fake,
+        home,
+        &["save", "--key", key, "--path", dir.to_str().unwrap()],
+        extra,
+    );
+    assert!(o.status.success(), "{o:?}");
+    text(&o)
+}
+
+fn restore(fake: &GhaFake, home: &Path, key: &str, prefixes: &[&str], dir: &Path) -> String {
+    let mut args = vec!["restore", "--key", key, "--path", dir.to_str().unwrap()];
+    for p in prefixes {
+        args.extend(["--restore-key", p]);
+    }
+    let o = kiln_cache(fake, home, &args, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        !err.contains(RUNTIME_TOKEN),
+        "the token is never printed: {err}"
+    );
+    out.trim().to_string()
+}
+
+/// Noise that compresses badly, so archives have a predictable size.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
         })
         .collect()
 }
 
-fn url_unescape(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 1 {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-#[tokio::test]
-async fn gha_store_saves_and_restores_through_the_cache_service() {
-    let server = MockServer::start().await;
-    let state = Arc::new(Mutex::new(State {
-        base: server.uri(),
-        ..Default::default()
-    }));
-    Mock::given(any())
-        .respond_with(FakeCache(state.clone()))
-        .mount(&server)
-        .await;
-
-    let env = |k: &str| match k {
-        "ACTIONS_CACHE_URL" => Some(format!("{}/", server.uri())),
-        "ACTIONS_RUNTIME_TOKEN" => Some(TOKEN.to_string()),
-        _ => None,
-    };
-    assert_eq!(
-        kiln::cache::store::auto_url_from(&env),
-        "gha",
-        "chosen automatically"
-    );
-    std::env::remove_var("ACTIONS_CACHE_SERVICE_V2");
-    std::env::remove_var("ACTIONS_RESULTS_URL");
-    std::env::set_var("ACTIONS_CACHE_URL", format!("{}/", server.uri()));
-    std::env::set_var("ACTIONS_RUNTIME_TOKEN", TOKEN);
-    std::env::set_var("KILN_STORE_RETRY_DELAY_MS", "50");
-    let store = Store::from_url("gha").unwrap();
-
+#[test]
+fn exact_hit_goes_through_twirp_and_signed_blob_urls() {
+    let fake = GhaFake::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("wheels");
-    fs::create_dir_all(src.join("sub")).unwrap();
-    fs::write(src.join("a.whl"), b"wheel").unwrap();
-    fs::write(src.join("sub/big"), vec![3u8; 3 << 20]).unwrap();
+    write_tree(&src, &[("a.whl", b"wheel a"), ("sub/b.whl", b"wheel b")]);
 
-    let out = cache::save(
-        &store,
-        "kiln-1-wheels-x",
-        &[src.clone()],
-        &SaveOptions::default(),
-    )
-    .await;
-    assert!(out.saved, "{out:?}");
-    let patches = |reqs: &[Request]| reqs.iter().filter(|r| r.method.as_str() == "PATCH").count();
-    let after_first = server.received_requests().await.unwrap();
-    assert!(patches(&after_first) >= 2, "archive and manifest uploaded");
+    let (out, _) = save(&fake, tmp.path(), "deps-linux-abc", &src, &[]);
+    assert!(out.starts_with("saved deps-linux-abc"), "{out}");
+    let log = fake.log();
+    let twirp = |m: &str| format!("POST /twirp/github.actions.results.api.v1.CacheService/{m}");
+    // Manifest lookup (is the key there?), then archive and manifest: reserve, blocks, commit.
+    assert_eq!(
+        log.iter()
+            .filter(|l| **l == twirp("CreateCacheEntry"))
+            .count(),
+        2,
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| **l == twirp("FinalizeCacheEntryUpload"))
+            .count(),
+        2
+    );
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("PUT /blob/") && l.contains("comp=block&blockid=")));
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("PUT /blob/") && l.ends_with("comp=blocklist")));
+    let keys = fake.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[0].starts_with("caches/deps-linux-abc.") && keys[0].ends_with(".tar.zst"));
+    assert_eq!(
+        keys[1], "caches/deps-linux-abc.json",
+        "the manifest is committed last"
+    );
+    let e = fake.entries();
+    assert_ne!(
+        e[0].version, e[1].version,
+        "archives and manifests have their own versions"
+    );
+
+    // Unchanged content: nothing reserved or uploaded again.
+    fake.clear_log();
+    let (out, _) = save(&fake, tmp.path(), "deps-linux-abc", &src, &[]);
+    assert!(out.contains("already holds the same content"), "{out}");
+    assert_eq!(fake.calls("CreateCacheEntry"), 0);
+
+    let dst = tmp.path().join("restored");
+    assert_eq!(
+        restore(&fake, tmp.path(), "deps-linux-abc", &[], &dst),
+        "exact deps-linux-abc"
+    );
+    assert_eq!(std::fs::read(dst.join("sub/b.whl")).unwrap(), b"wheel b");
+    assert!(fake
+        .log()
+        .iter()
+        .any(|l| l.starts_with("GET /blob/") && l.contains("sp=r")));
+}
+
+#[test]
+fn prefix_fallback_restores_the_newest_match_and_only_kilns_versions() {
+    let fake = GhaFake::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for (i, key) in ["deps-linux-req1", "deps-linux-req2"].iter().enumerate() {
+        write_tree(&src, &[("version", format!("{i}").as_bytes())]);
+        save(&fake, tmp.path(), key, &src, &[]);
+    }
+    // An entry with the same key prefix written by actions/cache (another version) is never read.
     {
-        let st = state.lock().unwrap();
-        assert!(st
-            .committed
-            .keys()
-            .any(|k| k.ends_with("caches/kiln-1-wheels-x.json")));
+        let mut st = fake.state.lock().unwrap();
+        let mut theirs = st.entries.last().unwrap().clone();
+        theirs.key = "caches/deps-linux-zzz.json".into();
+        theirs.version = kiln::cache::gha::keys::actions_cache_version(&["~/.cache/pip"], "zstd");
+        theirs.seq = 1000;
+        theirs.id = 1000;
+        st.entries.push(theirs);
     }
 
-    // Unchanged: nothing uploaded.
-    let again = cache::save(
-        &store,
-        "kiln-1-wheels-x",
-        &[src.clone()],
-        &SaveOptions::default(),
-    )
-    .await;
-    assert!(!again.saved, "{again:?}");
-    let after_second = server.received_requests().await.unwrap();
-    assert_eq!(patches(&after_second), patches(&after_first));
-
+    // The requirements changed: no exact key, the newest entry of the prefix wins.
+    fake.clear_log();
     let dst = tmp.path().join("dst");
-    let r = cache::restore(&store, "kiln-1-wheels-x", &[], &[dst.clone()]).await;
-    assert_eq!(r.hit, RestoreHit::Exact, "{r:?}");
-    assert_eq!(fs::read(dst.join("a.whl")).unwrap(), b"wheel");
-    assert_eq!(fs::read(dst.join("sub/big")).unwrap().len(), 3 << 20);
+    let r = restore(&fake, tmp.path(), "deps-linux-req3", &["deps-linux-"], &dst);
+    assert_eq!(r, "partial deps-linux-req2");
+    assert_eq!(std::fs::read_to_string(dst.join("version")).unwrap(), "1");
+    // One lookup names the key and every prefix; one more finds the archive's download URL.
+    assert_eq!(
+        fake.calls("GetCacheEntryDownloadURL"),
+        2,
+        "{:#?}",
+        fake.log()
+    );
 
-    // The service cannot list: a restore prefix is a miss that says why.
-    let r = cache::restore(
-        &store,
-        "kiln-1-wheels-y",
-        &["kiln-1-wheels-".to_string()],
-        &[tmp.path().join("d2")],
-    )
-    .await;
-    assert_eq!(r.hit, RestoreHit::Miss);
-    let w = r.warnings.join("\n");
-    assert!(w.contains("cannot list"), "{w}");
-    assert!(!w.contains(TOKEN));
+    // A miss everywhere is a miss, with `--fail-on-miss` a failure.
+    let o = kiln_cache(
+        &fake,
+        tmp.path(),
+        &[
+            "restore",
+            "--key",
+            "other",
+            "--restore-key",
+            "nothing-",
+            "--path",
+            "x",
+            "--fail-on-miss",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(text(&o).0.trim(), "miss");
+
+    // Lookup only: the match is named, nothing is downloaded.
+    fake.clear_log();
+    let o = kiln_cache(
+        &fake,
+        tmp.path(),
+        &[
+            "restore",
+            "--key",
+            "deps-linux-req9",
+            "--restore-key",
+            "deps-linux-req1",
+            "--path",
+            "y",
+            "--lookup-only",
+        ],
+        &[],
+    );
+    assert_eq!(text(&o).0.trim(), "partial deps-linux-req1");
+    // The manifest is read (one lookup, one small GET); the archive is not looked up.
+    assert_eq!(
+        fake.calls("GetCacheEntryDownloadURL"),
+        1,
+        "{:#?}",
+        fake.log()
+    );
+    assert_eq!(fake.calls("GET /blob/"), 1, "{:#?}", fake.log());
+    assert!(!tmp.path().join("y").exists());
+}
+
+#[test]
+fn more_restore_keys_than_one_lookup_takes_are_asked_in_turn() {
+    let fake = GhaFake::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_tree(&src, &[("f", b"x")]);
+    save(&fake, tmp.path(), "last-prefix-hit", &src, &[]);
+    fake.clear_log();
+    let prefixes: Vec<String> = (0..12).map(|i| format!("nope{i}-")).collect();
+    let mut refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    refs.push("last-");
+    let r = restore(&fake, tmp.path(), "k", &refs, &tmp.path().join("d"));
+    assert_eq!(r, "partial last-prefix-hit");
+    // The key + 13 prefixes: the key and 9 prefixes, then the last 4 (the fake answers 400 to
+    // more than 10 keys in one lookup); then the archive's URL.
+    assert_eq!(
+        fake.calls("GetCacheEntryDownloadURL"),
+        3,
+        "{:#?}",
+        fake.log()
+    );
+}
+
+#[test]
+fn a_refused_commit_is_a_warning_naming_key_and_reason() {
+    let fake = GhaFake::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_tree(&src, &[("f", b"data")]);
+    fake.set_faults(Faults {
+        refuse_finalize: Some("cache size exceeds the repository limit".into()),
+        ..Default::default()
+    });
+    let output = tmp.path().join("github_output");
+    std::fs::write(&output, "").unwrap();
+    let (out, err) = save(
+        &fake,
+        tmp.path(),
+        "big-key",
+        &src,
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", output.to_str().unwrap()),
+        ],
+    );
+    assert!(out.contains("skipped big-key"), "{out}");
+    assert!(err.contains("cache big-key not saved"), "{err}");
+    assert!(err.contains("FinalizeCacheEntryUpload refused"), "{err}");
+    assert!(
+        err.contains("cache size exceeds the repository limit"),
+        "{err}"
+    );
+    assert!(
+        out.contains("::warning title=Kiln cache::cache big-key not saved"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&output)
+        .unwrap()
+        .contains("saved=false"));
+    assert!(fake.keys().is_empty(), "nothing was committed");
+    // And nothing is restored from it.
+    assert_eq!(
+        restore(
+            &fake,
+            tmp.path(),
+            "big-key",
+            &["big-"],
+            &tmp.path().join("d")
+        ),
+        "miss"
+    );
+}
+
+#[test]
+fn an_upload_cut_midway_is_retried_and_a_dead_one_commits_nothing() {
+    let fake = GhaFake::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_tree(&src, &[("blob", &noise(300 << 10, 7))]);
+    let small_blocks = [
+        ("KILN_GHA_BLOCK_SIZE", "65536"),
+        ("KILN_GHA_UPLOAD_CONCURRENCY", "1"),
+    ];
+
+    // Cut once: the block is sent again and the save completes.
+    fake.set_faults(Faults {
+        cut_blocks: 1,
+        ..Default::default()
+    });
+    let (out, err) = save(&fake, tmp.path(), "cut-once", &src, &small_blocks);
+    assert!(out.starts_with("saved cut-once"), "{out}{err}");
+
+    // Cut every time: a warning, no entry, a later restore misses cleanly.
+    fake.set_faults(Faults {
+        cut_blocks: 1000,
+        ..Default::default()
+    });
+    let (out, err) = save(&fake, tmp.path(), "cut-always", &src, &small_blocks);
+    assert!(out.contains("skipped cut-always"), "{out}");
+    assert!(
+        err.contains("cache cut-always not saved: upload failed"),
+        "{err}"
+    );
+    assert!(
+        !fake.keys().iter().any(|k| k.contains("cut-always")),
+        "{:?}",
+        fake.keys()
+    );
+    fake.set_faults(Faults::default());
+    let r = restore(&fake, tmp.path(), "cut-always", &[], &tmp.path().join("d"));
+    assert_eq!(r, "miss");
+}
+
+#[test]
+fn an_archive_larger_than_one_block_is_uploaded_in_order() {
+    let fake = GhaFake::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let big = noise(1 << 20, 11);
+    write_tree(&src, &[("big.bin", &big), ("small.txt", b"hello")]);
+    save(
+        &fake,
+        tmp.path(),
+        "blocks",
+        &src,
+        &[
+            ("KILN_GHA_BLOCK_SIZE", "131072"),
+            ("KILN_GHA_UPLOAD_CONCURRENCY", "4"),
+        ],
+    );
+    let blocks = fake
+        .log()
+        .iter()
+        .filter(|l| l.contains("comp=block&"))
+        .count();
+    // The archive (~1 MiB of noise) in 128 KiB blocks, plus the manifest's single block.
+    assert!(blocks >= 9, "{blocks} blocks");
+    let dst = tmp.path().join("dst");
+    assert_eq!(
+        restore(&fake, tmp.path(), "blocks", &[], &dst),
+        "exact blocks"
+    );
+    assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), big);
+}
+
+#[test]
+fn prune_lists_and_deletes_through_the_rest_api() {
+    let fake = GhaFake::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for key in ["old-a", "old-b", "new-c"] {
+        write_tree(
+            &src,
+            &[
+                ("k", key.as_bytes()),
+                ("n", &noise(20 << 10, key.len() as u64)),
+            ],
+        );
+        save(&fake, tmp.path(), key, &src, &[]);
+    }
+    let o = kiln_cache(&fake, tmp.path(), &["list"], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("3 caches"), "{out}");
+
+    let o = kiln_cache(
+        &fake,
+        tmp.path(),
+        &["prune", "--max-total-size", "30K"],
+        &[],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("deleted old-a") && out.contains("deleted old-b"),
+        "{out}"
+    );
+    let keys = fake.keys();
+    assert!(
+        keys.iter().all(|k| k.starts_with("caches/new-c.")),
+        "{keys:?}"
+    );
+    assert!(fake
+        .log()
+        .iter()
+        .any(|l| l.starts_with("DELETE /repos/acme/widgets/actions/caches/")));
+
+    // Without GITHUB_TOKEN the service cannot list: the error says what is needed.
+    let o = kiln_cache(&fake, tmp.path(), &["list"], &[("GITHUB_TOKEN", "")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o).1.contains("needs GITHUB_TOKEN"),
+        "{:?}",
+        text(&o).1
+    );
+}
+
+#[test]
+fn a_partial_set_of_actions_variables_is_a_warning_not_a_broken_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = support::kiln(tmp.path());
+    c.args(["cache", "list"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("ACTIONS_RUNTIME_TOKEN", "x")
+        .env("ACTIONS_CACHE_URL", "http://127.0.0.1:9/");
+    let o = c.output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("ACTIONS_RESULTS_URL is not set"), "{err}");
+    assert!(
+        out.contains("kiln/store"),
+        "falls back to the file store: {out}"
+    );
 }

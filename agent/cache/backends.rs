@@ -56,6 +56,8 @@ fn timeouts(env: Env) -> TimeoutLayer {
 
 /// The operator for a non-`file://` URL. Errors are messages without credentials.
 pub(super) fn remote_operator(url: &str, env: Env) -> Result<Operator, String> {
+    // The HTTP transport (reqwest) every remote service sends through; once per process.
+    opendal::install_default();
     let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let op = match u.scheme() {
         "s3" => s3(&u, env)?,

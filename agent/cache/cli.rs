@@ -58,7 +58,7 @@ pub enum CacheCommand {
 
 #[derive(Args, Debug)]
 pub struct SaveArgs {
-    /// Cache key (letters, digits and - _ . + = , @).
+    /// Cache key (letters, digits and - _ . + = @).
     #[arg(long)]
     pub key: String,
     /// Directory to archive (repeatable; restored by position).
@@ -184,9 +184,8 @@ async fn save(a: SaveArgs) -> u8 {
         level: a.level,
     };
     let out = super::save(&store, &a.key, &a.paths, &opts).await;
-    for w in &out.warnings {
-        eprintln!("kiln: warning: {w}");
-    }
+    warn_all(&out.warnings);
+    write_github_output(&[("saved", out.saved.to_string())]);
     if out.saved {
         println!("saved {} ({})", a.key, human_bytes(out.bytes));
     } else {
@@ -209,9 +208,7 @@ async fn restore(a: RestoreArgs) -> u8 {
     } else {
         super::restore(&store, &a.key, &a.restore_keys, &a.paths).await
     };
-    for w in &out.warnings {
-        eprintln!("kiln: warning: {w}");
-    }
+    warn_all(&out.warnings);
     let (word, matched) = match out.hit {
         RestoreHit::Exact => ("exact", out.matched_key.clone()),
         RestoreHit::Partial => ("partial", out.matched_key.clone()),
@@ -221,7 +218,11 @@ async fn restore(a: RestoreArgs) -> u8 {
         Some(k) => println!("{word} {k}"),
         None => println!("{word}"),
     }
-    write_github_output(word, matched.as_deref());
+    write_github_output(&[
+        ("cache-hit", (out.hit == RestoreHit::Exact).to_string()),
+        ("cache-result", word.to_string()),
+        ("cache-matched-key", matched.clone().unwrap_or_default()),
+    ]);
     if a.fail_on_miss && out.hit != RestoreHit::Exact {
         eprintln!("kiln: error: no cache for key {} (--fail-on-miss)", a.key);
         return 1;
@@ -229,15 +230,29 @@ async fn restore(a: RestoreArgs) -> u8 {
     0
 }
 
-/// Under GitHub Actions, expose the result as step outputs (`cache-hit`, `cache-matched-key`).
-fn write_github_output(word: &str, matched: Option<&str>) {
+/// Under GitHub Actions, expose the result as step outputs (`cache-hit`, `cache-matched-key`,
+/// `saved`).
+fn write_github_output(pairs: &[(&str, String)]) {
     let Some(path) = std::env::var_os("GITHUB_OUTPUT") else {
         return;
     };
     if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
-        let _ = writeln!(f, "cache-hit={}", word == "exact");
-        let _ = writeln!(f, "cache-result={word}");
-        let _ = writeln!(f, "cache-matched-key={}", matched.unwrap_or(""));
+        for (k, v) in pairs {
+            let _ = writeln!(f, "{k}={v}");
+        }
+    }
+}
+
+/// Each warning on stderr, and as a `::warning` annotation under GitHub Actions.
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("kiln: warning: {w}");
+        if crate::ci_env::current().is_some() {
+            println!(
+                "::warning title=Kiln cache::{}",
+                crate::report::actions::escape_data(w)
+            );
+        }
     }
 }
 

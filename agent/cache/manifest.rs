@@ -106,10 +106,10 @@ pub fn validate_key(key: &str) -> Result<(), String> {
     }
     if let Some(c) = key
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-_.+=,@".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.+=@".contains(*c)))
     {
         return Err(format!(
-            "cache key {key:?} contains {c:?}; use letters, digits and - _ . + = , @"
+            "cache key {key:?} contains {c:?}; use letters, digits and - _ . + = @"
         ));
     }
     Ok(())
@@ -132,6 +132,10 @@ mod tests {
         assert!(validate_key("kiln-1-wheels-linux-x86_64-cp311-abc").is_ok());
         assert!(validate_key("../etc").is_err());
         assert!(validate_key("a/b").is_err());
+        assert!(
+            validate_key("a,b").is_err(),
+            "the GitHub cache refuses commas"
+        );
         assert!(validate_key("").is_err());
         assert!(validate_prefix("").is_ok());
     }

@@ -74,7 +74,7 @@ pub fn stage_finished(_name: &str) {
 }
 
 /// Escape workflow-command data (the part after `::`).
-fn escape_data(s: &str) -> String {
+pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")

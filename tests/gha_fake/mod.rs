@@ -151,7 +151,12 @@ fn twirp_error(status: StatusCode, code: &str, msg: &str) -> Response {
 }
 
 fn azure_error(status: StatusCode, code: &str) -> Response {
-    (status, [("x-ms-error-code", code.to_string())], code.to_string()).into_response()
+    (
+        status,
+        [("x-ms-error-code", code.to_string())],
+        code.to_string(),
+    )
+        .into_response()
 }
 
 async fn handle(State(st): State<Arc<Mutex<FakeState>>>, req: Request) -> Response {
@@ -160,7 +165,11 @@ async fn handle(State(st): State<Arc<Mutex<FakeState>>>, req: Request) -> Respon
     let query: HashMap<String, String> = parts
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     st.lock().unwrap().log.push(format!(
         "{} {}",
@@ -168,7 +177,9 @@ async fn handle(State(st): State<Arc<Mutex<FakeState>>>, req: Request) -> Respon
         parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
     ));
     if let Some(method) = path.strip_prefix(SERVICE) {
-        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let body = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
         return twirp(&st, &parts.headers, method, &body);
     }
     if let Some(id) = path.strip_prefix("/blob/") {
@@ -197,7 +208,11 @@ fn twirp(st: &Mutex<FakeState>, headers: &HeaderMap, method: &str, body: &[u8]) 
     let s = |k: &str| req[k].as_str().unwrap_or("").to_string();
     let (key, version) = (s("key"), s("version"));
     if key.is_empty() || version.is_empty() {
-        return twirp_error(StatusCode::BAD_REQUEST, "invalid_argument", "key and version are required");
+        return twirp_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "key and version are required",
+        );
     }
     let mut st = st.lock().unwrap();
     match method {
@@ -209,16 +224,19 @@ fn twirp(st: &Mutex<FakeState>, headers: &HeaderMap, method: &str, body: &[u8]) 
 }
 
 fn bad_key(key: &str) -> Option<Response> {
-    (key.len() > 512 || key.contains(',')).then(|| {
-        twirp_error(StatusCode::BAD_REQUEST, "invalid_argument", "invalid key")
-    })
+    (key.len() > 512 || key.contains(','))
+        .then(|| twirp_error(StatusCode::BAD_REQUEST, "invalid_argument", "invalid key"))
 }
 
 fn create(st: &mut FakeState, key: String, version: String) -> Response {
     if let Some(r) = bad_key(&key) {
         return r;
     }
-    if st.entries.iter().any(|e| e.key == key && e.version == version) {
+    if st
+        .entries
+        .iter()
+        .any(|e| e.key == key && e.version == version)
+    {
         return twirp_error(
             StatusCode::CONFLICT,
             "already_exists",
@@ -238,12 +256,19 @@ fn create(st: &mut FakeState, key: String, version: String) -> Response {
         seq: 0,
         created_at: String::new(),
     });
-    let url = format!("{}/blob/{id}?sv=2024-11-04&sp=cw&sig={}", st.base, sign(id, "w"));
+    let url = format!(
+        "{}/blob/{id}?sv=2024-11-04&sp=cw&sig={}",
+        st.base,
+        sign(id, "w")
+    );
     axum::Json(json!({"ok": true, "signed_upload_url": url})).into_response()
 }
 
 fn finalize(st: &mut FakeState, key: &str, version: &str, req: &Value) -> Response {
-    let size: u64 = req["size_bytes"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let size: u64 = req["size_bytes"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if let Some(msg) = st.faults.refuse_finalize.clone() {
         return axum::Json(json!({"ok": false, "message": msg})).into_response();
     }
@@ -252,10 +277,18 @@ fn finalize(st: &mut FakeState, key: &str, version: &str, req: &Value) -> Respon
         .iter()
         .position(|e| e.key == key && e.version == version && !e.finalized)
     else {
-        return twirp_error(StatusCode::NOT_FOUND, "not_found", "no reserved cache entry");
+        return twirp_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no reserved cache entry",
+        );
     };
     let blob = st.entries[i].blob;
-    let uploaded = st.blobs.get(&blob).and_then(|b| b.data.as_ref()).map(|d| d.len() as u64);
+    let uploaded = st
+        .blobs
+        .get(&blob)
+        .and_then(|b| b.data.as_ref())
+        .map(|d| d.len() as u64);
     if uploaded != Some(size) {
         let msg = format!("uploaded size {uploaded:?} does not match size_bytes {size}");
         return axum::Json(json!({"ok": false, "message": msg})).into_response();
@@ -273,22 +306,46 @@ fn finalize(st: &mut FakeState, key: &str, version: &str, req: &Value) -> Respon
 fn lookup(st: &FakeState, key: &str, version: &str, req: &Value) -> Response {
     let restore: Vec<String> = req["restore_keys"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if restore.len() + 1 > 10 {
-        return twirp_error(StatusCode::BAD_REQUEST, "invalid_argument", "at most 10 keys");
+        return twirp_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "at most 10 keys",
+        );
     }
-    if let Some(r) = std::iter::once(key).chain(restore.iter().map(String::as_str)).find_map(bad_key) {
+    if let Some(r) = std::iter::once(key)
+        .chain(restore.iter().map(String::as_str))
+        .find_map(bad_key)
+    {
         return r;
     }
-    let live = || st.entries.iter().filter(|e| e.finalized && e.version == version);
+    let live = || {
+        st.entries
+            .iter()
+            .filter(|e| e.finalized && e.version == version)
+    };
     let newest = |pred: &dyn Fn(&Entry) -> bool| live().filter(|e| pred(e)).max_by_key(|e| e.seq);
     let found = newest(&|e| e.key == key)
         .or_else(|| newest(&|e| e.key.starts_with(key)))
-        .or_else(|| restore.iter().find_map(|p| newest(&|e| e.key.starts_with(p.as_str()))));
+        .or_else(|| {
+            restore
+                .iter()
+                .find_map(|p| newest(&|e| e.key.starts_with(p.as_str())))
+        });
     match found {
         Some(e) => {
-            let url = format!("{}/blob/{}?sv=2024-11-04&sp=r&sig={}", st.base, e.blob, sign(e.blob, "r"));
+            let url = format!(
+                "{}/blob/{}?sv=2024-11-04&sp=r&sig={}",
+                st.base,
+                e.blob,
+                sign(e.blob, "r")
+            );
             axum::Json(json!({"ok": true, "signed_download_url": url, "matched_key": e.key}))
                 .into_response()
         }
@@ -310,7 +367,9 @@ async fn blob(
     match (method.clone(), q.get("comp").map(String::as_str)) {
         (Method::PUT, Some("block")) => put_block(st, id, q, body).await,
         (Method::PUT, Some("blocklist")) => {
-            let xml = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let xml = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
             let xml = String::from_utf8_lossy(&xml).to_string();
             let mut st = st.lock().unwrap();
             let Some(b) = st.blobs.get_mut(&id) else {
@@ -364,7 +423,9 @@ async fn put_block(
         let _ = body.into_data_stream().next().await;
         std::panic::resume_unwind(Box::new("connection cut by the fake"));
     }
-    let data = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
+    let data = axum::body::to_bytes(body, 256 << 20)
+        .await
+        .unwrap_or_default();
     let mut st = st.lock().unwrap();
     match st.blobs.get_mut(&id) {
         Some(b) => {
@@ -384,7 +445,10 @@ fn rest(
 ) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     if auth != Some(&format!("Bearer {GITHUB_TOKEN}")) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Bad credentials"})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "Bad credentials"})),
+        )
             .into_response();
     }
     let mut st = st.lock().unwrap();
