@@ -52,9 +52,9 @@ impl Classify for crate::settings::UsageError {
     }
 }
 
-impl Classify for crate::agent::AgentError {
+impl Classify for crate::server::AgentError {
     fn exit(&self) -> Exit {
-        use crate::agent::AgentError as E;
+        use crate::server::AgentError as E;
         match self {
             E::Config(_) | E::NoConfig(_) | E::Secret(_) | E::Busy(_) => Exit::Usage,
             _ => Exit::Infrastructure,

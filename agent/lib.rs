@@ -6,7 +6,6 @@
 //! [`ci`] is the only reader and writer of GitHub Actions' variables and files. The command line
 //! and its exit codes are in [`cli`] and [`exit`]. See docs/architecture.md for the map.
 
-pub mod agent;
 pub mod cache;
 pub mod ci;
 pub mod cli;
@@ -19,6 +18,8 @@ pub mod logging;
 pub mod process;
 pub mod report;
 pub mod run;
+pub mod sandbox;
+pub mod server;
 pub mod settings;
 pub mod summary;
 pub mod wheelhouse;

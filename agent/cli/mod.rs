@@ -43,7 +43,7 @@ pub enum Command {
     /// error (checkout or bootstrap failed).
     Run(run::RunArgs),
     /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
-    Agent(crate::agent::cli::AgentArgs),
+    Agent(crate::server::cli::AgentArgs),
     /// Save, restore, list and prune caches in a store (usable from any CI).
     Cache(crate::cache::cli::CacheArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
@@ -83,7 +83,7 @@ fn failed(command: &str, e: &(impl std::fmt::Display + Classify)) -> Exit {
 pub async fn dispatch(command: Command) -> Exit {
     match command {
         Command::Run(a) => run::run(a).await,
-        Command::Agent(a) => match crate::agent::run(a).await {
+        Command::Agent(a) => match crate::server::run(a).await {
             Ok(()) => Exit::Success,
             Err(e) => failed(" agent", &e),
         },

@@ -164,9 +164,12 @@ pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
         }
     };
     let caches = keys.caches();
+    let limits = inp.project.cache.restore_limits();
     let results = futures::future::join_all(caches.iter().map(|(name, key)| {
         let paths = [name.dir(inp.paths).to_path_buf()];
-        async move { cache::restore(inp.store, &key.key, &key.restore_keys, &paths).await }
+        async move {
+            cache::restore_within(inp.store, &key.key, &key.restore_keys, &paths, limits).await
+        }
     }))
     .await;
     let mut degraded = false;

@@ -33,6 +33,7 @@ pub struct Layer {
     pub requirements: Option<Vec<PathBuf>>,
     pub bootstrap_command: Option<String>,
     pub key_extra: Option<String>,
+    pub max_restore_size: Option<u64>,
 }
 
 impl Layer {
@@ -57,6 +58,7 @@ impl Layer {
             requirements: self.requirements.or(lower.requirements),
             bootstrap_command: self.bootstrap_command.or(lower.bootstrap_command),
             key_extra: self.key_extra.or(lower.key_extra),
+            max_restore_size: self.max_restore_size.or(lower.max_restore_size),
         }
     }
 }
@@ -139,6 +141,11 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         requirements: parsed(env, "KILN_REQUIREMENTS", path_list)?,
         bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),
         key_extra: s("KILN_CACHE_KEY_EXTRA"),
+        max_restore_size: parsed(
+            env,
+            "KILN_CACHE_MAX_RESTORE_SIZE",
+            crate::cache::cli::parse_size,
+        )?,
     })
 }
 

@@ -163,6 +163,9 @@ fn apply(l: &Layer, c: &mut Config) {
     if let Some(v) = &l.key_extra {
         c.cache.key_extra = Some(v.clone());
     }
+    if let Some(v) = l.max_restore_size {
+        c.cache.max_restore_size = v;
+    }
     if let Some(v) = l.report_mode {
         c.report.mode = v;
     }
