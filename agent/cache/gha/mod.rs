@@ -127,32 +127,6 @@ pub struct GhaCache {
     rest: Option<rest::Rest>,
 }
 
-/// Why the environment does not give a usable cache service, when some `ACTIONS_*` variables
-/// are set but not the ones Kiln needs (`None` when all are there, or none is).
-pub fn env_problem(env: Env) -> Option<String> {
-    let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
-    let token = set("ACTIONS_RUNTIME_TOKEN");
-    let results = set("ACTIONS_RESULTS_URL");
-    let any = token || results || set("ACTIONS_CACHE_URL") || set("ACTIONS_CACHE_SERVICE_V2");
-    if !any || (token && results) {
-        return None;
-    }
-    let missing: Vec<&str> = [
-        ("ACTIONS_RESULTS_URL", results),
-        ("ACTIONS_RUNTIME_TOKEN", token),
-    ]
-    .iter()
-    .filter(|(_, ok)| !ok)
-    .map(|(k, _)| *k)
-    .collect();
-    Some(format!(
-        "the GitHub cache service needs ACTIONS_RESULTS_URL and ACTIONS_RUNTIME_TOKEN, but {} {} not set \
-         (a plain `run:` step must export both; see docs/github-action.md); not using the gha store",
-        missing.join(" and "),
-        if missing.len() == 1 { "is" } else { "are" }
-    ))
-}
-
 /// `KILN_STORE_TIMEOUT` (seconds, default 60), shared with the other stores.
 fn timeout_secs(env: Env) -> u64 {
     env("KILN_STORE_TIMEOUT")
@@ -166,21 +140,18 @@ fn parse_num<T: std::str::FromStr>(env: Env, name: &str) -> Option<T> {
 }
 
 impl GhaCache {
-    /// Configure from the job's environment. Errors name the missing variable.
+    /// Configure from the job's environment (through [`crate::ci::CacheService`]). Errors
+    /// name the missing variable.
     pub fn from_env(env: Env) -> Result<GhaCache, String> {
-        let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        let base = var("ACTIONS_RESULTS_URL").ok_or_else(|| {
-            env_problem(env).unwrap_or_else(|| {
-                "gha: ACTIONS_RESULTS_URL is not set (is this a GitHub Actions job?)".into()
-            })
-        })?;
-        let token = var("ACTIONS_RUNTIME_TOKEN").ok_or("gha: ACTIONS_RUNTIME_TOKEN is not set")?;
+        let svc = crate::ci::CacheService::from_env(env)?;
+        let base = svc.results_url;
         let base = if base.ends_with('/') {
             base
         } else {
             format!("{base}/")
         };
         let base = url::Url::parse(&base).map_err(|e| format!("gha: ACTIONS_RESULTS_URL: {e}"))?;
+        let token = svc.runtime_token;
         let secs = timeout_secs(env);
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
@@ -195,7 +166,9 @@ impl GhaCache {
             retry_delay: super::store::retry_base_delay(),
         };
         Ok(GhaCache {
-            rest: rest::Rest::from_env(env, http.clone(), Duration::from_secs(secs * 2)),
+            rest: svc
+                .rest
+                .map(|access| rest::Rest::new(access, http.clone(), Duration::from_secs(secs * 2))),
             twirp: Twirp {
                 http,
                 base,
@@ -393,36 +366,6 @@ fn or_default(message: String, default: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(a, _)| *a == k)
-                .map(|(_, b)| b.to_string())
-        }
-    }
-
-    #[test]
-    fn partial_actions_variables_are_named() {
-        assert_eq!(env_problem(&env_of(&[])), None);
-        assert_eq!(
-            env_problem(&env_of(&[
-                ("ACTIONS_RUNTIME_TOKEN", "t"),
-                ("ACTIONS_RESULTS_URL", "http://x/")
-            ])),
-            None
-        );
-        let w = env_problem(&env_of(&[("ACTIONS_RESULTS_URL", "http://x/")])).unwrap();
-        assert!(w.contains("ACTIONS_RUNTIME_TOKEN is not set"), "{w}");
-        let w = env_problem(&env_of(&[
-            ("ACTIONS_RUNTIME_TOKEN", "t"),
-            ("ACTIONS_CACHE_URL", "http://x/"),
-        ]))
-        .unwrap();
-        assert!(w.contains("ACTIONS_RESULTS_URL is not set"), "{w}");
-        assert!(!w.contains("ghs_"), "never prints a token");
-    }
 
     #[test]
     fn transient_errors_are_the_network_and_5xx() {

@@ -50,22 +50,18 @@ fn ours(version: &str) -> bool {
 }
 
 impl Rest {
-    pub(super) fn from_env(
-        env: &dyn Fn(&str) -> Option<String>,
+    pub(super) fn new(
+        access: crate::ci::GithubAccess,
         http: reqwest::Client,
         timeout: Duration,
-    ) -> Option<Rest> {
-        let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        Some(Rest {
-            token: var("KILN_GITHUB_TOKEN").or_else(|| var("GITHUB_TOKEN"))?,
-            repo: var("KILN_GITHUB_REPOSITORY").or_else(|| var("GITHUB_REPOSITORY"))?,
-            api: var("GITHUB_API_URL")
-                .unwrap_or_else(|| "https://api.github.com".into())
-                .trim_end_matches('/')
-                .to_string(),
+    ) -> Rest {
+        Rest {
+            token: access.token,
+            repo: access.repository,
+            api: access.api_url.trim_end_matches('/').to_string(),
             http,
             timeout,
-        })
+        }
     }
 
     fn request(

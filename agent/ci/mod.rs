@@ -1,9 +1,11 @@
 //! Where this run happens: GitHub Actions, read from the standard `GITHUB_*` variables and the
 //! event payload at `GITHUB_EVENT_PATH`.
 //!
-//! This is the one place the event payload is parsed. Everything else (the pipeline's defaults,
-//! the Actions reporter, the GitHub API reporter) asks [`current`] instead of reading `GITHUB_*`
-//! itself, so "which commit, which PR, is it a fork" has one answer per run.
+//! `ci/` is the only code that reads or writes `GITHUB_*`, `RUNNER_*`, `ACTIONS_*`,
+//! `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY` (see [`actions`] for the writing side). Everything
+//! else gets typed values: [`CiEnv`] (which commit, which PR, is it a fork), [`ReportTarget`]
+//! (where the GitHub reporter posts) and [`gha_cache_available`] (for the store URL), so each
+//! question has one answer per run.
 //!
 //! Detection is deliberately strict: only `GITHUB_ACTIONS=true` counts, so a developer with a
 //! stray `GITHUB_REPOSITORY` in their shell does not get `::group::` lines or a `gha` store.
@@ -13,7 +15,86 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::pipeline::RunContext;
+pub mod actions;
+mod github;
+
+pub use github::{GithubAccess, ReportTarget};
+
+/// The GitHub Actions cache service (v2) is reachable: the results service URL and a runtime
+/// token. Then `gha` is the default store. A partial set of `ACTIONS_*` variables is logged as a
+/// warning naming what is missing (and the file store is used).
+pub fn gha_cache_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    if let Some(why) = cache_service_problem(env) {
+        tracing::warn!("{why}");
+        return false;
+    }
+    CacheService::from_env(env).is_ok()
+}
+
+/// The job's cache service (v2) credentials, for the `gha` store.
+#[derive(Clone)]
+pub struct CacheService {
+    /// `ACTIONS_RESULTS_URL`.
+    pub results_url: String,
+    /// `ACTIONS_RUNTIME_TOKEN`. Never logged.
+    pub runtime_token: String,
+    /// `GITHUB_TOKEN` and the repository, for listing and deleting entries (REST API).
+    pub rest: Option<GithubAccess>,
+}
+
+impl std::fmt::Debug for CacheService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheService")
+            .field("results_url", &self.results_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheService {
+    /// Errors name the missing variable.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<CacheService, String> {
+        let var = |k: &str| non_empty(env(k));
+        let results_url = var("ACTIONS_RESULTS_URL").ok_or_else(|| {
+            cache_service_problem(env).unwrap_or_else(|| {
+                "gha: ACTIONS_RESULTS_URL is not set (is this a GitHub Actions job?)".into()
+            })
+        })?;
+        let runtime_token =
+            var("ACTIONS_RUNTIME_TOKEN").ok_or("gha: ACTIONS_RUNTIME_TOKEN is not set")?;
+        Ok(CacheService {
+            results_url,
+            runtime_token,
+            rest: GithubAccess::from_env(env),
+        })
+    }
+}
+
+/// Why the environment does not give a usable cache service when some `ACTIONS_*` variables are
+/// set but not the ones Kiln needs (`None` when both are there, or none of them is).
+pub fn cache_service_problem(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    let token = set("ACTIONS_RUNTIME_TOKEN");
+    let results = set("ACTIONS_RESULTS_URL");
+    let any = token || results || set("ACTIONS_CACHE_URL") || set("ACTIONS_CACHE_SERVICE_V2");
+    if !any || (token && results) {
+        return None;
+    }
+    let missing: Vec<&str> = [
+        ("ACTIONS_RESULTS_URL", results),
+        ("ACTIONS_RUNTIME_TOKEN", token),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(k, _)| *k)
+    .collect();
+    Some(format!(
+        "the GitHub cache service needs ACTIONS_RESULTS_URL and ACTIONS_RUNTIME_TOKEN, but {} {} \
+         not set (a plain `run:` step must export both; see docs/github-action.md); not using \
+         the gha store",
+        missing.join(" and "),
+        if missing.len() == 1 { "is" } else { "are" }
+    ))
+}
 
 /// The GitHub Actions facts Kiln uses. Built by [`CiEnv::from_env`]; see [`current`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -217,10 +298,9 @@ impl CiEnv {
         })
     }
 
-    /// The environment variables other parts of Kiln (and tools Kiln runs) read for this run, as
-    /// pairs to set when they are not already set: `KILN_PR_NUMBER` (the PR comment) and
-    /// `KILN_HEAD_SHA` (statuses and check runs go on the PR's head, not the merge commit) for
-    /// the GitHub reporter.
+    /// What the event says in the terms `kiln agent` passes to a child `kiln run`:
+    /// `KILN_PR_NUMBER` (the PR comment) and `KILN_HEAD_SHA` (statuses and check runs go on the
+    /// PR's head, not the merge commit). [`ReportTarget`] uses them where the variables are unset.
     pub fn exported_vars(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(n) = self.pr_number {
@@ -230,31 +310,6 @@ impl CiEnv {
             }
         }
         out
-    }
-}
-
-impl CiEnv {
-    /// Apply what Actions tells us to a run about to start: the branch (the workspace is on a
-    /// detached merge commit for pull requests, so git cannot say it), no cache saves for fork
-    /// pull requests, and the variables other reporters read.
-    pub fn prepare_run(&self, ctx: &mut RunContext) {
-        crate::report::actions::mask_secrets();
-        if let Some(w) = &self.payload_warning {
-            tracing::warn!("{w}");
-        }
-        if ctx.opts.branch.is_none() {
-            ctx.opts.branch = self.branch.clone();
-        }
-        if let Some(why) = self.save_forbidden().filter(|_| ctx.save_allowed) {
-            tracing::info!("{why} (untrusted code must not write to the shared cache)");
-            ctx.save_allowed = false;
-        }
-        for (k, v) in self.exported_vars() {
-            if std::env::var_os(k).is_none() {
-                // Set before any stage spawns work; read back by the GitHub reporter.
-                std::env::set_var(k, v);
-            }
-        }
     }
 }
 
@@ -284,6 +339,34 @@ mod tests {
         let p = dir.path().join("event.json");
         std::fs::write(&p, json).unwrap();
         p.display().to_string()
+    }
+
+    #[test]
+    fn partial_actions_variables_are_named() {
+        let problem = |vars: &[(&str, &str)]| {
+            let map: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            cache_service_problem(&move |k| map.get(k).cloned())
+        };
+        assert_eq!(problem(&[]), None);
+        assert_eq!(
+            problem(&[
+                ("ACTIONS_RUNTIME_TOKEN", "t"),
+                ("ACTIONS_RESULTS_URL", "http://x/")
+            ]),
+            None
+        );
+        let w = problem(&[("ACTIONS_RESULTS_URL", "http://x/")]).unwrap();
+        assert!(w.contains("ACTIONS_RUNTIME_TOKEN is not set"), "{w}");
+        let w = problem(&[
+            ("ACTIONS_RUNTIME_TOKEN", "ghs_x"),
+            ("ACTIONS_CACHE_URL", "http://x/"),
+        ])
+        .unwrap();
+        assert!(w.contains("ACTIONS_RESULTS_URL is not set"), "{w}");
+        assert!(!w.contains("ghs_x"), "never prints a token");
     }
 
     #[test]
