@@ -5,7 +5,9 @@
 //! changed requirement still restores the previous wheelhouse and only the difference is built.
 //!
 //! `kiln-1-ccache-{os}-{arch}-{compiler}[-x{salt}]-{hash}`: per compiler version, with the same
-//! prefix fallback.
+//! prefix fallback. ccache and pip's cache grow run after run: they are saved under run-unique
+//! keys `{key}.{id}` and restored by the prefix `{key}.` (newest first), so every store works
+//! the same whether its keys can be overwritten or not (see `cache::growing`).
 
 use sha2::{Digest, Sha256};
 
@@ -34,6 +36,46 @@ pub struct KeyInputs {
 pub struct CacheKey {
     pub key: String,
     pub restore_keys: Vec<String>,
+    /// The content grows run after run: saved under run-unique keys `{key}.{id}`.
+    pub growing: bool,
+}
+
+impl CacheKey {
+    /// A key whose content is fixed by its inputs, restored by `prefix` when missing.
+    pub fn fixed(key: String, prefix: String) -> CacheKey {
+        CacheKey {
+            key,
+            restore_keys: vec![prefix],
+            growing: false,
+        }
+    }
+
+    /// A growing cache: its runs `{key}.{id}` first, then `prefix`.
+    pub fn growing(key: String, prefix: String) -> CacheKey {
+        CacheKey {
+            restore_keys: vec![format!("{key}."), prefix],
+            key,
+            growing: true,
+        }
+    }
+
+    /// The key this run saves under: `key`, or `key.<run-unique id>` for a growing cache.
+    pub fn save_key(&self) -> String {
+        if self.growing {
+            format!("{}.{}", self.key, super::unique_suffix())
+        } else {
+            self.key.clone()
+        }
+    }
+
+    /// `matched` holds this key's content: the key itself, or one of its runs.
+    pub fn is_exact(&self, matched: &str) -> bool {
+        matched == self.key
+            || (self.growing
+                && matched
+                    .strip_prefix(&self.key)
+                    .is_some_and(|rest| rest.starts_with('.')))
+    }
 }
 
 /// Lowercase, with anything outside `[a-z0-9._]` turned into `_` so keys are safe object names.
@@ -87,10 +129,10 @@ impl KeyInputs {
             sanitize(&self.python_tag),
             salt(&self.extra)
         );
-        CacheKey {
-            key: format!("{prefix}{}", requirements_hash(&self.requirement_files)),
-            restore_keys: vec![prefix],
-        }
+        CacheKey::fixed(
+            format!("{prefix}{}", requirements_hash(&self.requirement_files)),
+            prefix,
+        )
     }
 
     pub fn ccache(&self) -> CacheKey {
@@ -101,10 +143,10 @@ impl KeyInputs {
             sanitize(&self.compiler),
             salt(&self.extra)
         );
-        CacheKey {
-            key: format!("{prefix}{}", requirements_hash(&self.requirement_files)),
-            restore_keys: vec![prefix],
-        }
+        CacheKey::growing(
+            format!("{prefix}{}", requirements_hash(&self.requirement_files)),
+            prefix,
+        )
     }
 
     pub fn pip_cache(&self) -> CacheKey {
@@ -115,10 +157,10 @@ impl KeyInputs {
             sanitize(&self.python_tag),
             salt(&self.extra)
         );
-        CacheKey {
-            key: format!("{prefix}{}", requirements_hash(&self.requirement_files)),
-            restore_keys: vec![prefix],
-        }
+        CacheKey::growing(
+            format!("{prefix}{}", requirements_hash(&self.requirement_files)),
+            prefix,
+        )
     }
 }
 

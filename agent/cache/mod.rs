@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod extract;
 pub mod gha;
+mod growing;
 pub mod key;
 pub mod manifest;
 pub mod progress;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 
 use crate::config::Compression;
 pub use crate::summary::RestoreHit;
+pub use growing::save_growing;
 pub use store::{Store, StoreError};
 
 /// What `restore` found.

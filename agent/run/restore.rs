@@ -177,11 +177,16 @@ pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
     let mut summaries = Vec::new();
     for ((name, key), r) in caches.into_iter().zip(results) {
         degraded |= !r.warnings.is_empty();
-        parts.push(format!("{} {:?}", name.as_str(), r.hit).to_lowercase());
+        // A growing cache's newest run of the same key is its exact content.
+        let hit = match &r.matched_key {
+            Some(m) if r.hit == RestoreHit::Partial && key.is_exact(m) => RestoreHit::Exact,
+            _ => r.hit,
+        };
+        parts.push(format!("{} {:?}", name.as_str(), hit).to_lowercase());
         summaries.push(CacheSummary {
             name: name.as_str().into(),
             key: key.key.clone(),
-            restore: r.hit,
+            restore: hit,
             restored_key: r.matched_key,
             bytes_restored: r.bytes,
             saved: false,

@@ -61,7 +61,11 @@ pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
             continue;
         }
         let dir = name.dir(inp.paths).to_path_buf();
-        let out = cache::save(inp.store, &key.key, &[dir], &opts).await;
+        let out = if key.growing {
+            cache::save_growing(inp.store, key, &[dir], &opts).await
+        } else {
+            cache::save(inp.store, &key.key, &[dir], &opts).await
+        };
         parts.push(match (out.saved, &out.skipped_reason) {
             (true, _) => format!("{} saved ({} bytes)", name.as_str(), out.bytes),
             (false, Some(r)) => format!("{} not saved: {r}", name.as_str()),
