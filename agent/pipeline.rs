@@ -150,6 +150,8 @@ pub struct RunContext {
     pub paths: Paths,
     pub checkout: Option<Checkout>,
     pub store: Option<Store>,
+    /// Why the store could not be opened (the run goes on without cache).
+    pub store_error: Option<String>,
     pub keys: Option<RunKeys>,
     pub bootstrap: Option<BootstrapOutput>,
     /// The interpreter, probed once (restore stage) for keys and bootstrap.
@@ -235,6 +237,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         paths,
         checkout: None,
         store: None,
+        store_error: None,
         keys: None,
         bootstrap: None,
         python: None,
@@ -331,7 +334,15 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary, UsageError> {
         .store
         .clone()
         .unwrap_or_else(cache::store::auto_url);
-    ctx.store = Some(Store::from_url(&store_url).map_err(|e| UsageError::Other(e.to_string()))?);
+    // A store that cannot even be opened is a store that is down: warn, build uncached.
+    match Store::from_url(&store_url) {
+        Ok(store) => ctx.store = Some(store),
+        Err(e) => {
+            let msg = format!("cache store unusable: {e}; building without cache");
+            tracing::warn!("{msg}");
+            ctx.store_error = Some(msg);
+        }
+    }
 
     // 2. restore
     timed(&mut ctx, "restore", async |ctx: &mut RunContext| {
@@ -456,7 +467,10 @@ async fn restore_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String
         pip: ctx.config.cache.pip_cache.then(|| inputs.pip_cache()),
     };
     let Some(store) = ctx.store.clone() else {
-        return ((), StageOutcome::Skipped, None);
+        return match &ctx.store_error {
+            Some(e) => ((), StageOutcome::Warning, Some(e.clone())),
+            None => ((), StageOutcome::Skipped, None),
+        };
     };
     let caches = keys.caches(&ctx.paths);
     let limits = ctx.config.cache.restore_limits();

@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use opendal::{ErrorKind, Operator};
 
@@ -21,6 +22,8 @@ pub enum StoreError {
         #[source]
         source: Box<opendal::Error>,
     },
+    #[error("store {store} is not answering ({reason}); not trying it again for {}s", COOL_DOWN.as_secs())]
+    Down { store: String, reason: String },
 }
 
 impl StoreError {
@@ -32,7 +35,7 @@ impl StoreError {
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::BadUrl { .. } => false,
+            StoreError::BadUrl { .. } | StoreError::Down { .. } => false,
             StoreError::Backend { source, .. } => !matches!(
                 source.kind(),
                 ErrorKind::NotFound
@@ -55,6 +58,48 @@ pub(crate) fn retry_attempts() -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .clamp(1, 10)
+}
+
+/// How long a store may stay silent before an operation fails (`KILN_STORE_TIMEOUT`, seconds,
+/// default 5). It is also the retry budget of one operation: no retry starts after an
+/// operation has spent this long, so a silent endpoint costs about this much, once.
+pub(crate) fn store_timeout() -> Duration {
+    store_timeout_from(&|k| std::env::var(k).ok())
+}
+
+pub(crate) fn store_timeout_from(env: &dyn Fn(&str) -> Option<String>) -> Duration {
+    let secs = env("KILN_STORE_TIMEOUT")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(5)
+        .max(1);
+    Duration::from_secs(secs)
+}
+
+/// After an operation gives up on a transient fault, the store is treated as down for this
+/// long: later operations fail at once instead of each waiting out its own timeout.
+const COOL_DOWN: Duration = Duration::from_secs(60);
+
+/// Whether the store failed recently (shared by every clone of a [`Store`]).
+#[derive(Debug, Default)]
+struct Health(Mutex<Option<(Instant, String)>>);
+
+impl Health {
+    /// The reason the store is down, while the cool-down lasts.
+    fn down(&self) -> Option<String> {
+        let guard = self.0.lock().ok()?;
+        let (since, reason) = guard.as_ref()?;
+        (since.elapsed() < COOL_DOWN).then(|| reason.clone())
+    }
+    fn trip(&self, reason: String) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some((Instant::now(), reason));
+        }
+    }
+    fn reset(&self) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = None;
+        }
+    }
 }
 
 /// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
@@ -83,6 +128,7 @@ pub struct Store {
     /// For `file://` stores: the root directory, so archives can be written in place and
     /// renamed (no copy) and read without going through the async layer.
     local_root: Option<PathBuf>,
+    health: Arc<Health>,
 }
 
 /// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`).
@@ -147,6 +193,7 @@ impl Store {
                 op,
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
+                health: Arc::default(),
             });
         }
         if url.starts_with('/') {
@@ -158,6 +205,7 @@ impl Store {
             op,
             display: redact(url),
             local_root: None,
+            health: Arc::default(),
         })
     }
 
@@ -176,31 +224,56 @@ impl Store {
     }
 
     /// Run a store operation, retrying transient failures (connection refused, timeouts, 5xx)
-    /// with exponential backoff. `NotFound` and permission errors are returned at once.
+    /// with exponential backoff, within one budget: at most `KILN_STORE_RETRIES` attempts, and
+    /// none started after [`store_timeout`] has passed. An operation that gives up on a
+    /// transient fault marks the store down for a while ([`StoreError::Down`]), so the rest of
+    /// the run skips it instead of waiting again. `NotFound` and permission errors are returned
+    /// at once.
     pub async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
+        let started = Instant::now();
+        let budget = store_timeout();
         let mut delay = retry_base_delay();
         let attempts = retry_attempts();
         let mut attempt = 1;
         loop {
             match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < attempts && e.is_transient() => {
+                Ok(v) => {
+                    self.health.reset();
+                    return Ok(v);
+                }
+                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) if attempt < attempts && started.elapsed() + delay < budget => {
                     tracing::debug!(store = %self.display, attempt, error = %e, "store operation failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.health.trip(short_reason(&e));
+                    return Err(e);
+                }
             }
+        }
+    }
+
+    /// Refuse at once while the store is marked down.
+    fn guard(&self) -> Result<(), StoreError> {
+        match self.health.down() {
+            Some(reason) => Err(StoreError::Down {
+                store: self.display.clone(),
+                reason,
+            }),
+            None => Ok(()),
         }
     }
 
     /// Size of an object; `None` when it does not exist.
     pub async fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        self.guard()?;
         match self.op.stat(path).await {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -210,6 +283,7 @@ impl Store {
 
     /// Stream an object's bytes in large chunks, fetched concurrently where the backend allows.
     pub async fn read_stream(&self, path: &str) -> Result<opendal::FuturesBytesStream, StoreError> {
+        self.guard()?;
         let reader = self
             .op
             .reader_with(path)
@@ -230,6 +304,7 @@ impl Store {
         local: &Path,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, StoreError> {
+        self.guard()?;
         use tokio::io::AsyncReadExt;
         let io_err = |e: std::io::Error| {
             self.err(
@@ -287,7 +362,19 @@ impl Store {
 
     /// Read a whole (small) object; `None` when it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.op.read(path).await {
+        self.guard()?;
+        // A small object: the whole read within the store timeout (the timeout layer only
+        // bounds each chunk of it, three times longer, which suits large transfers).
+        let limit = store_timeout();
+        let read = match tokio::time::timeout(limit, self.op.read(path)).await {
+            Ok(r) => r,
+            Err(_) => Err(opendal::Error::new(
+                ErrorKind::Unexpected,
+                format!("no answer within {}s", limit.as_secs()),
+            )
+            .set_temporary()),
+        };
+        match read {
             Ok(buf) => Ok(Some(buf.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("read", path, e)),
@@ -296,6 +383,7 @@ impl Store {
 
     /// Write a whole (small) object.
     pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.guard()?;
         if let Some(root) = &self.local_root {
             return self.put_local(root, path, &data);
         }
@@ -350,6 +438,7 @@ impl Store {
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
+        self.guard()?;
         self.op
             .delete(path)
             .await
@@ -358,6 +447,7 @@ impl Store {
 
     /// Objects whose path starts with `prefix` (recursively).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        self.guard()?;
         let dir = match prefix.rfind('/') {
             Some(i) => &prefix[..=i],
             None => "",
@@ -388,6 +478,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The gist of a store error for [`StoreError::Down`]: its innermost message, shortened.
+fn short_reason(e: &StoreError) -> String {
+    let text = match e {
+        StoreError::Backend { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    text.chars().take(120).collect()
 }
 
 /// Remove `user:password@` from a URL so it can be logged.
