@@ -21,3 +21,4 @@ pub mod server;
 pub mod summary;
 pub mod tests_run;
 pub mod wheelhouse;
+pub mod yaml;

@@ -101,6 +101,8 @@ pub struct GitHub {
     /// Set once a request gave up because the API did not answer: later calls of this run
     /// (every clone) are skipped at once instead of each waiting out its timeouts.
     unreachable: Arc<Mutex<Option<String>>>,
+    /// A call's retry budget for network failures: two read timeouts.
+    network_budget: Duration,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -149,10 +151,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the API may take to accept a connection, and to send the next bytes of an answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// No retry of a network failure starts after a call has spent this long.
-const NETWORK_RETRY_BUDGET: Duration = Duration::from_secs(20);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn http_client(timeout: Duration) -> Result<reqwest::Client, GithubError> {
     reqwest::Client::builder()
@@ -196,6 +195,7 @@ impl GitHub {
             repo: repo.to_string(),
             retry: Retry::default(),
             unreachable: Arc::default(),
+            network_budget: 2 * READ_TIMEOUT.min(REQUEST_TIMEOUT),
         })
     }
 
@@ -215,6 +215,7 @@ impl GitHub {
     /// Give up on a single request after `timeout` (then retried like a 5xx).
     pub fn with_request_timeout(mut self, timeout: Duration) -> Result<GitHub, GithubError> {
         self.http = http_client(timeout)?;
+        self.network_budget = 2 * READ_TIMEOUT.min(timeout);
         Ok(self)
     }
 
@@ -280,9 +281,10 @@ impl GitHub {
         }
     }
 
-    /// One retry budget per call: network failures are retried with backoff while the call is
-    /// younger than [`NETWORK_RETRY_BUDGET`], a timeout is not retried (a silent server stays
-    /// silent), and giving up on the network marks the API unreachable for the rest of the run.
+    /// One retry budget per call: a network failure is retried with backoff only while the
+    /// call, after the wait, stays within two read timeouts (so a server that never answers is
+    /// waited for twice at most, a refused connection is tried a few times), and giving up on the network
+    /// marks the API unreachable for the rest of the run.
     async fn call(
         &self,
         method: Method,
@@ -316,8 +318,9 @@ impl GitHub {
                     if timeout {
                         message.push_str(" (timed out)");
                     }
-                    let retry =
-                        network && !last && !timeout && started.elapsed() < NETWORK_RETRY_BUDGET;
+                    let retry = network
+                        && !last
+                        && started.elapsed() + self.retry.backoff(attempt) < self.network_budget;
                     if !retry {
                         if network {
                             if let Ok(mut g) = self.unreachable.lock() {
