@@ -24,6 +24,8 @@ pub enum StoreError {
     },
     #[error("store {store} is not answering ({reason}); not trying it again for {}s", COOL_DOWN.as_secs())]
     Down { store: String, reason: String },
+    #[error("store {store} cannot be used: {reason}")]
+    Unusable { store: String, reason: String },
 }
 
 impl StoreError {
@@ -35,7 +37,9 @@ impl StoreError {
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::BadUrl { .. } | StoreError::Down { .. } => false,
+            StoreError::BadUrl { .. } | StoreError::Down { .. } | StoreError::Unusable { .. } => {
+                false
+            }
             StoreError::Backend { source, .. } => !matches!(
                 source.kind(),
                 ErrorKind::NotFound
@@ -79,24 +83,28 @@ pub(crate) fn store_timeout_from(env: &dyn Fn(&str) -> Option<String>) -> Durati
 /// long: later operations fail at once instead of each waiting out its own timeout.
 const COOL_DOWN: Duration = Duration::from_secs(60);
 
-/// Whether the store failed recently (shared by every clone of a [`Store`]).
+/// Whether the store failed recently (shared by every clone of a [`Store`]), or could not be
+/// opened at all (`unusable`).
 #[derive(Debug, Default)]
-struct Health(Mutex<Option<(Instant, String)>>);
+struct Health {
+    down: Mutex<Option<(Instant, String)>>,
+    unusable: Option<String>,
+}
 
 impl Health {
     /// The reason the store is down, while the cool-down lasts.
     fn down(&self) -> Option<String> {
-        let guard = self.0.lock().ok()?;
+        let guard = self.down.lock().ok()?;
         let (since, reason) = guard.as_ref()?;
         (since.elapsed() < COOL_DOWN).then(|| reason.clone())
     }
     fn trip(&self, reason: String) {
-        if let Ok(mut g) = self.0.lock() {
+        if let Ok(mut g) = self.down.lock() {
             *g = Some((Instant::now(), reason));
         }
     }
     fn reset(&self) {
-        if let Ok(mut g) = self.0.lock() {
+        if let Ok(mut g) = self.down.lock() {
             *g = None;
         }
     }
@@ -145,30 +153,6 @@ pub fn default_store_url() -> String {
     format!("file://{}", default_store_dir().display())
 }
 
-/// The store to use when none is configured: `KILN_STORE`, else `gha` when running under GitHub
-/// Actions with its cache service available, else the embedded file store.
-pub fn auto_url() -> String {
-    auto_url_from(&|k| std::env::var(k).ok())
-}
-
-/// [`auto_url`] over any environment (for tests).
-pub fn auto_url_from(env: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some(v) = env("KILN_STORE").filter(|v| !v.is_empty()) {
-        return v;
-    }
-    if gha_available(env) {
-        return "gha".into();
-    }
-    default_store_url()
-}
-
-/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
-/// results service URL (v2).
-pub fn gha_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
-    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
-}
-
 impl Store {
     /// Open the store a URL names.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
@@ -206,6 +190,27 @@ impl Store {
             display: redact(url),
             local_root: None,
             health: Arc::default(),
+        })
+    }
+
+    /// A store that could not be opened (`error` from [`Store::from_url`]): every operation
+    /// fails at once, so a run goes on uncached exactly as with a store that is down.
+    pub fn unusable(url: &str, error: &StoreError) -> Result<Store, StoreError> {
+        // Never used (every operation is refused first); any operator will do.
+        let op = Operator::new(opendal::services::Fs::default().root("/"))
+            .map_err(|e| StoreError::BadUrl {
+                url: redact(url),
+                message: e.to_string(),
+            })?
+            .finish();
+        Ok(Store {
+            op,
+            display: redact(url),
+            local_root: None,
+            health: Arc::new(Health {
+                down: Mutex::default(),
+                unusable: Some(error.to_string()),
+            }),
         })
     }
 
@@ -262,6 +267,12 @@ impl Store {
 
     /// Refuse at once while the store is marked down.
     fn guard(&self) -> Result<(), StoreError> {
+        if let Some(reason) = &self.health.unusable {
+            return Err(StoreError::Unusable {
+                store: self.display.clone(),
+                reason: reason.clone(),
+            });
+        }
         match self.health.down() {
             Some(reason) => Err(StoreError::Down {
                 store: self.display.clone(),
@@ -518,31 +529,6 @@ mod tests {
         let listed = store.list("state/").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].path, "state/x.json");
-    }
-
-    #[test]
-    fn auto_url_prefers_kiln_store_then_gha_then_file() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(a, _)| *a == k)
-                    .map(|(_, b)| b.to_string())
-            }
-        };
-        static GHA: [(&str, &str); 2] = [
-            ("ACTIONS_RUNTIME_TOKEN", "t"),
-            ("ACTIONS_CACHE_URL", "https://x/"),
-        ];
-        assert_eq!(auto_url_from(&env(&GHA)), "gha");
-        assert_eq!(
-            auto_url_from(&env(&[
-                ("KILN_STORE", "s3://b/p"),
-                ("ACTIONS_RUNTIME_TOKEN", "t")
-            ])),
-            "s3://b/p"
-        );
-        assert!(auto_url_from(&env(&[("ACTIONS_RUNTIME_TOKEN", "t")])).starts_with("file://"));
     }
 
     #[test]
