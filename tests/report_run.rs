@@ -800,10 +800,7 @@ async fn silent_store_github_and_smtp_cost_seconds_and_the_build_goes_on() {
     let started = std::time::Instant::now();
     let r = kiln.run(repo.path()).await;
     let took = started.elapsed();
-    eprintln!(
-        "kiln run against a silent store, GitHub API and SMTP server: {took:.1?}\n{}",
-        r.stderr
-    );
+    eprintln!("kiln run against a silent store, GitHub API and SMTP server: {took:.1?}");
     // A hang guard, not a speed assertion: before, this took minutes.
     assert!(took < std::time::Duration::from_secs(150), "{took:?}");
     // The build itself ran and failed on its tests: exit 1, not a crash or a usage error.
