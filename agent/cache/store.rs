@@ -55,22 +55,36 @@ impl StoreError {
     }
 }
 
-/// Attempts per store operation (`KILN_STORE_RETRIES`, default 3).
-pub(crate) fn retry_attempts() -> u32 {
-    std::env::var("KILN_STORE_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .clamp(1, 10)
+/// How often and how patiently a store operation is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per operation (`KILN_STORE_RETRIES`, default 3, 1 to 10).
+    pub attempts: u32,
+    /// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
+    pub base_delay: Duration,
+    /// How long the store may stay silent before an operation fails (`KILN_STORE_TIMEOUT`,
+    /// seconds, default 5). It is also the retry budget of one operation: no retry starts
+    /// after an operation has spent this long, so a silent endpoint costs about this much, once.
+    pub timeout: Duration,
 }
 
-/// How long a store may stay silent before an operation fails (`KILN_STORE_TIMEOUT`, seconds,
-/// default 5). It is also the retry budget of one operation: no retry starts after an
-/// operation has spent this long, so a silent endpoint costs about this much, once.
-pub(crate) fn store_timeout() -> Duration {
-    store_timeout_from(&|k| std::env::var(k).ok())
+impl RetryPolicy {
+    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> RetryPolicy {
+        RetryPolicy {
+            attempts: env("KILN_STORE_RETRIES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3)
+                .clamp(1, 10),
+            base_delay: env("KILN_STORE_RETRY_DELAY_MS")
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_millis(500)),
+            timeout: store_timeout_from(env),
+        }
+    }
 }
 
+/// `KILN_STORE_TIMEOUT` (seconds, default 5), see [`RetryPolicy::timeout`].
 pub(crate) fn store_timeout_from(env: &dyn Fn(&str) -> Option<String>) -> Duration {
     let secs = env("KILN_STORE_TIMEOUT")
         .and_then(|v| v.parse::<u64>().ok())
@@ -110,15 +124,6 @@ impl Health {
     }
 }
 
-/// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
-pub(crate) fn retry_base_delay() -> Duration {
-    std::env::var("KILN_STORE_RETRY_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_millis(500))
-}
-
 /// One listed object.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -136,6 +141,7 @@ pub struct Store {
     /// For `file://` stores: the root directory, so archives can be written in place and
     /// renamed (no copy) and read without going through the async layer.
     local_root: Option<PathBuf>,
+    retry: RetryPolicy,
     health: Arc<Health>,
 }
 
@@ -154,8 +160,19 @@ pub fn default_store_url() -> String {
 }
 
 impl Store {
-    /// Open the store a URL names.
+    /// Open the store a URL names, with credentials and tuning (`KILN_STORE_*`) from the process
+    /// environment.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
+        Store::from_url_with_env(url, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Store::from_url`] reading credentials and tuning from `env` instead of the process
+    /// environment (several stores with different settings in one process).
+    pub fn from_url_with_env(
+        url: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Store, StoreError> {
+        let retry = RetryPolicy::from_env(env);
         let bad = |message: &str| StoreError::BadUrl {
             url: redact(url),
             message: message.to_string(),
@@ -177,18 +194,19 @@ impl Store {
                 op,
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
+                retry,
                 health: Arc::default(),
             });
         }
         if url.starts_with('/') {
-            return Store::from_url(&format!("file://{url}"));
+            return Store::from_url_with_env(&format!("file://{url}"), env);
         }
-        let op = super::backends::remote_operator(url, &|k| std::env::var(k).ok())
-            .map_err(|m| bad(&m))?;
+        let op = super::backends::remote_operator(url, env).map_err(|m| bad(&m))?;
         Ok(Store {
             op,
             display: redact(url),
             local_root: None,
+            retry,
             health: Arc::default(),
         })
     }
@@ -207,11 +225,17 @@ impl Store {
             op,
             display: redact(url),
             local_root: None,
+            retry: RetryPolicy::from_env(&|k| std::env::var(k).ok()),
             health: Arc::new(Health {
                 down: Mutex::default(),
                 unusable: Some(error.to_string()),
             }),
         })
+    }
+
+    /// How this store retries transient failures.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// The URL without credentials.
@@ -230,7 +254,7 @@ impl Store {
 
     /// Run a store operation, retrying transient failures (connection refused, timeouts, 5xx)
     /// with exponential backoff, within one budget: at most `KILN_STORE_RETRIES` attempts, and
-    /// none started after [`store_timeout`] has passed. An operation that gives up on a
+    /// none started after [`RetryPolicy::timeout`] has passed. An operation that gives up on a
     /// transient fault marks the store down for a while ([`StoreError::Down`]), so the rest of
     /// the run skips it instead of waiting again. `NotFound` and permission errors are returned
     /// at once.
@@ -240,9 +264,9 @@ impl Store {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let started = Instant::now();
-        let budget = store_timeout();
-        let mut delay = retry_base_delay();
-        let attempts = retry_attempts();
+        let budget = self.retry.timeout;
+        let mut delay = self.retry.base_delay;
+        let attempts = self.retry.attempts;
         let mut attempt = 1;
         loop {
             match f().await {
@@ -376,7 +400,7 @@ impl Store {
         self.guard()?;
         // A small object: the whole read within the store timeout (the timeout layer only
         // bounds each chunk of it, three times longer, which suits large transfers).
-        let limit = store_timeout();
+        let limit = self.retry.timeout;
         let read = match tokio::time::timeout(limit, self.op.read(path)).await {
             Ok(r) => r,
             Err(_) => Err(opendal::Error::new(
