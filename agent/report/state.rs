@@ -102,11 +102,19 @@ pub async fn load(store: &Store, path: &str) -> Result<BranchState, StateError> 
         path: path.to_string(),
         source,
     };
-    let (at, bytes) = match store.newest(path, ".json").await.map_err(store_err)? {
+    let found = store
+        .retry(|| store.newest(path, ".json"))
+        .await
+        .map_err(store_err)?;
+    let (at, bytes) = match found {
         Some(found) => found,
         None => {
             let legacy = format!("{}.json", path.trim_end_matches('/'));
-            match store.get(&legacy).await.map_err(store_err)? {
+            match store
+                .retry(|| store.get(&legacy))
+                .await
+                .map_err(store_err)?
+            {
                 Some(b) => (legacy, b),
                 None => return Ok(BranchState::default()),
             }

@@ -18,8 +18,6 @@ pub mod keys;
 mod rest;
 pub mod twirp;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use super::store::Entry;
@@ -127,14 +125,6 @@ pub struct GhaCache {
     rest: Option<rest::Rest>,
 }
 
-/// `KILN_STORE_TIMEOUT` (seconds, default 60), shared with the other stores.
-fn timeout_secs(env: Env) -> u64 {
-    env("KILN_STORE_TIMEOUT")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(60)
-        .max(1)
-}
-
 fn parse_num<T: std::str::FromStr>(env: Env, name: &str) -> Option<T> {
     env(name).and_then(|v| v.trim().parse().ok())
 }
@@ -152,28 +142,31 @@ impl GhaCache {
         };
         let base = url::Url::parse(&base).map_err(|e| format!("gha: ACTIONS_RESULTS_URL: {e}"))?;
         let token = svc.runtime_token;
-        let secs = timeout_secs(env);
+        // The other stores' bounds: `KILN_STORE_TIMEOUT` of silence ends a request (connect or
+        // read); a whole call gets three times that.
+        let policy = super::store::RetryPolicy::from_env(env);
+        let silence = policy.timeout;
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(secs))
-            .read_timeout(Duration::from_secs(secs))
+            .connect_timeout(silence)
+            .read_timeout(silence)
             .build()
             .map_err(|e| format!("gha: HTTP client: {e}"))?;
         let blob = BlobSettings {
             block_size: parse_num(env, "KILN_GHA_BLOCK_SIZE").unwrap_or(32 << 20),
             concurrency: parse_num(env, "KILN_GHA_UPLOAD_CONCURRENCY").unwrap_or(4),
-            attempts: super::store::retry_attempts(),
-            retry_delay: super::store::retry_base_delay(),
+            attempts: policy.attempts,
+            retry_delay: policy.base_delay,
         };
         Ok(GhaCache {
             rest: svc
                 .rest
-                .map(|access| rest::Rest::new(access, http.clone(), Duration::from_secs(secs * 2))),
+                .map(|access| rest::Rest::new(access, http.clone(), silence * 3)),
             twirp: Twirp {
                 http,
                 base,
                 token,
-                timeout: Duration::from_secs(secs * 2),
+                timeout: silence * 3,
                 attempts: blob.attempts,
                 retry_delay: blob.retry_delay,
             },

@@ -11,7 +11,6 @@
 //! - the REST API `GET/DELETE /repos/{owner}/{repo}/actions/caches` with `GITHUB_TOKEN`.
 //!
 //! Faults can be switched on: finalize refused, block uploads cut mid-way.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,17 +3,15 @@
 //! scoping, refused commits and cut uploads. Asserts on the requests made and on what a user
 //! sees (exit codes, outputs, warnings, files).
 
-mod gha_fake;
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use gha_fake::{Faults, GhaFake, RUNTIME_TOKEN};
+use crate::support;
+use crate::support::gha_fake::{Faults, GhaFake, RUNTIME_TOKEN};
 
 /// `kiln cache ARGS` with the job's cache environment pointing at `fake`.
 fn kiln_cache(fake: &GhaFake, home: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
-    let mut c = support::kiln(home);
+    let mut c = support::kiln_home(home);
     c.arg("cache").args(args);
     for (k, v) in fake.env() {
         c.env(k, v);
@@ -429,7 +427,7 @@ fn prune_lists_and_deletes_through_the_rest_api() {
 #[test]
 fn a_partial_set_of_actions_variables_is_a_warning_not_a_broken_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = support::kiln(tmp.path());
+    let mut c = support::kiln_home(tmp.path());
     c.args(["cache", "list"])
         .env("GITHUB_ACTIONS", "true")
         .env("ACTIONS_RUNTIME_TOKEN", "x")
