@@ -124,6 +124,18 @@ impl GhaFake {
         self.entries().into_iter().map(|e| e.key).collect()
     }
 
+    /// The bytes of the newest finalized entry whose key starts with `prefix`.
+    pub fn newest_data(&self, prefix: &str) -> Option<(String, Vec<u8>)> {
+        let st = self.state.lock().unwrap();
+        let e = st
+            .entries
+            .iter()
+            .filter(|e| e.finalized && e.key.starts_with(prefix))
+            .max_by_key(|e| e.seq)?;
+        let data = st.blobs.get(&e.blob)?.data.clone()?;
+        Some((e.key.clone(), data.to_vec()))
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
     }
