@@ -134,11 +134,13 @@ impl Layout {
         }
         let (inside_work, outside_work): (Vec<&PathBuf>, Vec<&PathBuf>) =
             self.hidden.iter().partition(|p| self.under_work(p));
+        let mut masked_dirs = Vec::new();
         for p in outside_work {
             let already = roots.iter().any(|r| p.starts_with(r))
                 || self.hidden.iter().any(|h| h != p && p.starts_with(h));
             if !already {
                 self.hide_args(p, &mut args);
+                masked_dirs.extend(p.is_dir().then_some(p));
             }
         }
         for p in &self.read_only {
@@ -149,6 +151,11 @@ impl Layout {
         }
         for p in inside_work {
             self.hide_args(p, &mut args);
+            masked_dirs.extend(p.is_dir().then_some(p));
+        }
+        // Empty and read-only: nothing written "into" a hidden store can pass for its contents.
+        for p in masked_dirs {
+            args.extend(["--remount-ro".into(), p.into()]);
         }
         args.extend(namespace_flags(network).into_iter().map(OsString::from));
         if let Some(dir) = cwd {
