@@ -169,6 +169,22 @@ pub struct CacheConfig {
     /// Also publish each wheel of the wheelhouse into the store (`wheels/…`) after a run, so
     /// `kiln index serve` can hand them to pip and uv.
     pub publish_wheels: bool,
+    /// The most one restore may write ("20G"); an archive declaring or expanding to more is a
+    /// miss.
+    #[serde(with = "size_serde")]
+    pub max_restore_size: u64,
+    /// The most entries (files, directories, links) one restore may create.
+    pub max_restore_entries: u64,
+}
+
+impl CacheConfig {
+    /// The bounds every restore of this run keeps.
+    pub fn restore_limits(&self) -> crate::cache::RestoreLimits {
+        crate::cache::RestoreLimits {
+            max_bytes: self.max_restore_size,
+            max_entries: self.max_restore_entries,
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -182,6 +198,8 @@ impl Default for CacheConfig {
             ccache: CcacheConfig::default(),
             pip_cache: false,
             publish_wheels: true,
+            max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
+            max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -348,6 +366,13 @@ impl Config {
         if let Some(v) = env("KILN_CACHE_KEY_EXTRA") {
             self.cache.key_extra = Some(v);
         }
+        if let Some(v) = env("KILN_CACHE_MAX_RESTORE_SIZE") {
+            self.cache.max_restore_size =
+                crate::cache::cli::parse_size(&v).map_err(|message| ConfigError::Env {
+                    var: "KILN_CACHE_MAX_RESTORE_SIZE".into(),
+                    message,
+                })?;
+        }
         if let Some(v) = env("KILN_REPORT_MODE") {
             self.report.mode = match v.as_str() {
                 "problem" => ReportMode::Problem,
@@ -392,6 +417,28 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
             message,
         }
     })
+}
+
+/// A byte count written as a size ("20G", "500M") or a plain number of bytes.
+pub(crate) mod size_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Size {
+            Bytes(u64),
+            Text(String),
+        }
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(s) => crate::cache::cli::parse_size(&s).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// `Option<Duration>` as a humantime string ("90s", "30m", "7d").

@@ -459,11 +459,12 @@ async fn restore_stage(ctx: &mut RunContext) -> ((), StageOutcome, Option<String
         return ((), StageOutcome::Skipped, None);
     };
     let caches = keys.caches(&ctx.paths);
+    let limits = ctx.config.cache.restore_limits();
     let results = futures::future::join_all(caches.iter().map(|(_, key, dir)| {
         let store = &store;
         async move {
             let paths = [dir.clone()];
-            cache::restore(store, &key.key, &key.restore_keys, &paths).await
+            cache::restore_within(store, &key.key, &key.restore_keys, &paths, limits).await
         }
     }))
     .await;

@@ -93,6 +93,12 @@ pub struct RestoreArgs {
     /// Only say which key would be restored; download nothing.
     #[arg(long)]
     pub lookup_only: bool,
+    /// The most the restore may write (e.g. 20G); a bigger archive is a miss.
+    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_SIZE", value_parser = parse_size, default_value = "20G")]
+    pub max_restore_size: u64,
+    /// The most entries (files, directories, links) the restore may create.
+    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_ENTRIES", default_value_t = super::RestoreLimits::DEFAULT_MAX_ENTRIES)]
+    pub max_restore_entries: u64,
 }
 
 #[derive(Args, Debug)]
@@ -207,7 +213,11 @@ async fn restore(a: RestoreArgs) -> u8 {
     let out = if a.lookup_only {
         super::lookup(&store, &a.key, &a.restore_keys).await
     } else {
-        super::restore(&store, &a.key, &a.restore_keys, &a.paths).await
+        let limits = super::RestoreLimits {
+            max_bytes: a.max_restore_size,
+            max_entries: a.max_restore_entries,
+        };
+        super::restore_within(&store, &a.key, &a.restore_keys, &a.paths, limits).await
     };
     for w in &out.warnings {
         eprintln!("kiln: warning: {w}");
