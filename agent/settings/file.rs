@@ -1,6 +1,6 @@
-//! `kiln.yml`: the project's build configuration.
+//! `kiln.yml`: the project's build configuration, the lowest layer of the settings.
 //!
-//! Precedence is flags > `KILN_*` environment > file > defaults. The file is parsed strictly:
+//! [`super::resolve`] lays `KILN_*` and flags over it. The file is parsed strictly:
 //! an unknown key or a wrong type is an error naming `file:line:col`, because a typo that silently
 //! falls back to a default is the worst kind of CI bug (the build "works", just not as configured).
 
@@ -40,20 +40,6 @@ pub enum Installer {
     Auto,
     Uv,
     Pip,
-}
-
-impl std::str::FromStr for Installer {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "uv" => Ok(Self::Uv),
-            "pip" => Ok(Self::Pip),
-            other => Err(format!(
-                "unknown installer {other:?} (expected auto, uv or pip)"
-            )),
-        }
-    }
 }
 
 /// Archive compression for cache tarballs.
@@ -328,69 +314,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Apply `KILN_*` environment overrides (between the file and the flags).
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(v) = env("KILN_PYTHON") {
-            self.python = v;
-        }
-        if let Some(v) = env("KILN_REQUIREMENTS") {
-            self.requirements = v
-                .split([',', ':'])
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-                .collect();
-        }
-        if let Some(v) = env("KILN_BOOTSTRAP_COMMAND") {
-            self.bootstrap.command = Some(v);
-        }
-        if let Some(v) = env("KILN_INSTALLER") {
-            self.bootstrap.installer = v.parse().map_err(|message| ConfigError::Env {
-                var: "KILN_INSTALLER".into(),
-                message,
-            })?;
-        }
-        if let Some(v) = env("KILN_TEST_COMMAND") {
-            self.test.command = v;
-        }
-        if let Some(v) = env("KILN_TEST_TIMEOUT") {
-            self.test.timeout =
-                Some(humantime::parse_duration(&v).map_err(|e| ConfigError::Env {
-                    var: "KILN_TEST_TIMEOUT".into(),
-                    message: e.to_string(),
-                })?);
-        }
-        if let Some(v) = env("KILN_STORE") {
-            self.cache.store = Some(v);
-        }
-        if let Some(v) = env("KILN_CACHE_KEY_EXTRA") {
-            self.cache.key_extra = Some(v);
-        }
-        if let Some(v) = env("KILN_CACHE_MAX_RESTORE_SIZE") {
-            self.cache.max_restore_size =
-                crate::cache::cli::parse_size(&v).map_err(|message| ConfigError::Env {
-                    var: "KILN_CACHE_MAX_RESTORE_SIZE".into(),
-                    message,
-                })?;
-        }
-        if let Some(v) = env("KILN_REPORT_MODE") {
-            self.report.mode = match v.as_str() {
-                "problem" => ReportMode::Problem,
-                "failing" => ReportMode::Failing,
-                "change" => ReportMode::Change,
-                "all" => ReportMode::All,
-                other => {
-                    return Err(ConfigError::Env {
-                        var: "KILN_REPORT_MODE".into(),
-                        message: format!(
-                            "unknown mode {other:?} (expected problem, failing, change or all)"
-                        ),
-                    })
-                }
-            };
-        }
-        Ok(())
-    }
 }
 
 /// Deserialize YAML strictly, turning serde_yaml's error into `file:line:col: message`.
@@ -520,22 +443,5 @@ mod tests {
     fn requirement_outside_checkout_is_rejected() {
         let err = parse("requirements: [../x.txt]\n").unwrap_err().to_string();
         assert!(err.contains("inside the checkout"), "{err}");
-    }
-
-    #[test]
-    fn env_overrides_file() {
-        let mut c = parse("test:\n  command: pytest\n").unwrap();
-        c.apply_env(&|k| match k {
-            "KILN_TEST_COMMAND" => Some("make test".into()),
-            "KILN_INSTALLER" => Some("uv".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(c.test.command, "make test");
-        assert_eq!(c.bootstrap.installer, Installer::Uv);
-        let err = c
-            .apply_env(&|k| (k == "KILN_INSTALLER").then(|| "x".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("KILN_INSTALLER"));
     }
 }
