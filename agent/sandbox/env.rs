@@ -96,6 +96,8 @@ const ALLOWED: &[&str] = &[
     "KILN_HEAD_SHA",
     "KILN_GITHUB_REPOSITORY",
     "KILN_BRANCH",
+    // The agent finds and kills a build's processes by this marker (not a secret).
+    "KILN_AGENT_JOB",
 ];
 
 fn allowed(name: &str) -> bool {
