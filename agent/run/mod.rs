@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Store;
 use crate::process;
+use crate::sandbox::ProjectRunner;
 use crate::settings::{self, RunRequest, Settings, UsageError};
 use crate::summary::{Outcome, RunSummary, StageOutcome};
 
@@ -113,8 +114,9 @@ pub async fn execute(
     let settings = request.clone().settle(&co.dir, &settings::process_env)?;
     let store =
         Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
+    let runner = project_runner(&settings, &store)?;
     out.checkout = Some(co);
-    build_and_test(&mut stages, &mut out, &settings, &store, &paths).await;
+    build_and_test(&mut stages, &mut out, &settings, &store, &paths, &runner).await;
     let error = match &out.bootstrap {
         Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
         _ => None,
@@ -132,6 +134,33 @@ pub async fn execute(
     ))
 }
 
+/// How this run starts the project's code, resolved once (its warnings said once). A sandbox
+/// that was required but cannot run here stops the run before any of the project's code runs.
+fn project_runner(settings: &Settings, store: &Store) -> Result<ProjectRunner, UsageError> {
+    let (mut runner, warnings) = ProjectRunner::new(
+        &settings.sandbox,
+        &settings.request.workdir,
+        store.local_root(),
+    )
+    .map_err(|e| UsageError::Other(e.to_string()))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if !settings.request.save_allowed {
+        // The project's own scripts can tell (e.g. skip uploading anything).
+        runner.set_env("KILN_NO_SAVE", "1");
+    }
+    tracing::info!(
+        "the project's code runs {}",
+        if runner.sandboxed() {
+            "in a bubblewrap sandbox"
+        } else {
+            "unsandboxed"
+        }
+    );
+    Ok(runner)
+}
+
 /// restore → bootstrap → test → save.
 async fn build_and_test(
     stages: &mut Stages<'_>,
@@ -139,6 +168,7 @@ async fn build_and_test(
     settings: &Settings,
     store: &Store,
     paths: &Paths,
+    runner: &ProjectRunner,
 ) {
     let project = &settings.project;
     let req = &settings.request;
@@ -163,13 +193,17 @@ async fn build_and_test(
                 offline: req.offline,
                 ccache_bin: req.ccache_bin.as_deref(),
                 tools_dir: &req.tools_dir,
+                runner,
             }),
         )
         .await;
     out.tested = match &boot {
         Ok(b) => Some(
             stages
-                .time(Stage::Test, test_stage(settings, paths, b))
+                .time(
+                    Stage::Test,
+                    test_stage(settings, paths, b, b.runner.as_ref().unwrap_or(runner)),
+                )
                 .await,
         ),
         Err(_) => {
@@ -209,6 +243,7 @@ fn test_stage<'a>(
     settings: &'a Settings,
     paths: &'a Paths,
     boot: &'a BootstrapOutput,
+    runner: &'a ProjectRunner,
 ) -> impl std::future::Future<Output = stage::Done<Tested>> + 'a {
     test::test(TestInputs {
         command: &settings.project.test.command,
@@ -216,6 +251,7 @@ fn test_stage<'a>(
         checkout: &paths.checkout,
         results: &paths.results,
         env: &boot.test_env,
+        runner,
     })
 }
 

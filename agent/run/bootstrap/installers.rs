@@ -219,17 +219,19 @@ impl Installing<'_> {
 
     /// `install --no-index --find-links <wheelhouse> <reqs>` into the venv.
     fn install_cmd(&self) -> Cmd {
+        // Wheels only, from the wheelhouse: no network needed, none given.
+        let scope = self.scope.offline();
         let base = match self.tool {
-            Tool::Uv(uv) => untrusted::program(uv, self.scope)
+            Tool::Uv(uv) => untrusted::program(uv, scope)
                 .args(["pip", "install", "--python"])
                 .arg(&self.venv_python),
             // Like uv, pip leaves bytecode to the first import: compiling every module of every
             // wheel up front doubles a warm install.
-            Tool::Pip if self.host_pip => untrusted::program(&self.py.path, self.scope)
+            Tool::Pip if self.host_pip => untrusted::program(&self.py.path, scope)
                 .args(["-m", "pip", "--python"])
                 .arg(&self.venv_python)
                 .args(["install", "--no-compile"]),
-            Tool::Pip => untrusted::program(&self.venv_python, self.scope).args([
+            Tool::Pip => untrusted::program(&self.venv_python, scope).args([
                 "-m",
                 "pip",
                 "install",
