@@ -140,6 +140,9 @@ impl RunRequest {
             env,
         );
         project.cache.store = Some(store_url.clone());
+        if self.untrusted {
+            untrusted_python(&project.python, checkout, &self.workdir)?;
+        }
         let sandbox = self.sandbox_settings(&project);
         Ok(Settings {
             request: self,
@@ -169,6 +172,28 @@ impl RunRequest {
             pass_env: project.env.clone(),
         }
     }
+}
+
+/// Kiln runs the interpreter itself, outside the sandbox (to probe it and create the venv): for
+/// untrusted code, kiln.yml's `python` must not be a program the fork brought.
+fn untrusted_python(python: &str, checkout: &Path, workdir: &Path) -> Result<(), UsageError> {
+    let path = Path::new(python);
+    let brought = if path.components().count() == 1 {
+        false // a name, looked up on Kiln's PATH
+    } else {
+        let resolved = std::fs::canonicalize(absolute(path.to_path_buf()))
+            .unwrap_or_else(|_| absolute(path.to_path_buf()));
+        [checkout, workdir].iter().any(|d| {
+            let d = std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf());
+            resolved.starts_with(d)
+        }) || path.is_relative()
+    };
+    if brought {
+        return Err(UsageError::Other(format!(
+            "python {python:?} is a path this untrusted build could have brought; name an              interpreter on PATH (python3) or an absolute path outside the checkout"
+        )));
+    }
+    Ok(())
 }
 
 /// The override layer onto kiln.yml's keys.

@@ -47,6 +47,7 @@ pub async fn find_or_install_uv(
     tracing::info!("uv not on PATH: installing it into {}", target.display());
     let out = Cmd::new(python)
         .args([
+            "-I",
             "-m",
             "pip",
             "install",
@@ -181,10 +182,11 @@ pub fn venv_cmd(tool: Option<&Tool>, host_pip: bool, py: &PythonInfo, venv: &Pat
             .args(["venv", "--quiet", "--python"])
             .arg(&py.path)
             .arg(venv),
+        // `-I`: a `venv/` package in the current directory (a checkout) must not be what runs.
         Some(Tool::Pip) if host_pip => Cmd::new(&py.path)
-            .args(["-m", "venv", "--without-pip"])
+            .args(["-I", "-m", "venv", "--without-pip"])
             .arg(venv),
-        _ => Cmd::new(&py.path).args(["-m", "venv"]).arg(venv),
+        _ => Cmd::new(&py.path).args(["-I", "-m", "venv"]).arg(venv),
     }
 }
 
