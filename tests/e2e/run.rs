@@ -1,9 +1,7 @@
 //! `kiln run` end to end on the fixture project: real git, venv, pip/uv, gcc and ccache.
 
-mod support;
-
+use crate::support::run::*;
 use kiln::summary::{Outcome, RestoreHit, StageOutcome};
-use support::*;
 
 #[test]
 fn cold_run_builds_every_wheel_and_saves_both_caches() {
@@ -247,7 +245,7 @@ fn refuses_to_empty_a_workdir_it_did_not_make() {
 fn works_without_ccache_with_one_warning() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
-    let mut cmd = kiln(&t.path().join("home"));
+    let mut cmd = crate::support::kiln_home(&t.path().join("home"));
     let summary = t.path().join("s.json");
     cmd.env("KILN_CCACHE_BIN", "")
         .args(["run", "--rev", "green", "--installer", "pip"])
