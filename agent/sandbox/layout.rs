@@ -64,8 +64,8 @@ impl Layout {
         layout
     }
 
-    /// Hide `path` (a directory becomes an empty tmpfs, a file an empty file). A path that does
-    /// not exist has nothing to hide.
+    /// Hide `path`: a directory becomes an empty read-only tmpfs, a file `/dev/null` (unreadable
+    /// on the sandbox's `nodev` mount). A path that does not exist has nothing to hide.
     pub fn hide(&mut self, path: &Path) {
         if let Some(p) = canonical(path) {
             if p != Path::new("/") && !self.hidden.contains(&p) {

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::{CheckoutMode, ConfigError, Installer, ReportMode};
-use crate::sandbox::SandboxMode;
 use super::Env;
+use crate::sandbox::SandboxMode;
 
 /// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
 /// said here, ask the layer below.
