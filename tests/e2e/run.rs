@@ -292,3 +292,27 @@ fn missing_revision_is_an_infrastructure_error() {
     );
     assert_eq!(s.stage("checkout").unwrap().outcome, StageOutcome::Failed);
 }
+
+#[test]
+fn cold_uv_run_builds_the_sdists_with_uv_and_pip_only_collects() {
+    let s = seed();
+    assert_eq!(s.cold.installer, "uv");
+    // uv builds every sdist (concurrently); the wheels land in the wheelhouse from uv's cache, so
+    // the pip pass that gathers the ready-made wheels finds them there and builds none itself.
+    for name in ["fastsum", "vecmath", "markupsafe", "simplejson", "wrapt"] {
+        assert!(
+            s.cold_stderr.contains(&format!("Built {name}==")),
+            "uv built {name}:\n{}",
+            s.cold_stderr
+        );
+    }
+    assert!(
+        !s.cold_stderr.contains("Building wheel for"),
+        "pip built a wheel itself:\n{}",
+        s.cold_stderr
+    );
+    assert_eq!(
+        s.cold.wheels.built_names,
+        ["fastsum", "markupsafe", "simplejson", "vecmath", "wrapt"]
+    );
+}
