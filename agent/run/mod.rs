@@ -114,7 +114,7 @@ pub async fn execute(
     let settings = request.clone().settle(&co.dir, &settings::process_env)?;
     let store =
         Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
-    let runner = project_runner(&settings, &store)?;
+    let runner = project_runner(&settings, &store, &paths)?;
     out.checkout = Some(co);
     build_and_test(&mut stages, &mut out, &settings, &store, &paths, &runner).await;
     let error = match &out.bootstrap {
@@ -136,10 +136,15 @@ pub async fn execute(
 
 /// How this run starts the project's code, resolved once (its warnings said once). A sandbox
 /// that was required but cannot run here stops the run before any of the project's code runs.
-fn project_runner(settings: &Settings, store: &Store) -> Result<ProjectRunner, UsageError> {
+fn project_runner(
+    settings: &Settings,
+    store: &Store,
+    paths: &Paths,
+) -> Result<ProjectRunner, UsageError> {
     let (mut runner, warnings) = ProjectRunner::new(
         &settings.sandbox,
         &settings.request.workdir,
+        &paths.checkout,
         store.local_root(),
     )
     .map_err(|e| UsageError::Other(e.to_string()))?;

@@ -29,7 +29,8 @@ const PRIVATE_TMP: &[&str] = &["/tmp", "/var/tmp"];
 /// path; a symlinked work dir must not be mounted twice or not at all).
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
-    work_dir: Option<PathBuf>,
+    /// The work dir, and a checkout built in place (`checkout: reuse`) when it lies outside.
+    writable: Vec<PathBuf>,
     home: Option<PathBuf>,
     hidden: Vec<PathBuf>,
     read_only: Vec<PathBuf>,
@@ -44,7 +45,7 @@ impl Layout {
     /// an empty tmpfs and the usual host secrets hidden.
     pub fn new(work_dir: &Path, home: Option<&Path>) -> Layout {
         let mut layout = Layout {
-            work_dir: canonical(work_dir).or_else(|| Some(work_dir.to_path_buf())),
+            writable: vec![canonical(work_dir).unwrap_or_else(|| work_dir.to_path_buf())],
             home: home
                 .filter(|h| h.is_absolute() && *h != Path::new("/"))
                 .and_then(canonical),
@@ -100,8 +101,17 @@ impl Layout {
         Ok(())
     }
 
+    /// Also writable: a checkout the run builds in place, outside the work dir.
+    pub fn writable(&mut self, path: &Path) {
+        if let Some(p) = canonical(path) {
+            if p != Path::new("/") && !self.writable.iter().any(|w| p.starts_with(w)) {
+                self.writable.push(p);
+            }
+        }
+    }
+
     fn under_work(&self, p: &Path) -> bool {
-        self.work_dir.as_deref().is_some_and(|w| p.starts_with(w))
+        self.writable.iter().any(|w| p.starts_with(w))
     }
 
     /// Directories mounted empty before the hidden paths (a hidden path under one of them is
@@ -146,7 +156,7 @@ impl Layout {
         for p in &self.read_only {
             args.extend(["--ro-bind".into(), p.into(), p.into()]);
         }
-        if let Some(w) = &self.work_dir {
+        for w in &self.writable {
             args.extend(["--bind".into(), w.into(), w.into()]);
         }
         for p in inside_work {
@@ -159,6 +169,8 @@ impl Layout {
         }
         args.extend(namespace_flags(network).into_iter().map(OsString::from));
         if let Some(dir) = cwd {
+            // Inside, a relative directory would be relative to the new root.
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             args.extend(["--chdir".into(), dir.into()]);
         }
         args

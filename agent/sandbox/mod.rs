@@ -160,8 +160,8 @@ impl Sandbox {
     }
 }
 
-/// Why `auto` falls back, in words for the warning.
-fn unsandboxed_reason(e: &SandboxError) -> String {
+/// Why bubblewrap cannot be used here, in words for a warning.
+pub fn unsandboxed_reason(e: &SandboxError) -> String {
     match e {
         SandboxError::NotInstalled => {
             "bubblewrap is not installed (apt-get install bubblewrap)".into()

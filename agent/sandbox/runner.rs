@@ -33,15 +33,18 @@ pub struct ProjectRunner {
 }
 
 impl ProjectRunner {
-    /// Resolve the sandbox for a run whose only writable place is `work_dir` and whose
-    /// `file://` store (if any) is `store_dir`. Returns the warnings to show once.
+    /// Resolve the sandbox for a run whose only writable places are `work_dir` and `checkout`
+    /// (the same unless the run builds a checkout in place) and whose `file://` store (if any)
+    /// is `store_dir`. Returns the warnings to show once.
     pub fn new(
         settings: &SandboxSettings,
         work_dir: &Path,
+        checkout: &Path,
         store_dir: Option<&Path>,
     ) -> Result<(ProjectRunner, Vec<String>), SandboxError> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let mut layout = Layout::new(work_dir, home.as_deref());
+        layout.writable(checkout);
         for p in settings.hide.iter().map(PathBuf::as_path).chain(store_dir) {
             layout.hide(p);
         }
@@ -101,6 +104,11 @@ impl ProjectRunner {
         self.sandbox.expose(install)
     }
 
+    /// Show a directory read-only inside the sandbox (imported wheels under a hidden `$HOME`).
+    pub fn expose_dir(&mut self, dir: &Path) -> Result<(), String> {
+        self.sandbox.expose(dir)
+    }
+
     /// Add a variable every later command gets (e.g. `KILN_NO_SAVE`).
     pub fn set_env(&mut self, k: impl Into<OsString>, v: impl Into<OsString>) {
         self.env.set(k, v);
@@ -139,7 +147,7 @@ mod tests {
             trust: Trust::Untrusted,
             ..Default::default()
         };
-        let (runner, _) = ProjectRunner::new(&settings, &work, Some(&store)).unwrap();
+        let (runner, _) = ProjectRunner::new(&settings, &work, &work, Some(&store)).unwrap();
         assert_eq!(runner.test_network(), Network::Denied);
         let script = format!(
             "echo poisoned > {s}/wheels.tar.zst 2>/dev/null; ls {s} | wc -l",
@@ -163,7 +171,7 @@ mod tests {
     fn trusted_tests_keep_the_network() {
         let settings = SandboxSettings::default();
         let dir = tempfile::tempdir().unwrap();
-        let (runner, _) = ProjectRunner::new(&settings, dir.path(), None).unwrap();
+        let (runner, _) = ProjectRunner::new(&settings, dir.path(), dir.path(), None).unwrap();
         assert_eq!(runner.test_network(), Network::Allowed);
     }
 }

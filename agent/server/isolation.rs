@@ -71,11 +71,12 @@ impl Isolation {
                 (Ok(_), _) => SandboxMode::Bwrap,
                 (Err(_), true) => SandboxMode::Auto,
                 (Err(e), false) => {
+                    let e = sandbox::unsandboxed_reason(&e);
                     return Err(format!(
                         "fork pull request refused: its code would run unsandboxed ({e}); \
                          install bubblewrap, or set `allow_unsandboxed_forks: true` in agent.yml \
                          to accept the risk"
-                    ))
+                    ));
                 }
             }
         } else {
@@ -92,7 +93,7 @@ impl Isolation {
 
     /// Said once when the agent starts, when fork pull requests will be refused or unsandboxed.
     pub fn startup_warning(&self) -> Option<String> {
-        let e = sandbox::check().err()?;
+        let e = sandbox::unsandboxed_reason(&sandbox::check().err()?);
         Some(if self.policy.allow_unsandboxed_forks {
             format!("{e}: fork pull requests will run UNSANDBOXED (allow_unsandboxed_forks: true)")
         } else {

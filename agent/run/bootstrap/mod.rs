@@ -112,6 +112,16 @@ fn runner_for(inp: &BootstrapInputs<'_>, py: &PythonInfo, tool: Option<&Tool>) -
             tracing::warn!("the sandbox cannot show {}: {e}", program.display());
         }
     }
+    if inp.offline {
+        // Imported wheels (`kiln wheelhouse import`) live outside the work dir.
+        for dir in crate::wheelhouse::offline::search_dirs(&inp.paths.wheelhouse) {
+            if dir != inp.paths.wheelhouse {
+                if let Err(e) = runner.expose_dir(&dir) {
+                    tracing::warn!("the sandbox cannot show {}: {e}", dir.display());
+                }
+            }
+        }
+    }
     runner
 }
 
