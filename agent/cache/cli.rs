@@ -16,6 +16,7 @@ use super::prune::{self, PrunePolicy};
 use super::store::Store;
 use super::{catalog, RestoreHit, SaveOptions};
 use crate::config::Compression;
+use crate::exit::Exit;
 
 #[derive(Args, Debug)]
 pub struct CacheArgs {
@@ -34,12 +35,12 @@ pub struct StoreArg {
 }
 
 impl StoreArg {
-    fn open(&self) -> Result<Store, u8> {
+    fn open(&self) -> Result<Store, Exit> {
         let url =
             crate::settings::store_url(self.store.clone(), None, &crate::settings::process_env);
         Store::from_url(&url).map_err(|e| {
             eprintln!("kiln: error: {e}");
-            2
+            Exit::Usage
         })
     }
 }
@@ -152,7 +153,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Run a `kiln cache` command; returns the exit code.
-pub async fn run(args: CacheArgs) -> u8 {
+pub async fn run(args: CacheArgs) -> Exit {
     match args.command {
         CacheCommand::Save(a) => save(a).await,
         CacheCommand::Restore(a) => restore(a).await,
@@ -161,11 +162,11 @@ pub async fn run(args: CacheArgs) -> u8 {
     }
 }
 
-async fn save(a: SaveArgs) -> u8 {
+async fn save(a: SaveArgs) -> Exit {
     // Untrusted code (a fork's pull request under GitHub Actions) must not write to the cache.
     if let Some(why) = crate::ci::current().and_then(|c| c.save_forbidden()) {
         eprintln!("kiln: {why}; not saving {}", a.key);
-        return 0;
+        return Exit::Success;
     }
     let store = match a.store.open() {
         Ok(s) => s,
@@ -183,7 +184,7 @@ async fn save(a: SaveArgs) -> u8 {
                 range.end(),
                 a.compression
             );
-            return 2;
+            return Exit::Usage;
         }
     }
     let opts = SaveOptions {
@@ -203,10 +204,10 @@ async fn save(a: SaveArgs) -> u8 {
             out.skipped_reason.as_deref().unwrap_or("not saved")
         );
     }
-    0
+    Exit::Success
 }
 
-async fn restore(a: RestoreArgs) -> u8 {
+async fn restore(a: RestoreArgs) -> Exit {
     let store = match a.store.open() {
         Ok(s) => s,
         Err(code) => return code,
@@ -235,9 +236,9 @@ async fn restore(a: RestoreArgs) -> u8 {
     write_github_output(word, matched.as_deref());
     if a.fail_on_miss && out.hit != RestoreHit::Exact {
         eprintln!("kiln: error: no cache for key {} (--fail-on-miss)", a.key);
-        return 1;
+        return Exit::No;
     }
-    0
+    Exit::Success
 }
 
 /// Under GitHub Actions, expose the result as step outputs (`cache-hit`, `cache-matched-key`).
@@ -252,7 +253,7 @@ fn write_github_output(word: &str, matched: Option<&str>) {
     }
 }
 
-async fn list(a: ListArgs) -> u8 {
+async fn list(a: ListArgs) -> Exit {
     let store = match a.store.open() {
         Ok(s) => s,
         Err(code) => return code,
@@ -261,7 +262,7 @@ async fn list(a: ListArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kiln: error: cannot list the caches: {e}");
-            return 3;
+            return Exit::Infrastructure;
         }
     };
     let now = chrono::Utc::now();
@@ -298,7 +299,7 @@ async fn list(a: ListArgs) -> u8 {
         human_bytes(total),
         store.display()
     );
-    0
+    Exit::Success
 }
 
 /// `3d`, `5h`, `12m`, `40s`.
@@ -312,14 +313,14 @@ fn short_age(d: Duration) -> String {
     }
 }
 
-async fn prune_cmd(a: PruneArgs) -> u8 {
+async fn prune_cmd(a: PruneArgs) -> Exit {
     let store = match a.store.open() {
         Ok(s) => s,
         Err(code) => return code,
     };
     if a.max_age.is_none() && a.max_total_size.is_none() {
         eprintln!("kiln: error: give --max-age and/or --max-total-size");
-        return 2;
+        return Exit::Usage;
     }
     let policy = PrunePolicy {
         max_age: a.max_age,
@@ -330,7 +331,7 @@ async fn prune_cmd(a: PruneArgs) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kiln: error: cannot prune: {e}");
-            return 3;
+            return Exit::Infrastructure;
         }
     };
     let verb = if a.dry_run { "would delete" } else { "deleted" };
@@ -350,7 +351,7 @@ async fn prune_cmd(a: PruneArgs) -> u8 {
         report.kept,
         human_bytes(report.kept_bytes)
     );
-    0
+    Exit::Success
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ pub async fn dispatch(command: Command) -> Exit {
             Ok(()) => Exit::Success,
             Err(e) => failed(" agent", &e),
         },
-        Command::Cache(a) => Exit::from_run(crate::cache::cli::run(a).await.into()),
+        Command::Cache(a) => crate::cache::cli::run(a).await,
         Command::Doctor(a) => {
             let store = settings::store_url(a.store, None, &settings::process_env);
             let checks = crate::doctor::run(&a.config, &store).await;
