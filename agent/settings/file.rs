@@ -31,6 +31,20 @@ pub enum ConfigError {
     Env { var: String, message: String },
 }
 
+/// The parser of an option word (`uv`, `problem`, `reuse`, …) for the flags and `KILN_*`: clap's
+/// names for the enum's variants. kiln.yml reads the same names through serde (serde's own
+/// errors point at the value's line and column); a test keeps the two spellings equal.
+pub fn word<T: clap::ValueEnum>(v: &str) -> Result<T, String> {
+    T::from_str(v, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|x| x.to_possible_value())
+            .map(|p| format!("`{}`", p.get_name()))
+            .collect();
+        format!("unknown value `{v}`, expected one of {}", names.join(", "))
+    })
+}
+
 /// Which tool installs wheels into the fresh virtualenv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -359,7 +373,9 @@ pub(crate) mod size_serde {
         }
         match Size::deserialize(d)? {
             Size::Bytes(n) => Ok(n),
-            Size::Text(s) => crate::cache::cli::parse_size(&s).map_err(serde::de::Error::custom),
+            Size::Text(s) => {
+                crate::cache::commands::parse_size(&s).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
@@ -437,6 +453,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("kiln.yml:2:14"), "{err}");
+    }
+
+    fn same_words<T>()
+    where
+        T: clap::ValueEnum + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for v in T::value_variants() {
+            let name = v.to_possible_value().unwrap().get_name().to_string();
+            let from_yaml: T = serde_yaml::from_str(&name).unwrap();
+            assert_eq!(&from_yaml, v, "{name}");
+            assert_eq!(&word::<T>(&name).unwrap(), v, "{name}");
+        }
+    }
+
+    #[test]
+    fn flags_env_and_file_spell_every_option_word_alike() {
+        same_words::<Installer>();
+        same_words::<Compression>();
+        same_words::<CheckoutMode>();
+        same_words::<ReportMode>();
     }
 
     #[test]
