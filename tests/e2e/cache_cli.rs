@@ -5,16 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn kiln() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.env_remove("KILN_STORE")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("RUST_LOG")
-        .env_remove("KILN_LOG")
-        .env_remove("ACTIONS_RUNTIME_TOKEN")
-        .env("NO_COLOR", "1");
-    c
-}
+use crate::support::kiln;
 
 fn run(c: &mut Command) -> Output {
     let out = c.output().unwrap();

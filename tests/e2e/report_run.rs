@@ -5,13 +5,11 @@
 //! has a GitHub noreply address) plus a dependabot commit; a still-failing commit by Eve; the fix
 //! by Dan.
 
-mod report_support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use report_support::{header, rcpts, Repo, SmtpSink};
+use crate::support::report::{header, rcpts, Repo, SmtpSink};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -137,7 +135,8 @@ impl Kiln {
     async fn run_with(&mut self, repo: &Path, extra: &[&str]) -> Run {
         self.runs += 1;
         let summary_path = self.tmp.path().join(format!("summary-{}.json", self.runs));
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+        // Isolated from the machine: own HOME and cache dir, no CI variables of the host.
+        let mut cmd = crate::support::kiln_home(&self.tmp.path().join("home"));
         cmd.arg("run")
             .arg("--repo")
             .arg(repo)
@@ -149,19 +148,6 @@ impl Kiln {
             .arg("--summary-json")
             .arg(&summary_path)
             .args(extra);
-        // Isolated from the machine: own HOME and cache dir, no CI variables of the host.
-        let home = self.tmp.path().join("home");
-        cmd.env("HOME", &home)
-            .env("XDG_CACHE_HOME", home.join(".cache"))
-            .env("NO_COLOR", "1");
-        for (k, _) in std::env::vars() {
-            if ["KILN_", "GITHUB_", "RUNNER_", "INPUT_", "ACTIONS_"]
-                .iter()
-                .any(|p| k.starts_with(p))
-            {
-                cmd.env_remove(&k);
-            }
-        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -1,9 +1,7 @@
 //! `kiln run` end to end on the fixture project: real git, venv, pip/uv, gcc and ccache.
 
-mod support;
-
+use crate::support::run::*;
 use kiln::summary::{Outcome, RestoreHit, StageOutcome};
-use support::*;
 
 #[test]
 fn cold_run_builds_every_wheel_and_saves_both_caches() {
@@ -247,7 +245,7 @@ fn refuses_to_empty_a_workdir_it_did_not_make() {
 fn works_without_ccache_with_one_warning() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
-    let mut cmd = kiln(&t.path().join("home"));
+    let mut cmd = crate::support::kiln_home(&t.path().join("home"));
     let summary = t.path().join("s.json");
     cmd.env("KILN_CCACHE_BIN", "")
         .args(["run", "--rev", "green", "--installer", "pip"])
@@ -293,4 +291,28 @@ fn missing_revision_is_an_infrastructure_error() {
         s.error
     );
     assert_eq!(s.stage("checkout").unwrap().outcome, StageOutcome::Failed);
+}
+
+#[test]
+fn cold_uv_run_builds_the_sdists_with_uv_and_pip_only_collects() {
+    let s = seed();
+    assert_eq!(s.cold.installer, "uv");
+    // uv builds every sdist (concurrently); the wheels land in the wheelhouse from uv's cache, so
+    // the pip pass that gathers the ready-made wheels finds them there and builds none itself.
+    for name in ["fastsum", "vecmath", "markupsafe", "simplejson", "wrapt"] {
+        assert!(
+            s.cold_stderr.contains(&format!("Built {name}==")),
+            "uv built {name}:\n{}",
+            s.cold_stderr
+        );
+    }
+    assert!(
+        !s.cold_stderr.contains("Building wheel for"),
+        "pip built a wheel itself:\n{}",
+        s.cold_stderr
+    );
+    assert_eq!(
+        s.cold.wheels.built_names,
+        ["fastsum", "markupsafe", "simplejson", "vecmath", "wrapt"]
+    );
 }
