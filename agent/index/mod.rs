@@ -169,7 +169,7 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::settings::file::Config;
 
     #[test]
     fn publishing_is_on_by_default_and_can_be_turned_off() {

@@ -31,7 +31,7 @@ use crate::cli::agent::AgentArgs;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::settings::file::ConfigError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
     #[error("{0}")]
