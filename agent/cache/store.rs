@@ -524,7 +524,7 @@ fn short_reason(e: &StoreError) -> String {
     text.chars().take(120).collect()
 }
 
-/// Remove `user:password@` from a URL so it can be logged.
+/// Remove `user:password@` from a URL so it can be logged, whether it parses or not.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
@@ -532,7 +532,23 @@ pub fn redact(url: &str) -> String {
             let _ = u.set_password(None);
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => redact_text(url),
+    }
+}
+
+/// [`redact`] for text that is not a valid URL: everything between `://` and the last `@`
+/// before any `?` or `#` goes (a path holding an `@` is cut too: better too much than a
+/// password).
+fn redact_text(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let head = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    match head.rfind('@') {
+        Some(at) => format!("{}{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -561,6 +577,15 @@ mod tests {
             redact("webdav+https://bob:hunter2@dav.example/kiln"),
             "webdav+https://dav.example/kiln"
         );
+        assert_eq!(
+            redact("s3://bob:hunter2 x@bad host/p?region=x"),
+            "s3://bad host/p?region=x"
+        );
+        assert_eq!(
+            redact("webdav+https://u:p@w@[::1/x"),
+            "webdav+https://[::1/x"
+        );
+        assert_eq!(redact("not a url"), "not a url");
         assert!(Store::from_url("ftp://x")
             .unwrap_err()
             .to_string()

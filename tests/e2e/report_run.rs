@@ -820,4 +820,12 @@ async fn a_regular_file_as_store_path_builds_uncached() {
         r.stderr
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "a file");
+
+    // A store URL that does not even parse: the same, and its password is never printed.
+    kiln.store_url = Some("s3://bob:hunter2 x@bad host/prefix".into());
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("cache store unusable"), "{}", r.stderr);
+    assert!(r.stderr.contains("s3://bad host/prefix"), "{}", r.stderr);
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
 }
