@@ -87,6 +87,39 @@ struct Outputs {
     saved: Vec<CacheSaved>,
 }
 
+/// The executor's state between stages.
+struct Executor<'h> {
+    clock: Clock,
+    request: RunRequest,
+    paths: Paths,
+    stages: Stages<'h>,
+    out: Outputs,
+}
+
+impl<'h> Executor<'h> {
+    /// Seal the stage outputs into the summary the report reads.
+    fn finish(
+        mut self,
+        settings: Option<Settings>,
+        store: Option<Store>,
+        error: Option<String>,
+    ) -> Finished<'h> {
+        let mut summary = summarize(&self.out, error);
+        self.stages.skip_rest(Stage::Report);
+        summary.stages = self.stages.snapshot();
+        Finished {
+            summary,
+            stages: self.stages,
+            clock: self.clock,
+            request: self.request,
+            paths: self.paths,
+            settings,
+            store,
+            log_tail: self.out.tested.map(|t| t.log_tail).unwrap_or_default(),
+        }
+    }
+}
+
 /// Run the stages. `Err` only for usage/config problems (exit 2); everything else is in the
 /// summary's outcome.
 pub async fn execute(
@@ -94,44 +127,45 @@ pub async fn execute(
     hooks: &dyn StageHooks,
 ) -> Result<Finished<'_>, UsageError> {
     let clock = Clock::start();
-    let mut paths = Paths::new(&request.workdir);
+    let paths = Paths::new(&request.workdir);
     paths.prepare()?;
-    let mut stages = Stages::new(hooks);
-    let mut out = Outputs::default();
-    let checked_out = stages
-        .time(Stage::Checkout, checkout::stage(&request, &paths.checkout))
-        .await;
-    let co = match checked_out {
-        Ok(co) => co,
-        Err(e) => {
-            let summary = summarize(&out, Some(format!("checkout failed: {e}")));
-            return Ok(finished(
-                summary, stages, clock, request, paths, None, None, out,
-            ));
-        }
-    };
-    paths.checkout = co.dir.clone();
-    let settings = request.clone().settle(&co.dir, &settings::process_env)?;
-    let store =
-        Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
-    let runner = project_runner(&settings, &store, &paths)?;
-    out.checkout = Some(co);
-    build_and_test(&mut stages, &mut out, &settings, &store, &paths, &runner).await;
-    let error = match &out.bootstrap {
-        Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
-        _ => None,
-    };
-    let summary = summarize(&out, error);
-    Ok(finished(
-        summary,
-        stages,
+    let mut x = Executor {
         clock,
         request,
         paths,
-        Some(settings),
-        Some(store),
-        out,
-    ))
+        stages: Stages::new(hooks),
+        out: Outputs::default(),
+    };
+    let checked_out = x
+        .stages
+        .time(
+            Stage::Checkout,
+            checkout::stage(&x.request, &x.paths.checkout),
+        )
+        .await;
+    let co = match checked_out {
+        Ok(co) => co,
+        Err(e) => return Ok(x.finish(None, None, Some(format!("checkout failed: {e}")))),
+    };
+    x.paths.checkout = co.dir.clone();
+    let settings = x.request.clone().settle(&co.dir, &settings::process_env)?;
+    // A store that cannot even be opened is a store that is down: warn, build uncached.
+    let store = match Store::from_url(&settings.store_url) {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::warn!("cache store unusable: {e}; building without cache");
+            Store::unusable(&settings.store_url, &e)
+                .map_err(|e| UsageError::Other(e.to_string()))?
+        }
+    };
+    let runner = project_runner(&settings, &store, &x.paths)?;
+    x.out.checkout = Some(co);
+    build_and_test(&mut x.stages, &mut x.out, &settings, &store, &x.paths, &runner).await;
+    let error = match &x.out.bootstrap {
+        Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
+        _ => None,
+    };
+    Ok(x.finish(Some(settings), Some(store), error))
 }
 
 /// How this run starts the project's code, resolved once (its warnings said once). A sandbox
@@ -290,29 +324,4 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
     s.exit_code = s.outcome.exit_code();
     s.error = error;
     s
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finished<'h>(
-    mut summary: RunSummary,
-    mut stages: Stages<'h>,
-    clock: Clock,
-    request: RunRequest,
-    paths: Paths,
-    settings: Option<Settings>,
-    store: Option<Store>,
-    out: Outputs,
-) -> Finished<'h> {
-    stages.skip_rest(Stage::Report);
-    summary.stages = stages.snapshot();
-    Finished {
-        summary,
-        stages,
-        clock,
-        request,
-        paths,
-        settings,
-        store,
-        log_tail: out.tested.map(|t| t.log_tail).unwrap_or_default(),
-    }
 }
