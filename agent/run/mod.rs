@@ -160,7 +160,15 @@ pub async fn execute(
     };
     let runner = project_runner(&settings, &store, &x.paths)?;
     x.out.checkout = Some(co);
-    build_and_test(&mut x.stages, &mut x.out, &settings, &store, &x.paths, &runner).await;
+    build_and_test(
+        &mut x.stages,
+        &mut x.out,
+        &settings,
+        &store,
+        &x.paths,
+        &runner,
+    )
+    .await;
     let error = match &x.out.bootstrap {
         Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
         _ => None,
