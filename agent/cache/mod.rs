@@ -10,7 +10,7 @@
 pub mod archive;
 mod backends;
 pub mod catalog;
-pub mod cli;
+pub mod commands;
 pub mod extract;
 pub mod gha;
 mod growing;
@@ -25,7 +25,7 @@ mod writers;
 
 use std::path::PathBuf;
 
-use crate::config::Compression;
+use crate::settings::file::Compression;
 pub use crate::summary::RestoreHit;
 pub use growing::save_growing;
 pub use store::{Store, StoreError};

@@ -76,7 +76,11 @@ fn report_state_and_growing_caches_move_on_the_immutable_github_cache() {
     let s = r.summary();
     assert_eq!(s.outcome, Outcome::Failed);
     let cc = s.cache("ccache").unwrap();
-    assert_eq!(cc.restore, RestoreHit::Exact, "the newest ccache run: {cc:?}");
+    assert_eq!(
+        cc.restore,
+        RestoreHit::Exact,
+        "the newest ccache run: {cc:?}"
+    );
     assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
     let blamed: Vec<&str> = s.blame.iter().map(|b| b.sha.as_str()).collect();
     assert_eq!(blamed, [broken.as_str()], "{:?}", s.blame);
@@ -96,7 +100,9 @@ fn report_state_and_growing_caches_move_on_the_immutable_github_cache() {
     // 4. Green again: cleared.
     sh(
         &repo,
-        &format!("git checkout -q -f main && git reset -q --hard {broken} && git revert --no-edit HEAD"),
+        &format!(
+            "git checkout -q -f main && git reset -q --hard {broken} && git revert --no-edit HEAD"
+        ),
     );
     let fixed = rev("HEAD");
     let r = run_gha(&fake, t.path(), &repo, 4);
