@@ -108,6 +108,10 @@ struct FileConfig {
     /// Where people reach this agent, e.g. `https://ci.example.com`: builds link their commit
     /// statuses to `<public_url>/jobs/<id>/log`.
     public_url: Option<String>,
+    /// File holding the token `/jobs`, job logs and `/metrics` require.
+    api_token_file: Option<PathBuf>,
+    /// Serve `/jobs`, job logs and `/metrics` to anyone (no token).
+    public_api: bool,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
 }
@@ -141,6 +145,8 @@ impl RepoConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentConfig {
     pub public_url: Option<String>,
+    pub api_token_file: Option<PathBuf>,
+    pub public_api: bool,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
 }
@@ -239,6 +245,8 @@ impl AgentConfig {
         }
         Ok(AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            api_token_file: file.api_token_file,
+            public_api: file.public_api,
             defaults: file.defaults,
             repositories: repos,
         })
