@@ -76,7 +76,8 @@ pub struct Settings {
 
 /// Merge the flags over `KILN_*` (the one place they meet) and apply what CI says.
 pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest, UsageError> {
-    let l = flags.over(env::layer(env)?);
+    let below = env::layer(env, &flags)?;
+    let l = flags.over(below);
     let repo = l.repo.clone().unwrap_or_else(|| ".".into());
     let mut save_allowed = !l.no_save.unwrap_or(false);
     if let Some(why) = ci.and_then(CiEnv::save_forbidden).filter(|_| save_allowed) {
