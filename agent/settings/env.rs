@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::file::{word, CheckoutMode, ConfigError, Installer, ReportMode};
 use super::Env;
+use crate::sandbox::SandboxMode;
 
 /// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
 /// said here, ask the layer below.
@@ -29,6 +30,10 @@ pub struct Layer {
     pub report_mode: Option<ReportMode>,
     pub no_save: Option<bool>,
     pub offline: Option<bool>,
+    pub sandbox: Option<SandboxMode>,
+    pub sandbox_hide: Option<Vec<PathBuf>>,
+    pub untrusted: Option<bool>,
+    pub test_network: Option<bool>,
     pub python: Option<String>,
     pub requirements: Option<Vec<PathBuf>>,
     pub bootstrap_command: Option<String>,
@@ -54,6 +59,10 @@ impl Layer {
             report_mode: self.report_mode.or(lower.report_mode),
             no_save: self.no_save.or(lower.no_save),
             offline: self.offline.or(lower.offline),
+            sandbox: self.sandbox.or(lower.sandbox),
+            sandbox_hide: self.sandbox_hide.or(lower.sandbox_hide),
+            untrusted: self.untrusted.or(lower.untrusted),
+            test_network: self.test_network.or(lower.test_network),
             python: self.python.or(lower.python),
             requirements: self.requirements.or(lower.requirements),
             bootstrap_command: self.bootstrap_command.or(lower.bootstrap_command),
@@ -137,6 +146,10 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
         report_mode: below(&a.report_mode, env, "KILN_REPORT_MODE", word::<ReportMode>)?,
         no_save: below(&a.no_save, env, "KILN_NO_SAVE", boolish)?,
         offline: below(&a.offline, env, "KILN_OFFLINE", boolish)?,
+        sandbox: below(&a.sandbox, env, "KILN_SANDBOX", word::<SandboxMode>)?,
+        sandbox_hide: below(&a.sandbox_hide, env, "KILN_SANDBOX_HIDE", path_list)?,
+        untrusted: below(&a.untrusted, env, "KILN_UNTRUSTED", boolish)?,
+        test_network: below(&a.test_network, env, "KILN_TEST_NETWORK", boolish)?,
         python: s("KILN_PYTHON"),
         requirements: below(&a.requirements, env, "KILN_REQUIREMENTS", path_list)?,
         bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),
