@@ -10,7 +10,7 @@
 pub mod archive;
 mod backends;
 pub mod catalog;
-pub mod cli;
+pub mod commands;
 pub mod extract;
 pub mod key;
 pub mod manifest;

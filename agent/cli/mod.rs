@@ -4,6 +4,7 @@
 //! Flags here are only flags: `kiln run`'s `KILN_*` variables are read by `settings`, which
 //! merges them under the flags in one place.
 
+pub mod agent;
 pub mod run;
 
 use std::path::PathBuf;
@@ -43,9 +44,9 @@ pub enum Command {
     /// error (checkout or bootstrap failed).
     Run(run::RunArgs),
     /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
-    Agent(crate::server::cli::AgentArgs),
+    Agent(agent::AgentArgs),
     /// Save, restore, list and prune caches in a store (usable from any CI).
-    Cache(crate::cache::cli::CacheArgs),
+    Cache(crate::cache::commands::CacheArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
     Doctor(DoctorArgs),
     /// Write a commented kiln.yml for the project in the current directory.
@@ -87,7 +88,7 @@ pub async fn dispatch(command: Command) -> Exit {
             Ok(()) => Exit::Success,
             Err(e) => failed(" agent", &e),
         },
-        Command::Cache(a) => Exit::from_run(crate::cache::cli::run(a).await.into()),
+        Command::Cache(a) => Exit::from_run(crate::cache::commands::run(a).await.into()),
         Command::Doctor(a) => {
             let store = settings::store_url(a.store, None, &settings::process_env);
             let checks = crate::doctor::run(&a.config, &store).await;

@@ -4,10 +4,10 @@
 //!
 //! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
 //! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
-//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `agent_yml` (the agent config file).
+//! Its flags are `crate::cli::agent`.
 
-pub mod cli;
-pub mod config;
+pub mod agent_yml;
 pub mod events;
 pub mod http;
 pub mod metrics;
@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use self::cli::AgentArgs;
-use self::config::AgentConfig;
+use self::agent_yml::AgentConfig;
 use self::queue::Queue;
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
+use crate::cli::agent::AgentArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

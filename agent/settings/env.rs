@@ -144,7 +144,7 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         max_restore_size: parsed(
             env,
             "KILN_CACHE_MAX_RESTORE_SIZE",
-            crate::cache::cli::parse_size,
+            crate::cache::commands::parse_size,
         )?,
     })
 }

@@ -359,7 +359,9 @@ pub(crate) mod size_serde {
         }
         match Size::deserialize(d)? {
             Size::Bytes(n) => Ok(n),
-            Size::Text(s) => crate::cache::cli::parse_size(&s).map_err(serde::de::Error::custom),
+            Size::Text(s) => {
+                crate::cache::commands::parse_size(&s).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
