@@ -23,7 +23,7 @@ mod writers;
 
 use std::path::PathBuf;
 
-use crate::config::Compression;
+use crate::settings::file::Compression;
 pub use crate::summary::RestoreHit;
 pub use store::{Store, StoreError};
 

@@ -54,6 +54,8 @@ pub struct WorkerSettings {
     pub program_args: Vec<OsString>,
     pub data_dir: PathBuf,
     pub agent_id: String,
+    /// The sandbox arguments and scrubbed variables of every build.
+    pub isolation: super::isolation::Isolation,
     /// `--job-timeout` (a repository's own `timeout` wins).
     pub default_timeout: Duration,
 }
@@ -95,6 +97,8 @@ struct Prepared {
     log: std::fs::File,
     /// The value of `procs::MARKER_VAR` in every process of this build.
     marker: String,
+    /// `kiln run`'s sandbox flags for this job (see `isolation`).
+    sandbox_args: Vec<std::ffi::OsString>,
 }
 
 /// How a build's process ended.
@@ -165,6 +169,9 @@ impl Worker {
             .repo(&job.repo)
             .cloned()
             .ok_or_else(|| format!("repository {} is no longer in agent.yml", job.repo))?;
+        let sandbox_args = s.isolation.run_args(job.fork).inspect_err(|msg| {
+            tracing::warn!("job {id}: {msg}");
+        })?;
         let (work, summary, log) = (s.work_dir(id), s.summary_path(id), s.log_path(id));
         let mut log_file = fresh_work_dir(&work, &summary, &log).map_err(|e| {
             let msg = format!(
@@ -191,6 +198,7 @@ impl Worker {
             summary,
             log: log_file,
             marker: procs::marker(&s.agent_id, id),
+            sandbox_args,
         })
     }
 
@@ -240,7 +248,12 @@ impl Worker {
         if let Some(store) = &p.repo.store {
             cmd.arg("--store").arg(store);
         }
-        for k in SCRUBBED_ENV {
+        cmd.args(&p.sandbox_args);
+        for k in SCRUBBED_ENV
+            .iter()
+            .copied()
+            .chain(s.isolation.scrubbed.iter().map(String::as_str))
+        {
             cmd.env_remove(k);
         }
         // Build logs are files read by people (`GET /jobs/{id}/log`): plain text, no colours,
