@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod checkout;
 pub mod junit;
+pub mod rerun;
 pub mod restore;
 pub mod save;
 pub mod stage;
@@ -74,6 +75,8 @@ pub struct Finished<'h> {
     pub store: Option<Store>,
     /// The last lines of the test output.
     pub log_tail: String,
+    /// Whether the test failures were confirmed by a re-run.
+    pub failures_confirmed: bool,
 }
 
 /// The stage outputs of one run, as the executor collects them.
@@ -216,6 +219,12 @@ fn test_stage<'a>(
         checkout: &paths.checkout,
         results: &paths.results,
         env: &boot.test_env,
+        rerun: test::RerunPlan::new(
+            &settings.project.test.command,
+            settings.project.test.rerun_command.as_deref(),
+            settings.project.test.rerun_failures,
+            settings.project.test.flaky,
+        ),
     })
 }
 
@@ -241,6 +250,14 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
     }
     if let Some(t) = &out.tested {
         s.tests = t.tests.clone();
+        s.flaky = t
+            .flaky
+            .iter()
+            .map(|f| crate::summary::FlakyTest {
+                name: f.name.clone(),
+                ..Default::default()
+            })
+            .collect();
     }
     s.outcome = match &out.tested {
         Some(t) if error.is_none() => t.outcome,
@@ -272,6 +289,7 @@ fn finished<'h>(
         paths,
         settings,
         store,
+        failures_confirmed: out.tested.as_ref().is_some_and(|t| t.confirmed),
         log_tail: out.tested.map(|t| t.log_tail).unwrap_or_default(),
     }
 }
