@@ -73,7 +73,7 @@ pub async fn rerun(failures: Vec<TestFailure>, inp: &RerunInputs<'_>) -> Sorted 
         };
         let (now_ok, still): (Vec<_>, Vec<_>) = failing
             .into_iter()
-            .partition(|f| passed.iter().any(|p| *p == f.name));
+            .partition(|f| passed.contains(&f.name));
         sorted.flaky.extend(now_ok);
         failing = still;
     }
