@@ -1,12 +1,10 @@
 //! `kiln wheelhouse export` on one "machine" (its own HOME, work dir and store), `import` on
 //! another, then a hash-checked `pip install --no-index` there: no index, no network.
 
-mod index_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use index_support::*;
+use crate::support::index::*;
 
 /// `kiln` as run on a machine whose home is `home` (the embedded store and the default import
 /// dir live under it).

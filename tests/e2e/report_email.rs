@@ -1,14 +1,12 @@
 //! Email through a real SMTP server on loopback (aiosmtpd), read back from what it received.
 
-mod report_support;
-
+use crate::support::report::{header, rcpts, SmtpSink};
 use kiln::config::SmtpTls;
 use kiln::report::blame::{Commit, Person};
 use kiln::report::email::Mailer;
 use kiln::report::policy::Event;
 use kiln::report::render;
 use kiln::summary::{Outcome, RunSummary, TestFailure};
-use report_support::{header, rcpts, SmtpSink};
 
 fn summary() -> RunSummary {
     let mut s = RunSummary {

@@ -1,4 +1,5 @@
-//! Shared helpers for the end-to-end tests: fixture repositories and running the real `kiln`.
+//! The `kiln run` harness: fixture repositories, one run with its summary, one cold run shared
+//! by every test that needs warm caches.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -7,36 +8,11 @@ use std::sync::OnceLock;
 
 use kiln::summary::RunSummary;
 
-/// The repository root (where fixtures/ lives).
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A `kiln` command isolated from the developer's machine: its own HOME and cache dir, and none
-/// of the CI variables that would switch on GitHub Actions behaviour.
-pub fn kiln(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("NO_COLOR", "1");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KILN_")
-            || k.starts_with("GITHUB_")
-            || k.starts_with("RUNNER_")
-            || k.starts_with("INPUT_")
-            || k.starts_with("ACTIONS_")
-        {
-            c.env_remove(&k);
-        }
-    }
-    c
-}
-
 /// Create the fixture project as a git repo at `dest` (see fixtures/make_repo.sh): tags `green`
 /// (tests pass) and `broken` (one test fails), branch `main` at `broken`.
 pub fn fixture_repo(dest: &Path) -> PathBuf {
     let out = Command::new("bash")
-        .arg(root().join("fixtures/make_repo.sh"))
+        .arg(super::root().join("fixtures/make_repo.sh"))
         .arg(dest)
         .output()
         .expect("run fixtures/make_repo.sh");
@@ -93,7 +69,7 @@ pub fn run(
 ) -> Run {
     let summary = workdir.with_extension("summary.json");
     let _ = std::fs::remove_file(&summary);
-    let mut cmd = kiln(home);
+    let mut cmd = super::kiln_home(home);
     cmd.arg("run")
         .arg("--repo")
         .arg(repo)

@@ -90,21 +90,29 @@ fn create_bucket(port: u16, bucket: &str) {
     assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
 }
 
-fn s3_env() {
-    // SAFETY-free: tests in this file all use the same values.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing-secret-value");
-    std::env::set_var("AWS_REGION", "us-east-1");
-    std::env::set_var("KILN_STORE_RETRIES", "2");
-    std::env::set_var("KILN_STORE_RETRY_DELAY_MS", "100");
-    std::env::set_var("KILN_STORE_TIMEOUT", "10");
+/// moto's credentials and short store timeouts: handed to each store and `kiln` process, never
+/// set on the test process (every test area shares it).
+const STORE_ENV: [(&str, &str); 6] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing-secret-value"),
+    ("AWS_REGION", "us-east-1"),
+    ("KILN_STORE_RETRIES", "2"),
+    ("KILN_STORE_RETRY_DELAY_MS", "100"),
+    ("KILN_STORE_TIMEOUT", "10"),
+];
+
+fn store_env(name: &str) -> Option<String> {
+    STORE_ENV
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 fn s3_store(port: u16, bucket: &str) -> Store {
-    s3_env();
-    Store::from_url(&format!(
-        "s3://{bucket}/kiln?endpoint=http://127.0.0.1:{port}"
-    ))
+    Store::from_url_with_env(
+        &format!("s3://{bucket}/kiln?endpoint=http://127.0.0.1:{port}"),
+        &store_env,
+    )
     .unwrap()
 }
 
@@ -264,10 +272,13 @@ async fn s3_store_round_trip_on_moto() {
 #[tokio::test]
 async fn webdav_store_round_trip_on_nginx() {
     let server = nginx_dav();
-    let store = Store::from_url(&format!(
-        "webdav+http://kiln:s3cret@127.0.0.1:{}/team/cache",
-        server.port
-    ))
+    let store = Store::from_url_with_env(
+        &format!(
+            "webdav+http://kiln:s3cret@127.0.0.1:{}/team/cache",
+            server.port
+        ),
+        &store_env,
+    )
     .unwrap();
     assert!(!store.display().contains("s3cret"), "{}", store.display());
     let tmp = tempfile::tempdir().unwrap();
@@ -440,14 +451,14 @@ async fn s3_server_killed_mid_download_is_a_miss_and_target_is_untouched() {
 fn two_processes_saving_one_key_on_s3_leave_one_valid_archive() {
     let server = moto();
     create_bucket(server.port, "race");
-    s3_env();
     let url = format!("s3://race/p?endpoint=http://127.0.0.1:{}", server.port);
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     make_tree(&a, 1, 4 << 20);
     make_tree(&b, 2, 4 << 20);
     let spawn = |dir: &PathBuf| {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
+        crate::support::kiln()
+            .envs(STORE_ENV)
             .args(["cache", "save", "--key", "same", "--path"])
             .arg(dir)
             .args(["--store", &url])
@@ -459,7 +470,8 @@ fn two_processes_saving_one_key_on_s3_leave_one_valid_archive() {
     let (mut pa, mut pb) = (spawn(&a), spawn(&b));
     assert!(pa.wait().unwrap().success() && pb.wait().unwrap().success());
     let dst = tmp.path().join("dst");
-    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let o = crate::support::kiln()
+        .envs(STORE_ENV)
         .args(["cache", "restore", "--key", "same", "--path"])
         .arg(&dst)
         .args(["--store", &url])

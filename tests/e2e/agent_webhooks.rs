@@ -2,11 +2,9 @@
 //! read-only endpoints, against a real agent on loopback. These run with `--workers 0` (deliveries
 //! are queued durably but not built) because they are about what gets queued.
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::support::agent::*;
 use serde_json::Value;
 
 const SHA: &str = "4f2d8e1c9b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e";
@@ -349,7 +347,7 @@ async fn health_metrics_and_sigterm_drain() {
 #[tokio::test]
 async fn a_second_agent_on_the_same_data_dir_is_refused() {
     let s = setup(&[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = crate::support::kiln()
         .args([
             "agent",
             "--listen",

@@ -21,9 +21,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 pub fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/webhooks")
-        .join(name);
+    let path = super::root().join("fixtures/webhooks").join(name);
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
@@ -148,7 +146,7 @@ impl Agent {
                 .as_nanos()
         ));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        let mut cmd = super::kiln();
         cmd.args(["agent", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--config")

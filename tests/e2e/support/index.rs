@@ -8,13 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-pub fn kiln() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.env_remove("KILN_STORE")
-        .env_remove("KILN_INDEX_TOKEN")
-        .env_remove("KILN_INDEX_BASIC_AUTH");
-    c
-}
+pub use super::kiln;
 
 /// A package to build: pure Python, or with a small C extension (platform-specific wheel).
 pub struct Pkg<'a> {

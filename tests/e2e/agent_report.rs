@@ -2,11 +2,9 @@
 //! on the right commit, linking to the agent's job log; fork pull requests report nothing (no
 //! token).
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::support::agent::*;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -2,13 +2,12 @@
 //! cache through a real redis-server on loopback (or an HTTP object store); the second one's
 //! compiles are remote hits.
 
-mod index_support;
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 
-use index_support::Redis;
+use support::index::Redis;
 
 /// ccache's counters for one cache dir, from `ccache --print-stats`.
 fn ccache_stat(ccache_dir: &Path, key: &str) -> u64 {
@@ -77,7 +76,7 @@ fn second_ccache_dir_hits_the_shared_redis() {
 fn kiln_run_reports_remote_hits_in_the_summary() {
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
-    let repo = support::fixture_repo(&tmp.path().join("repo"));
+    let repo = support::run::fixture_repo(&tmp.path().join("repo"));
     // The fixture's kiln.yml plus the shared compile cache.
     let config = tmp.path().join("kiln-remote.yml");
     std::fs::write(
@@ -93,7 +92,7 @@ fn kiln_run_reports_remote_hits_in_the_summary() {
     let mut summaries = Vec::new();
     // Two machines: their own home, work dir and store; only redis is shared.
     for m in ["a", "b"] {
-        let r = support::run(
+        let r = support::run::run(
             &tmp.path().join(format!("home-{m}")),
             &repo,
             "green",

@@ -1,13 +1,12 @@
 //! CI builds and publishes; the wheels travel as one archive to a machine without network;
 //! `kiln run --offline` there installs only from them, and names the requirement it lacks.
 
-mod index_support;
-mod support;
+use crate::support;
 
 use kiln::summary::Outcome;
 
 fn ok(c: &mut std::process::Command) -> String {
-    let (ok, log) = index_support::run(c);
+    let (ok, log) = support::index::run(c);
     assert!(ok, "{c:?} failed:\n{log}");
     log
 }
@@ -16,11 +15,11 @@ fn ok(c: &mut std::process::Command) -> String {
 fn offline_run_installs_from_imported_wheels_and_names_a_missing_one() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let repo = support::fixture_repo(&t.join("repo"));
+    let repo = support::run::fixture_repo(&t.join("repo"));
 
     // Machine A (CI): a normal run builds the wheels; its save stage publishes them to the store.
     let (home_a, store_a) = (t.join("home-a"), t.join("store-a"));
-    let r = support::run(&home_a, &repo, "green", &t.join("work-a"), &store_a, &[]);
+    let r = support::run::run(&home_a, &repo, "green", &t.join("work-a"), &store_a, &[]);
     assert_eq!(r.code, 0, "CI run failed:\n{}", r.stderr);
     let save = r.summary().stage("save").unwrap();
     assert!(
@@ -35,7 +34,7 @@ fn offline_run_installs_from_imported_wheels_and_names_a_missing_one() {
         "fastsum not published"
     );
     let archive = t.join("team-wheels.tar.zst");
-    ok(support::kiln(&home_a)
+    ok(support::kiln_home(&home_a)
         .args(["wheelhouse", "export", "--store"])
         .arg(format!("file://{}", store_a.display()))
         .arg("--output")
@@ -43,14 +42,14 @@ fn offline_run_installs_from_imported_wheels_and_names_a_missing_one() {
 
     // Machine B: another home, an empty store; only the archive arrives.
     let (home_b, store_b) = (t.join("home-b"), t.join("store-b"));
-    let log = ok(support::kiln(&home_b)
+    let log = ok(support::kiln_home(&home_b)
         .args(["wheelhouse", "import"])
         .arg(&archive));
     assert!(log.contains("all sha256 verified"), "{log}");
     let imported = home_b.join(".cache/kiln/wheelhouse");
 
     for installer in ["uv", "pip"] {
-        let r = support::run(
+        let r = support::run::run(
             &home_b,
             &repo,
             "green",
@@ -78,7 +77,7 @@ fn offline_run_installs_from_imported_wheels_and_names_a_missing_one() {
         .expect("wrapt wheel imported");
     std::fs::remove_file(&wrapt).unwrap();
     for installer in ["uv", "pip"] {
-        let r = support::run(
+        let r = support::run::run(
             &home_b,
             &repo,
             "green",

@@ -1,11 +1,9 @@
 //! `kiln agent` building for real: each job runs `kiln run` on a local git repository (a trivial
 //! project: empty requirements, a shell test command) with a `file://` store.
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::support::agent::*;
 
 const BUILD: Duration = Duration::from_secs(120);
 

@@ -5,9 +5,8 @@
 //! records its arguments and environment; the flags it received are then checked against the
 //! real binary's `--help`, so the action and the CLI cannot drift apart.
 
-mod action_support;
-
-use action_support::*;
+use crate::support;
+use crate::support::action::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +57,7 @@ impl Recorded {
 
 /// Flags `kiln <subcommand> --help` lists, or `None` when the subcommand does not exist.
 fn cli_flags(subcommand: &[&str]) -> Option<Vec<String>> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = support::kiln()
         .args(subcommand)
         .arg("--help")
         .output()
@@ -87,7 +86,7 @@ fn distinct_value(input: &str, default: Option<&str>) -> String {
 
 #[test]
 fn every_kiln_action_input_reaches_the_cli() {
-    let root = repo_root();
+    let root = support::root();
     let action = Action::load(&root.join("action"));
     let project = tempfile::tempdir().unwrap();
     let rec = tempfile::tempdir().unwrap();
@@ -181,7 +180,7 @@ fn every_kiln_action_input_reaches_the_cli() {
 
 #[test]
 fn outcome_is_set_even_when_kiln_cannot_start() {
-    let root = repo_root();
+    let root = support::root();
     let project = tempfile::tempdir().unwrap();
     let rec = tempfile::tempdir().unwrap();
     let fake = fake_kiln(rec.path());
@@ -229,7 +228,7 @@ fn outcome_is_set_even_when_kiln_cannot_start() {
 
 #[test]
 fn every_documented_output_is_written_by_a_step() {
-    let root = repo_root();
+    let root = support::root();
     let written_by_kiln: Vec<&str> = kiln::report::actions::outputs(
         &kiln::summary::RunSummary::default(),
         Some(Path::new("/tmp/summary.json")),
@@ -278,7 +277,7 @@ fn every_documented_output_is_written_by_a_step() {
 
 #[test]
 fn cache_sub_actions_map_inputs_to_kiln_cache_flags() {
-    let root = repo_root();
+    let root = support::root();
     let project = tempfile::tempdir().unwrap();
     let rec = tempfile::tempdir().unwrap();
     let fake = fake_kiln(rec.path());

@@ -1,11 +1,9 @@
 //! `kiln agent --poll`: without webhooks (no secret), new branch heads found through GitHub's
 //! branches API (faked with wiremock) are built, each once.
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::support::agent::*;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

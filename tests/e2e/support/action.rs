@@ -20,10 +20,6 @@ use std::sync::{Arc, Mutex};
 
 use serde_yaml::Value;
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Parsed `action.yml`.
 pub struct Action {
     pub dir: PathBuf,

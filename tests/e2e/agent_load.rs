@@ -6,14 +6,12 @@
 //! `KILN_AGENT_BENCH=1` also runs a single-client pass and prints both side by side
 //! (`bench/agent.sh`).
 
-mod agent_support;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use crate::support::agent::*;
 
 fn env_usize(k: &str, default: usize) -> usize {
     std::env::var(k)

@@ -3,21 +3,16 @@
 //! from loopback, checksum verification, the tool cache, and `kiln run` writing the job summary,
 //! annotations and outputs a workflow sees.
 
-mod action_support;
-
-use action_support::*;
+use crate::support;
+use crate::support::action::*;
 use std::path::{Path, PathBuf};
-
-fn kiln_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
-}
 
 fn kiln_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
 fn action_dir() -> PathBuf {
-    repo_root().join("action")
+    support::root().join("action")
 }
 
 /// A small project whose "tests" write a JUnit file with one pass and one failure (so the test
@@ -75,7 +70,7 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
     publish_release(
         bad.path(),
         kiln_version(),
-        &kiln_bin(),
+        &support::kiln_bin(),
         Some(&"0".repeat(64)),
     );
     let bad_server = AssetServer::start(bad.path(), kiln_version());
@@ -127,7 +122,7 @@ fn install_rejects_a_wrong_checksum_and_caches_a_verified_binary() {
 
     // The good release, asked for as `latest`: resolved through the redirect, verified, cached.
     let good = tempfile::tempdir().unwrap();
-    publish_release(good.path(), kiln_version(), &kiln_bin(), None);
+    publish_release(good.path(), kiln_version(), &support::kiln_bin(), None);
     let server = AssetServer::start(good.path(), kiln_version());
     let run = runner.run_action(
         &action_dir(),
@@ -194,7 +189,7 @@ fn the_action_runs_kiln_and_reports_to_the_runner() {
     let project = tempfile::tempdir().unwrap();
     let sha = sample_project(project.path());
     let releases = tempfile::tempdir().unwrap();
-    publish_release(releases.path(), kiln_version(), &kiln_bin(), None);
+    publish_release(releases.path(), kiln_version(), &support::kiln_bin(), None);
     let server = AssetServer::start(releases.path(), kiln_version());
     let store = tempfile::tempdir().unwrap();
     let store_url = format!("file://{}", store.path().display());
@@ -345,7 +340,7 @@ fn the_action_on_the_fixture_project_names_the_breaking_test() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("fixture");
     let out = std::process::Command::new("bash")
-        .arg(repo_root().join("fixtures/make_repo.sh"))
+        .arg(support::root().join("fixtures/make_repo.sh"))
         .arg(&repo)
         .output()
         .unwrap();
@@ -369,7 +364,7 @@ fn the_action_on_the_fixture_project_names_the_breaking_test() {
             ("token", ""),
         ],
         Some(&["run"]),
-        &[("install", "path", env!("CARGO_BIN_EXE_kiln"))],
+        &[("install", "path", support::KILN_BIN)],
     );
     let log = run.log();
     assert_eq!(run.step("run").code, 1, "{log}");
@@ -416,7 +411,7 @@ fn a_fork_pull_request_restores_but_never_saves() {
             ("test-command", "true"),
         ],
         Some(&["run"]),
-        &[("install", "path", env!("CARGO_BIN_EXE_kiln"))],
+        &[("install", "path", support::KILN_BIN)],
     );
     let log = run.log();
     assert!(run.success, "{log}");
@@ -468,7 +463,7 @@ fn fake_cargo(dir: &Path) {
             "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"{rec}\"\nwhile [ $# -gt 0 ]; do \
              [ \"$1\" = --root ] && root=\"$2\"; shift; done\nmkdir -p \"$root/bin\" && cp '{kiln}' \"$root/bin/kiln\"\n",
             rec = dir.join("cargo.args").display(),
-            kiln = kiln_bin().display()
+            kiln = support::kiln_bin().display()
         ),
     )
     .unwrap();
@@ -510,7 +505,7 @@ fn no_asset_for_the_platform_falls_back_to_cargo_install_from_the_action_checkou
         );
         assert_eq!(
             std::fs::canonicalize(args[4]).unwrap(),
-            std::fs::canonicalize(repo_root()).unwrap()
+            std::fs::canonicalize(support::root()).unwrap()
         );
         std::fs::remove_file(bin.path().join("cargo.args")).unwrap();
     }
@@ -542,7 +537,7 @@ fn a_corrupt_cache_is_a_warning_annotation_not_a_failure() {
         ("test-command", "true"),
         ("token", ""),
     ];
-    let kiln = [("install", "path", env!("CARGO_BIN_EXE_kiln"))];
+    let kiln = [("install", "path", support::KILN_BIN)];
     let run = runner.run_action(&action_dir(), &with, Some(&["run"]), &kiln);
     assert!(run.success, "{}", run.log());
     // Flip bytes in every saved archive (not the manifests that hold their hashes).
@@ -576,7 +571,7 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
     let work = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
     let store_url = format!("file://{}", store.path().display());
-    let kiln = [("install", "path", env!("CARGO_BIN_EXE_kiln"))];
+    let kiln = [("install", "path", support::KILN_BIN)];
     let mut runner = Runner::new(work.path(), &"a".repeat(40));
     std::fs::create_dir_all(work.path().join("wheelhouse")).unwrap();
     std::fs::write(
@@ -636,7 +631,7 @@ fn restore_and_save_sub_actions_round_trip_through_a_store() {
     assert!(run.success, "{}", run.log());
     assert_eq!(walk_files(store.path()), before, "{}", run.log());
     // Nor can `kiln cache save` run directly in such a build.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = support::kiln()
         .args([
             "cache",
             "save",

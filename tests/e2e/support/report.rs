@@ -20,7 +20,7 @@ impl SmtpSink {
     /// Start the sink; with `auth` ("user:password") it requires that login.
     pub fn start(auth: Option<&str>) -> SmtpSink {
         let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let script = super::root().join("tests/e2e/support/smtp_sink.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg(dir.path());
         if let Some(a) = auth {

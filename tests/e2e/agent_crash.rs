@@ -3,12 +3,10 @@
 //! Each build's test command appends its commit SHA to a counter file as its very last act, so
 //! the file says exactly which builds completed and how often.
 
-mod agent_support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use agent_support::*;
+use crate::support::agent::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_build_then_restart_completes_every_accepted_job_exactly_once() {

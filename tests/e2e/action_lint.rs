@@ -6,9 +6,8 @@
 //! step outputs, the shell in `run:`), once called as a local action with every input (the
 //! metadata: input names, required inputs, outputs).
 
-mod action_support;
-
-use action_support::*;
+use crate::support;
+use crate::support::action::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,7 +47,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn workflows_pass_actionlint() {
-    let root = repo_root();
+    let root = support::root();
     let mut files = yaml_files(&root.join("workflows"));
     files.extend(yaml_files(&root.join(".github/workflows")));
     assert!(
@@ -64,7 +63,7 @@ const ACTIONS: [&str; 3] = ["action", "action/restore", "action/save"];
 
 #[test]
 fn actions_pass_actionlint() {
-    let root = repo_root();
+    let root = support::root();
     let work = tempfile::tempdir().unwrap();
     // A copy of the repository's actions, so `uses: ./action/...` resolves inside `work`.
     sh(
@@ -176,7 +175,7 @@ fn actions_pass_actionlint() {
 
 #[test]
 fn action_scripts_pass_shellcheck() {
-    let dir = repo_root().join("action");
+    let dir = support::root().join("action");
     let scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

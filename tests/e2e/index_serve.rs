@@ -2,12 +2,10 @@
 //! falling through to a second index for what the first lacks, PEP 691 negotiation, redirects,
 //! caching headers, ranges and auth.
 
-mod index_support;
-
 use std::path::Path;
 use std::process::Command;
 
-use index_support::*;
+use crate::support::index::*;
 use reqwest::header;
 use sha2::Digest;
 
