@@ -263,7 +263,10 @@ tests/test_app.py:9: AssertionError</failure></testcase>
             s.failures[0].rerun_id.as_deref(),
             Some("tests/sub/test_m.py::TestA::test_b[x-1]")
         );
-        assert_eq!(s.failures[1].rerun_id, None, "no file: cannot be selected alone");
+        assert_eq!(
+            s.failures[1].rerun_id, None,
+            "no file: cannot be selected alone"
+        );
     }
 
     #[test]

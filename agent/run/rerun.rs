@@ -71,9 +71,8 @@ pub async fn rerun(failures: Vec<TestFailure>, inp: &RerunInputs<'_>) -> Sorted 
         let Some(passed) = round(&failing, &dir, inp).await else {
             break;
         };
-        let (now_ok, still): (Vec<_>, Vec<_>) = failing
-            .into_iter()
-            .partition(|f| passed.contains(&f.name));
+        let (now_ok, still): (Vec<_>, Vec<_>) =
+            failing.into_iter().partition(|f| passed.contains(&f.name));
         sorted.flaky.extend(now_ok);
         failing = still;
     }
