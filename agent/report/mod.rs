@@ -13,6 +13,7 @@ pub mod culprit;
 pub mod email;
 pub mod flaky;
 pub mod github;
+mod markdown;
 pub mod policy;
 pub mod render;
 pub mod state;

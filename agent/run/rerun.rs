@@ -49,6 +49,8 @@ pub struct RerunInputs<'a> {
     /// Each round writes its JUnit XML into `results/rerun-N/`.
     pub results: &'a Path,
     pub env: &'a [(OsString, OsString)],
+    /// The test stage's sandbox and network, the same for a re-run.
+    pub runner: &'a crate::sandbox::ProjectRunner,
 }
 
 /// The failures sorted into those that passed on a re-run and those that did not.
@@ -92,6 +94,8 @@ async fn round(failing: &[TestFailure], dir: &Path, inp: &RerunInputs<'_>) -> Op
         Scope {
             cwd: inp.checkout,
             env: inp.env,
+            runner: inp.runner,
+            network: inp.runner.test_network(),
         },
     )
     .env("PYTEST_ADDOPTS", junit_addopts(&dir.join("junit.xml")))

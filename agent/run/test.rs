@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::process::{Output, ProcessError};
+use crate::sandbox::ProjectRunner;
 use crate::settings::file::FlakyPolicy;
 use crate::summary::{Outcome, StageOutcome, TestFailure, TestSummary};
 
@@ -30,6 +31,8 @@ pub struct TestInputs<'a> {
     pub results: &'a Path,
     /// The bootstrap's test environment (venv activated).
     pub env: &'a [(OsString, OsString)],
+    /// The sandbox and allowlisted environment; the network as the run's trust allows.
+    pub runner: &'a ProjectRunner,
     /// How failing tests are re-run, if they are.
     pub rerun: Option<RerunPlan>,
 }
@@ -79,6 +82,8 @@ pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
     let scope = Scope {
         cwd: inp.checkout,
         env: inp.env,
+        runner: inp.runner,
+        network: inp.runner.test_network(),
     };
     let cmd = untrusted::shell(inp.command, scope)
         .env("PYTEST_ADDOPTS", addopts)
@@ -128,6 +133,7 @@ async fn rerun_failures(
             checkout: inp.checkout,
             results: inp.results,
             env: inp.env,
+            runner: inp.runner,
         },
     )
     .await;

@@ -6,10 +6,10 @@
 //! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
 //! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
 
-pub mod cli;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod isolation;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
@@ -23,16 +23,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use self::cli::AgentArgs;
 use self::config::AgentConfig;
 use self::queue::Queue;
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
+use crate::cli::agent::AgentArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::settings::file::ConfigError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
     #[error("{0}")]
@@ -176,7 +176,20 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     if !config_path.exists() {
         return Err(AgentError::NoConfig(config_path));
     }
-    let config = Arc::new(AgentConfig::load(&config_path)?);
+    let mut config = AgentConfig::load(&config_path)?;
+    if let Ok(v) = std::env::var("KILN_SANDBOX") {
+        config.sandbox.mode = v
+            .parse()
+            .map_err(|message| crate::config::ConfigError::Env {
+                var: "KILN_SANDBOX".into(),
+                message,
+            })?;
+    }
+    let config = Arc::new(config);
+    let isolation = isolation::Isolation::new(&config, data_dir.clone(), config_path.clone());
+    if let Some(w) = isolation.startup_warning() {
+        tracing::warn!("{w}");
+    }
     let agent_id = procs::agent_id(&data_dir).map_err(io(format!(
         "cannot read or create {}/agent-id",
         data_dir.display()
@@ -217,6 +230,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         program_args: vec!["run".into()],
         data_dir: data_dir.clone(),
         agent_id,
+        isolation,
         default_timeout: args
             .job_timeout
             .or(config.defaults.timeout)
