@@ -16,6 +16,7 @@ pub mod init;
 pub mod logging;
 pub mod pipeline;
 pub mod process;
+pub mod project;
 pub mod report;
 pub mod summary;
 pub mod tests_run;
