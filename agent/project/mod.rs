@@ -6,9 +6,11 @@
 //! reads `pyproject.toml`, `locks` turns lock files into hashed requirement files pip and uv
 //! install, `keys` says which bytes decide the environment (the wheelhouse key).
 
+pub mod compiled;
 pub mod detect;
 pub mod keys;
 pub mod locks;
+pub mod plan;
 pub mod pyproject;
 
 use std::path::PathBuf;
