@@ -63,44 +63,57 @@ impl LockedSet {
     }
 }
 
-/// `uv export` of `uv.lock` with the extras and groups asked for.
+/// `uv export` of `uv.lock` with the extras and groups asked for. `--locked` first: uv refuses a
+/// lock out of date with `pyproject.toml` (exit 2, "run `uv lock`"). When uv cannot decide that
+/// without the network (offline, index unreachable), the lock is exported as it is (`--frozen`)
+/// and the returned warning says the check was skipped.
 pub async fn export_uv_lock(
     uv: &Path,
     checkout: &Path,
     extras: &[String],
     groups: &[String],
     env: &[(OsString, OsString)],
-) -> Result<LockedSet, ProjectError> {
-    let mut cmd = Cmd::new(uv)
-        .args(["export", "--locked", "--format", "requirements.txt"])
-        .args([
-            "--no-emit-project",
-            "--no-header",
-            "--no-annotate",
-            "--quiet",
-        ]);
-    for e in extras {
-        cmd = cmd.args(["--extra", e.as_str()]);
-    }
-    for g in groups {
-        cmd = cmd.args(["--group", g.as_str()]);
-    }
-    let out = cmd
-        .cwd(checkout)
-        .envs(env)
-        .run()
-        .await
-        .map_err(|e| lock_error("uv.lock", e.to_string()))?;
-    if !out.success {
-        let text = out.tail(12);
-        if text.contains("needs to be updated") || text.contains("--locked") {
-            return Err(ProjectError::StaleLock {
-                detail: out.tail(3).replace('\n', " "),
-            });
+) -> Result<(LockedSet, Option<String>), ProjectError> {
+    let export = |mode: &'static str| {
+        let mut cmd = Cmd::new(uv)
+            .args(["export", mode, "--format", "requirements.txt"])
+            .args(["--no-emit-project", "--no-header", "--no-annotate", "--quiet"]);
+        for e in extras {
+            cmd = cmd.args(["--extra", e.as_str()]);
         }
-        return Err(lock_error("uv.lock", format!("uv export failed: {text}")));
+        for g in groups {
+            cmd = cmd.args(["--group", g.as_str()]);
+        }
+        cmd.cwd(checkout).envs(env)
+    };
+    let run = |cmd: Cmd| async move {
+        cmd.run()
+            .await
+            .map_err(|e| lock_error("uv.lock", e.to_string()))
+    };
+    let out = run(export("--locked")).await?;
+    if out.success {
+        return Ok((parse_requirements_text(&out.stdout_text()), None));
     }
-    Ok(parse_requirements_text(&out.stdout_text()))
+    let text = out.tail(12);
+    if text.contains("needs to be updated") {
+        return Err(ProjectError::StaleLock {
+            detail: out.tail(3).replace('\n', " "),
+        });
+    }
+    let frozen = run(export("--frozen")).await?;
+    if !frozen.success {
+        return Err(lock_error(
+            "uv.lock",
+            format!("uv export failed: {}", frozen.tail(12)),
+        ));
+    }
+    let warning = format!(
+        "could not check that uv.lock is up to date with pyproject.toml (uv: {}); \
+         installing the lock as it is",
+        text.lines().next().unwrap_or("").trim()
+    );
+    Ok((parse_requirements_text(&frozen.stdout_text()), Some(warning)))
 }
 
 fn lock_error(file: &str, message: String) -> ProjectError {
