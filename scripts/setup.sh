@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# System packages: the compile cache, servers the tests start on loopback, archivers the bench
-# compares against.
-APT_PKGS="ccache nginx-extras redis-server zstd git gcc shellcheck"
+# System packages: the compile cache, the sandbox for untrusted builds (bubblewrap), servers the
+# tests start on loopback, archivers the bench compares against.
+APT_PKGS="ccache nginx-extras redis-server zstd git gcc shellcheck bubblewrap"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -327,26 +327,60 @@ fn zstd_of(tar: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// What an archive really holds: (uncompressed tar bytes, regular files). Broken archives get
+/// generous values so that their own fault, not a bound, is what refuses them.
+fn declared(archive: &[u8]) -> (u64, u64) {
+    let Ok(tar) = zstd::decode_all(archive) else {
+        return (1 << 30, 1_000);
+    };
+    let files = tar::Archive::new(tar.as_slice())
+        .entries()
+        .map(|es| {
+            es.filter_map(Result::ok)
+                .filter(|e| e.header().entry_type().is_file())
+                .count() as u64
+        })
+        .unwrap_or(1_000);
+    (tar.len() as u64, files)
+}
+
 /// Put `archive` in the store under `key` with a manifest; `sha`/`size` override the true ones.
 fn plant(e: &Env, key: &str, archive: &[u8], sha: Option<String>, size: Option<u64>) {
+    let (uncompressed, files) = declared(archive);
+    plant_with(e, key, archive, |m| {
+        if let Some(sha) = sha {
+            m.sha256 = sha;
+        }
+        if let Some(size) = size {
+            m.compressed_size = size;
+        }
+        m.uncompressed_size = uncompressed;
+        m.file_count = files;
+    });
+}
+
+/// Put `archive` in the store under `key` with a manifest describing its size and hash, which
+/// `edit` may then change.
+fn plant_with(e: &Env, key: &str, archive: &[u8], edit: impl FnOnce(&mut Manifest)) {
     let object = manifest::archive_path(key, "planted", Compression::Zstd);
     write(&e.store_dir.join(&object), archive);
-    let m = Manifest {
+    let mut m = Manifest {
         format: manifest::FORMAT,
         key: key.into(),
         archive: object,
         compression: Compression::Zstd,
         level: 3,
-        sha256: sha.unwrap_or_else(|| hex::encode(Sha256::digest(archive))),
-        compressed_size: size.unwrap_or(archive.len() as u64),
+        sha256: hex::encode(Sha256::digest(archive)),
+        compressed_size: archive.len() as u64,
         uncompressed_size: 0,
         content_bytes: 0,
-        file_count: 1,
+        file_count: 0,
         created: chrono::Utc::now(),
         kiln_version: "test".into(),
         paths: vec!["target".into()],
         content_digest: String::new(),
     };
+    edit(&mut m);
     write(
         &e.store_dir.join(manifest::manifest_path(key)),
         &m.to_json(),
@@ -560,4 +594,216 @@ async fn inside_hard_links_and_symlinks_are_restored() {
         fs::metadata(target.join("h")).unwrap().ino(),
         fs::metadata(target.join("dir/f")).unwrap().ino()
     );
+}
+
+// Hostile archives through `kiln cache restore`, each run with RLIMIT_FSIZE at 64 MiB: if a
+// bound failed, the process would die on its first oversized file instead of filling the disk.
+
+const FILE_SIZE_CAP: u64 = 64 << 20;
+
+/// `kiln cache restore` of `key` into a target holding one marker file (file size capped).
+/// Returns (exit code, stdout, stderr).
+fn restore_capped(e: &Env, key: &str, extra: &[&str]) -> (i32, String, String) {
+    use std::os::unix::process::CommandExt;
+    let target = e.root.join("work/target");
+    write(&target.join("marker"), b"original");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kiln"));
+    cmd.args(["cache", "restore", "--key", key, "--path"])
+        .arg(&target)
+        .arg("--store")
+        .arg(format!("file://{}", e.store_dir.display()))
+        .args(extra)
+        .env_remove("KILN_LOG")
+        .env_remove("GITHUB_OUTPUT");
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: FILE_SIZE_CAP,
+                rlim_max: FILE_SIZE_CAP,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The restore printed `miss`, warned with `reason`, left the target as it was and wrote
+/// nothing next to it.
+fn assert_cli_refused(
+    e: &Env,
+    key: &str,
+    (code, stdout, stderr): (i32, String, String),
+    reason: &str,
+) {
+    assert_eq!(
+        code, 0,
+        "{key}: a refused archive is a miss, not a failure: {stderr}"
+    );
+    assert_eq!(stdout.trim(), "miss", "{key}: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains(&reason.to_lowercase()),
+        "{key}: warning should say {reason:?}: {stderr}"
+    );
+    let parent = e.root.join("work");
+    assert_eq!(
+        snapshot(&parent.join("target")),
+        vec![
+            ("/".to_string(), vec![]),
+            ("marker".to_string(), b"original".to_vec())
+        ],
+        "{key}: target changed"
+    );
+    let names: Vec<String> = fs::read_dir(&parent)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["target".to_string()],
+        "{key}: leftovers next to the target"
+    );
+}
+
+/// A zstd archive of one file of `len` zeros, compressed as a stream (never held in memory).
+fn zero_bomb(len: u64) -> Vec<u8> {
+    let enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    let mut b = tar::Builder::new(enc);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(T::Regular);
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "0/zeros", std::io::repeat(0).take(len))
+        .unwrap();
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+use std::io::Read as _;
+
+#[test]
+fn bomb_with_a_lying_manifest_stops_at_the_declared_size() {
+    let e = env();
+    // 1 GiB of zeros, about 40 KB compressed; the manifest says it expands to 1 MiB.
+    let bomb = zero_bomb(1 << 30);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    plant_with(&e, "bomb", &bomb, |m| {
+        m.uncompressed_size = 1 << 20;
+        m.file_count = 1;
+    });
+    let out = restore_capped(&e, "bomb", &[]);
+    assert_cli_refused(&e, "bomb", out, "expands past the 1048576 bytes");
+
+    // Told the truth, the same archive is still more than this restore may write.
+    plant_with(&e, "honest-bomb", &bomb, |m| {
+        m.uncompressed_size = (1 << 30) + 2048;
+        m.file_count = 1;
+    });
+    let out = restore_capped(&e, "honest-bomb", &["--max-restore-size", "32M"]);
+    assert_cli_refused(&e, "honest-bomb", out, "more than cache.max_restore_size");
+}
+
+#[test]
+fn archive_larger_than_its_manifest_or_with_a_wrong_hash_is_refused() {
+    let e = env();
+    let big: Vec<u8> = (0..400_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let z = zstd_of(&tar_of(&[("0/big", T::Regular, None, &big)]));
+    let (uncompressed, _) = declared(&z);
+    // Every size honest, the hash of some other archive.
+    plant_with(&e, "wrong-hash", &z, |m| {
+        m.sha256 = "ab".repeat(32);
+        m.uncompressed_size = uncompressed;
+        m.file_count = 1;
+    });
+    let out = restore_capped(&e, "wrong-hash", &[]);
+    assert_cli_refused(&e, "wrong-hash", out, "sha256 mismatch");
+    // The download stops as soon as it passes the declared compressed size.
+    plant_with(&e, "longer", &z, |m| {
+        m.compressed_size = 1000;
+        m.uncompressed_size = uncompressed;
+        m.file_count = 1;
+    });
+    let out = restore_capped(&e, "longer", &[]);
+    assert_cli_refused(
+        &e,
+        "longer",
+        out,
+        "larger than the 1000 bytes its manifest declares",
+    );
+}
+
+#[test]
+fn zstd_frame_asking_for_a_huge_window_is_refused() {
+    let e = env();
+    let t = tar_of(&[("0/ok.txt", T::Regular, None, b"fine")]);
+    let mut z = zstd_of(&t);
+    // Frame header: magic, descriptor (no single-segment flag, so a window descriptor follows),
+    // window descriptor. Claim a 2 GiB window (log 31): the content itself stays valid.
+    assert_eq!(&z[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    assert_eq!(z[4] & 0x20, 0, "frame must carry a window descriptor");
+    z[5] = (31 - 10) << 3;
+    let (uncompressed, files) = declared(&zstd_of(&t));
+    plant_with(&e, "window", &z, |m| {
+        m.uncompressed_size = uncompressed;
+        m.file_count = files;
+    });
+    let out = restore_capped(&e, "window", &[]);
+    assert_cli_refused(&e, "window", out, "window larger than the 128 MiB limit");
+}
+
+#[test]
+fn more_files_than_declared_or_allowed_is_refused() {
+    let e = env();
+    let names: Vec<String> = (0..10_000).map(|i| format!("0/f{i}")).collect();
+    let entries: Vec<(&str, T, Option<&str>, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), T::Regular, None, b"x".as_slice()))
+        .collect();
+    let z = zstd_of(&tar_of(&entries));
+    let (uncompressed, files) = declared(&z);
+    assert_eq!(files, 10_000);
+    plant_with(&e, "files", &z, |m| {
+        m.uncompressed_size = uncompressed;
+        m.file_count = 1;
+    });
+    let out = restore_capped(&e, "files", &[]);
+    assert_cli_refused(
+        &e,
+        "files",
+        out,
+        "more files than the 1 its manifest declares",
+    );
+    // Honest, but more entries than this restore may create.
+    plant(&e, "entries", &z, None, None);
+    let out = restore_capped(&e, "entries", &["--max-restore-entries", "500"]);
+    assert_cli_refused(&e, "entries", out, "cache.max_restore_entries (500)");
+}
+
+#[test]
+fn duplicate_paths_are_refused() {
+    let e = env();
+    let bodies: Vec<String> = (0..200).map(|i| format!("winner {i}")).collect();
+    let entries: Vec<(&str, T, Option<&str>, &[u8])> = bodies
+        .iter()
+        .map(|b| ("0/same.txt", T::Regular, None, b.as_bytes()))
+        .collect();
+    let z = zstd_of(&tar_of(&entries));
+    plant(&e, "dups", &z, None, None);
+    let out = restore_capped(&e, "dups", &[]);
+    assert_cli_refused(&e, "dups", out, "duplicate path");
+    // The same name spelled differently is the same path.
+    let z = zstd_of(&tar_of(&[
+        ("0/a/x", T::Regular, None, b"one"),
+        ("0/a/./x", T::Regular, None, b"two"),
+    ]));
+    plant(&e, "dups2", &z, None, None);
+    let out = restore_capped(&e, "dups2", &[]);
+    assert_cli_refused(&e, "dups2", out, "duplicate path");
 }

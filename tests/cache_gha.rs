@@ -169,7 +169,7 @@ async fn gha_store_saves_and_restores_through_the_cache_service() {
         _ => None,
     };
     assert_eq!(
-        kiln::cache::store::auto_url_from(&env),
+        kiln::settings::auto_url_from(&env),
         "gha",
         "chosen automatically"
     );

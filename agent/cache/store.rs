@@ -99,30 +99,6 @@ pub fn default_store_url() -> String {
     format!("file://{}", default_store_dir().display())
 }
 
-/// The store to use when none is configured: `KILN_STORE`, else `gha` when running under GitHub
-/// Actions with its cache service available, else the embedded file store.
-pub fn auto_url() -> String {
-    auto_url_from(&|k| std::env::var(k).ok())
-}
-
-/// [`auto_url`] over any environment (for tests).
-pub fn auto_url_from(env: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some(v) = env("KILN_STORE").filter(|v| !v.is_empty()) {
-        return v;
-    }
-    if gha_available(env) {
-        return "gha".into();
-    }
-    default_store_url()
-}
-
-/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
-/// results service URL (v2).
-pub fn gha_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
-    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
-}
-
 impl Store {
     /// Open the store a URL names.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
@@ -419,31 +395,6 @@ mod tests {
         let listed = store.list("state/").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].path, "state/x.json");
-    }
-
-    #[test]
-    fn auto_url_prefers_kiln_store_then_gha_then_file() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(a, _)| *a == k)
-                    .map(|(_, b)| b.to_string())
-            }
-        };
-        static GHA: [(&str, &str); 2] = [
-            ("ACTIONS_RUNTIME_TOKEN", "t"),
-            ("ACTIONS_CACHE_URL", "https://x/"),
-        ];
-        assert_eq!(auto_url_from(&env(&GHA)), "gha");
-        assert_eq!(
-            auto_url_from(&env(&[
-                ("KILN_STORE", "s3://b/p"),
-                ("ACTIONS_RUNTIME_TOKEN", "t")
-            ])),
-            "s3://b/p"
-        );
-        assert!(auto_url_from(&env(&[("ACTIONS_RUNTIME_TOKEN", "t")])).starts_with("file://"));
     }
 
     #[test]

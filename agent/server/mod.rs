@@ -3,17 +3,17 @@
 //! `kiln run`'s own reporting.
 //!
 //! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
-//! `worker` (running builds), `procs` (killing a build's processes), `server` (HTTP), `poll`
-//! (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
+//! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
 
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
 pub mod queue;
-pub mod server;
 pub mod signature;
 pub mod worker;
 
@@ -250,7 +250,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         config.repositories.len(),
         if secret.is_some() { "on" } else { "off" }
     );
-    let state = Arc::new(server::AppState {
+    let state = Arc::new(http::AppState {
         queue: queue.clone(),
         config: config.clone(),
         metrics,
@@ -263,7 +263,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         let mut rx = server_stop_rx;
-        axum::serve(listener, server::router(state))
+        axum::serve(listener, http::router(state))
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|s| *s).await;
             })

@@ -1,6 +1,6 @@
-//! `kiln.yml`: the project's build configuration.
+//! `kiln.yml`: the project's build configuration, the lowest layer of the settings.
 //!
-//! Precedence is flags > `KILN_*` environment > file > defaults. The file is parsed strictly:
+//! [`super::resolve`] lays `KILN_*` and flags over it. The file is parsed strictly:
 //! an unknown key or a wrong type is an error naming `file:line:col`, because a typo that silently
 //! falls back to a default is the worst kind of CI bug (the build "works", just not as configured).
 
@@ -40,20 +40,6 @@ pub enum Installer {
     Auto,
     Uv,
     Pip,
-}
-
-impl std::str::FromStr for Installer {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "uv" => Ok(Self::Uv),
-            "pip" => Ok(Self::Pip),
-            other => Err(format!(
-                "unknown installer {other:?} (expected auto, uv or pip)"
-            )),
-        }
-    }
 }
 
 /// Archive compression for cache tarballs.
@@ -169,6 +155,22 @@ pub struct CacheConfig {
     /// Also publish each wheel of the wheelhouse into the store (`wheels/…`) after a run, so
     /// `kiln index serve` can hand them to pip and uv.
     pub publish_wheels: bool,
+    /// The most one restore may write ("20G"); an archive declaring or expanding to more is a
+    /// miss.
+    #[serde(with = "size_serde")]
+    pub max_restore_size: u64,
+    /// The most entries (files, directories, links) one restore may create.
+    pub max_restore_entries: u64,
+}
+
+impl CacheConfig {
+    /// The bounds every restore of this run keeps.
+    pub fn restore_limits(&self) -> crate::cache::RestoreLimits {
+        crate::cache::RestoreLimits {
+            max_bytes: self.max_restore_size,
+            max_entries: self.max_restore_entries,
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -182,6 +184,8 @@ impl Default for CacheConfig {
             ccache: CcacheConfig::default(),
             pip_cache: false,
             publish_wheels: true,
+            max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
+            max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -310,62 +314,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Apply `KILN_*` environment overrides (between the file and the flags).
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(v) = env("KILN_PYTHON") {
-            self.python = v;
-        }
-        if let Some(v) = env("KILN_REQUIREMENTS") {
-            self.requirements = v
-                .split([',', ':'])
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-                .collect();
-        }
-        if let Some(v) = env("KILN_BOOTSTRAP_COMMAND") {
-            self.bootstrap.command = Some(v);
-        }
-        if let Some(v) = env("KILN_INSTALLER") {
-            self.bootstrap.installer = v.parse().map_err(|message| ConfigError::Env {
-                var: "KILN_INSTALLER".into(),
-                message,
-            })?;
-        }
-        if let Some(v) = env("KILN_TEST_COMMAND") {
-            self.test.command = v;
-        }
-        if let Some(v) = env("KILN_TEST_TIMEOUT") {
-            self.test.timeout =
-                Some(humantime::parse_duration(&v).map_err(|e| ConfigError::Env {
-                    var: "KILN_TEST_TIMEOUT".into(),
-                    message: e.to_string(),
-                })?);
-        }
-        if let Some(v) = env("KILN_STORE") {
-            self.cache.store = Some(v);
-        }
-        if let Some(v) = env("KILN_CACHE_KEY_EXTRA") {
-            self.cache.key_extra = Some(v);
-        }
-        if let Some(v) = env("KILN_REPORT_MODE") {
-            self.report.mode = match v.as_str() {
-                "problem" => ReportMode::Problem,
-                "failing" => ReportMode::Failing,
-                "change" => ReportMode::Change,
-                "all" => ReportMode::All,
-                other => {
-                    return Err(ConfigError::Env {
-                        var: "KILN_REPORT_MODE".into(),
-                        message: format!(
-                            "unknown mode {other:?} (expected problem, failing, change or all)"
-                        ),
-                    })
-                }
-            };
-        }
-        Ok(())
-    }
 }
 
 /// Deserialize YAML strictly, turning serde_yaml's error into `file:line:col: message`.
@@ -392,6 +340,28 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
             message,
         }
     })
+}
+
+/// A byte count written as a size ("20G", "500M") or a plain number of bytes.
+pub(crate) mod size_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Size {
+            Bytes(u64),
+            Text(String),
+        }
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(s) => crate::cache::cli::parse_size(&s).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// `Option<Duration>` as a humantime string ("90s", "30m", "7d").
@@ -473,22 +443,5 @@ mod tests {
     fn requirement_outside_checkout_is_rejected() {
         let err = parse("requirements: [../x.txt]\n").unwrap_err().to_string();
         assert!(err.contains("inside the checkout"), "{err}");
-    }
-
-    #[test]
-    fn env_overrides_file() {
-        let mut c = parse("test:\n  command: pytest\n").unwrap();
-        c.apply_env(&|k| match k {
-            "KILN_TEST_COMMAND" => Some("make test".into()),
-            "KILN_INSTALLER" => Some("uv".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(c.test.command, "make test");
-        assert_eq!(c.bootstrap.installer, Installer::Uv);
-        let err = c
-            .apply_env(&|k| (k == "KILN_INSTALLER").then(|| "x".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("KILN_INSTALLER"));
     }
 }

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::git::GitError;
 use crate::process::ProcessError;
+use crate::settings::{CheckoutMode, RunRequest};
+use crate::summary::{short_sha, StageOutcome};
+
+use super::stage::Done;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -127,6 +131,28 @@ pub async fn reuse(dir: &Path) -> Result<Checkout, CheckoutError> {
         sha,
         branch,
     })
+}
+
+/// The checkout stage: a fresh clone of `--rev` into `dir`, or the `--repo` directory as it is
+/// (`checkout: reuse`). The branch is the request's, else the one the rev names.
+pub async fn stage(req: &RunRequest, dir: &Path) -> Done<Result<Checkout, String>> {
+    let reuse = req.checkout == CheckoutMode::Reuse;
+    let result = if reuse {
+        self::reuse(Path::new(&req.repo)).await
+    } else {
+        checkout(&req.repo, &req.rev, dir).await
+    };
+    match result {
+        Ok(mut c) => {
+            let detail = format!("{} at {}", req.repo, short_sha(&c.sha));
+            c.branch = req.branch.clone().or(c.branch);
+            if c.branch.is_none() && !reuse {
+                c.branch = local_branch(&req.repo, &req.rev).await;
+            }
+            Done::new(Ok(c), StageOutcome::Ok, detail)
+        }
+        Err(e) => Done::new(Err(e.to_string()), StageOutcome::Failed, e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Where this run happens: GitHub Actions, read from the standard `GITHUB_*` variables and the
 //! event payload at `GITHUB_EVENT_PATH`.
 //!
-//! This is the one place the event payload is parsed. Everything else (the pipeline's defaults,
-//! the Actions reporter, the GitHub API reporter) asks [`current`] instead of reading `GITHUB_*`
-//! itself, so "which commit, which PR, is it a fork" has one answer per run.
+//! `ci/` is the only code that reads or writes `GITHUB_*`, `RUNNER_*`, `ACTIONS_*`,
+//! `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY` (see [`actions`] for the writing side). Everything
+//! else gets typed values: [`CiEnv`] (which commit, which PR, is it a fork), [`ReportTarget`]
+//! (where the GitHub reporter posts) and [`gha_cache_available`] (for the store URL), so each
+//! question has one answer per run.
 //!
 //! Detection is deliberately strict: only `GITHUB_ACTIONS=true` counts, so a developer with a
 //! stray `GITHUB_REPOSITORY` in their shell does not get `::group::` lines or a `gha` store.
@@ -13,7 +15,17 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::pipeline::RunContext;
+pub mod actions;
+mod github;
+
+pub use github::{GithubAccess, ReportTarget};
+
+/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
+/// results service URL (v2). Then `gha` is the default store.
+pub fn gha_cache_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
+}
 
 /// The GitHub Actions facts Kiln uses. Built by [`CiEnv::from_env`]; see [`current`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -217,10 +229,9 @@ impl CiEnv {
         })
     }
 
-    /// The environment variables other parts of Kiln (and tools Kiln runs) read for this run, as
-    /// pairs to set when they are not already set: `KILN_PR_NUMBER` (the PR comment) and
-    /// `KILN_HEAD_SHA` (statuses and check runs go on the PR's head, not the merge commit) for
-    /// the GitHub reporter.
+    /// What the event says in the terms `kiln agent` passes to a child `kiln run`:
+    /// `KILN_PR_NUMBER` (the PR comment) and `KILN_HEAD_SHA` (statuses and check runs go on the
+    /// PR's head, not the merge commit). [`ReportTarget`] uses them where the variables are unset.
     pub fn exported_vars(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(n) = self.pr_number {
@@ -230,31 +241,6 @@ impl CiEnv {
             }
         }
         out
-    }
-}
-
-impl CiEnv {
-    /// Apply what Actions tells us to a run about to start: the branch (the workspace is on a
-    /// detached merge commit for pull requests, so git cannot say it), no cache saves for fork
-    /// pull requests, and the variables other reporters read.
-    pub fn prepare_run(&self, ctx: &mut RunContext) {
-        crate::report::actions::mask_secrets();
-        if let Some(w) = &self.payload_warning {
-            tracing::warn!("{w}");
-        }
-        if ctx.opts.branch.is_none() {
-            ctx.opts.branch = self.branch.clone();
-        }
-        if let Some(why) = self.save_forbidden().filter(|_| ctx.save_allowed) {
-            tracing::info!("{why} (untrusted code must not write to the shared cache)");
-            ctx.save_allowed = false;
-        }
-        for (k, v) in self.exported_vars() {
-            if std::env::var_os(k).is_none() {
-                // Set before any stage spawns work; read back by the GitHub reporter.
-                std::env::set_var(k, v);
-            }
-        }
     }
 }
 
