@@ -77,7 +77,12 @@ pub async fn export_uv_lock(
     let export = |mode: &'static str| {
         let mut cmd = Cmd::new(uv)
             .args(["export", mode, "--format", "requirements.txt"])
-            .args(["--no-emit-project", "--no-header", "--no-annotate", "--quiet"]);
+            .args([
+                "--no-emit-project",
+                "--no-header",
+                "--no-annotate",
+                "--quiet",
+            ]);
         for e in extras {
             cmd = cmd.args(["--extra", e.as_str()]);
         }
@@ -113,7 +118,10 @@ pub async fn export_uv_lock(
          installing the lock as it is",
         text.lines().next().unwrap_or("").trim()
     );
-    Ok((parse_requirements_text(&frozen.stdout_text()), Some(warning)))
+    Ok((
+        parse_requirements_text(&frozen.stdout_text()),
+        Some(warning),
+    ))
 }
 
 fn lock_error(file: &str, message: String) -> ProjectError {

@@ -129,16 +129,18 @@ fn in_wheelhouse(r: &LockedReq, present: &[(String, String)]) -> bool {
 }
 
 /// The installer arguments that install the project itself (and local path dependencies).
-pub fn project_args(project: &Project, checkout: &Path, wheel: Option<&Path>) -> Vec<OsString> {
+pub fn project_args(project: &Project, checkout: &Path) -> Vec<OsString> {
     let extras = if project.extras.is_empty() {
         String::new()
     } else {
         format!("[{}]", project.extras.join(","))
     };
-    match (project.install, wheel) {
-        (InstallMode::None, _) => Vec::new(),
-        (InstallMode::Wheel, Some(w)) => vec![format!("{}{extras}", w.display()).into()],
-        _ => vec![
+    match project.install {
+        InstallMode::None => Vec::new(),
+        // A directory, not editable: the installer builds the project's wheel (isolated, build
+        // requirements from the wheelhouse) and installs it; the wheel is kept nowhere.
+        InstallMode::Wheel => vec![format!("{}{extras}", checkout.display()).into()],
+        InstallMode::Editable => vec![
             "-e".into(),
             format!("{}{extras}", checkout.display()).into(),
         ],
@@ -225,7 +227,7 @@ mod tests {
             "attrs\n"
         );
         assert_eq!(
-            project_args(&project, Path::new("/w/src"), None),
+            project_args(&project, Path::new("/w/src")),
             [OsString::from("-e"), OsString::from("/w/src")]
         );
     }

@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod checkout;
 pub mod junit;
+pub mod project;
 pub mod restore;
 pub mod save;
 pub mod stage;
@@ -84,6 +85,8 @@ struct Outputs {
     bootstrap: Option<Result<BootstrapOutput, String>>,
     tested: Option<Tested>,
     saved: Vec<CacheSaved>,
+    /// Where the dependencies came from (`deps_source`).
+    deps_source: &'static str,
 }
 
 /// Run the stages. `Err` only for usage/config problems (exit 2); everything else is in the
@@ -114,7 +117,18 @@ pub async fn execute(
     let store =
         Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
     out.checkout = Some(co);
-    build_and_test(&mut stages, &mut out, &settings, &store, &paths).await;
+    let prepared = project::prepare(
+        &settings.project,
+        &paths,
+        settings.request.offline,
+        &settings.request.tools_dir,
+    )
+    .await
+    .map_err(|e| UsageError::Other(e.to_string()))?;
+    for w in &prepared.warnings {
+        tracing::warn!("{w}");
+    }
+    build_and_test(&mut stages, &mut out, &settings, &prepared, &store, &paths).await;
     let error = match &out.bootstrap {
         Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
         _ => None,
@@ -137,16 +151,19 @@ async fn build_and_test(
     stages: &mut Stages<'_>,
     out: &mut Outputs,
     settings: &Settings,
+    prepared: &project::Prepared,
     store: &Store,
     paths: &Paths,
 ) {
     let project = &settings.project;
+    out.deps_source = prepared.detected.source.name();
     let req = &settings.request;
     out.restored = stages
         .time(
             Stage::Restore,
             restore::restore(RestoreInputs {
                 project,
+                detected: &prepared.detected,
                 paths,
                 store,
             }),
@@ -157,6 +174,7 @@ async fn build_and_test(
             Stage::Bootstrap,
             bootstrap_stage(BootstrapInputs {
                 project,
+                prepared,
                 paths,
                 python: out.restored.python.as_ref(),
                 wheelhouse_exact: out.restored.wheelhouse_exact(),
@@ -234,10 +252,12 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
             c.warnings.extend(saved.warnings.iter().cloned());
         }
     }
+    s.deps_source = out.deps_source.to_string();
     if let Some(Ok(b)) = &out.bootstrap {
         s.installer = b.installer.clone();
         s.wheels = b.wheels.clone();
         s.ccache = b.ccache.clone();
+        s.project = b.project.clone();
     }
     if let Some(t) = &out.tested {
         s.tests = t.tests.clone();

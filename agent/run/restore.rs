@@ -4,10 +4,11 @@
 //! A store fault or a missing key never fails the build: the stage ends `warning` and the
 //! bootstrap builds what it must.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cache::key::{CacheKey, KeyInputs};
 use crate::cache::{self, Store};
+use crate::project::{keys, Project, ProjectError};
 use crate::settings::Config;
 use crate::summary::{CacheSummary, RestoreHit, StageOutcome};
 
@@ -20,14 +21,8 @@ use super::workdir::Paths;
 pub enum KeyError {
     #[error(transparent)]
     Python(#[from] PythonError),
-    #[error("requirement file {0} does not exist in the checkout")]
-    MissingRequirements(PathBuf),
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Project(#[from] ProjectError),
 }
 
 /// One cache of a run.
@@ -80,29 +75,11 @@ impl RunKeys {
     }
 }
 
-/// The requirement and constraint files that exist, as (relative path, contents).
-fn requirement_files(config: &Config, checkout: &Path) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
-    let default_only = config.requirements == Config::default().requirements;
-    let mut files = Vec::new();
-    for rel in config.requirements.iter().chain(&config.constraints) {
-        let path = checkout.join(rel);
-        match std::fs::read(&path) {
-            Ok(body) => files.push((rel.display().to_string(), body)),
-            // The default requirements.txt may be absent: a project with no dependencies.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && default_only => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyError::MissingRequirements(rel.clone()))
-            }
-            Err(source) => return Err(KeyError::Io { path, source }),
-        }
-    }
-    Ok(files)
-}
-
 /// This run's keys, from the interpreter, the compiler and the requirement files. Also returns
 /// the interpreter's probe, which the bootstrap reuses.
 pub async fn derive_keys(
     project: &Config,
+    detected: &Project,
     checkout: &Path,
 ) -> Result<(RunKeys, PythonInfo), KeyError> {
     let (py, compiler) = tokio::join!(
@@ -115,7 +92,7 @@ pub async fn derive_keys(
         arch: py.arch.clone(),
         python_tag: py.tag.clone(),
         compiler,
-        requirement_files: requirement_files(project, checkout)?,
+        requirement_files: keys::key_files(checkout, detected, &project.constraints)?,
         extra: project.cache.key_extra.clone(),
     };
     let keys = RunKeys {
@@ -129,6 +106,7 @@ pub async fn derive_keys(
 /// What the restore stage needs.
 pub struct RestoreInputs<'a> {
     pub project: &'a Config,
+    pub detected: &'a Project,
     pub paths: &'a Paths,
     pub store: &'a Store,
 }
@@ -155,7 +133,7 @@ impl Restored {
 
 /// Derive the keys and restore every cache, concurrently.
 pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
-    let (keys, python) = match derive_keys(inp.project, &inp.paths.checkout).await {
+    let (keys, python) = match derive_keys(inp.project, inp.detected, &inp.paths.checkout).await {
         Ok(k) => k,
         Err(e) => {
             let msg = format!("cannot derive cache keys: {e}");

@@ -16,13 +16,14 @@ pub mod ccache;
 mod error;
 pub mod installers;
 pub mod plan;
+pub mod project;
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
 use crate::settings::Config;
-use crate::summary::{CcacheSummary, WheelSummary};
+use crate::summary::{CcacheSummary, ProjectSummary, WheelSummary};
 
 use super::toolchain::{self, PythonInfo};
 use super::untrusted::{self, Scope};
@@ -35,6 +36,8 @@ use plan::{Plan, Strategy};
 /// What the bootstrap stage needs.
 pub struct BootstrapInputs<'a> {
     pub project: &'a Config,
+    /// What the checkout is, and its locked set.
+    pub prepared: &'a super::project::Prepared,
     pub paths: &'a Paths,
     /// The interpreter, when the restore stage probed it.
     pub python: Option<&'a PythonInfo>,
@@ -54,6 +57,8 @@ pub struct BootstrapOutput {
     pub installer: String,
     pub wheels: WheelSummary,
     pub ccache: CcacheSummary,
+    /// The project's own install, when it is installed.
+    pub project: Option<ProjectSummary>,
     /// ccache stored new results in this run: its cache is worth saving.
     pub ccache_new_entries: bool,
     /// Environment for the test command (venv activated).
@@ -97,8 +102,9 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     let started = Instant::now();
     let plan = plan::plan(
         inp.project,
+        inp.prepared,
         &py,
-        &paths.checkout,
+        paths,
         inp.offline,
         inp.tools_dir,
         &mut warnings,
@@ -134,6 +140,23 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     out.wheels = installed.wheels;
     out.build_seconds = installed.build_seconds;
     out.install_seconds = installed.install_seconds;
+    if tool.is_some() && !plan.project.is_empty() {
+        let modules = project::check_compiled(
+            &inp.prepared.detected,
+            &paths.venv.join("bin").join("python"),
+            &paths.checkout,
+            &paths.tmp,
+            &test_env(paths),
+        )
+        .await?;
+        out.project = Some(ProjectSummary {
+            install: inp.prepared.detected.install.as_str().into(),
+            seconds: installed.project_seconds,
+            compiled_modules: modules,
+            build_requires: plan.build_requires.clone(),
+            pytest_added: installed.pytest_added,
+        });
+    }
     if let Some(c) = &ccache {
         out.ccache = c.stats(&build_env).await;
         out.ccache_new_entries = out.ccache.misses > 0;
@@ -162,7 +185,8 @@ fn test_env(paths: &Paths) -> Vec<(OsString, OsString)> {
     ]
 }
 
-/// Kiln's install: from the wheelhouse, building only what it lacks.
+/// Kiln's install: from the wheelhouse, building only what it lacks; then pytest when the test
+/// command needs it.
 async fn install(
     inp: &BootstrapInputs<'_>,
     py: &PythonInfo,
@@ -177,10 +201,43 @@ async fn install(
         py,
         venv_python: inp.paths.venv.join("bin").join("python"),
         wheelhouse: &inp.paths.wheelhouse,
-        reqs: &plan.reqs,
+        deps: &plan.deps,
+        project: plan.project.clone(),
+        build_requires: &plan.build_requires,
+        project_dist: inp.paths.tmp.join("project-dist"),
+        dynamic_deps: plan.dynamic_deps,
         scope,
     };
-    if plan.reqs.is_empty() {
+    let mut done = install_requirements(inp, &i, warnings).await?;
+    let (added, report) =
+        project::ensure_pytest(&i, &inp.project.test.command, inp.offline).await?;
+    done.pytest_added = added;
+    done.wheels.built += report.built.len() as u32;
+    done.wheels.built_names.extend(report.built);
+    if let Some(used) = done.used.as_mut() {
+        used.extend(report.used);
+        let removed = installers::prune_wheelhouse(
+            &inp.paths.wheelhouse,
+            used,
+            inp.project.cache.wheelhouse.max_age,
+        );
+        if !removed.is_empty() {
+            tracing::info!(
+                "pruned {} unused wheel(s): {}",
+                removed.len(),
+                removed.join(", ")
+            );
+        }
+    }
+    Ok(done)
+}
+
+async fn install_requirements(
+    inp: &BootstrapInputs<'_>,
+    i: &Installing<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Installed, BootstrapError> {
+    if plan_is_empty(i) {
         return Ok(Installed::default());
     }
     if inp.offline {
@@ -194,8 +251,11 @@ async fn install(
             "the restored wheelhouse lacks wheels for these requirements: building them".into(),
         );
     }
-    i.build_then_install(inp.project.cache.wheelhouse.max_age)
-        .await
+    i.build_then_install().await
+}
+
+fn plan_is_empty(i: &Installing<'_>) -> bool {
+    i.deps.is_empty() && i.project.is_empty() && i.build_requires.is_empty()
 }
 
 /// The project's own bootstrap command, with Kiln's environment; the wheels it adds to the
