@@ -24,6 +24,10 @@ pub struct DepsPlan {
     /// Local directories (path dependencies, workspace members): built in place every run,
     /// never kept in the wheelhouse. (path, editable)
     pub local: Vec<(PathBuf, bool)>,
+    /// Local directories named inside requirement files (`-e ./lib/x`, `./lib/x`): installed by
+    /// the requirement file itself; listed for their build requirements, and so that their
+    /// wheels are taken out of the wheelhouse after `pip wheel`.
+    pub local_in_requirements: Vec<PathBuf>,
 }
 
 impl DepsPlan {
@@ -78,6 +82,10 @@ pub fn plan(
         for f in files {
             args.push("-r".into());
             args.push(checkout.join(f).into());
+            // Path lines stay in the file (pip builds them in place at install); their build
+            // requirements go into the wheelhouse and their wheels never stay there.
+            let text = std::fs::read_to_string(checkout.join(f)).unwrap_or_default();
+            p.local_in_requirements.extend(local_lines(&text));
         }
     }
     let mut extra = project.requirements.clone();
@@ -102,8 +110,135 @@ pub fn plan(
         }
     }
     p.wheel_args = args.clone();
-    p.install_args = args;
+    p.install_args = install_copies(&args, tmp)?;
     Ok(p)
+}
+
+/// The requirement-file arguments for the install from the wheelhouse. A file with pip options
+/// that refuse our wheels (`--hash`, `--require-hashes`, `--no-binary`, `--only-binary`) gets a
+/// copy without them: pip checked the hashes of what it downloaded when it filled the
+/// wheelhouse, and the wheels it built there are ours.
+fn install_copies(args: &[OsString], tmp: &Path) -> Result<Vec<OsString>, ProjectError> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut n = 0;
+    for a in args {
+        let path = Path::new(a);
+        let text = match path.is_file().then(|| std::fs::read_to_string(path)) {
+            Some(Ok(t)) if refuses_wheels(&t) => t,
+            _ => {
+                out.push(a.clone());
+                continue;
+            }
+        };
+        n += 1;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let copy = tmp.join(format!("kiln-install-{n}.txt"));
+        std::fs::create_dir_all(tmp)
+            .and_then(|()| std::fs::write(&copy, strip_for_install(&text, dir)))
+            .map_err(|source| ProjectError::Io {
+                path: copy.clone(),
+                source,
+            })?;
+        out.push(copy.into());
+    }
+    Ok(out)
+}
+
+fn refuses_wheels(text: &str) -> bool {
+    ["--hash", "--require-hashes", "--no-binary", "--only-binary"]
+        .iter()
+        .any(|o| text.contains(o))
+}
+
+/// A requirement file without hash and binary options; nested files and find-links made
+/// absolute (the copy lives elsewhere). Nested files are used as they are.
+pub fn strip_for_install(text: &str, dir: &Path) -> String {
+    let joined = text.replace("\\\n", " ");
+    let mut out = String::new();
+    for line in joined.lines() {
+        let line = line.split(" #").next().unwrap_or("").trim();
+        let mut kept: Vec<String> = Vec::new();
+        let mut tokens = line.split_whitespace().peekable();
+        while let Some(t) = tokens.next() {
+            if t.starts_with("--hash") || t == "--require-hashes" {
+                if t == "--hash" {
+                    tokens.next();
+                }
+                continue;
+            }
+            if t.starts_with("--no-binary") || t.starts_with("--only-binary") {
+                if !t.contains('=') {
+                    tokens.next();
+                }
+                continue;
+            }
+            kept.push(t.to_string());
+            if matches!(
+                t,
+                "-r" | "-c" | "--requirement" | "--constraint" | "-f" | "--find-links"
+            ) {
+                if let Some(v) = tokens.next() {
+                    let abs = dir.join(v);
+                    kept.push(if abs.exists() {
+                        abs.display().to_string()
+                    } else {
+                        v.to_string()
+                    });
+                }
+            }
+        }
+        if !kept.is_empty() {
+            out.push_str(&kept.join(" "));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Directories a requirement file names (`-e ./x`, `--editable=./x`, `./x`, `../x`).
+pub fn local_lines(text: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split(" #").next().unwrap_or("").trim();
+        let target = line
+            .strip_prefix("-e ")
+            .or_else(|| line.strip_prefix("--editable "))
+            .or_else(|| line.strip_prefix("--editable="))
+            .unwrap_or(line)
+            .trim();
+        let path = target.split(['[', ' ', ';']).next().unwrap_or("");
+        if path.starts_with("./") || path.starts_with("../") || path == "." {
+            out.push(PathBuf::from(path));
+        }
+    }
+    out
+}
+
+/// Remove from `wheelhouse` the wheels of the local projects in `dirs` (by their
+/// `[project].name`): they are built in place every run, never kept as releases.
+pub fn remove_local_wheels(wheelhouse: &Path, checkout: &Path, dirs: &[PathBuf]) -> Vec<String> {
+    let names: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| {
+            super::pyproject::PyProject::load(&checkout.join(d).join("pyproject.toml")).ok()
+        })
+        .filter_map(|p| p.name())
+        .collect();
+    let mut removed = Vec::new();
+    for e in std::fs::read_dir(wheelhouse)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let dist = file.strip_suffix(".whl").and_then(|s| s.split('-').next());
+        if dist.is_some_and(|d| names.contains(&normalize(d)))
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed.push(file);
+        }
+    }
+    removed
 }
 
 /// `dist-version` pairs (normalized) of the wheels in `dir`.
@@ -204,6 +339,35 @@ mod tests {
     }
 
     #[test]
+    fn install_copies_drop_hash_and_binary_options_and_keep_paths_working() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("vendor")).unwrap();
+        let text = "--require-hashes\n--find-links vendor\n--no-binary markupsafe\n\
+                    markupsafe==3.0.2 ; sys_platform == 'linux' \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n\
+                    six==1.0 --hash sha256:cc  # pinned\n";
+        let out = strip_for_install(text, d.path());
+        assert_eq!(
+            out,
+            format!(
+                "--find-links {}\nmarkupsafe==3.0.2 ; sys_platform == 'linux'\nsix==1.0\n",
+                d.path().join("vendor").display()
+            )
+        );
+        std::fs::write(d.path().join("requirements.txt"), text).unwrap();
+        std::fs::write(d.path().join("plain.txt"), "six\n").unwrap();
+        let args: Vec<OsString> = vec![
+            "-r".into(),
+            d.path().join("requirements.txt").into(),
+            "-r".into(),
+            d.path().join("plain.txt").into(),
+        ];
+        let tmp = d.path().join("tmp");
+        let copies = install_copies(&args, &tmp).unwrap();
+        assert_eq!(copies[1], OsString::from(tmp.join("kiln-install-1.txt")));
+        assert_eq!(copies[3], args[3], "a plain file is used as it is");
+    }
+
+    #[test]
     fn a_package_with_requirement_files_also_builds_its_own_dependencies() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("requirements.txt"), "six\n").unwrap();
@@ -225,6 +389,16 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(tmp.join("kiln-project-requirements.txt")).unwrap(),
             "attrs\n"
+        );
+        assert_eq!(
+            local_lines(
+                "-e ./lib/helper\n../other[x] ; python_version > '3'\nsix\n--editable=./y\n"
+            ),
+            [
+                PathBuf::from("./lib/helper"),
+                PathBuf::from("../other"),
+                PathBuf::from("./y")
+            ]
         );
         assert_eq!(
             project_args(&project, Path::new("/w/src")),

@@ -358,6 +358,13 @@ impl Installing<'_> {
         let mut report = WheelReport::default();
         if !self.deps.wheel_args.is_empty() {
             report.merge(self.pip_wheel(self.deps.wheel_args.clone()).await?);
+            for w in crate::project::plan::remove_local_wheels(
+                self.wheelhouse,
+                self.scope.cwd,
+                &self.deps.local_in_requirements,
+            ) {
+                report.used.remove(&w);
+            }
         }
         if !self.build_requires.is_empty() {
             let reqs = self.build_requires.iter().map(OsString::from).collect();

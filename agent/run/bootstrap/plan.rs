@@ -87,7 +87,13 @@ pub async fn plan(
     )?;
     let mut project_args = project_plan::project_args(detected, checkout);
     project_args.extend(project_plan::local_args(&deps.local, checkout));
-    let build_requires = super::project::build_requires(detected, &deps.local, checkout);
+    let locals: Vec<(std::path::PathBuf, bool)> = deps
+        .local
+        .iter()
+        .cloned()
+        .chain(deps.local_in_requirements.iter().map(|d| (d.clone(), true)))
+        .collect();
+    let build_requires = super::project::build_requires(detected, &locals, checkout);
     let dynamic_deps = detected.install != InstallMode::None
         && detected
             .pyproject
