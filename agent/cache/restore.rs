@@ -41,10 +41,11 @@ pub(super) async fn restore(
         // A download cut by the network is tried again from the start (a fresh staging);
         // a bad archive is not.
         let mut attempt = 1;
-        let mut delay = super::store::retry_base_delay();
+        let policy = store.retry_policy();
+        let mut delay = policy.base_delay;
         let result = loop {
             match fetch_and_extract(store, &manifest, paths, limits).await {
-                Err(f) if f.transient && attempt < super::store::retry_attempts() => {
+                Err(f) if f.transient && attempt < policy.attempts => {
                     tracing::debug!(key, attempt, reason = %f.reason, "download failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;

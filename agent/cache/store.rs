@@ -48,22 +48,28 @@ impl StoreError {
     }
 }
 
-/// Attempts per store operation (`KILN_STORE_RETRIES`, default 3).
-pub(crate) fn retry_attempts() -> u32 {
-    std::env::var("KILN_STORE_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .clamp(1, 10)
+/// How often and how patiently a store operation is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per operation (`KILN_STORE_RETRIES`, default 3, 1 to 10).
+    pub attempts: u32,
+    /// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
+    pub base_delay: Duration,
 }
 
-/// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
-pub(crate) fn retry_base_delay() -> Duration {
-    std::env::var("KILN_STORE_RETRY_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_millis(500))
+impl RetryPolicy {
+    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> RetryPolicy {
+        RetryPolicy {
+            attempts: env("KILN_STORE_RETRIES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3)
+                .clamp(1, 10),
+            base_delay: env("KILN_STORE_RETRY_DELAY_MS")
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_millis(500)),
+        }
+    }
 }
 
 /// One listed object.
@@ -83,6 +89,7 @@ pub struct Store {
     /// For `file://` stores: the root directory, so archives can be written in place and
     /// renamed (no copy) and read without going through the async layer.
     local_root: Option<PathBuf>,
+    retry: RetryPolicy,
 }
 
 /// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`).
@@ -100,8 +107,19 @@ pub fn default_store_url() -> String {
 }
 
 impl Store {
-    /// Open the store a URL names.
+    /// Open the store a URL names, with credentials and tuning (`KILN_STORE_*`) from the process
+    /// environment.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
+        Store::from_url_with_env(url, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Store::from_url`] reading credentials and tuning from `env` instead of the process
+    /// environment (several stores with different settings in one process).
+    pub fn from_url_with_env(
+        url: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Store, StoreError> {
+        let retry = RetryPolicy::from_env(env);
         let bad = |message: &str| StoreError::BadUrl {
             url: redact(url),
             message: message.to_string(),
@@ -123,18 +141,24 @@ impl Store {
                 op,
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
+                retry,
             });
         }
         if url.starts_with('/') {
-            return Store::from_url(&format!("file://{url}"));
+            return Store::from_url_with_env(&format!("file://{url}"), env);
         }
-        let op = super::backends::remote_operator(url, &|k| std::env::var(k).ok())
-            .map_err(|m| bad(&m))?;
+        let op = super::backends::remote_operator(url, env).map_err(|m| bad(&m))?;
         Ok(Store {
             op,
             display: redact(url),
             local_root: None,
+            retry,
         })
+    }
+
+    /// How this store retries transient failures.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// The URL without credentials.
@@ -158,8 +182,8 @@ impl Store {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut delay = retry_base_delay();
-        let attempts = retry_attempts();
+        let mut delay = self.retry.base_delay;
+        let attempts = self.retry.attempts;
         let mut attempt = 1;
         loop {
             match f().await {

@@ -267,7 +267,7 @@ impl Installing<'_> {
             .echo(true)
     }
 
-    fn failed(&self, o: &Output) -> BootstrapError {
+    pub(super) fn failed(&self, o: &Output) -> BootstrapError {
         BootstrapError::Install {
             installer: self.name().into(),
             code: o.code.unwrap_or(-1),
@@ -344,36 +344,32 @@ impl Installing<'_> {
         Ok(run.failed.is_none().then(|| reused(&run)))
     }
 
-    /// `pip wheel` what the wheelhouse lacks — the dependencies, the build requirements, and
-    /// (when only the project's metadata knows them) the project's own dependencies — then
-    /// install. The caller prunes with `Installed::used`.
-    pub async fn build_then_install(&self) -> Result<Installed, BootstrapError> {
+    /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse>` with the host's pip.
+    pub(super) fn pip_wheel_cmd(&self) -> Result<Cmd, BootstrapError> {
         if self.py.pip.is_none() {
             return Err(BootstrapError::NoPip {
                 python: self.py.path.display().to_string(),
                 detail: "`import pip` failed".into(),
             });
         }
+        Ok(untrusted::program(&self.py.path, self.scope)
+            .args(["-m", "pip", "wheel", "--wheel-dir"])
+            .arg(self.wheelhouse)
+            .arg("--find-links")
+            .arg(self.wheelhouse)
+            .echo(true))
+    }
+
+    /// `pip wheel` what the wheelhouse lacks — the dependencies, then what the project's own
+    /// install needs (see `project_needs`) — then install. The caller prunes with
+    /// `Installed::used`.
+    pub async fn build_then_install(&self) -> Result<Installed, BootstrapError> {
         let t = Instant::now();
         let mut report = WheelReport::default();
         if !self.deps.wheel_args.is_empty() {
             report.merge(self.pip_wheel(self.deps.wheel_args.clone()).await?);
-            for w in crate::project::plan::remove_local_wheels(
-                self.wheelhouse,
-                self.scope.cwd,
-                &self.deps.local_in_requirements,
-            ) {
-                report.used.remove(&w);
-            }
         }
-        if !self.build_requires.is_empty() {
-            let reqs = self.build_requires.iter().map(OsString::from).collect();
-            report.merge(self.pip_wheel(reqs).await?);
-        }
-        if self.dynamic_deps && !self.deps.locked {
-            let wheel = self.project_wheel().await?;
-            report.merge(self.project_dependencies(&wheel).await?);
-        }
+        self.project_needs(&mut report).await?;
         let build_seconds = t.elapsed().as_secs_f64();
         let run = self.install(&[]).await?;
         if let Some(o) = &run.failed {
@@ -395,15 +391,7 @@ impl Installing<'_> {
 
     /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse> <args>`.
     pub async fn pip_wheel(&self, args: Vec<OsString>) -> Result<WheelReport, BootstrapError> {
-        let o = untrusted::program(&self.py.path, self.scope)
-            .args(["-m", "pip", "wheel", "--wheel-dir"])
-            .arg(self.wheelhouse)
-            .arg("--find-links")
-            .arg(self.wheelhouse)
-            .args(args)
-            .echo(true)
-            .run()
-            .await?;
+        let o = self.pip_wheel_cmd()?.args(args).run().await?;
         if !o.success {
             return Err(BootstrapError::WheelBuild {
                 code: o.code.unwrap_or(-1),
@@ -412,6 +400,51 @@ impl Installing<'_> {
             });
         }
         Ok(parse_pip_wheel(&o.lines))
+    }
+
+    /// What the project's own install needs in the wheelhouse, after the dependencies: the
+    /// wheels of local path dependencies out (they are built in place every run), the build
+    /// requirements in, and — when only its metadata knows them — its dependencies.
+    pub async fn project_needs(&self, report: &mut WheelReport) -> Result<(), BootstrapError> {
+        for w in crate::project::plan::remove_local_wheels(
+            self.wheelhouse,
+            self.scope.cwd,
+            &self.deps.local_in_requirements,
+        ) {
+            report.used.remove(&w);
+        }
+        if !self.build_requires.is_empty() {
+            let reqs = self.build_requires.iter().map(OsString::from).collect();
+            report.merge(self.pip_wheel(reqs).await?);
+        }
+        if self.dynamic_deps && !self.deps.locked {
+            let wheel = self.project_wheel().await?;
+            report.merge(self.project_dependencies(&wheel).await?);
+        }
+        Ok(())
+    }
+
+    /// Install the project and local path dependencies only (the dependencies are in).
+    pub async fn install_project(&self) -> Result<f64, BootstrapError> {
+        if self.project.is_empty() {
+            return Ok(0.0);
+        }
+        let t = Instant::now();
+        let no_deps: &[&str] = if self.deps.locked {
+            &["--no-deps"]
+        } else {
+            &[]
+        };
+        let o = self
+            .install_cmd()
+            .args(no_deps.iter().copied())
+            .args(self.project.iter().cloned())
+            .run()
+            .await?;
+        if !o.success {
+            return Err(self.failed(&o));
+        }
+        Ok(t.elapsed().as_secs_f64())
     }
 
     /// Build the project's own wheel into `project_dist` (never the wheelhouse), with the

@@ -15,6 +15,7 @@
 pub mod ccache;
 mod error;
 pub mod installers;
+pub mod parallel_build;
 pub mod plan;
 pub mod project;
 
@@ -251,7 +252,29 @@ async fn install_requirements(
             "the restored wheelhouse lacks wheels for these requirements: building them".into(),
         );
     }
-    i.build_then_install().await
+    match tool_for_parallel_build(i) {
+        Some(uv) => {
+            let constraints = parallel_build::constraints_path(&inp.paths.tmp);
+            let uv_cache = plan::uv_cache(inp.paths);
+            i.uv_build_in_parallel(uv, &uv_cache, &constraints).await
+        }
+        None => i.build_then_install().await,
+    }
+}
+
+/// uv builds the dependencies in parallel when it installs and the requirement files need no
+/// rewriting for the install (no lock, no hash or binary options): see `parallel_build`.
+fn tool_for_parallel_build<'a>(i: &Installing<'a>) -> Option<&'a std::path::Path> {
+    match i.tool {
+        Tool::Uv(uv)
+            if !i.deps.locked
+                && !i.deps.wheel_args.is_empty()
+                && i.deps.wheel_args == i.deps.install_args =>
+        {
+            Some(uv)
+        }
+        _ => None,
+    }
 }
 
 fn plan_is_empty(i: &Installing<'_>) -> bool {
