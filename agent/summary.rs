@@ -132,12 +132,18 @@ pub struct TestSummary {
     pub failed: u32,
     pub skipped: u32,
     pub failures: Vec<TestFailure>,
+    /// The test command wrote no JUnit report: the counts mean nothing (never "0 passed").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_counted: bool,
 }
 
 impl TestSummary {
     /// `3 passed, 1 failed, 0 skipped`: the one phrase for test counts, used by the test
     /// stage's detail line and every report (see `report::vocab`).
     pub fn counts(&self) -> String {
+        if self.not_counted {
+            return "tests not counted (no JUnit report)".into();
+        }
         format!(
             "{} passed, {} failed, {} skipped",
             self.passed, self.failed, self.skipped

@@ -392,6 +392,7 @@ mod tests {
                     line: Some(12),
                     message: "assert 3 == 4\n where 3 = add(1, 2), 50%: a|b".into(),
                 }],
+                not_counted: false,
             },
             notified: vec![Notified {
                 channel: "github-comment".into(),

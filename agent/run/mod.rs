@@ -31,7 +31,7 @@ use crate::summary::{Outcome, RunSummary, StageOutcome};
 
 use bootstrap::{BootstrapInputs, BootstrapOutput};
 use checkout::Checkout;
-use restore::{RestoreInputs, Restored};
+use restore::{RestoreInputs, Restored, RunKeys};
 use save::{CacheSaved, SaveInputs};
 pub use stage::{NoHooks, Stage, StageHooks, Stages};
 use test::{TestInputs, Tested};
@@ -169,6 +169,7 @@ async fn build_and_test(
             }),
         )
         .await;
+    let wheels_before = bootstrap::installers::list_wheels(&paths.wheelhouse);
     let boot = stages
         .time(
             Stage::Bootstrap,
@@ -195,11 +196,22 @@ async fn build_and_test(
             None
         }
     };
+    // A failed bootstrap keeps what it built (under a partial key the next run restores by
+    // prefix), so the next run retries only what failed.
+    let progress = boot
+        .is_err()
+        .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
+    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != wheels_before;
     let save = SaveInputs {
         allowed: req.save_allowed,
         store,
-        keys: out.restored.keys.as_ref(),
-        ccache_new_entries: boot.as_ref().ok().map(|b| b.ccache_new_entries),
+        keys: match &progress {
+            Some(partial) => partial.as_ref(),
+            None => out.restored.keys.as_ref(),
+        },
+        ccache_new_entries: Some(boot.as_ref().map_or(true, |b| b.ccache_new_entries)),
+        // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
+        wheelhouse_unchanged: boot.is_err() && !grew,
         paths,
         config: &project.cache,
     };

@@ -62,6 +62,25 @@ pub struct RunKeys {
 }
 
 impl RunKeys {
+    /// The keys a failed bootstrap saves its progress under: the wheelhouse and ccache, each
+    /// under its exact key plus `-partial-<unix seconds>`. The exact key stays free for the run
+    /// that succeeds (stores such as GitHub's never overwrite), and the next run finds the
+    /// progress through the restore prefix.
+    pub fn partial(&self) -> RunKeys {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mark = |k: &CacheKey| CacheKey {
+            key: format!("{}-partial-{stamp}", k.key),
+            restore_keys: k.restore_keys.clone(),
+        };
+        RunKeys {
+            wheelhouse: mark(&self.wheelhouse),
+            ccache: mark(&self.ccache),
+            pip: None,
+        }
+    }
+
     /// Every cache this run uses, with its key.
     pub fn caches(&self) -> Vec<(CacheName, &CacheKey)> {
         let mut v = vec![
@@ -178,4 +197,33 @@ pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
         caches: summaries,
     };
     Done::new(restored, outcome, parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_keys_leave_the_exact_key_free_and_restore_by_prefix() {
+        let key = |k: &str| CacheKey {
+            key: format!("kiln-1-{k}-abc"),
+            restore_keys: vec![format!("kiln-1-{k}-")],
+        };
+        let keys = RunKeys {
+            wheelhouse: key("wheels"),
+            ccache: key("ccache"),
+            pip: Some(key("pip")),
+        };
+        let p = keys.partial();
+        assert!(p.wheelhouse.key.starts_with("kiln-1-wheels-abc-partial-"));
+        assert!(p
+            .wheelhouse
+            .key
+            .starts_with(&keys.wheelhouse.restore_keys[0]));
+        assert!(p.ccache.key.starts_with("kiln-1-ccache-abc-partial-"));
+        assert!(
+            p.pip.is_none(),
+            "a failed run's download cache is not worth a new key"
+        );
+    }
 }

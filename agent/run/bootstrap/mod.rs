@@ -298,6 +298,8 @@ async fn project_command(
         ("PATH".into(), plan::path_with(&[&bin, &masq])),
         ("PIP_FIND_LINKS".into(), wh.clone()),
         ("PIP_WHEEL_DIR".into(), wh.clone()),
+        // uv reads the wheelhouse too (`uv pip install` finds the wheels there).
+        ("UV_FIND_LINKS".into(), wh.clone()),
         ("KILN_WHEELHOUSE".into(), wh),
         ("KILN_VENV".into(), paths.venv.clone().into()),
     ]);
