@@ -82,7 +82,7 @@ pub async fn ensure_pytest(
     let o = i.install_cmd().arg("pytest").run().await?;
     if !o.success {
         return Err(BootstrapError::Install {
-            installer: i.name().into(),
+            installer: i.tool.name().into(),
             code: o.code.unwrap_or(-1),
             tail: o.tail(20),
         });
