@@ -63,21 +63,18 @@ pub struct CompiledModules {
     pub failed: std::collections::BTreeMap<String, String>,
 }
 
-/// Run the probe with the venv's interpreter, outside the checkout (so a flat layout imports
-/// through the install, not the current directory).
+/// Run the probe: `python` is the venv's interpreter as a command (the caller puts it in the
+/// sandbox, outside the checkout, so a flat layout imports through the install, not the current
+/// directory).
 pub async fn probe(
-    venv_python: &Path,
+    python: Cmd,
     checkout: &Path,
     wheel_file: Option<&str>,
-    cwd: &Path,
-    env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> Result<CompiledModules, String> {
-    let out = Cmd::new(venv_python)
+    let out = python
         .args(["-c", PROBE])
         .arg(checkout)
         .arg(wheel_file.unwrap_or(""))
-        .cwd(cwd)
-        .envs(env)
         .run()
         .await
         .map_err(|e| e.to_string())?;
@@ -121,10 +118,8 @@ mod tests {
             b"x",
         )
         .unwrap();
-        let env = [("PYTHONPATH".into(), src.clone().into_os_string())];
-        let found = probe(Path::new("python3"), &src, None, d.path(), &env)
-            .await
-            .unwrap();
+        let python = Cmd::new("python3").cwd(d.path()).env("PYTHONPATH", &src);
+        let found = probe(python, &src, None).await.unwrap();
         assert_eq!(found.modules, ["pkg.sub._speed"]);
         let why = &found.failed["pkg.sub._speed"];
         assert!(why.starts_with("ImportError"), "{why}");

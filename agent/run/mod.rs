@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Store;
 use crate::process;
+use crate::sandbox::ProjectRunner;
 use crate::settings::{self, RunRequest, Settings, UsageError};
 use crate::summary::{Outcome, RunSummary, StageOutcome};
 
@@ -160,6 +161,7 @@ pub async fn execute(
                 .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };
+    let runner = project_runner(&settings, &store, &x.paths)?;
     x.out.checkout = Some(co);
     let prepared = project::prepare(
         &settings.project,
@@ -179,6 +181,7 @@ pub async fn execute(
         &prepared,
         &store,
         &x.paths,
+        &runner,
     )
     .await;
     let error = match &x.out.bootstrap {
@@ -186,6 +189,38 @@ pub async fn execute(
         _ => None,
     };
     Ok(x.finish(Some(settings), Some(store), error))
+}
+
+/// How this run starts the project's code, resolved once (its warnings said once). A sandbox
+/// that was required but cannot run here stops the run before any of the project's code runs.
+fn project_runner(
+    settings: &Settings,
+    store: &Store,
+    paths: &Paths,
+) -> Result<ProjectRunner, UsageError> {
+    let (mut runner, warnings) = ProjectRunner::new(
+        &settings.sandbox,
+        &settings.request.workdir,
+        &paths.checkout,
+        store.local_root(),
+    )
+    .map_err(|e| UsageError::Other(e.to_string()))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if !settings.request.save_allowed {
+        // The project's own scripts can tell (e.g. skip uploading anything).
+        runner.set_env("KILN_NO_SAVE", "1");
+    }
+    tracing::info!(
+        "the project's code runs {}",
+        if runner.sandboxed() {
+            "in a bubblewrap sandbox"
+        } else {
+            "unsandboxed"
+        }
+    );
+    Ok(runner)
 }
 
 /// restore → bootstrap → test → save.
@@ -196,6 +231,7 @@ async fn build_and_test(
     prepared: &project::Prepared,
     store: &Store,
     paths: &Paths,
+    runner: &ProjectRunner,
 ) {
     let project = &settings.project;
     out.deps_source = prepared.detected.source.name();
@@ -224,13 +260,17 @@ async fn build_and_test(
                 offline: req.offline,
                 ccache_bin: req.ccache_bin.as_deref(),
                 tools_dir: &req.tools_dir,
+                runner,
             }),
         )
         .await;
     out.tested = match &boot {
         Ok(b) => Some(
             stages
-                .time(Stage::Test, test_stage(settings, paths, b))
+                .time(
+                    Stage::Test,
+                    test_stage(settings, paths, b, b.runner.as_ref().unwrap_or(runner)),
+                )
                 .await,
         ),
         Err(_) => {
@@ -281,6 +321,7 @@ fn test_stage<'a>(
     settings: &'a Settings,
     paths: &'a Paths,
     boot: &'a BootstrapOutput,
+    runner: &'a ProjectRunner,
 ) -> impl std::future::Future<Output = stage::Done<Tested>> + 'a {
     test::test(TestInputs {
         command: &settings.project.test.command,
@@ -288,6 +329,7 @@ fn test_stage<'a>(
         checkout: &paths.checkout,
         results: &paths.results,
         env: &boot.test_env,
+        runner,
     })
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::project::ProjectConfig;
+use crate::sandbox::{PassName, SandboxMode};
 
 /// A configuration problem the user has to fix. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +261,11 @@ pub struct Config {
     pub test: TestConfig,
     pub cache: CacheConfig,
     pub report: ReportConfig,
+    /// How the project's code runs: auto | bwrap | none (ignored for untrusted builds, whose
+    /// kiln.yml the fork wrote; see docs/security.md).
+    pub sandbox: Option<SandboxMode>,
+    /// Variables of Kiln's environment passed to the project's code (the rest never is).
+    pub env: Vec<PassName>,
 }
 
 impl Default for Config {
@@ -274,6 +280,8 @@ impl Default for Config {
             test: TestConfig::default(),
             cache: CacheConfig::default(),
             report: ReportConfig::default(),
+            sandbox: None,
+            env: Vec::new(),
         }
     }
 }

@@ -26,3 +26,4 @@ mod report_email;
 mod report_github;
 mod report_run;
 mod run;
+mod sandbox;

@@ -23,6 +23,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::sandbox::{Network, ProjectRunner, Trust};
 use crate::settings::Config;
 use crate::summary::{CcacheSummary, ProjectSummary, WheelSummary};
 
@@ -49,6 +50,8 @@ pub struct BootstrapInputs<'a> {
     pub ccache_bin: Option<&'a str>,
     /// Where uv is installed when it is not on PATH.
     pub tools_dir: &'a Path,
+    /// How the project's code runs (sandbox, environment).
+    pub runner: &'a ProjectRunner,
 }
 
 /// What bootstrap produced, for the test and save stages and the summary.
@@ -68,6 +71,8 @@ pub struct BootstrapOutput {
     pub venv_seconds: f64,
     pub build_seconds: f64,
     pub install_seconds: f64,
+    /// The runner with the interpreter (and uv) shown inside the sandbox, for the tests.
+    pub runner: Option<ProjectRunner>,
 }
 
 /// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
@@ -86,7 +91,43 @@ async fn build_env(
     };
     let prefix: Vec<&Path> = prefix.iter().map(|p| p.as_path()).collect();
     env.push(("PATH".into(), plan::path_with(&prefix)));
+    if inp.runner.trust() == Trust::Untrusted {
+        let before = env.len();
+        env.retain(|(k, _)| k != "CCACHE_REMOTE_STORAGE");
+        if env.len() != before {
+            warnings.push(
+                "untrusted build: the ccache remote is not used (its code could write to it)"
+                    .into(),
+            );
+        }
+    }
     env
+}
+
+/// The run's runner, with the interpreter's installation and uv shown read-only inside the
+/// sandbox (they may live under a hidden `$HOME`, e.g. pyenv).
+fn runner_for(inp: &BootstrapInputs<'_>, py: &PythonInfo, tool: Option<&Tool>) -> ProjectRunner {
+    let mut runner = inp.runner.clone();
+    let uv = match tool {
+        Some(Tool::Uv(uv)) => Some(uv.as_path()),
+        _ => None,
+    };
+    for program in std::iter::once(py.path.as_path()).chain(uv) {
+        if let Err(e) = runner.expose_tool(program) {
+            tracing::warn!("the sandbox cannot show {}: {e}", program.display());
+        }
+    }
+    if inp.offline {
+        // Imported wheels (`kiln wheelhouse import`) live outside the work dir.
+        for dir in crate::wheelhouse::offline::search_dirs(&inp.paths.wheelhouse) {
+            if dir != inp.paths.wheelhouse {
+                if let Err(e) = runner.expose_dir(&dir) {
+                    tracing::warn!("the sandbox cannot show {}: {e}", dir.display());
+                }
+            }
+        }
+    }
+    runner
 }
 
 /// Build the fresh venv and install the requirements.
@@ -126,43 +167,49 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         venv_seconds: started.elapsed().as_secs_f64(),
         ..BootstrapOutput::default()
     };
+    let runner = runner_for(&inp, &py, tool);
     let scope = Scope {
         cwd: &paths.checkout,
         env: &build_env,
+        runner: &runner,
+        // Building what the wheelhouse lacks downloads (unless --offline).
+        network: if inp.offline {
+            Network::Denied
+        } else {
+            Network::Allowed
+        },
     };
     let installed = match &plan.strategy {
-        Strategy::ProjectCommand(command) => project_command(command, paths, &build_env).await?,
+        Strategy::ProjectCommand(command) => project_command(command, paths, scope).await?,
         Strategy::Install(tool) => install(&inp, &py, &plan, tool, scope, &mut warnings).await?,
     };
     out.installer = match tool {
         Some(t) => t.name().into(),
         None => "command".into(),
     };
-    out.wheels = installed.wheels;
+    out.wheels = installed.wheels.clone();
     out.build_seconds = installed.build_seconds;
     out.install_seconds = installed.install_seconds;
     if tool.is_some() && !plan.project.is_empty() {
-        let modules = project::check_compiled(
-            &inp.prepared.detected,
-            &paths.venv.join("bin").join("python"),
-            &paths.checkout,
-            &paths.tmp,
-            &test_env(paths),
-        )
-        .await?;
-        out.project = Some(ProjectSummary {
-            install: inp.prepared.detected.install.as_str().into(),
-            seconds: installed.project_seconds,
-            compiled_modules: modules,
-            build_requires: plan.build_requires.clone(),
-            pytest_added: installed.pytest_added,
-        });
+        let probe_env = test_env(paths);
+        let python = untrusted::program(
+            paths.venv.join("bin").join("python"),
+            Scope {
+                cwd: &paths.tmp,
+                env: &probe_env,
+                ..scope.offline()
+            },
+        );
+        let detected = &inp.prepared.detected;
+        out.project =
+            Some(project::summarize(detected, &plan, &installed, python, &paths.checkout).await?);
     }
     if let Some(c) = &ccache {
         out.ccache = c.stats(&build_env).await;
         out.ccache_new_entries = out.ccache.misses > 0;
     }
     out.test_env = test_env(paths);
+    out.runner = Some(runner);
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -279,13 +326,13 @@ fn plan_is_empty(i: &Installing<'_>) -> bool {
 async fn project_command(
     command: &str,
     paths: &Paths,
-    build_env: &[(OsString, OsString)],
+    scope: Scope<'_>,
 ) -> Result<Installed, BootstrapError> {
     let before = installers::list_wheels(&paths.wheelhouse);
     let bin = paths.venv.join("bin");
     let masq = paths.tmp.join("ccache-bin");
     let wh = paths.wheelhouse.clone().into_os_string();
-    let mut env = build_env.to_vec();
+    let mut env = scope.env.to_vec();
     env.extend([
         ("VIRTUAL_ENV".into(), paths.venv.clone().into()),
         ("PATH".into(), plan::path_with(&[&bin, &masq])),
@@ -297,10 +344,7 @@ async fn project_command(
         ("KILN_VENV".into(), paths.venv.clone().into()),
     ]);
     tracing::info!("$ {command}");
-    let scope = Scope {
-        cwd: &paths.checkout,
-        env: &env,
-    };
+    let scope = Scope { env: &env, ..scope };
     let o = untrusted::shell(command, scope).echo(true).run().await?;
     if !o.success {
         return Err(BootstrapError::Command {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::process::Cmd;
 use crate::project::pyproject::{PyProject, LEGACY_BUILD_REQUIRES};
 use crate::project::{compiled, InstallMode, Project};
+use crate::summary::ProjectSummary;
 
+use super::super::untrusted;
 use super::error::BootstrapError;
 use super::installers::{Installing, WheelReport};
 
@@ -43,9 +45,10 @@ pub fn runs_pytest(test_command: &str) -> bool {
         .any(|w| w == "pytest" || w.ends_with("/pytest") || w == "py.test")
 }
 
-/// `import pytest` would work in the venv.
-async fn has_pytest(venv_python: &Path) -> bool {
-    Cmd::new(venv_python)
+/// `import pytest` would work in the venv (asked in the sandbox: the interpreter's start runs
+/// the project's `.pth` files).
+async fn has_pytest(i: &Installing<'_>) -> bool {
+    untrusted::program(&i.venv_python, i.scope.offline())
         .args([
             "-c",
             "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest') is None)",
@@ -63,7 +66,7 @@ pub async fn ensure_pytest(
     test_command: &str,
     offline: bool,
 ) -> Result<(bool, WheelReport), BootstrapError> {
-    if !runs_pytest(test_command) || has_pytest(&i.venv_python).await {
+    if !runs_pytest(test_command) || has_pytest(i).await {
         return Ok((false, WheelReport::default()));
     }
     let mut report = WheelReport::default();
@@ -94,19 +97,18 @@ pub async fn ensure_pytest(
     Ok((true, report))
 }
 
-/// Find the project's compiled modules and import each; a project with native sources and no
-/// compiled module fails (it would be tested against its pure-Python fallback).
+/// Find the project's compiled modules and import each (`python`: the venv's interpreter, in
+/// the sandbox); a project with native sources and no compiled module fails (it would be tested
+/// against its pure-Python fallback).
 pub async fn check_compiled(
     detected: &Project,
-    venv_python: &Path,
+    python: Cmd,
     checkout: &Path,
-    cwd: &Path,
-    env: &[(OsString, OsString)],
 ) -> Result<Vec<String>, BootstrapError> {
     if detected.install == InstallMode::None {
         return Ok(Vec::new());
     }
-    let found = compiled::probe(venv_python, checkout, None, cwd, env)
+    let found = compiled::probe(python, checkout, None)
         .await
         .map_err(BootstrapError::CompiledProbe)?;
     if let Some((module, reason)) = found.failed.into_iter().next() {
@@ -123,6 +125,23 @@ pub async fn check_compiled(
         });
     }
     Ok(found.modules)
+}
+
+/// The summary of the project's own install, after checking its compiled modules.
+pub async fn summarize(
+    detected: &Project,
+    plan: &super::plan::Plan,
+    installed: &super::installers::Installed,
+    python: Cmd,
+    checkout: &Path,
+) -> Result<ProjectSummary, BootstrapError> {
+    Ok(ProjectSummary {
+        install: detected.install.as_str().into(),
+        seconds: installed.project_seconds,
+        compiled_modules: check_compiled(detected, python, checkout).await?,
+        build_requires: plan.build_requires.clone(),
+        pytest_added: installed.pytest_added,
+    })
 }
 
 #[cfg(test)]
