@@ -26,6 +26,7 @@ pub struct Layer {
     pub test_command: Option<String>,
     pub test_timeout: Option<Duration>,
     pub checkout: Option<CheckoutMode>,
+    pub checkout_depth: Option<u32>,
     pub report_mode: Option<ReportMode>,
     pub no_save: Option<bool>,
     pub offline: Option<bool>,
@@ -51,6 +52,7 @@ impl Layer {
             test_command: self.test_command.or(lower.test_command),
             test_timeout: self.test_timeout.or(lower.test_timeout),
             checkout: self.checkout.or(lower.checkout),
+            checkout_depth: self.checkout_depth.or(lower.checkout_depth),
             report_mode: self.report_mode.or(lower.report_mode),
             no_save: self.no_save.or(lower.no_save),
             offline: self.offline.or(lower.offline),
@@ -134,6 +136,10 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         test_command: s("KILN_TEST_COMMAND"),
         test_timeout: parsed(env, "KILN_TEST_TIMEOUT", duration)?,
         checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>("checkout mode"))?,
+        checkout_depth: parsed(env, "KILN_CHECKOUT_DEPTH", |v| {
+            v.parse()
+                .map_err(|_| format!("{v:?} is not a number of commits (0 = all history)"))
+        })?,
         report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>("mode"))?,
         no_save: parsed(env, "KILN_NO_SAVE", boolish)?,
         offline: parsed(env, "KILN_OFFLINE", boolish)?,
