@@ -97,8 +97,12 @@ pub async fn execute(
     paths.prepare()?;
     let mut stages = Stages::new(hooks);
     let mut out = Outputs::default();
-    let checked_out = stages
-        .time(Stage::Checkout, checkout::stage(&request, &paths.checkout))
+    let likely_python = request.likely_python();
+    let (checked_out, toolchain) = stages
+        .time(
+            Stage::Checkout,
+            checkout_and_probe(checkout::stage(&request, &paths.checkout), &likely_python),
+        )
         .await;
     let co = match checked_out {
         Ok(co) => co,
@@ -114,7 +118,7 @@ pub async fn execute(
     let store =
         Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
     out.checkout = Some(co);
-    build_and_test(&mut stages, &mut out, &settings, &store, &paths).await;
+    build_and_test(&mut stages, &mut out, &settings, &store, &paths, toolchain).await;
     let error = match &out.bootstrap {
         Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
         _ => None,
@@ -132,6 +136,21 @@ pub async fn execute(
     ))
 }
 
+/// The checkout, with the interpreter and the compiler probed meanwhile (neither needs the
+/// sources; the restore stage takes the probe when kiln.yml names the same interpreter). Both
+/// are inside the checkout stage's time, so the stage times still add up to the run's.
+async fn checkout_and_probe(
+    checkout: impl std::future::Future<Output = stage::Done<Result<Checkout, String>>>,
+    python: &str,
+) -> stage::Done<(Result<Checkout, String>, toolchain::Toolchain)> {
+    let (done, toolchain) = tokio::join!(checkout, toolchain::probe(python));
+    stage::Done {
+        value: (done.value, toolchain),
+        outcome: done.outcome,
+        detail: done.detail,
+    }
+}
+
 /// restore → bootstrap → test → save.
 async fn build_and_test(
     stages: &mut Stages<'_>,
@@ -139,6 +158,7 @@ async fn build_and_test(
     settings: &Settings,
     store: &Store,
     paths: &Paths,
+    toolchain: toolchain::Toolchain,
 ) {
     let project = &settings.project;
     let req = &settings.request;
@@ -149,6 +169,7 @@ async fn build_and_test(
                 project,
                 paths,
                 store,
+                toolchain: Some(toolchain),
             }),
         )
         .await;

@@ -126,6 +126,15 @@ impl RunRequest {
         Ok(path)
     }
 
+    /// The interpreter a run will most likely use, before kiln.yml is read: `KILN_PYTHON`, else
+    /// the default (kiln.yml may still name another).
+    pub fn likely_python(&self) -> String {
+        self.overrides
+            .python
+            .clone()
+            .unwrap_or_else(|| Config::default().python)
+    }
+
     /// Load kiln.yml from the checkout and lay the flags and `KILN_*` over it.
     pub fn settle(self, checkout: &Path, env: Env) -> Result<Settings, UsageError> {
         let mut project = Config::load(&self.config_path(checkout)?)?;
