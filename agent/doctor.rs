@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::cache::Store;
-use crate::config::Config;
 use crate::process::Cmd;
+use crate::settings::file::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {

@@ -149,6 +149,8 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
         log_tail: &log_tail,
         target,
     };
+    // The reports say how long the run took so far (the report stage itself is added below).
+    clock.seal(&mut summary);
     let told = stages
         .time(Stage::Report, async {
             Done::new(

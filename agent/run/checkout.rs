@@ -43,17 +43,6 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
     Ok(crate::git::stdout(dir, args).await?.trim().to_string())
 }
 
-/// The repository argument as git understands it (relative paths made absolute).
-pub fn repo_location(repo: &str) -> String {
-    let looks_like_url = repo.contains("://") || repo.contains('@') && repo.contains(':');
-    if looks_like_url {
-        return repo.to_string();
-    }
-    std::fs::canonicalize(repo)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| repo.to_string())
-}
-
 /// Best-effort: the branch a local repo's HEAD is on (for `--rev HEAD` runs).
 pub async fn local_branch(repo: &str, rev: &str) -> Option<String> {
     let path = Path::new(repo);
@@ -98,7 +87,7 @@ pub async fn clone_at(
             source,
         })?;
     }
-    let location = repo_location(repo);
+    let location = crate::git::repo_location(repo);
     let depth = clone_depth(&location, depth).map(|d| d.to_string());
     let mut clone: Vec<&str> = vec!["clone", "--quiet"];
     if let Some(d) = &depth {
@@ -176,7 +165,10 @@ async fn detach_at(
     let sha = sha.map_err(|_| GitError::Failed {
         what: "rev-parse".into(),
         dir: dir.to_path_buf(),
-        tail: format!("revision {rev:?} not found in {location}"),
+        tail: format!(
+            "revision {rev:?} not found in {}",
+            crate::cache::store::redact(location)
+        ),
     })?;
     git(dir, &["checkout", "--quiet", "--detach", &sha]).await?;
     Ok(Checkout {
@@ -211,7 +203,11 @@ pub async fn stage(req: &RunRequest, dir: &Path) -> Done<Result<Checkout, String
     };
     match result {
         Ok(mut c) => {
-            let detail = format!("{} at {}", req.repo, short_sha(&c.sha));
+            let detail = format!(
+                "{} at {}",
+                crate::cache::store::redact(&req.repo),
+                short_sha(&c.sha)
+            );
             c.branch = req.branch.clone().or(c.branch);
             if c.branch.is_none() && !reuse {
                 c.branch = local_branch(&req.repo, &req.rev).await;

@@ -86,6 +86,39 @@ struct Outputs {
     saved: Vec<CacheSaved>,
 }
 
+/// The executor's state between stages.
+struct Executor<'h> {
+    clock: Clock,
+    request: RunRequest,
+    paths: Paths,
+    stages: Stages<'h>,
+    out: Outputs,
+}
+
+impl<'h> Executor<'h> {
+    /// Seal the stage outputs into the summary the report reads.
+    fn finish(
+        mut self,
+        settings: Option<Settings>,
+        store: Option<Store>,
+        error: Option<String>,
+    ) -> Finished<'h> {
+        let mut summary = summarize(&self.out, error);
+        self.stages.skip_rest(Stage::Report);
+        summary.stages = self.stages.snapshot();
+        Finished {
+            summary,
+            stages: self.stages,
+            clock: self.clock,
+            request: self.request,
+            paths: self.paths,
+            settings,
+            store,
+            log_tail: self.out.tested.map(|t| t.log_tail).unwrap_or_default(),
+        }
+    }
+}
+
 /// Run the stages. `Err` only for usage/config problems (exit 2); everything else is in the
 /// summary's outcome.
 pub async fn execute(
@@ -93,47 +126,56 @@ pub async fn execute(
     hooks: &dyn StageHooks,
 ) -> Result<Finished<'_>, UsageError> {
     let clock = Clock::start();
-    let mut paths = Paths::new(&request.workdir);
+    let paths = Paths::new(&request.workdir);
     paths.prepare()?;
-    let mut stages = Stages::new(hooks);
-    let mut out = Outputs::default();
-    let likely_python = request.likely_python();
-    let (checked_out, toolchain) = stages
+    let mut x = Executor {
+        clock,
+        request,
+        paths,
+        stages: Stages::new(hooks),
+        out: Outputs::default(),
+    };
+    let likely_python = x.request.likely_python();
+    let (checked_out, toolchain) = x
+        .stages
         .time(
             Stage::Checkout,
-            checkout_and_probe(checkout::stage(&request, &paths.checkout), &likely_python),
+            checkout_and_probe(
+                checkout::stage(&x.request, &x.paths.checkout),
+                &likely_python,
+            ),
         )
         .await;
     let co = match checked_out {
         Ok(co) => co,
+        Err(e) => return Ok(x.finish(None, None, Some(format!("checkout failed: {e}")))),
+    };
+    x.paths.checkout = co.dir.clone();
+    let settings = x.request.clone().settle(&co.dir, &settings::process_env)?;
+    // A store that cannot even be opened is a store that is down: warn, build uncached.
+    let store = match Store::from_url(&settings.store_url) {
+        Ok(store) => store,
         Err(e) => {
-            let summary = summarize(&out, Some(format!("checkout failed: {e}")));
-            return Ok(finished(
-                summary, stages, clock, request, paths, None, None, out,
-            ));
+            tracing::warn!("cache store unusable: {e}; building without cache");
+            Store::unusable(&settings.store_url, &e)
+                .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };
-    paths.checkout = co.dir.clone();
-    let settings = request.clone().settle(&co.dir, &settings::process_env)?;
-    let store =
-        Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
-    out.checkout = Some(co);
-    build_and_test(&mut stages, &mut out, &settings, &store, &paths, toolchain).await;
-    let error = match &out.bootstrap {
+    x.out.checkout = Some(co);
+    build_and_test(
+        &mut x.stages,
+        &mut x.out,
+        &settings,
+        &store,
+        &x.paths,
+        toolchain,
+    )
+    .await;
+    let error = match &x.out.bootstrap {
         Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
         _ => None,
     };
-    let summary = summarize(&out, error);
-    Ok(finished(
-        summary,
-        stages,
-        clock,
-        request,
-        paths,
-        Some(settings),
-        Some(store),
-        out,
-    ))
+    Ok(x.finish(Some(settings), Some(store), error))
 }
 
 /// The checkout, with the interpreter and the compiler probed meanwhile (neither needs the
@@ -270,29 +312,4 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
     s.exit_code = s.outcome.exit_code();
     s.error = error;
     s
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finished<'h>(
-    mut summary: RunSummary,
-    mut stages: Stages<'h>,
-    clock: Clock,
-    request: RunRequest,
-    paths: Paths,
-    settings: Option<Settings>,
-    store: Option<Store>,
-    out: Outputs,
-) -> Finished<'h> {
-    stages.skip_rest(Stage::Report);
-    summary.stages = stages.snapshot();
-    Finished {
-        summary,
-        stages,
-        clock,
-        request,
-        paths,
-        settings,
-        store,
-        log_tail: out.tested.map(|t| t.log_tail).unwrap_or_default(),
-    }
 }

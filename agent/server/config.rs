@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{parse_yaml, ConfigError};
+use crate::settings::file::{parse_yaml, ConfigError};
 
 /// Where a repository's GitHub token comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ pub struct Defaults {
     /// Cache store URL passed to `kiln run --store`.
     pub store: Option<String>,
     /// Per-job timeout, e.g. "45m" (the `--job-timeout` flag overrides this default).
-    #[serde(with = "crate::config::humantime_serde_opt")]
+    #[serde(with = "crate::settings::file::humantime_serde_opt")]
     pub timeout: Option<Duration>,
     /// Branch patterns to build on push; default: the repository's default branch.
     pub branches: Option<Vec<String>>,
@@ -92,7 +92,7 @@ struct RepoEntry {
     branches: Option<Vec<String>>,
     #[serde(default)]
     store: Option<String>,
-    #[serde(default, with = "crate::config::humantime_serde_opt")]
+    #[serde(default, with = "crate::settings::file::humantime_serde_opt")]
     timeout: Option<Duration>,
     #[serde(default)]
     pull_requests: Option<bool>,
@@ -147,9 +147,9 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::yaml::read(path)?.ok_or_else(|| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         })?;
         AgentConfig::parse(&text, path)
     }

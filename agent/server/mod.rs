@@ -6,7 +6,6 @@
 //! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
 //! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
 
-pub mod cli;
 pub mod config;
 pub mod events;
 pub mod http;
@@ -23,16 +22,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use self::cli::AgentArgs;
 use self::config::AgentConfig;
 use self::queue::Queue;
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
+use crate::cli::agent::AgentArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::settings::file::ConfigError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
     #[error("{0}")]

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{CheckoutMode, ConfigError, Installer, ReportMode};
+use super::file::{word, CheckoutMode, ConfigError, Installer, ReportMode};
 use super::Env;
 
 /// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
@@ -85,21 +85,6 @@ fn parsed<T>(
         .transpose()
 }
 
-/// The one parser of an option word (`uv`, `problem`, `reuse`, …): the same names the flags and
-/// kiln.yml accept.
-fn word<T: clap::ValueEnum>(what: &'static str) -> impl Fn(&str) -> Result<T, String> {
-    move |v| {
-        T::from_str(v, false).map_err(|_| {
-            let names: Vec<String> = T::value_variants()
-                .iter()
-                .filter_map(|x| x.to_possible_value())
-                .map(|p| p.get_name().to_string())
-                .collect();
-            format!("unknown {what} {v:?} (expected {})", names.join(", "))
-        })
-    }
-}
-
 /// `1/true/yes/on` or `0/false/no/off` (the words clap's boolish flags take).
 fn boolish(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
@@ -132,15 +117,15 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         workdir: p("KILN_WORKDIR"),
         store: s("KILN_STORE"),
         summary_json: p("KILN_SUMMARY_JSON"),
-        installer: parsed(env, "KILN_INSTALLER", word::<Installer>("installer"))?,
+        installer: parsed(env, "KILN_INSTALLER", word::<Installer>)?,
         test_command: s("KILN_TEST_COMMAND"),
         test_timeout: parsed(env, "KILN_TEST_TIMEOUT", duration)?,
-        checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>("checkout mode"))?,
+        checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>)?,
         checkout_depth: parsed(env, "KILN_CHECKOUT_DEPTH", |v| {
             v.parse()
                 .map_err(|_| format!("{v:?} is not a number of commits (0 = all history)"))
         })?,
-        report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>("mode"))?,
+        report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>)?,
         no_save: parsed(env, "KILN_NO_SAVE", boolish)?,
         offline: parsed(env, "KILN_OFFLINE", boolish)?,
         python: s("KILN_PYTHON"),
@@ -150,7 +135,7 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         max_restore_size: parsed(
             env,
             "KILN_CACHE_MAX_RESTORE_SIZE",
-            crate::cache::cli::parse_size,
+            crate::cache::commands::parse_size,
         )?,
     })
 }
@@ -195,7 +180,11 @@ mod tests {
     #[test]
     fn a_bad_value_names_the_variable_and_the_choices() {
         for (name, value, says) in [
-            ("KILN_REPORT_MODE", "loud", "problem, failing, change, all"),
+            (
+                "KILN_REPORT_MODE",
+                "loud",
+                "`problem`, `failing`, `change`, `all`",
+            ),
             ("KILN_NO_SAVE", "maybe", "not a boolean"),
             ("KILN_TEST_TIMEOUT", "soon", "KILN_TEST_TIMEOUT"),
         ] {

@@ -20,6 +20,16 @@ pub enum Tool {
     Pip,
 }
 
+impl Tool {
+    /// `uv` or `pip`, as the summary names the installer.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tool::Uv(_) => "uv",
+            Tool::Pip => "pip",
+        }
+    }
+}
+
 pub async fn find_or_install_uv(
     py: &PythonInfo,
     offline: bool,
@@ -210,13 +220,6 @@ pub struct Installing<'a> {
 }
 
 impl Installing<'_> {
-    pub fn name(&self) -> &'static str {
-        match self.tool {
-            Tool::Uv(_) => "uv",
-            Tool::Pip => "pip",
-        }
-    }
-
     /// `install --no-index --find-links <wheelhouse> <reqs>` into the venv.
     fn install_cmd(&self) -> Cmd {
         let base = match self.tool {
@@ -244,7 +247,7 @@ impl Installing<'_> {
 
     pub(super) fn failed(&self, o: &Output) -> BootstrapError {
         BootstrapError::Install {
-            installer: self.name().into(),
+            installer: self.tool.name().into(),
             code: o.code.unwrap_or(-1),
             tail: o.tail(30),
         }

@@ -129,7 +129,7 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         Strategy::Install(tool) => install(&inp, &py, &plan, tool, scope, &mut warnings).await?,
     };
     out.installer = match tool {
-        Some(t) => installers_name(t).into(),
+        Some(t) => t.name().into(),
         None => "command".into(),
     };
     out.wheels = installed.wheels;
@@ -144,13 +144,6 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         tracing::warn!("{w}");
     }
     Ok(out)
-}
-
-fn installers_name(t: &Tool) -> &'static str {
-    match t {
-        Tool::Uv(_) => "uv",
-        Tool::Pip => "pip",
-    }
 }
 
 /// The test command's environment: the venv activated, the wheelhouse named.
