@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Store;
 use crate::process;
+use crate::sandbox::ProjectRunner;
 use crate::settings::{self, RunRequest, Settings, UsageError};
 use crate::summary::{Outcome, RunSummary, StageOutcome};
 
@@ -161,6 +162,7 @@ pub async fn execute(
                 .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };
+    let runner = project_runner(&settings, &store, &x.paths)?;
     x.out.checkout = Some(co);
     build_and_test(
         &mut x.stages,
@@ -168,6 +170,7 @@ pub async fn execute(
         &settings,
         &store,
         &x.paths,
+        &runner,
         toolchain,
     )
     .await;
@@ -193,6 +196,38 @@ async fn checkout_and_probe(
     }
 }
 
+/// How this run starts the project's code, resolved once (its warnings said once). A sandbox
+/// that was required but cannot run here stops the run before any of the project's code runs.
+fn project_runner(
+    settings: &Settings,
+    store: &Store,
+    paths: &Paths,
+) -> Result<ProjectRunner, UsageError> {
+    let (mut runner, warnings) = ProjectRunner::new(
+        &settings.sandbox,
+        &settings.request.workdir,
+        &paths.checkout,
+        store.local_root(),
+    )
+    .map_err(|e| UsageError::Other(e.to_string()))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if !settings.request.save_allowed {
+        // The project's own scripts can tell (e.g. skip uploading anything).
+        runner.set_env("KILN_NO_SAVE", "1");
+    }
+    tracing::info!(
+        "the project's code runs {}",
+        if runner.sandboxed() {
+            "in a bubblewrap sandbox"
+        } else {
+            "unsandboxed"
+        }
+    );
+    Ok(runner)
+}
+
 /// restore → bootstrap → test → save.
 async fn build_and_test(
     stages: &mut Stages<'_>,
@@ -200,6 +235,7 @@ async fn build_and_test(
     settings: &Settings,
     store: &Store,
     paths: &Paths,
+    runner: &ProjectRunner,
     toolchain: toolchain::Toolchain,
 ) {
     let project = &settings.project;
@@ -226,13 +262,17 @@ async fn build_and_test(
                 offline: req.offline,
                 ccache_bin: req.ccache_bin.as_deref(),
                 tools_dir: &req.tools_dir,
+                runner,
             }),
         )
         .await;
     out.tested = match &boot {
         Ok(b) => Some(
             stages
-                .time(Stage::Test, test_stage(settings, paths, b))
+                .time(
+                    Stage::Test,
+                    test_stage(settings, paths, b, b.runner.as_ref().unwrap_or(runner)),
+                )
                 .await,
         ),
         Err(_) => {
@@ -272,6 +312,7 @@ fn test_stage<'a>(
     settings: &'a Settings,
     paths: &'a Paths,
     boot: &'a BootstrapOutput,
+    runner: &'a ProjectRunner,
 ) -> impl std::future::Future<Output = stage::Done<Tested>> + 'a {
     test::test(TestInputs {
         command: &settings.project.test.command,
@@ -279,6 +320,7 @@ fn test_stage<'a>(
         checkout: &paths.checkout,
         results: &paths.results,
         env: &boot.test_env,
+        runner,
     })
 }
 

@@ -108,6 +108,12 @@ struct FileConfig {
     /// Where people reach this agent, e.g. `https://ci.example.com`: builds link their commit
     /// statuses to `<public_url>/jobs/<id>/log`.
     public_url: Option<String>,
+    /// How builds run the project's code: auto | bwrap | none (fork pull requests: bwrap).
+    sandbox: crate::sandbox::SandboxMode,
+    /// Build fork pull requests even where bubblewrap cannot run (accepting the risk).
+    allow_unsandboxed_forks: bool,
+    /// Let the tests of fork pull requests reach the network.
+    fork_test_network: bool,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
 }
@@ -141,6 +147,7 @@ impl RepoConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentConfig {
     pub public_url: Option<String>,
+    pub sandbox: super::isolation::SandboxPolicy,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
 }
@@ -239,6 +246,11 @@ impl AgentConfig {
         }
         Ok(AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            sandbox: super::isolation::SandboxPolicy {
+                mode: file.sandbox,
+                allow_unsandboxed_forks: file.allow_unsandboxed_forks,
+                fork_test_network: file.fork_test_network,
+            },
             defaults: file.defaults,
             repositories: repos,
         })

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod isolation;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
@@ -175,7 +176,20 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     if !config_path.exists() {
         return Err(AgentError::NoConfig(config_path));
     }
-    let config = Arc::new(AgentConfig::load(&config_path)?);
+    let mut config = AgentConfig::load(&config_path)?;
+    if let Ok(v) = std::env::var("KILN_SANDBOX") {
+        config.sandbox.mode = v
+            .parse()
+            .map_err(|message| crate::config::ConfigError::Env {
+                var: "KILN_SANDBOX".into(),
+                message,
+            })?;
+    }
+    let config = Arc::new(config);
+    let isolation = isolation::Isolation::new(&config, data_dir.clone(), config_path.clone());
+    if let Some(w) = isolation.startup_warning() {
+        tracing::warn!("{w}");
+    }
     let agent_id = procs::agent_id(&data_dir).map_err(io(format!(
         "cannot read or create {}/agent-id",
         data_dir.display()
@@ -216,6 +230,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         program_args: vec!["run".into()],
         data_dir: data_dir.clone(),
         agent_id,
+        isolation,
         default_timeout: args
             .job_timeout
             .or(config.defaults.timeout)

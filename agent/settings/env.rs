@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::file::{word, CheckoutMode, ConfigError, Installer, ReportMode};
 use super::Env;
+use crate::sandbox::SandboxMode;
 
 /// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
 /// said here, ask the layer below.
@@ -30,6 +31,10 @@ pub struct Layer {
     pub report_mode: Option<ReportMode>,
     pub no_save: Option<bool>,
     pub offline: Option<bool>,
+    pub sandbox: Option<SandboxMode>,
+    pub sandbox_hide: Option<Vec<PathBuf>>,
+    pub untrusted: Option<bool>,
+    pub test_network: Option<bool>,
     pub python: Option<String>,
     pub requirements: Option<Vec<PathBuf>>,
     pub bootstrap_command: Option<String>,
@@ -56,6 +61,10 @@ impl Layer {
             report_mode: self.report_mode.or(lower.report_mode),
             no_save: self.no_save.or(lower.no_save),
             offline: self.offline.or(lower.offline),
+            sandbox: self.sandbox.or(lower.sandbox),
+            sandbox_hide: self.sandbox_hide.or(lower.sandbox_hide),
+            untrusted: self.untrusted.or(lower.untrusted),
+            test_network: self.test_network.or(lower.test_network),
             python: self.python.or(lower.python),
             requirements: self.requirements.or(lower.requirements),
             bootstrap_command: self.bootstrap_command.or(lower.bootstrap_command),
@@ -128,6 +137,10 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>)?,
         no_save: parsed(env, "KILN_NO_SAVE", boolish)?,
         offline: parsed(env, "KILN_OFFLINE", boolish)?,
+        sandbox: parsed(env, "KILN_SANDBOX", word::<SandboxMode>)?,
+        sandbox_hide: parsed(env, "KILN_SANDBOX_HIDE", path_list)?,
+        untrusted: parsed(env, "KILN_UNTRUSTED", boolish)?,
+        test_network: parsed(env, "KILN_TEST_NETWORK", boolish)?,
         python: s("KILN_PYTHON"),
         requirements: parsed(env, "KILN_REQUIREMENTS", path_list)?,
         bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),

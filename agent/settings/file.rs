@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::{PassName, SandboxMode};
+
 /// A configuration problem the user has to fix. Exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -256,6 +258,11 @@ pub struct Config {
     pub test: TestConfig,
     pub cache: CacheConfig,
     pub report: ReportConfig,
+    /// How the project's code runs: auto | bwrap | none (ignored for untrusted builds, whose
+    /// kiln.yml the fork wrote; see docs/security.md).
+    pub sandbox: Option<SandboxMode>,
+    /// Variables of Kiln's environment passed to the project's code (the rest never is).
+    pub env: Vec<PassName>,
 }
 
 impl Default for Config {
@@ -269,6 +276,8 @@ impl Default for Config {
             test: TestConfig::default(),
             cache: CacheConfig::default(),
             report: ReportConfig::default(),
+            sandbox: None,
+            env: Vec::new(),
         }
     }
 }

@@ -25,3 +25,4 @@ mod report_email;
 mod report_github;
 mod report_run;
 mod run;
+mod sandbox;
