@@ -143,11 +143,15 @@ pub async fn execute(
         stages: Stages::new(hooks),
         out: Outputs::default(),
     };
-    let checked_out = x
+    let likely_python = x.request.likely_python();
+    let (checked_out, toolchain) = x
         .stages
         .time(
             Stage::Checkout,
-            checkout::stage(&x.request, &x.paths.checkout),
+            checkout_and_probe(
+                checkout::stage(&x.request, &x.paths.checkout),
+                &likely_python,
+            ),
         )
         .await;
     let co = match checked_out {
@@ -181,11 +185,14 @@ pub async fn execute(
     build_and_test(
         &mut x.stages,
         &mut x.out,
-        &settings,
-        &prepared,
+        Job {
+            settings: &settings,
+            prepared: &prepared,
+        },
         &store,
         &x.paths,
         &runner,
+        toolchain,
     )
     .await;
     let error = match &x.out.bootstrap {
@@ -193,6 +200,21 @@ pub async fn execute(
         _ => None,
     };
     Ok(x.finish(Some(settings), Some(store), error))
+}
+
+/// The checkout, with the interpreter and the compiler probed meanwhile (neither needs the
+/// sources; the restore stage takes the probe when kiln.yml names the same interpreter). Both
+/// are inside the checkout stage's time, so the stage times still add up to the run's.
+async fn checkout_and_probe(
+    checkout: impl std::future::Future<Output = stage::Done<Result<Checkout, String>>>,
+    python: &str,
+) -> stage::Done<(Result<Checkout, String>, toolchain::Toolchain)> {
+    let (done, toolchain) = tokio::join!(checkout, toolchain::probe(python));
+    stage::Done {
+        value: (done.value, toolchain),
+        outcome: done.outcome,
+        detail: done.detail,
+    }
 }
 
 /// How this run starts the project's code, resolved once (its warnings said once). A sandbox
@@ -227,16 +249,23 @@ fn project_runner(
     Ok(runner)
 }
 
+/// What the job is: its settings and the project they found in the checkout.
+struct Job<'a> {
+    settings: &'a Settings,
+    prepared: &'a project::Prepared,
+}
+
 /// restore → bootstrap → test → save.
 async fn build_and_test(
     stages: &mut Stages<'_>,
     out: &mut Outputs,
-    settings: &Settings,
-    prepared: &project::Prepared,
+    job: Job<'_>,
     store: &Store,
     paths: &Paths,
     runner: &ProjectRunner,
+    toolchain: toolchain::Toolchain,
 ) {
+    let (settings, prepared) = (job.settings, job.prepared);
     let project = &settings.project;
     out.deps_source = prepared.detected.source.name();
     let req = &settings.request;
@@ -248,6 +277,7 @@ async fn build_and_test(
                 detected: &prepared.detected,
                 paths,
                 store,
+                toolchain: Some(toolchain),
             }),
         )
         .await;

@@ -13,7 +13,7 @@ use crate::settings::Config;
 use crate::summary::{CacheSummary, RestoreHit, StageOutcome};
 
 use super::stage::Done;
-use super::toolchain::{self, PythonError, PythonInfo};
+use super::toolchain::{self, PythonError, PythonInfo, Toolchain};
 use super::workdir::Paths;
 
 /// Why the cache keys could not be derived.
@@ -95,17 +95,19 @@ impl RunKeys {
 }
 
 /// This run's keys, from the interpreter, the compiler and the requirement files. Also returns
-/// the interpreter's probe, which the bootstrap reuses.
+/// the interpreter's probe, which the bootstrap reuses. `early` is a probe made before kiln.yml
+/// was read: used when it probed the interpreter kiln.yml names.
 pub async fn derive_keys(
     project: &Config,
     detected: &Project,
     checkout: &Path,
+    early: Option<Toolchain>,
 ) -> Result<(RunKeys, PythonInfo), KeyError> {
-    let (py, compiler) = tokio::join!(
-        toolchain::python_info(&project.python),
-        toolchain::compiler_id()
-    );
-    let py = py?;
+    let tc = match early.filter(|t| t.python == project.python) {
+        Some(t) => t,
+        None => toolchain::probe(&project.python).await,
+    };
+    let (py, compiler) = (tc.info?, tc.compiler);
     let inputs = KeyInputs {
         os: py.os.clone(),
         arch: py.arch.clone(),
@@ -128,6 +130,8 @@ pub struct RestoreInputs<'a> {
     pub detected: &'a Project,
     pub paths: &'a Paths,
     pub store: &'a Store,
+    /// The toolchain probed during the checkout.
+    pub toolchain: Option<Toolchain>,
 }
 
 /// What the restore stage produced.
@@ -152,7 +156,14 @@ impl Restored {
 
 /// Derive the keys and restore every cache, concurrently.
 pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
-    let (keys, python) = match derive_keys(inp.project, inp.detected, &inp.paths.checkout).await {
+    let (keys, python) = match derive_keys(
+        inp.project,
+        inp.detected,
+        &inp.paths.checkout,
+        inp.toolchain,
+    )
+    .await
+    {
         Ok(k) => k,
         Err(e) => {
             let msg = format!("cannot derive cache keys: {e}");
@@ -224,6 +235,57 @@ mod tests {
         assert!(
             p.pip.is_none(),
             "a failed run's download cache is not worth a new key"
+        );
+    }
+
+    fn early(python: &str) -> Toolchain {
+        Toolchain {
+            python: python.into(),
+            info: Err(PythonError {
+                python: python.into(),
+                detail: "probed during the checkout".into(),
+            }),
+            compiler: "gcc-0".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_use_the_early_probe_only_for_the_interpreter_kiln_yml_names() {
+        let checkout = tempfile::tempdir().unwrap();
+        let project = Config::default();
+        let detected = crate::project::detect(crate::project::detect::DetectInput {
+            checkout: checkout.path(),
+            config: &project.project,
+            requirements: None,
+        })
+        .unwrap();
+        // The early probe of the same interpreter is used as it is (here: its failure).
+        let err = derive_keys(
+            &project,
+            &detected,
+            checkout.path(),
+            Some(early(&project.python)),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("probed during the checkout"),
+            "{err}"
+        );
+        // kiln.yml names another interpreter: probed again, the early answer is not used.
+        let (keys, py) = derive_keys(
+            &project,
+            &detected,
+            checkout.path(),
+            Some(early("python9.99")),
+        )
+        .await
+        .unwrap();
+        assert!(py.tag.starts_with("cp3"), "{}", py.tag);
+        assert!(
+            keys.wheelhouse.key.contains(&py.tag),
+            "{}",
+            keys.wheelhouse.key
         );
     }
 }
