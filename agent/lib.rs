@@ -3,7 +3,6 @@
 //!
 //! One run is six stages (see `pipeline`): checkout → restore → bootstrap → test → save → report.
 
-pub mod agent;
 pub mod bootstrap;
 pub mod cache;
 pub mod checkout;
@@ -17,6 +16,7 @@ pub mod logging;
 pub mod pipeline;
 pub mod process;
 pub mod report;
+pub mod server;
 pub mod summary;
 pub mod tests_run;
 pub mod wheelhouse;

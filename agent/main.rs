@@ -35,7 +35,7 @@ enum Command {
     /// error (checkout or bootstrap failed).
     Run(RunArgs),
     /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
-    Agent(kiln::agent::cli::AgentArgs),
+    Agent(kiln::server::cli::AgentArgs),
     /// Save, restore, list and prune caches in a store (usable from any CI).
     Cache(kiln::cache::cli::CacheArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Agent(a) => match kiln::agent::run(a).await {
+        Command::Agent(a) => match kiln::server::run(a).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("kiln agent: error: {e}");

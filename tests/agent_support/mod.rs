@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;

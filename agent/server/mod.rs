@@ -9,12 +9,14 @@
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod github_app;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
 pub mod queue;
 pub mod server;
 pub mod signature;
+pub mod web;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ use tokio::sync::watch;
 
 use self::cli::AgentArgs;
 use self::config::AgentConfig;
-use self::queue::Queue;
+use self::queue::{Host, JobQueue};
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
 
@@ -35,6 +37,10 @@ pub enum AgentError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    App(#[from] github_app::AppError),
+    #[error("web access token: {0}")]
+    WebToken(#[from] config::TokenError),
     #[error("{0}")]
     Secret(String),
     #[error("{0}")]
@@ -111,11 +117,17 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError
 }
 
 /// Delete finished jobs older than `retain`, with their logs and summaries.
-fn prune(queue: &Queue, data_dir: &std::path::Path, retain: Duration) {
+async fn prune(queue: &dyn JobQueue, data_dir: &std::path::Path, retain: Duration) {
     let Ok(age) = chrono::Duration::from_std(retain) else {
         return;
     };
-    let ids = queue.prune(chrono::Utc::now() - age);
+    let ids = match queue.prune(chrono::Utc::now() - age).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!("cannot prune old jobs: {e}");
+            return;
+        }
+    };
     for &id in &ids {
         for path in [
             worker::log_path(data_dir, id),
@@ -136,6 +148,75 @@ fn prune(queue: &Queue, data_dir: &std::path::Path, retain: Duration) {
             humantime::format_duration(retain)
         );
     }
+}
+
+/// Kill what is left of the builds this host ran before it last stopped (they run again).
+async fn kill_leftovers(queue: &dyn JobQueue, agent_id: &str) -> Result<(), AgentError> {
+    let recovered = queue.recover().await?;
+    if !recovered.is_empty() {
+        tracing::warn!(
+            "re-running {} job(s) interrupted by the last stop: {recovered:?}",
+            recovered.len()
+        );
+    }
+    // Builds that were running when the previous agent died may have outlived it; kill them
+    // before anything else so they cannot finish a second time alongside their re-run.
+    for id in recovered {
+        let marker = procs::marker(agent_id, id);
+        let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &marker))
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            tracing::warn!(
+                "job {id}: killed {killed} leftover process(es) of the interrupted build"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Keep this host in the fleet's host list (every 10 s) until `stop`.
+fn register(queue: Arc<dyn JobQueue>, host: Host, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|d| *d) => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = queue.beat(&host).await {
+                tracing::warn!("cannot register this agent in the fleet: {e}");
+            }
+        }
+    });
+}
+
+/// The web page's state: access token from agent.yml `web:`.
+fn web_state(
+    config: &AgentConfig,
+    queue: Arc<dyn JobQueue>,
+    data_dir: &std::path::Path,
+    host_id: &str,
+) -> Result<Arc<web::WebState>, AgentError> {
+    let access = web::access::Access::new(config.web.token()?, config.web.public);
+    if !access.has_token() && !config.web.public {
+        tracing::info!("web page: no access token configured (agent.yml web:), so it is closed");
+    }
+    Ok(Arc::new(web::WebState {
+        queue,
+        data_dir: data_dir.to_path_buf(),
+        access,
+        host_id: host_id.to_string(),
+    }))
+}
+
+/// This machine's name, for the fleet page.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -181,28 +262,14 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         "cannot read or create {}/agent-id",
         data_dir.display()
     )))?;
-    let queue = Arc::new(Queue::open(&data_dir)?);
-    if !queue.recovered().is_empty() {
-        tracing::warn!(
-            "re-running {} job(s) interrupted by the last stop: {:?}",
-            queue.recovered().len(),
-            queue.recovered()
-        );
-    }
-    // Builds that were running when the previous agent died may have outlived it; kill them
-    // before anything else so they cannot finish a second time alongside their re-run.
-    for &id in queue.recovered() {
-        let marker = procs::marker(&agent_id, id);
-        let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &marker))
-            .await
-            .unwrap_or(0);
-        if killed > 0 {
-            tracing::warn!(
-                "job {id}: killed {killed} leftover process(es) of the interrupted build"
-            );
-        }
-    }
-    prune(&queue, &data_dir, args.retain);
+    let queue = queue::open(&args.queue, &data_dir, &agent_id, args.lease).await?;
+    kill_leftovers(queue.as_ref(), &agent_id).await?;
+    prune(queue.as_ref(), &data_dir, args.retain).await;
+    let api = std::env::var("GITHUB_API_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "https://api.github.com".into());
+    let apps = Arc::new(github_app::Apps::load(&config, &api)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
     // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
@@ -216,7 +283,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         program,
         program_args: vec!["run".into()],
         data_dir: data_dir.clone(),
-        agent_id,
+        agent_id: agent_id.clone(),
         default_timeout: args
             .job_timeout
             .or(config.defaults.timeout)
@@ -227,6 +294,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     for n in 0..args.workers {
         let w = Worker {
             queue: queue.clone(),
+            apps: apps.clone(),
             config: config.clone(),
             metrics: metrics.clone(),
             settings: settings.clone(),
@@ -250,6 +318,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         config.repositories.len(),
         if secret.is_some() { "on" } else { "off" }
     );
+    let web = web_state(&config, queue.clone(), &data_dir, &agent_id)?;
     let state = Arc::new(server::AppState {
         queue: queue.clone(),
         config: config.clone(),
@@ -263,7 +332,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         let mut rx = server_stop_rx;
-        axum::serve(listener, server::router(state))
+        axum::serve(listener, server::router(state, web))
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
@@ -271,6 +340,17 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     });
 
     let (drain_tx, drain_rx) = watch::channel(false);
+    let host = Host {
+        id: agent_id.clone(),
+        name: hostname(),
+        url: Some(format!("http://{local}")),
+        workers: args.workers,
+        busy: 0,
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: chrono::Utc::now(),
+        seen_at: chrono::Utc::now(),
+    };
+    register(queue.clone(), host, drain_rx.clone());
     {
         let (queue, data_dir, retain, mut rx) = (
             queue.clone(),
@@ -286,16 +366,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
                     _ = rx.wait_for(|d| *d) => return,
                     _ = tick.tick() => {}
                 }
-                let (q, dir) = (queue.clone(), data_dir.clone());
-                let _ = tokio::task::spawn_blocking(move || prune(&q, &dir, retain)).await;
+                prune(queue.as_ref(), &data_dir, retain).await;
             }
         });
     }
     if let Some(interval) = args.poll {
-        let api = std::env::var("GITHUB_API_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "https://api.github.com".into());
         let poller = poll::Poller::new(queue.clone(), config.clone(), api);
         let mut rx = drain_rx.clone();
         tokio::spawn(poller.run(interval, async move {
@@ -320,7 +395,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     draining.store(true, Ordering::SeqCst);
     let _ = drain_tx.send(true);
     queue.stop();
-    let running = queue.counts().running;
+    let running = queue.counts().await.map(|c| c.running).unwrap_or(0);
     if running > 0 {
         tracing::info!(
             "waiting up to {} for {running} running build(s)",

@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use super::config::AgentConfig;
 use super::metrics::Metrics;
 use super::procs;
-use super::queue::{Claim, Job, JobOutcome, Queue};
+use super::github_app::Apps;
+use super::queue::{Claim, Finished, Job, JobOutcome, JobQueue};
 use crate::summary::{Outcome, RunSummary};
 
 /// Environment variables of the agent that a build must never see: the webhook secret, and
@@ -79,7 +80,9 @@ pub fn summary_path(data_dir: &Path, id: u64) -> PathBuf {
 }
 
 pub struct Worker {
-    pub queue: Arc<Queue>,
+    pub queue: Arc<dyn JobQueue>,
+    /// The GitHub Apps of agent.yml, ready to mint installation tokens.
+    pub apps: Arc<Apps>,
     pub config: Arc<AgentConfig>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<WorkerSettings>,
@@ -192,30 +195,15 @@ impl Worker {
                 .env("KILN_HEAD_SHA", &job.sha);
         }
         if let Some(u) = &self.config.public_url {
-            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{id}/log"));
+            cmd.env("KILN_RUN_URL", format!("{u}/builds/{id}"));
         }
         if job.fork {
             // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
             // obeys; the variable tells the build's own scripts.
             cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
         }
-        match (&repo.token, !job.fork || repo.fork_token) {
-            (Some(src), true) => match src.read() {
-                Ok(t) => {
-                    cmd.env("GITHUB_TOKEN", t);
-                }
-                Err(e) => {
-                    tracing::warn!("job {id}: {e}; building without a token (no GitHub reports)");
-                    let _ = writeln!(
-                        log_file,
-                        "kiln agent: warning: {e}; building without a token"
-                    );
-                }
-            },
-            (Some(_), false) => {
-                let _ = writeln!(log_file, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
-            }
-            (None, _) => {}
+        if let Some(t) = self.token(&job, &repo, &mut log_file).await {
+            cmd.env("GITHUB_TOKEN", t);
         }
         let (out, err) = match (log_file.try_clone(), log_file.try_clone()) {
             (Ok(a), Ok(b)) => (Stdio::from(a), Stdio::from(b)),
@@ -310,6 +298,15 @@ impl Worker {
                 tracing::warn!("job {id}: {d}");
                 (JobOutcome::TimedOut, d, None, None)
             }
+            End::Superseded(by) if by == id => {
+                tracing::info!("job {id}: cancelled on request");
+                (
+                    JobOutcome::Cancelled,
+                    "cancelled on request".to_string(),
+                    None,
+                    None,
+                )
+            }
             End::Superseded(by) => {
                 tracing::info!("job {id}: cancelled, superseded by job {by}");
                 (
@@ -344,6 +341,36 @@ impl Worker {
         });
         self.finish(&job, outcome, Some(detail), code, by, started, summary_ref)
             .await;
+    }
+
+    /// The GitHub token the build reports with: an installation token of the repository's
+    /// GitHub App (scoped to that repository), else its configured token. Fork pull requests
+    /// get none unless `fork_token`. Problems are written to the job log, never the token.
+    async fn token(
+        &self,
+        job: &Job,
+        repo: &super::config::RepoConfig,
+        log: &mut std::fs::File,
+    ) -> Option<String> {
+        if job.fork && !repo.fork_token {
+            if repo.token.is_some() || repo.github_app.is_some() {
+                let _ = writeln!(log, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
+            }
+            return None;
+        }
+        let got = match (self.apps.for_repo(repo), &repo.token) {
+            (Some(app), _) => app.token_for(&job.repo).await.map_err(|e| e.to_string()),
+            (None, Some(src)) => src.read().map_err(|e| e.to_string()),
+            (None, None) => return None,
+        };
+        match got {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("job {}: {e}; building without a token (no GitHub reports)", job.id);
+                let _ = writeln!(log, "kiln agent: warning: {e}; building without a token");
+                None
+            }
+        }
     }
 
     /// A job that could not start its build: recorded as an error with `why`.
@@ -382,11 +409,18 @@ impl Worker {
             );
         }
         tracing::info!("job {}: {} in {secs:.1}s", job.id, outcome.as_str());
-        if let Err(e) = self
-            .queue
-            .finish(job.id, outcome, detail, code, superseded)
-            .await
-        {
+        if let Some(sum) = summary.and_then(|s| serde_json::to_value(s).ok()) {
+            if let Err(e) = self.queue.save_summary(job.id, &sum).await {
+                tracing::warn!("job {}: cannot keep the run summary: {e}", job.id);
+            }
+        }
+        let end = Finished {
+            outcome,
+            detail,
+            exit_code: code,
+            superseded_by: superseded,
+        };
+        if let Err(e) = self.queue.finish(job.id, end).await {
             tracing::error!("job {}: {e}", job.id);
         }
     }
