@@ -2,19 +2,20 @@
 //! N workers each running `kiln run` in its own process group and work dir, results out through
 //! `kiln run`'s own reporting.
 //!
-//! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
-//! `worker` (running builds), `procs` (killing a build's processes), `server` (HTTP), `poll`
-//! (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
+//! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (the job
+//! queue: embedded or PostgreSQL), `worker` (running builds), `procs` (killing a build's
+//! processes), `http` (the HTTP routes), `web` (the web page), `github_app` (GitHub App auth),
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
 
 pub mod cli;
 pub mod config;
 pub mod events;
 pub mod github_app;
+pub mod http;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
 pub mod queue;
-pub mod server;
 pub mod signature;
 pub mod web;
 pub mod worker;
@@ -319,7 +320,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         if secret.is_some() { "on" } else { "off" }
     );
     let web = web_state(&config, queue.clone(), &data_dir, &agent_id)?;
-    let state = Arc::new(server::AppState {
+    let state = Arc::new(http::AppState {
         queue: queue.clone(),
         config: config.clone(),
         metrics,
@@ -332,7 +333,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         let mut rx = server_stop_rx;
-        axum::serve(listener, server::router(state, web))
+        axum::serve(listener, http::router(state, web))
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
