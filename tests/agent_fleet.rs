@@ -5,9 +5,9 @@ mod agent_support;
 
 #[path = "agent_fleet/fleet.rs"]
 mod fleet;
-#[path = "agent_fleet/queue_suite.rs"]
-mod queue_suite;
 #[path = "agent_fleet/github_app.rs"]
 mod github_app;
+#[path = "agent_fleet/queue_suite.rs"]
+mod queue_suite;
 #[path = "agent_fleet/web.rs"]
 mod web;

@@ -270,9 +270,7 @@ impl AgentConfig {
             }
         }
         if file.web.token_env.is_some() && file.web.token_file.is_some() {
-            return Err(invalid(
-                "web: set token_env or token_file, not both".into(),
-            ));
+            return Err(invalid("web: set token_env or token_file, not both".into()));
         }
         Ok(AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),

@@ -32,7 +32,10 @@ pub enum Decision {
     Pong,
     Build(BuildRequest),
     /// Build `sha` of `repo` again as it was last built (a check run's "Re-run").
-    Rerun { repo: String, sha: String },
+    Rerun {
+        repo: String,
+        sha: String,
+    },
     /// Understood and deliberately not built (202 with this reason).
     Ignored(String),
 }
@@ -152,10 +155,7 @@ pub fn decide(event: &str, body: &[u8], config: &AgentConfig) -> Result<Decision
                 event: "push".into(),
                 pr_number: None,
                 fork: false,
-                author: p
-                    .sender
-                    .map(|u| u.login)
-                    .or(p.pusher.map(|u| u.name)),
+                author: p.sender.map(|u| u.login).or(p.pusher.map(|u| u.name)),
             }))
         }
         "pull_request" => {

@@ -30,13 +30,17 @@ const JWT_BACKDATE: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot read the GitHub App private key {path} (github_app.private_key_file): {source}")]
+    #[error(
+        "cannot read the GitHub App private key {path} (github_app.private_key_file): {source}"
+    )]
     KeyFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} (github_app.private_key_file) is not an RSA private key in PEM format: {message}")]
+    #[error(
+        "{path} (github_app.private_key_file) is not an RSA private key in PEM format: {message}"
+    )]
     KeyFormat { path: PathBuf, message: String },
     #[error("cannot sign the GitHub App JWT: {0}")]
     Sign(String),
@@ -170,7 +174,9 @@ impl GithubApp {
         let body = serde_json::json!({ "repositories": [name] });
         let path = format!("/app/installations/{installation}/access_tokens");
         let what = format!("installation token for {repo}");
-        let resp = self.send(reqwest::Method::POST, &path, Some(&body), &what).await?;
+        let resp = self
+            .send(reqwest::Method::POST, &path, Some(&body), &what)
+            .await?;
         let t: AccessToken = resp.json().await.map_err(|e| AppError::Http {
             what: what.clone(),
             message: format!("unexpected response: {e}"),
@@ -251,7 +257,11 @@ impl Apps {
     /// Load the Apps of `config`'s repositories; `api` is the REST root.
     pub fn load(config: &super::config::AgentConfig, api: &str) -> Result<Apps, AppError> {
         let mut apps = HashMap::new();
-        for s in config.repositories.iter().filter_map(|r| r.github_app.as_ref()) {
+        for s in config
+            .repositories
+            .iter()
+            .filter_map(|r| r.github_app.as_ref())
+        {
             if !apps.contains_key(s) {
                 apps.insert(s.clone(), GithubApp::new(s.clone(), api)?);
             }
@@ -269,18 +279,31 @@ impl Apps {
 mod tests {
     use super::*;
     use jsonwebtoken::{DecodingKey, Validation};
-    use wiremock::matchers::{body_json, method, path};
+    use wiremock::matchers::{body_json, method, path, path_regex};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     /// An RSA key pair as GitHub hands it out (PKCS#1 PEM), made by openssl.
     fn key_pair(dir: &Path) -> (PathBuf, Vec<u8>) {
         let key = dir.join("app.pem");
         let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl").args(args).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             out.stdout
         };
-        run(&["genrsa", "-traditional", "-out", key.to_str().unwrap(), "2048"]);
+        run(&[
+            "genrsa",
+            "-traditional",
+            "-out",
+            key.to_str().unwrap(),
+            "2048",
+        ]);
         let public = run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
         (key, public)
     }
@@ -302,7 +325,7 @@ mod tests {
         let (key, public) = key_pair(dir.path());
         let gh = MockServer::start().await;
         Mock::given(method("GET"))
-            .and(path("/repos/octo/hello/installation"))
+            .and(path_regex(r"^/repos/octo/[a-z]+/installation$"))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": 99})))
             .mount(&gh)
             .await;
@@ -343,7 +366,11 @@ mod tests {
                 .count()
         };
         assert_eq!(exchanges("hello"), 1, "reused until shortly before expiry");
-        assert_eq!(exchanges("soon"), 2, "renewed when it would expire within 5 minutes");
+        assert_eq!(
+            exchanges("soon"),
+            2,
+            "renewed when it would expire within 5 minutes"
+        );
         let now = Utc::now().timestamp();
         for r in &reqs {
             let auth = r.headers.get("authorization").unwrap().to_str().unwrap();
@@ -367,10 +394,9 @@ mod tests {
         let (key, _) = key_pair(dir.path());
         let gh = MockServer::start().await;
         Mock::given(method("POST"))
-            .respond_with(
-                ResponseTemplate::new(401)
-                    .set_body_json(serde_json::json!({"message": "A JSON web token could not be decoded"})),
-            )
+            .respond_with(ResponseTemplate::new(401).set_body_json(
+                serde_json::json!({"message": "A JSON web token could not be decoded"}),
+            ))
             .mount(&gh)
             .await;
         let settings = AppSettings {
@@ -380,7 +406,10 @@ mod tests {
         };
         let app = GithubApp::new(settings, &gh.uri()).unwrap();
         let e = app.token_for("octo/hello").await.unwrap_err().to_string();
-        assert!(e.contains("HTTP 401") && e.contains("could not be decoded"), "{e}");
+        assert!(
+            e.contains("HTTP 401") && e.contains("could not be decoded"),
+            "{e}"
+        );
         assert!(!e.contains("Bearer") && !e.contains("PRIVATE"), "{e}");
     }
 }

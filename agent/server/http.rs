@@ -206,7 +206,10 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
                 Ok(Some(job)) => enqueue(&st, delivery, job.request(), started).await,
                 Ok(None) => {
                     st.metrics.webhook("ignored", 0.0);
-                    answer(StatusCode::ACCEPTED, json!({"status": "ignored", "message": format!("{repo} {sha} was never built here: nothing to re-run")}))
+                    answer(
+                        StatusCode::ACCEPTED,
+                        json!({"status": "ignored", "message": format!("{repo} {sha} was never built here: nothing to re-run")}),
+                    )
                 }
                 Err(e) => queue_error(&st, delivery, e),
             }

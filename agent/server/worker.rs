@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::config::AgentConfig;
+use super::github_app::Apps;
 use super::metrics::Metrics;
 use super::procs;
-use super::github_app::Apps;
 use super::queue::{Claim, Finished, Job, JobOutcome, JobQueue};
 use crate::summary::{Outcome, RunSummary};
 
@@ -366,7 +366,10 @@ impl Worker {
         match got {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::warn!("job {}: {e}; building without a token (no GitHub reports)", job.id);
+                tracing::warn!(
+                    "job {}: {e}; building without a token (no GitHub reports)",
+                    job.id
+                );
                 let _ = writeln!(log, "kiln agent: warning: {e}; building without a token");
                 None
             }

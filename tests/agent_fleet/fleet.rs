@@ -40,14 +40,22 @@ impl Fleet {
     fn agent_of(&self, host: &str) -> usize {
         self.agents
             .iter()
-            .position(|a| std::fs::read_to_string(a.data_dir.join("agent-id")).unwrap().trim() == host)
+            .position(|a| {
+                std::fs::read_to_string(a.data_dir.join("agent-id"))
+                    .unwrap()
+                    .trim()
+                    == host
+            })
             .unwrap_or_else(|| panic!("no agent {host}"))
     }
 }
 
 /// Wait until job `id` is running; its host's agent index.
 async fn running_on(f: &Fleet, alive: &Agent, id: u64) -> usize {
-    let j = wait_job(&f.w.client, alive, id, Duration::from_secs(120), |j| j["state"] == "running").await;
+    let j = wait_job(&f.w.client, alive, id, Duration::from_secs(120), |j| {
+        j["state"] == "running"
+    })
+    .await;
     f.agent_of(j["host"].as_str().unwrap())
 }
 
@@ -60,9 +68,10 @@ async fn two_agents_on_postgres_build_each_job_once_and_take_over_a_dead_hosts_j
 
     // A redelivery that reaches both agents is queued once.
     let sha = f.w.project.commit("dup", &quick);
+    let dup = push("dup", &sha);
     let (r1, r2) = tokio::join!(
-        deliver(&c, &f.agents[0].url, "push", "dup-1", &push("dup", &sha)),
-        deliver(&c, &f.agents[1].url, "push", "dup-1", &push("dup", &sha)),
+        deliver(&c, &f.agents[0].url, "push", "dup-1", &dup),
+        deliver(&c, &f.agents[1].url, "push", "dup-1", &dup),
     );
     let mut statuses = [r1.status, r2.status];
     statuses.sort();
@@ -89,14 +98,27 @@ async fn two_agents_on_postgres_build_each_job_once_and_take_over_a_dead_hosts_j
     }
     let mut hosts: HashMap<String, usize> = HashMap::new();
     for &id in &ids {
-        let j = wait_job(&c, &f.agents[id as usize % 2], id, Duration::from_secs(900), is_done).await;
+        let j = wait_job(
+            &c,
+            &f.agents[id as usize % 2],
+            id,
+            Duration::from_secs(900),
+            is_done,
+        )
+        .await;
         assert_eq!(j["outcome"], "passed", "{j:#}");
-        *hosts.entry(j["host"].as_str().unwrap().to_string()).or_default() += 1;
+        *hosts
+            .entry(j["host"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     let text = std::fs::read_to_string(&done).unwrap();
     let mut built: Vec<&str> = text.lines().collect();
     built.sort();
-    let mut want: Vec<&str> = shas.iter().map(String::as_str).chain([sha.as_str()]).collect();
+    let mut want: Vec<&str> = shas
+        .iter()
+        .map(String::as_str)
+        .chain([sha.as_str()])
+        .collect();
     want.sort();
     assert_eq!(built, want, "every job built exactly once");
     assert_eq!(hosts.len(), 2, "both hosts built: {hosts:?}");
@@ -111,17 +133,53 @@ async fn two_agents_on_postgres_build_each_job_once_and_take_over_a_dead_hosts_j
     wait_lines(&starts, 1, Duration::from_secs(120)).await;
     let new = f.w.project.commit("slow", &quick);
     let other = 1 - runner;
-    let r = deliver(&c, &f.agents[other].url, "push", "slow-2", &push("slow", &new)).await;
+    let r = deliver(
+        &c,
+        &f.agents[other].url,
+        "push",
+        "slow-2",
+        &push("slow", &new),
+    )
+    .await;
     let new_id = r.body["job"].as_u64().unwrap();
-    let j = wait_job(&c, &f.agents[runner], old_id, Duration::from_secs(30), is_done).await;
-    assert_eq!((j["outcome"].as_str(), j["superseded_by"].as_u64()), (Some("cancelled"), Some(new_id)), "{j:#}");
-    wait_job(&c, &f.agents[other], new_id, Duration::from_secs(120), is_done).await;
+    let j = wait_job(
+        &c,
+        &f.agents[runner],
+        old_id,
+        Duration::from_secs(30),
+        is_done,
+    )
+    .await;
+    assert_eq!(
+        (j["outcome"].as_str(), j["superseded_by"].as_u64()),
+        (Some("cancelled"), Some(new_id)),
+        "{j:#}"
+    );
+    wait_job(
+        &c,
+        &f.agents[other],
+        new_id,
+        Duration::from_secs(120),
+        is_done,
+    )
+    .await;
 
     // kill -9 of the host running a build: the other host finishes it once the lease is over.
     let finished = f.w.path("finished");
-    let victim_cmd = format!("echo go >> {s}; sleep 5; echo $(git rev-parse HEAD) >> {d}", s = starts.display(), d = finished.display());
+    let victim_cmd = format!(
+        "echo go >> {s}; sleep 5; echo $(git rev-parse HEAD) >> {d}",
+        s = starts.display(),
+        d = finished.display()
+    );
     let victim = f.w.project.commit("victim", &victim_cmd);
-    let r = deliver(&c, &f.agents[0].url, "push", "victim-1", &push("victim", &victim)).await;
+    let r = deliver(
+        &c,
+        &f.agents[0].url,
+        "push",
+        "victim-1",
+        &push("victim", &victim),
+    )
+    .await;
     let id = r.body["job"].as_u64().unwrap();
     let dead = running_on(&f, &f.agents[0], id).await;
     wait_lines(&starts, 2, Duration::from_secs(120)).await;
@@ -136,5 +194,11 @@ async fn two_agents_on_postgres_build_each_job_once_and_take_over_a_dead_hosts_j
     assert_eq!(j["outcome"], "passed", "{j:#}");
     assert_eq!(j["attempts"], 2, "{j:#}");
     assert_eq!(f.agent_of(j["host"].as_str().unwrap()), 1 - dead);
-    assert_eq!(std::fs::read_to_string(&finished).unwrap().lines().collect::<Vec<_>>(), vec![victim.as_str()]);
+    assert_eq!(
+        std::fs::read_to_string(&finished)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        vec![victim.as_str()]
+    );
 }

@@ -11,8 +11,15 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::agent_support::*;
 
 fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl").args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -20,7 +27,13 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 async fn agent_builds_report_check_runs_with_an_installation_token_of_the_app() {
     let w = World::new();
     let key = w.path("app.pem");
-    openssl(&["genrsa", "-traditional", "-out", key.to_str().unwrap(), "2048"]);
+    openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
     let public = openssl(&["rsa", "-in", key.to_str().unwrap(), "-pubout"]);
     let config = std::fs::read_to_string(&w.config)
         .unwrap()
@@ -56,7 +69,9 @@ async fn agent_builds_report_check_runs_with_an_installation_token_of_the_app() 
         .mount(&github)
         .await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({"message": "Not Found"})))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(serde_json::json!({"message": "Not Found"})),
+        )
         .mount(&github)
         .await;
     let agent = Agent::start(
@@ -70,7 +85,14 @@ async fn agent_builds_report_check_runs_with_an_installation_token_of_the_app() 
     );
     let mut ids = Vec::new();
     for (i, sha) in [&first, &second].into_iter().enumerate() {
-        let r = deliver(&w.client, &agent.url, "push", &format!("app-{i}"), &push(&format!("b{i}"), sha)).await;
+        let r = deliver(
+            &w.client,
+            &agent.url,
+            "push",
+            &format!("app-{i}"),
+            &push(&format!("b{i}"), sha),
+        )
+        .await;
         let id = r.body["job"].as_u64().unwrap();
         let j = wait_job(&w.client, &agent, id, Duration::from_secs(180), is_done).await;
         assert_eq!(j["outcome"], "passed", "{j:#}");
@@ -78,11 +100,27 @@ async fn agent_builds_report_check_runs_with_an_installation_token_of_the_app() 
     }
 
     let requests = github.received_requests().await.unwrap();
-    let exchanges: Vec<_> = requests.iter().filter(|r| r.url.path().ends_with("/access_tokens")).collect();
-    assert_eq!(exchanges.len(), 1, "the installation token is reused by the second build");
+    let exchanges: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/access_tokens"))
+        .collect();
+    assert_eq!(
+        exchanges.len(),
+        1,
+        "the installation token is reused by the second build"
+    );
     let body: serde_json::Value = serde_json::from_slice(&exchanges[0].body).unwrap();
-    assert_eq!(body["repositories"], serde_json::json!(["hello-kiln"]), "scoped to the build's repository");
-    let jwt = exchanges[0].headers.get("authorization").unwrap().to_str().unwrap();
+    assert_eq!(
+        body["repositories"],
+        serde_json::json!(["hello-kiln"]),
+        "scoped to the build's repository"
+    );
+    let jwt = exchanges[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_issuer(&["31337"]);
     let claims = jsonwebtoken::decode::<serde_json::Value>(
@@ -91,15 +129,37 @@ async fn agent_builds_report_check_runs_with_an_installation_token_of_the_app() 
         &v,
     )
     .expect("the JWT verifies with the App's public key");
-    let (iat, exp) = (claims.claims["iat"].as_i64().unwrap(), claims.claims["exp"].as_i64().unwrap());
-    assert!(exp - iat <= 600 && exp > chrono::Utc::now().timestamp(), "{:?}", claims.claims);
+    let (iat, exp) = (
+        claims.claims["iat"].as_i64().unwrap(),
+        claims.claims["exp"].as_i64().unwrap(),
+    );
+    assert!(
+        exp - iat <= 600 && exp > chrono::Utc::now().timestamp(),
+        "{:?}",
+        claims.claims
+    );
 
-    let checks: Vec<_> = requests.iter().filter(|r| r.url.path() == "/repos/octo-org/hello-kiln/check-runs").collect();
+    let checks: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/repos/octo-org/hello-kiln/check-runs")
+        .collect();
     assert_eq!(checks.len(), 2, "one check run per build");
     for (check, (sha, id)) in checks.iter().zip([&first, &second].into_iter().zip(&ids)) {
-        assert_eq!(check.headers.get("authorization").unwrap().to_str().unwrap(), "Bearer ghs_installation_31337");
+        assert_eq!(
+            check
+                .headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "Bearer ghs_installation_31337"
+        );
         let b: serde_json::Value = serde_json::from_slice(&check.body).unwrap();
         assert_eq!(b["head_sha"], sha.as_str());
-        assert_eq!(b["details_url"], format!("http://ci.example.test/builds/{id}"), "links to the build page");
+        assert_eq!(
+            b["details_url"],
+            format!("http://ci.example.test/builds/{id}"),
+            "links to the build page"
+        );
     }
 }

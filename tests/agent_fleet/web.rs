@@ -37,7 +37,10 @@ async fn browser(profile: &std::path::Path) -> (Driver, Client) {
     let driver = Driver(child);
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "chromedriver did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let caps = serde_json::json!({
@@ -50,6 +53,9 @@ async fn browser(profile: &std::path::Path) -> (Driver, Client) {
                 format!("--user-data-dir={}", profile.display())],
         }
     });
+    // Two rustls crypto providers are linked into the tests (ring, and aws-lc-rs through
+    // fantoccini's hyper-rustls): pick one. Only loopback HTTP is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = ClientBuilder::rustls()
         .unwrap()
         .capabilities(caps.as_object().unwrap().clone())
@@ -98,13 +104,33 @@ async fn refusals(c: &reqwest::Client, url: &str, id: u64) {
     let r = c.get(format!("{url}/builds")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("Log in"));
-    let r = c.post(format!("{url}/builds/{id}/retry")).form(&[("csrf", "x")]).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/builds/{id}/retry"))
+        .form(&[("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.get(format!("{url}/builds/{id}/log/stream")).basic_auth("x", Some(SECRET)).send().await.unwrap();
+    let r = c
+        .get(format!("{url}/builds/{id}/log/stream"))
+        .basic_auth("x", Some(SECRET))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "the webhook secret is not an access token");
-    let r = c.post(format!("{url}/builds/{id}/retry")).basic_auth("me", Some(WEB_TOKEN)).form(&[("csrf", "forged")]).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/builds/{id}/retry"))
+        .basic_auth("me", Some(WEB_TOKEN))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "no CSRF token, no retry");
-    let r = c.post(format!("{url}/jobs/{id}/retry")).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/jobs/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -115,7 +141,10 @@ async fn web_page_lists_builds_streams_a_live_log_and_retries_in_chromium() {
     config.push_str("web:\n  token_env: KILN_TEST_WEB_TOKEN\n");
     std::fs::write(&w.config, config).unwrap();
     let green = w.project.commit("main", "echo all good");
-    let live = w.project.commit("feature/live", "for i in $(seq 1 16); do echo tick $i; sleep 0.5; done");
+    let live = w.project.commit(
+        "feature/live",
+        "for i in $(seq 1 16); do echo tick $i; sleep 0.5; done",
+    );
     let agent = Agent::start(
         &w.path("data"),
         &w.config,
@@ -126,9 +155,17 @@ async fn web_page_lists_builds_streams_a_live_log_and_retries_in_chromium() {
         },
     );
     let c = &w.client;
-    let first = deliver(c, &agent.url, "push", "web-1", &push("main", &green)).await.body["job"].as_u64().unwrap();
+    let first = deliver(c, &agent.url, "push", "web-1", &push("main", &green))
+        .await
+        .body["job"]
+        .as_u64()
+        .unwrap();
     wait_job(c, &agent, first, Duration::from_secs(180), is_done).await;
-    let id = deliver(c, &agent.url, "push", "web-2", &push("feature/live", &live)).await.body["job"].as_u64().unwrap();
+    let id = deliver(c, &agent.url, "push", "web-2", &push("feature/live", &live))
+        .await
+        .body["job"]
+        .as_u64()
+        .unwrap();
     refusals(c, &agent.url, id).await;
 
     let profile = tempfile::tempdir().unwrap();
@@ -136,28 +173,71 @@ async fn web_page_lists_builds_streams_a_live_log_and_retries_in_chromium() {
     b.goto(&format!("{}/builds", agent.url)).await.unwrap();
     // Refused: the login form, not the list.
     assert!(b.find(Locator::Css("table#builds")).await.is_err());
-    b.find(Locator::Css("input[name=token]")).await.unwrap().send_keys(WEB_TOKEN).await.unwrap();
-    b.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
-    b.wait().for_element(Locator::Css("table#builds")).await.unwrap();
-    wait_job(c, &agent, id, Duration::from_secs(120), |j| j["state"] == "running").await;
-    b.refresh().await.unwrap();
-    let row = b.wait().for_element(Locator::Css(&format!("tr[data-job='{id}']"))).await.unwrap();
-    assert!(row.text().await.unwrap().contains("feature/live"));
-    screenshot("agent-builds.png", &b.screenshot().await.unwrap(), profile.path());
-
-    // From the list to the running build; its log grows while we watch.
-    row.find(Locator::Css("a")).await.unwrap().click().await.unwrap();
-    b.wait().for_element(Locator::Id("log")).await.unwrap();
-    assert!(b.current_url().await.unwrap().path().ends_with(&format!("/builds/{id}")));
-    let early = until(Duration::from_secs(120), "tick 2 in the live log", || async {
-        let t = log_text(&b).await;
-        t.contains("tick 2").then_some(t)
+    b.find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(WEB_TOKEN)
+        .await
+        .unwrap();
+    b.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("table#builds"))
+        .await
+        .unwrap();
+    wait_job(c, &agent, id, Duration::from_secs(120), |j| {
+        j["state"] == "running"
     })
     .await;
-    assert!(!early.contains("tick 16"), "the build is still running: {early}");
-    until(Duration::from_secs(60), "tick 16 arrives without a reload", || async {
-        log_text(&b).await.contains("tick 16").then_some(())
-    })
+    b.refresh().await.unwrap();
+    let row = b
+        .wait()
+        .for_element(Locator::Css(&format!("tr[data-job='{id}']")))
+        .await
+        .unwrap();
+    assert!(row.text().await.unwrap().contains("feature/live"));
+    screenshot(
+        "agent-builds.png",
+        &b.screenshot().await.unwrap(),
+        profile.path(),
+    );
+
+    // From the list to the running build; its log grows while we watch.
+    row.find(Locator::Css("a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Locator::Id("log")).await.unwrap();
+    assert!(b
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with(&format!("/builds/{id}")));
+    let early = until(
+        Duration::from_secs(120),
+        "tick 2 in the live log",
+        || async {
+            let t = log_text(&b).await;
+            t.contains("tick 2").then_some(t)
+        },
+    )
+    .await;
+    assert!(
+        !early.contains("tick 16"),
+        "the build is still running: {early}"
+    );
+    until(
+        Duration::from_secs(60),
+        "tick 16 arrives without a reload",
+        || async { log_text(&b).await.contains("tick 16").then_some(()) },
+    )
     .await;
     let j = wait_job(c, &agent, id, Duration::from_secs(60), is_done).await;
     assert_eq!(j["outcome"], "passed", "{j:#}");
@@ -167,14 +247,30 @@ async fn web_page_lists_builds_streams_a_live_log_and_retries_in_chromium() {
         log_text(&b).await.contains("tick 16").then_some(())
     })
     .await;
-    screenshot("agent-build.png", &b.screenshot().await.unwrap(), profile.path());
+    screenshot(
+        "agent-build.png",
+        &b.screenshot().await.unwrap(),
+        profile.path(),
+    );
 
     // Retry: a new build of the same commit, and the browser is on its page.
-    b.find(Locator::Id("retry")).await.unwrap().click().await.unwrap();
-    let new_id: u64 = until(Duration::from_secs(30), "the retried build's page", || async {
-        let path = b.current_url().await.ok()?.path().to_string();
-        path.strip_prefix("/builds/")?.parse::<u64>().ok().filter(|n| *n != id)
-    })
+    b.find(Locator::Id("retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let new_id: u64 = until(
+        Duration::from_secs(30),
+        "the retried build's page",
+        || async {
+            let path = b.current_url().await.ok()?.path().to_string();
+            path.strip_prefix("/builds/")?
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n != id)
+        },
+    )
     .await;
     let retried = get_json(c, &format!("{}/jobs/{new_id}", agent.url)).await;
     assert_eq!(retried["sha"], live.as_str());

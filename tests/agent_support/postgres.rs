@@ -80,14 +80,24 @@ fn start() -> Cluster {
         .keep();
     if is_root() {
         let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
-        let uid: u32 = String::from_utf8_lossy(&nobody.stdout).trim().parse().unwrap();
+        let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+            .trim()
+            .parse()
+            .unwrap();
         std::os::unix::fs::chown(&root, Some(uid), None).unwrap();
     }
     let dir = root.join("data");
     let mut init = as_owner(&bin.join("initdb"));
-    init.arg("-D")
-        .arg(&dir)
-        .args(["-A", "trust", "-U", "kiln", "-E", "UTF8", "--locale=C", "--no-sync"]);
+    init.arg("-D").arg(&dir).args([
+        "-A",
+        "trust",
+        "-U",
+        "kiln",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]);
     run(init, "initdb");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -125,7 +135,15 @@ impl Cluster {
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
         let mut c = Command::new(self.bin.join("createdb"));
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kiln", &name]);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "kiln",
+            &name,
+        ]);
         run(c, "createdb");
         format!("postgres://kiln@127.0.0.1:{}/{name}", self.port)
     }

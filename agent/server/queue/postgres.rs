@@ -201,7 +201,12 @@ impl PgQueue {
 
     /// Renew the lease of `id` every third of the lease until the claim ends; pass on a
     /// cancellation the database records (a backstop for a missed notification).
-    fn heartbeat(&self, id: u64, attempts: i32, cancel: Arc<watch::Sender<Option<u64>>>) -> JoinHandle<()> {
+    fn heartbeat(
+        &self,
+        id: u64,
+        attempts: i32,
+        cancel: Arc<watch::Sender<Option<u64>>>,
+    ) -> JoinHandle<()> {
         let (pool, host, secs) = (self.pool.clone(), self.host.clone(), self.lease_secs());
         let every = (self.lease / 3).max(Duration::from_millis(200));
         tokio::spawn(async move {
@@ -465,7 +470,11 @@ impl JobQueue for PgQueue {
         if !requeued.is_empty() {
             self.notify_jobs().await;
         }
-        let mut ids: Vec<u64> = cancelled.into_iter().chain(requeued).map(|n| n as u64).collect();
+        let mut ids: Vec<u64> = cancelled
+            .into_iter()
+            .chain(requeued)
+            .map(|n| n as u64)
+            .collect();
         ids.sort_unstable();
         Ok(ids)
     }
@@ -599,7 +608,10 @@ impl JobQueue for PgQueue {
             let state: String = r.try_get("state").map_err(db)?;
             let outcome: Option<String> = r.try_get("outcome").map_err(db)?;
             let n = r.try_get::<i64, _>("n").map_err(db)?.max(0) as usize;
-            match (JobState::parse(&state), outcome.as_deref().and_then(JobOutcome::parse)) {
+            match (
+                JobState::parse(&state),
+                outcome.as_deref().and_then(JobOutcome::parse),
+            ) {
                 (Some(JobState::Queued), _) => c.queued += n,
                 (Some(JobState::Running), _) => c.running += n,
                 (_, Some(o)) => *c.done.entry(o).or_default() += n,

@@ -102,10 +102,18 @@ impl Access {
             .and_then(|v| v.to_str().ok())
         {
             if let Some(t) = auth.strip_prefix("Bearer ") {
-                return if self.is_token(t) { Visitor::Script } else { Visitor::Anonymous };
+                return if self.is_token(t) {
+                    Visitor::Script
+                } else {
+                    Visitor::Anonymous
+                };
             }
             if let Some(b) = auth.strip_prefix("Basic ") {
-                return if self.basic_ok(b) { Visitor::Browser } else { Visitor::Anonymous };
+                return if self.basic_ok(b) {
+                    Visitor::Browser
+                } else {
+                    Visitor::Anonymous
+                };
             }
         }
         let session = self.session().unwrap_or_default();
@@ -129,7 +137,8 @@ impl Access {
             return false;
         };
         let text = String::from_utf8_lossy(&raw);
-        text.split_once(':').is_some_and(|(_, pw)| self.is_token(pw))
+        text.split_once(':')
+            .is_some_and(|(_, pw)| self.is_token(pw))
     }
 
     /// May `v` read the pages?
@@ -163,7 +172,10 @@ mod tests {
         );
         // "anyone:s3cret-token" and "x:wrong"
         assert_eq!(
-            a.visitor(&with(header::AUTHORIZATION, "Basic YW55b25lOnMzY3JldC10b2tlbg==")),
+            a.visitor(&with(
+                header::AUTHORIZATION,
+                "Basic YW55b25lOnMzY3JldC10b2tlbg=="
+            )),
             Visitor::Browser
         );
         assert_eq!(

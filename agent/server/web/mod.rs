@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::access::{Access, Visitor, SESSION_COOKIE};
-use super::queue::{Enqueued, Filter, Job, JobQueue};
+use super::queue::{Enqueued, Filter, Job, JobQueue, QueueError};
 use crate::summary::RunSummary;
 
 /// What the page's handlers share.
@@ -46,67 +46,81 @@ pub fn router(state: Arc<WebState>) -> Router {
         .with_state(state)
 }
 
-fn refused(next: &str) -> Response {
-    let body = render::login(Some("Log in to see this page."), next);
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer realm=\"kiln\"")],
-        Html(body),
-    )
-        .into_response()
+/// Why a page is not shown: the login form (401), or an error page.
+#[derive(Debug)]
+enum Denied {
+    Login(String),
+    Error(StatusCode, String),
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    let body = render::page("Error", &format!("<h1>{}</h1>", render::esc(&message.to_string())));
-    (status, Html(body)).into_response()
+impl Denied {
+    fn error(status: StatusCode, message: impl std::fmt::Display) -> Denied {
+        Denied::Error(status, message.to_string())
+    }
 }
 
-fn parse_id(id: &str) -> Result<u64, Response> {
-    id.parse::<u64>()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{id:?} is not a build number")))
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Login(next) => {
+                let body = render::login(Some("Log in to see this page."), &next);
+                let realm = [(header::WWW_AUTHENTICATE, "Bearer realm=\"kiln\"")];
+                (StatusCode::UNAUTHORIZED, realm, Html(body)).into_response()
+            }
+            Denied::Error(status, message) => {
+                let body = render::page("Error", &format!("<h1>{}</h1>", render::esc(&message)));
+                (status, Html(body)).into_response()
+            }
+        }
+    }
 }
 
-/// The visitor, if they may read; else the refusal to send.
-fn reader(st: &WebState, headers: &HeaderMap, here: &str) -> Result<Visitor, Response> {
+type Page = Result<Response, Denied>;
+
+fn unavailable(e: QueueError) -> Denied {
+    Denied::error(StatusCode::SERVICE_UNAVAILABLE, e)
+}
+
+fn parse_id(id: &str) -> Result<u64, Denied> {
+    id.parse::<u64>().map_err(|_| {
+        Denied::error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a build number"),
+        )
+    })
+}
+
+/// The visitor, if they may read.
+fn reader(st: &WebState, headers: &HeaderMap, here: &str) -> Result<Visitor, Denied> {
     let v = st.access.visitor(headers);
     if st.access.may_read(v) {
         Ok(v)
     } else {
-        Err(refused(here))
+        Err(Denied::Login(here.to_string()))
     }
 }
 
-async fn load(st: &WebState, id: u64) -> Result<Job, Response> {
+async fn load(st: &WebState, id: u64) -> Result<Job, Denied> {
     match st.queue.get(id).await {
         Ok(Some(j)) => Ok(j),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("no build #{id}"))),
-        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e)),
+        Ok(None) => Err(Denied::error(
+            StatusCode::NOT_FOUND,
+            format!("no build #{id}"),
+        )),
+        Err(e) => Err(unavailable(e)),
     }
 }
 
-async fn list(State(st): St, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
-    if let Err(r) = reader(&st, &headers, "/builds") {
-        return r;
-    }
-    match st.queue.list(&f).await {
-        Ok(jobs) => Html(render::list(&jobs, &f)).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-    }
+async fn list(State(st): St, headers: HeaderMap, Query(f): Query<Filter>) -> Page {
+    reader(&st, &headers, "/builds")?;
+    let jobs = st.queue.list(&f).await.map_err(unavailable)?;
+    Ok(Html(render::list(&jobs, &f)).into_response())
 }
 
-async fn build(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let visitor = match reader(&st, &headers, &format!("/builds/{id}")) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let job = match load(&st, id).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
+async fn build(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Page {
+    let id = parse_id(&id)?;
+    let visitor = reader(&st, &headers, &format!("/builds/{id}"))?;
+    let job = load(&st, id).await?;
     let summary = st
         .queue
         .summary(id)
@@ -119,7 +133,7 @@ async fn build(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<String>) 
         csrf: csrf.as_deref(),
         remote_log: remote_log(&st, &job).await,
     };
-    Html(render::build(&job, summary.as_ref(), &controls)).into_response()
+    Ok(Html(render::build(&job, summary.as_ref(), &controls)).into_response())
 }
 
 /// Where the log of a job that another agent ran can be read (None: it is here).
@@ -133,19 +147,12 @@ async fn remote_log(st: &WebState, job: &Job) -> Option<String> {
     Some(format!("{url}/builds/{}", job.id))
 }
 
-async fn log_stream(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    if let Err(r) = reader(&st, &headers, &format!("/builds/{id}")) {
-        return r;
-    }
-    if let Err(r) = load(&st, id).await {
-        return r;
-    }
+async fn log_stream(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Page {
+    let id = parse_id(&id)?;
+    reader(&st, &headers, &format!("/builds/{id}"))?;
+    load(&st, id).await?;
     let path = super::worker::log_path(&st.data_dir, id);
-    live::stream(st.queue.clone(), id, path)
+    Ok(live::stream(st.queue.clone(), id, path))
 }
 
 #[derive(Deserialize)]
@@ -155,15 +162,18 @@ struct CsrfForm {
 }
 
 /// May this POST change things? Browsers need the CSRF token, scripts their bearer token.
-fn writer(st: &WebState, headers: &HeaderMap, csrf: Option<&str>) -> Result<(), Response> {
+fn writer(st: &WebState, headers: &HeaderMap, csrf: Option<&str>) -> Result<(), Denied> {
     match st.access.visitor(headers) {
         Visitor::Script => Ok(()),
         Visitor::Browser if st.access.csrf_ok(csrf) => Ok(()),
-        Visitor::Browser => Err(error(
+        Visitor::Browser => Err(Denied::error(
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or wrong: reload the page and try again",
         )),
-        Visitor::Anonymous => Err(error(StatusCode::UNAUTHORIZED, "log in to retry or cancel builds")),
+        Visitor::Anonymous => Err(Denied::error(
+            StatusCode::UNAUTHORIZED,
+            "log in to retry or cancel builds",
+        )),
     }
 }
 
@@ -172,21 +182,12 @@ async fn retry_button(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    if let Err(r) = writer(&st, &headers, f.csrf.as_deref()) {
-        return r;
-    }
-    match st.queue.retry(id).await {
-        Ok(e) => {
-            tracing::info!("build {id} retried from the web page as job {}", e.id());
-            Redirect::to(&format!("/builds/{}", e.id())).into_response()
-        }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-    }
+) -> Page {
+    let id = parse_id(&id)?;
+    writer(&st, &headers, f.csrf.as_deref())?;
+    let e = st.queue.retry(id).await.map_err(unavailable)?;
+    tracing::info!("build {id} retried from the web page as job {}", e.id());
+    Ok(Redirect::to(&format!("/builds/{}", e.id())).into_response())
 }
 
 async fn cancel_button(
@@ -194,37 +195,37 @@ async fn cancel_button(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    if let Err(r) = writer(&st, &headers, f.csrf.as_deref()) {
-        return r;
-    }
-    match st.queue.cancel(id).await {
-        Ok(_) => Redirect::to(&format!("/builds/{id}")).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-    }
+) -> Page {
+    let id = parse_id(&id)?;
+    writer(&st, &headers, f.csrf.as_deref())?;
+    st.queue.cancel(id).await.map_err(unavailable)?;
+    Ok(Redirect::to(&format!("/builds/{id}")).into_response())
 }
 
 /// `POST /jobs/{id}/retry`: `Authorization: Bearer <token>` (or a browser session with an
 /// `X-Kiln-CSRF` header); 202 with the new job's id.
 async fn retry_api(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"status": "error", "message": format!("{id:?} is not a job id")}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "error", "message": format!("{id:?} is not a job id")})),
+        )
+            .into_response();
     };
     let csrf = headers.get("x-kiln-csrf").and_then(|v| v.to_str().ok());
     if let Err(r) = writer(&st, &headers, csrf) {
-        return r;
+        return r.into_response();
     }
     match st.queue.retry(id).await {
         Ok(Enqueued::Accepted(n) | Enqueued::Duplicate(n)) => {
             tracing::info!("job {id} retried as job {n}");
-            (StatusCode::ACCEPTED, Json(json!({"status": "queued", "job": n, "retry_of": id})))
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "queued", "job": n, "retry_of": id})),
+            )
                 .into_response()
         }
-        Err(super::queue::QueueError::NoSuchJob(_)) => (
+        Err(QueueError::NoSuchJob(_)) => (
             StatusCode::NOT_FOUND,
             Json(json!({"status": "error", "message": format!("no job {id}")})),
         )
@@ -237,14 +238,11 @@ async fn retry_api(State(st): St, headers: HeaderMap, UrlPath(id): UrlPath<Strin
     }
 }
 
-async fn fleet(State(st): St, headers: HeaderMap) -> Response {
-    if let Err(r) = reader(&st, &headers, "/fleet") {
-        return r;
-    }
-    match st.queue.hosts().await {
-        Ok(hosts) => Html(render::fleet(st.queue.backend(), &hosts, chrono::Utc::now())).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-    }
+async fn fleet(State(st): St, headers: HeaderMap) -> Page {
+    reader(&st, &headers, "/fleet")?;
+    let hosts = st.queue.hosts().await.map_err(unavailable)?;
+    let now = chrono::Utc::now();
+    Ok(Html(render::fleet(st.queue.backend(), &hosts, now)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -281,7 +279,11 @@ async fn login(State(st): St, Form(f): Form<LoginForm>) -> Response {
         } else {
             "No access token is configured (agent.yml web.token_env or web.token_file)."
         };
-        return (StatusCode::UNAUTHORIZED, Html(render::login(Some(why), &next))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(render::login(Some(why), &next)),
+        )
+            .into_response();
     };
     let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()

@@ -81,7 +81,11 @@ fn filter_form(f: &Filter) -> String {
         .into_iter()
         .chain(JobOutcome::ALL.iter().map(|o| o.as_str()));
     for w in words {
-        let sel = if f.status.as_deref() == Some(w) { " selected" } else { "" };
+        let sel = if f.status.as_deref() == Some(w) {
+            " selected"
+        } else {
+            ""
+        };
         let _ = write!(options, "<option{sel}>{w}</option>");
     }
     format!(
@@ -219,7 +223,11 @@ fn caches(s: &RunSummary) -> String {
             RestoreHit::Partial => "partial hit",
             RestoreHit::Miss => "miss",
         };
-        let saved = if c.saved { bytes(c.bytes_saved) } else { "—".into() };
+        let saved = if c.saved {
+            bytes(c.bytes_saved)
+        } else {
+            "—".into()
+        };
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{hit}</td><td>{}</td><td>{saved}</td></tr>",
@@ -230,7 +238,11 @@ fn caches(s: &RunSummary) -> String {
     let cc = &s.ccache;
     let total = cc.hits + cc.misses;
     let rate = if total > 0 {
-        format!("{:.0}% ({} of {total})", cc.hits as f64 * 100.0 / total as f64, cc.hits)
+        format!(
+            "{:.0}% ({} of {total})",
+            cc.hits as f64 * 100.0 / total as f64,
+            cc.hits
+        )
     } else {
         "no compilations".into()
     };
@@ -250,7 +262,9 @@ fn tests_and_people(s: &RunSummary) -> String {
         t.passed, t.failed, t.skipped
     );
     if !t.failures.is_empty() {
-        out.push_str("<table id=failures><tr><th>Failing test</th><th>Where</th><th>Message</th></tr>");
+        out.push_str(
+            "<table id=failures><tr><th>Failing test</th><th>Where</th><th>Message</th></tr>",
+        );
         for f in &t.failures {
             let at = match (&f.file, f.line) {
                 (Some(file), Some(line)) => format!("{file}:{line}"),
@@ -365,7 +379,10 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        assert_eq!(esc("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
