@@ -94,7 +94,7 @@ pub async fn run(config: &Path, store_url: &str) -> Vec<Check> {
         Level::Fail,
         "pip missing: install python3-pip (pip builds the wheels)",
     ));
-    let uv_tools = crate::bootstrap::tools_dir().join("uv/bin/uv");
+    let uv_tools = crate::settings::tools_dir(&crate::settings::process_env).join("uv/bin/uv");
     let uv = match version("uv", &["--version"]).await {
         Some(v) => Some(v),
         None => version(&uv_tools.to_string_lossy(), &["--version"]).await,

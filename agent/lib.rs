@@ -1,22 +1,28 @@
 //! Kiln: clean CI builds of Python projects with compiled dependencies, fast, and the people who
 //! broke the build told.
 //!
-//! One run is six stages (see `pipeline`): checkout → restore → bootstrap → test → save → report.
+//! One run is six stages: checkout → restore → bootstrap → test → save (the executor in [`run`])
+//! → report ([`report`]). Data flows one way: [`settings`] → [`run`] → [`summary`] → [`report`];
+//! [`ci`] is the only reader and writer of GitHub Actions' variables and files. The command line
+//! and its exit codes are in [`cli`] and [`exit`]. See docs/architecture.md for the map.
 
-pub mod bootstrap;
 pub mod cache;
-pub mod checkout;
-pub mod ci_env;
-pub mod config;
+pub mod ci;
+pub mod cli;
 pub mod doctor;
+pub mod exit;
 pub mod git;
 pub mod index;
 pub mod init;
 pub mod logging;
-pub mod pipeline;
 pub mod process;
 pub mod report;
+pub mod run;
+pub mod sandbox;
 pub mod server;
+pub mod settings;
 pub mod summary;
-pub mod tests_run;
 pub mod wheelhouse;
+
+/// kiln.yml's types under their former path, for code not yet moved to [`settings`].
+pub use settings::file as config;

@@ -94,6 +94,8 @@ pub struct Cmd {
     pub cwd: Option<PathBuf>,
     pub env: Vec<(OsString, OsString)>,
     pub env_remove: Vec<OsString>,
+    /// Start from an empty environment (untrusted children: see `sandbox::env`).
+    pub env_clear: bool,
     pub timeout: Option<Duration>,
     /// Echo output lines to our stderr as they arrive.
     pub echo: bool,
@@ -109,6 +111,7 @@ impl Cmd {
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),
+            env_clear: false,
             timeout: None,
             echo: false,
             keep_lines: 200,
@@ -150,6 +153,12 @@ impl Cmd {
         self
     }
 
+    /// Inherit nothing from Kiln's environment: only what `env` sets reaches the child.
+    pub fn env_clear(mut self) -> Self {
+        self.env_clear = true;
+        self
+    }
+
     pub fn timeout(mut self, t: Option<Duration>) -> Self {
         self.timeout = t;
         self
@@ -183,6 +192,9 @@ impl Cmd {
             .process_group(0);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
+        }
+        if self.env_clear {
+            cmd.env_clear();
         }
         for k in &self.env_remove {
             cmd.env_remove(k);

@@ -4,6 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Characters of a commit SHA shown to people (git's own default for large repositories).
+pub const SHORT_SHA: usize = 12;
+
+/// A commit SHA as people read it, in stage details and every report.
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(SHORT_SHA)]
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -106,6 +114,17 @@ pub struct TestSummary {
     pub failed: u32,
     pub skipped: u32,
     pub failures: Vec<TestFailure>,
+}
+
+impl TestSummary {
+    /// `3 passed, 1 failed, 0 skipped`: the one phrase for test counts, used by the test
+    /// stage's detail line and every report (see `report::vocab`).
+    pub fn counts(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -10,5 +10,5 @@ n="${KILN_AGENT_LOAD_N:-2000}"
 profile=()
 [ "${CARGO_PROFILE:-}" = release ] && profile=(--release)
 KILN_AGENT_BENCH=1 KILN_AGENT_LOAD_N="$n" KILN_AGENT_LOAD_CLIENTS="${KILN_AGENT_LOAD_CLIENTS:-50}" \
-  cargo test -q "${profile[@]}" --test agent_load -- --nocapture 2>&1 \
+  cargo test -q "${profile[@]}" --test e2e -- agent_load:: --nocapture 2>&1 \
   | sed -n '/^kiln agent accept path/,/^max accept ms/p'

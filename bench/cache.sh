@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Cache archive save/restore speed: Kiln (`kiln cache save|restore`, file:// store) vs
-# `tar | zstd -T0` vs `tar czf`/`tar xzf`, side by side, on two trees:
-#   (a) wheels+ccache: a wheelhouse (zip-compressed wheels, mostly incompressible) and a ccache
-#       directory (hundreds of small object files, compressible), generated;
+# `tar | zstd -T0` / `zstd -d | tar x` vs `tar czf` / `tar xzf`, side by side, on two trees:
+#   (a) the fixture's caches: the wheelhouse/ and ccache/ of a cold fixture run, taken from
+#       KILN_BENCH_FIXTURE=DIR (bench/pipeline.sh leaves them there); without it, a generated
+#       look-alike (zip-compressed wheels, hundreds of small compressible object files);
 #   (b) mixed-1GiB: 1 GiB of mixed content (incompressible blobs + compressible text/objects)
 #       in many files, generated once under .cache/bench-cache/ (git-ignored) and reused.
 # Same zstd level (3) for Kiln and zstd. MB/s = uncompressed content MB / wall seconds.
-# Kiln and tar+zstd: best of KILN_BENCH_RUNS (default 3) interleaved runs; tar+gzip: one run.
-# Kiln's restore includes what tar does not do: sha256 of the archive, the safety checks, the
-# staging directory and the swap.
+# Median of KILN_BENCH_RUNS (default 5) interleaved rounds: each round times Kiln's save, tar|zstd,
+# Kiln's restore, zstd|tar and tar xzf (the .tgz is made once). Kiln's restore includes what tar
+# does not do: sha256 of the archive, the safety checks, the staging directory and the swap.
+# With KILN_BENCH_RATIOS=FILE, appends "name measured goal" lines for bench/run.sh.
 # Usage: bench/cache.sh [path/to/kiln]   (default: target/release/kiln, built if missing)
 #        KILN_BENCH_SIZE_MB=256 bench/cache.sh   (smaller mixed tree)
 set -euo pipefail
@@ -82,75 +84,83 @@ else:
         total += n
 PY
 }
-if [ ! -f "$data/wheels.done" ]; then rm -rf "$data/wheels"; gen "$data/wheels" wheels 0; touch "$data/wheels.done"; fi
+fixture="${KILN_BENCH_FIXTURE:-}"
+if [ -z "$fixture" ]; then
+  fixture="$data/wheels"
+  if [ ! -f "$data/wheels.done" ]; then rm -rf "$data/wheels"; gen "$data/wheels" wheels 0; touch "$data/wheels.done"; fi
+fi
 if [ ! -f "$data/mixed-$size_mb.done" ]; then
   rm -rf "$data/mixed-$size_mb"; gen "$data/mixed-$size_mb" mixed "$size_mb"; touch "$data/mixed-$size_mb.done"
 fi
 
 # --- timing ------------------------------------------------------------------------------
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2-$1:.3f}')"; }
-best() { python3 -c "print(min($1, $2))"; }
-runs="${KILN_BENCH_RUNS:-3}"
+now() { echo "${EPOCHREALTIME/,/.}"; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.4f}')" "$1" "$(now)"; }
+runs="${KILN_BENCH_RUNS:-5}"
 fsize() { du -sb "$1" | cut -f1; }
+series="$work/series"
+mkdir -p "$series"
+rec() { echo "$3" >>"$series/$1 $2"; } # rec TREE TOOL.OP SECONDS
 
 # bench NAME SRC...   (Kiln archives every SRC dir; tar archives their common parent's entries)
-results=()
 bench() {
   local name="$1" parent="$2"; shift 2
-  local dirs=("$@") paths=() d
-  for d in "${dirs[@]}"; do paths+=(--path "$parent/$d"); done
-  local content; content=$(du -sb "${dirs[@]/#/$parent/}" | awk '{s+=$1} END {print s}')
-  local mb; mb=$(python3 -c "print($content/1e6)")
-  cat "${dirs[@]/#/$parent/}"/* >/dev/null 2>&1 || true
+  local dirs=("$@") paths=() kp=() d i t store key
+  for d in "${dirs[@]}"; do paths+=(--path "$parent/$d"); kp+=(--path "$work/out-kiln/$d"); done
+  du -sb "${dirs[@]/#/$parent/}" | awk '{s+=$1} END {print s}' >"$series/$name mb"
   find "${dirs[@]/#/$parent/}" -type f -exec cat {} + >/dev/null   # warm the page cache for all
 
-  # Kiln and tar+zstd: best of $runs, interleaved (the machine may be shared); gzip: one run.
-  local ks=999 kr=999 zs=999 zr=999 gs gr ka za ga t0 t1 i store key kp
+  t=$(now); tar -czf "$work/$name.tgz" -C "$parent" "${dirs[@]}"; rec "$name" gzip.save "$(since "$t")"
+  fsize "$work/$name.tgz" >"$series/$name gzip.size"
   for i in $(seq "$runs"); do
-    store="$work/store-$name-$i" key="bench-$name-$i-$$"
-    t0=$(now); "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null; t1=$(now)
-    ks=$(best "$ks" "$(secs "$t0" "$t1")")
-    kp=()
-    for d in "${dirs[@]}"; do kp+=(--path "$work/out-kiln-$name/$d"); done
-    t0=$(now); "$kiln" cache restore --key "$key" "${kp[@]}" --store "file://$store" | grep -q '^exact'; t1=$(now)
-    kr=$(best "$kr" "$(secs "$t0" "$t1")")
-    ka=$(find "$store/caches" -name '*.tar.zst' -printf '%s\n' | head -1)
-    rm -rf "$work/out-kiln-$name" "$store"
-
-    t0=$(now); tar -cf - -C "$parent" "${dirs[@]}" | zstd -T0 -3 -q -f -o "$work/$name.tar.zst"; t1=$(now)
-    zs=$(best "$zs" "$(secs "$t0" "$t1")")
-    mkdir -p "$work/out-zstd-$name"
-    t0=$(now); zstd -d -q -c "$work/$name.tar.zst" | tar -xf - -C "$work/out-zstd-$name"; t1=$(now)
-    zr=$(best "$zr" "$(secs "$t0" "$t1")")
-    za=$(fsize "$work/$name.tar.zst")
-    rm -rf "$work/out-zstd-$name" "$work/$name.tar.zst"
+    store="$work/store-$i" key="bench-$name-$i-$$"
+    t=$(now); "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null
+    rec "$name" kiln.save "$(since "$t")"
+    t=$(now); tar -cf - -C "$parent" "${dirs[@]}" | zstd -T0 -3 -q -f -o "$work/$name.tar.zst"
+    rec "$name" zstd.save "$(since "$t")"
+    t=$(now); "$kiln" cache restore --key "$key" "${kp[@]}" --store "file://$store" | grep -q '^exact'
+    rec "$name" kiln.restore "$(since "$t")"
+    mkdir -p "$work/out-zstd"
+    t=$(now); zstd -d -q -c "$work/$name.tar.zst" | tar -xf - -C "$work/out-zstd"
+    rec "$name" zstd.restore "$(since "$t")"
+    mkdir -p "$work/out-gz"
+    t=$(now); tar -xzf "$work/$name.tgz" -C "$work/out-gz"
+    rec "$name" gzip.restore "$(since "$t")"
+    find "$store/caches" -name '*.tar.zst' -printf '%s\n' | head -1 >"$series/$name kiln.size"
+    fsize "$work/$name.tar.zst" >"$series/$name zstd.size"
+    rm -rf "$work/out-kiln" "$work/out-zstd" "$work/out-gz" "$store" "$work/$name.tar.zst"
   done
-
-  t0=$(now); tar -czf "$work/$name.tgz" -C "$parent" "${dirs[@]}"; t1=$(now)
-  gs=$(secs "$t0" "$t1")
-  mkdir -p "$work/out-gz-$name"
-  t0=$(now); tar -xzf "$work/$name.tgz" -C "$work/out-gz-$name"; t1=$(now)
-  gr=$(secs "$t0" "$t1")
-  ga=$(fsize "$work/$name.tgz")
-  rm -rf "$work/out-gz-$name" "$work/$name.tgz"
-
-  results+=("$name $mb kiln $ks $kr $ka" "$name $mb tar+zstd $zs $zr $za" "$name $mb tar+gzip $gs $gr $ga")
+  rm -f "$work/$name.tgz"
 }
 
-bench wheels+ccache "$data/wheels" wheelhouse ccache
+bench fixture-caches "$fixture" wheelhouse ccache
 bench "mixed-${size_mb}MiB" "$data" "mixed-$size_mb"
 
-python3 - "${results[@]}" <<'PY'
-import sys
-rows = [r.split() for r in sys.argv[1:]]
-print(f"{'tree':<16} {'tool':<9} {'MB':>7} {'save_s':>7} {'save_MB/s':>9} {'restore_s':>9} {'rest_MB/s':>9} {'archive_MB':>10} {'save_vs_kiln':>12} {'rest_vs_kiln':>12}")
-by = {}
-for tree, mb, tool, s, r, a in rows:
-    by.setdefault(tree, {})[tool] = (float(mb), float(s), float(r), int(a))
-for tree, tools in by.items():
-    k = tools['kiln']
-    for tool, (mb, s, r, a) in tools.items():
-        print(f"{tree:<16} {tool:<9} {mb:7.0f} {s:7.2f} {mb/s:9.0f} {r:9.2f} {mb/r:9.0f} {a/1e6:10.1f} {s/k[1]:11.2f}x {r/k[2]:11.2f}x")
-print("(x_vs_kiln = that tool's time / Kiln's time: above 1.00x means Kiln is faster)")
+python3 - "$series" "$runs" "${KILN_BENCH_RATIOS:-}" <<'PY'
+import os, statistics, sys
+d, runs, ratios = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+m = {}
+for f in os.listdir(d):
+    tree, what = f.split(" ")
+    m.setdefault(tree, {})[what] = statistics.median(float(x) for x in open(os.path.join(d, f)).read().split())
+print(f"median of {runs} interleaved rounds (tar+gzip save: one run)")
+print(f"{'tree':<16} {'tool':<9} {'MB':>7} {'save_s':>7} {'save_MB/s':>9} {'restore_s':>9} {'rest_MB/s':>9} {'archive_MB':>10}")
+rows = []
+for tree, v in m.items():
+    mb = v["mb"] / 1e6
+    for tool in ("kiln", "zstd", "gzip"):
+        s, r, a = v[tool + ".save"], v[tool + ".restore"], v[tool + ".size"]
+        label = {"kiln": "kiln", "zstd": "tar+zstd", "gzip": "tar+gzip"}[tool]
+        print(f"{tree:<16} {label:<9} {mb:7.0f} {s:7.2f} {mb/s:9.0f} {r:9.2f} {mb/r:9.0f} {a/1e6:10.1f}")
+    rows += [
+        (f"archive save / tar|zstd -T0 ({tree})", v["kiln.save"] / v["zstd.save"], "<=0.90"),
+        (f"archive restore / zstd -d|tar x ({tree})", v["kiln.restore"] / v["zstd.restore"], "<=0.90"),
+    ]
+    if tree.startswith("mixed"):  # on a few MB, tar xzf is done before any archive tool starts
+        rows.append((f"tar xzf / archive restore ({tree})", v["gzip.restore"] / v["kiln.restore"], ">=3.00"))
+out = open(ratios, "a") if ratios else None
+for name, value, goal in rows:
+    print(f"  {name:<52} {value:6.2f}  goal {goal}")
+    if out:
+        out.write(f"{name}\t{value:.3f}\t{goal}\n")
 PY

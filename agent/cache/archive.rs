@@ -1,26 +1,17 @@
 //! Cache archives: a tar stream of one or more directories ("slots"), compressed with zstd
-//! (multi-threaded) or gzip, and a *safe* extractor for it.
+//! (multi-threaded) or gzip. Reading one back is [`super::extract`]'s job.
 //!
 //! Layout: every entry of slot `i` is stored under the prefix `i/`, so one archive carries several
 //! directories and each is restored to the position the caller names (like actions/cache).
-//!
-//! Why a hand-written extractor instead of `tar::Entry::unpack_in`: an archive comes from a shared
-//! store and is never trusted. `unpack_in` silently skips some bad entries; we want every one of
-//! them (`..`, absolute paths, links escaping the target, devices, FIFOs) to turn the whole restore
-//! into a miss with a reason, and we must make sure no entry is ever written *through* a symlink
-//! the archive itself created. Symlinks are therefore created last, after every file and
-//! directory, and only when their target stays inside the slot.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::writers::{FileJob, WriterPool};
 use crate::config::Compression;
 
 /// Why an archive could not be written or was refused on extraction.
@@ -40,6 +31,10 @@ pub enum ArchiveError {
     Unsafe { entry: String, reason: String },
     #[error("archive entry {entry:?} has unsupported type {kind}")]
     Unsupported { entry: String, kind: String },
+    /// The archive crossed a bound: more bytes, files or entries than allowed, or a zstd window
+    /// above the cap.
+    #[error("{0}")]
+    Bound(String),
     #[error("extracting {path}: {source}")]
     Extract {
         path: PathBuf,
@@ -473,7 +468,7 @@ fn slot_name(slot: usize, rel: &str, dir: bool) -> String {
 /// A symlink at `rel` (relative to the slot root) may point at `target` only when the target is
 /// relative, its `..` components all come first (so they are resolved against real directories,
 /// never through another link), and it stays inside the slot.
-fn check_symlink_target(rel: &str, target: &Path) -> Result<(), String> {
+pub(super) fn check_symlink_target(rel: &str, target: &Path) -> Result<(), String> {
     if target.as_os_str().is_empty() {
         return Err("empty link target".into());
     }
@@ -506,349 +501,6 @@ fn check_symlink_target(rel: &str, target: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse an entry path into (slot, path relative to the slot), refusing anything that is not a
-/// plain relative path made of names.
-fn entry_slot_path(raw: &Path, slots: usize) -> Result<(usize, PathBuf), String> {
-    let mut comps = Vec::new();
-    for c in raw.components() {
-        match c {
-            Component::Normal(n) => comps.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("path contains `..`".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("path is absolute".into()),
-        }
-    }
-    let Some(first) = comps.first() else {
-        return Err("empty path".into());
-    };
-    let slot: usize = first
-        .to_str()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 6)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "path is outside every cached directory".to_string())?;
-    if slot >= slots {
-        return Err(format!(
-            "path belongs to directory #{slot}, but only {slots} directories are restored"
-        ));
-    }
-    Ok((slot, comps[1..].iter().collect()))
-}
-
-/// Files up to this size are written by the writer pool; larger ones are streamed by the
-/// parser thread (so at most queue depth × this much is held in memory).
-const POOL_FILE_LIMIT: u64 = 1 << 20;
-
-/// File writer threads for extraction.
-fn writer_threads() -> usize {
-    std::env::var("KILN_EXTRACT_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        })
-        .clamp(1, 16)
-}
-
-/// Extract the tar stream `tar_stream` (already decompressed) into `stagings[i]` for slot `i`.
-/// The staging directories must exist and be empty. On error, the stagings hold partial
-/// content; the caller throws them away.
-pub fn extract_tar<R: Read>(
-    tar_stream: R,
-    stagings: &[PathBuf],
-) -> Result<ExtractStats, ArchiveError> {
-    let mut archive = tar::Archive::new(tar_stream);
-    let mut stats = ExtractStats::default();
-    // Symlinks, created at the end so nothing is ever written through one.
-    let mut links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
-    let mut link_paths: HashSet<PathBuf> = HashSet::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let pool = WriterPool::new(writer_threads(), 64);
-    // The last directory known to exist: consecutive files mostly share it.
-    let mut last_parent: Option<PathBuf> = None;
-    let entries = archive.entries().map_err(ArchiveError::Corrupt)?;
-    for entry in entries {
-        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
-        let raw = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
-        let shown = raw.display().to_string();
-        let unsafe_entry = |reason: String| ArchiveError::Unsafe {
-            entry: shown.clone(),
-            reason,
-        };
-        let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
-            continue;
-        }
-        let (slot, rel) = entry_slot_path(&raw, stagings.len()).map_err(unsafe_entry)?;
-        let dest = stagings[slot].join(&rel);
-        let io_err = |source: io::Error| ArchiveError::Extract {
-            path: dest.clone(),
-            source,
-        };
-        match kind {
-            tar::EntryType::Directory => {
-                fs::create_dir_all(&dest).map_err(io_err)?;
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                if rel.as_os_str().is_empty() {
-                    return Err(unsafe_entry("a file in place of a cached directory".into()));
-                }
-                if let Some(parent) = dest.parent() {
-                    if last_parent.as_deref() != Some(parent) {
-                        fs::create_dir_all(parent).map_err(io_err)?;
-                        last_parent = Some(parent.to_path_buf());
-                    }
-                }
-                let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-                let mtime = entry.header().mtime().ok();
-                let size = entry.size();
-                if size <= POOL_FILE_LIMIT {
-                    // Small file: read it whole and let a writer thread create it.
-                    let mut data = Vec::with_capacity(size as usize);
-                    entry
-                        .read_to_end(&mut data)
-                        .map_err(ArchiveError::Corrupt)?;
-                    stats.files += 1;
-                    stats.bytes += data.len() as u64;
-                    pool.submit(FileJob {
-                        dest,
-                        mode,
-                        mtime,
-                        data,
-                    })
-                    .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
-                    continue;
-                }
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(mode)
-                    .open(&dest)
-                    .map_err(io_err)?;
-                let mut written = 0u64;
-                loop {
-                    let n = entry.read(&mut buf).map_err(ArchiveError::Corrupt)?;
-                    if n == 0 {
-                        break;
-                    }
-                    file.write_all(&buf[..n]).map_err(io_err)?;
-                    written += n as u64;
-                }
-                if let Some(m) = mtime {
-                    let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(m));
-                }
-                stats.files += 1;
-                stats.bytes += written;
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(ArchiveError::Corrupt)?
-                    .ok_or_else(|| unsafe_entry("symlink without a target".into()))?
-                    .into_owned();
-                let rel_str = rel.to_string_lossy();
-                if rel.as_os_str().is_empty() {
-                    return Err(unsafe_entry("a link in place of a cached directory".into()));
-                }
-                check_symlink_target(&rel_str, &target)
-                    .map_err(|r| unsafe_entry(format!("symlink to {}: {r}", target.display())))?;
-                link_paths.insert(dest.clone());
-                links.push((dest, target, rel));
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(ArchiveError::Corrupt)?
-                    .ok_or_else(|| unsafe_entry("hard link without a target".into()))?
-                    .into_owned();
-                let (tslot, trel) = entry_slot_path(&target, stagings.len())
-                    .map_err(|r| unsafe_entry(format!("hard link to {}: {r}", target.display())))?;
-                if tslot != slot {
-                    return Err(unsafe_entry(format!(
-                        "hard link to {} crosses cached directories",
-                        target.display()
-                    )));
-                }
-                let source = stagings[tslot].join(&trel);
-                pool.flush()
-                    .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
-                // The staging started empty and holds no symlinks yet, so a regular file at
-                // this normalized path can only be one this archive extracted earlier.
-                let is_file = fs::symlink_metadata(&source)
-                    .map(|m| m.file_type().is_file())
-                    .unwrap_or(false);
-                if !is_file {
-                    return Err(unsafe_entry(format!(
-                        "hard link to {}, which is not a file extracted before it",
-                        target.display()
-                    )));
-                }
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).map_err(io_err)?;
-                }
-                if dest.exists() {
-                    fs::remove_file(&dest).map_err(io_err)?;
-                }
-                fs::hard_link(&source, &dest).map_err(io_err)?;
-            }
-            tar::EntryType::Char | tar::EntryType::Block => {
-                return Err(unsafe_entry("device file".into()));
-            }
-            tar::EntryType::Fifo => {
-                return Err(unsafe_entry("FIFO (named pipe)".into()));
-            }
-            other => {
-                return Err(ArchiveError::Unsupported {
-                    entry: shown,
-                    kind: format!("{other:?}"),
-                });
-            }
-        }
-    }
-    pool.finish()
-        .map_err(|(path, source)| ArchiveError::Extract { path, source })?;
-    // Links last: no entry above was written through one. A link's own parent directories must
-    // not be links either (checked against the archive's links, the only ones in the staging).
-    for (dest, target, rel) in links {
-        let mut ancestor = dest.parent();
-        while let Some(a) = ancestor {
-            if link_paths.contains(a) {
-                return Err(ArchiveError::Unsafe {
-                    entry: rel.display().to_string(),
-                    reason: "symlink inside another symlinked directory".into(),
-                });
-            }
-            ancestor = a.parent();
-        }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|source| ArchiveError::Extract {
-                path: dest.clone(),
-                source,
-            })?;
-        }
-        std::os::unix::fs::symlink(&target, &dest).map_err(|source| ArchiveError::Extract {
-            path: dest.clone(),
-            source,
-        })?;
-    }
-    Ok(stats)
-}
-
-/// Decompress `compressed` with `compression` and extract it (see [`extract_tar`]). The tar
-/// parser and the decompressor run on two threads, like `zstd -d | tar x`.
-pub fn extract_archive<R: io::BufRead + Send + 'static>(
-    compressed: R,
-    compression: Compression,
-    stagings: &[PathBuf],
-) -> Result<ExtractStats, ArchiveError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
-    // Consumed chunks come back for reuse: no allocation or zeroing per chunk.
-    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-    let decomp = std::thread::spawn(move || -> io::Result<()> {
-        let mut reader: Box<dyn Read> = match compression {
-            Compression::Zstd => {
-                let mut d = zstd::stream::read::Decoder::with_buffer(compressed)?;
-                d.window_log_max(31)?;
-                Box::new(d)
-            }
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(compressed)),
-        };
-        loop {
-            let mut chunk = recycle_rx.try_recv().unwrap_or_default();
-            chunk.resize(1 << 20, 0);
-            let mut filled = 0;
-            while filled < chunk.len() {
-                match reader.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let kind = e.kind();
-                        let msg = e.to_string();
-                        let _ = tx.send(Err(io::Error::new(kind, msg.clone())));
-                        return Err(io::Error::new(kind, msg));
-                    }
-                }
-            }
-            if filled == 0 {
-                return Ok(());
-            }
-            chunk.truncate(filled);
-            if tx.send(Ok(chunk)).is_err() {
-                // The extractor stopped (it found a bad entry): stop too.
-                return Ok(());
-            }
-        }
-    });
-    let mut reader = ChannelReader::new(rx).recycling(recycle_tx);
-    let result = extract_tar(&mut reader, stagings);
-    // Drain the rest so a corrupt tail (after the tar end marker) is still detected.
-    let drained = if result.is_ok() {
-        io::copy(&mut reader, &mut io::sink()).map(|_| ())
-    } else {
-        Ok(())
-    };
-    drop(reader);
-    let decomp_result = decomp
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("decompressor thread panicked")));
-    let stats = result?;
-    drained.map_err(ArchiveError::Corrupt)?;
-    decomp_result.map_err(ArchiveError::Corrupt)?;
-    Ok(stats)
-}
-
-/// Reads chunks sent over a channel; an `Err` chunk is returned as the read error.
-pub struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    cur: Vec<u8>,
-    pos: usize,
-    recycle: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-}
-
-impl ChannelReader {
-    pub fn new(rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
-        Self {
-            rx,
-            cur: Vec::new(),
-            pos: 0,
-            recycle: None,
-        }
-    }
-
-    /// Send consumed chunks back to the producer through `tx`.
-    pub fn recycling(mut self, tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
-        self.recycle = Some(tx);
-        self
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.cur.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    let used = std::mem::replace(&mut self.cur, chunk);
-                    if let Some(r) = &self.recycle {
-                        if used.capacity() > 0 {
-                            let _ = r.try_send(used);
-                        }
-                    }
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -861,17 +513,5 @@ mod tests {
         assert!(check_symlink_target("b", Path::new("/etc/passwd")).is_err());
         assert!(check_symlink_target("a/b", Path::new("c/../../..")).is_err());
         assert!(check_symlink_target("a/b", Path::new("c/..")).is_err());
-    }
-
-    #[test]
-    fn entry_paths() {
-        assert_eq!(
-            entry_slot_path(Path::new("1/a/b"), 2).unwrap(),
-            (1, PathBuf::from("a/b"))
-        );
-        assert!(entry_slot_path(Path::new("2/a"), 2).is_err());
-        assert!(entry_slot_path(Path::new("0/../x"), 2).is_err());
-        assert!(entry_slot_path(Path::new("/0/x"), 2).is_err());
-        assert!(entry_slot_path(Path::new("x/y"), 2).is_err());
     }
 }

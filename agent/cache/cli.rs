@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 
 use super::progress::human_bytes;
 use super::prune::{self, PrunePolicy};
-use super::store::{self, Store};
+use super::store::Store;
 use super::{catalog, RestoreHit, SaveOptions};
 use crate::config::Compression;
 
@@ -28,14 +28,15 @@ pub struct CacheArgs {
 pub struct StoreArg {
     /// Store URL: file:///path, s3://bucket/prefix, gha, webdav+https://host/path,
     /// azblob://container/prefix, gcs://bucket/prefix. Default: `gha` under GitHub Actions,
-    /// else ~/.cache/kiln/store.
-    #[arg(long, env = "KILN_STORE")]
+    /// else ~/.cache/kiln/store. [env: KILN_STORE]
+    #[arg(long)]
     pub store: Option<String>,
 }
 
 impl StoreArg {
     fn open(&self) -> Result<Store, u8> {
-        let url = self.store.clone().unwrap_or_else(store::auto_url);
+        let url =
+            crate::settings::store_url(self.store.clone(), None, &crate::settings::process_env);
         Store::from_url(&url).map_err(|e| {
             eprintln!("kiln: error: {e}");
             2
@@ -93,6 +94,12 @@ pub struct RestoreArgs {
     /// Only say which key would be restored; download nothing.
     #[arg(long)]
     pub lookup_only: bool,
+    /// The most the restore may write (e.g. 20G); a bigger archive is a miss.
+    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_SIZE", value_parser = parse_size, default_value = "20G")]
+    pub max_restore_size: u64,
+    /// The most entries (files, directories, links) the restore may create.
+    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_ENTRIES", default_value_t = super::RestoreLimits::DEFAULT_MAX_ENTRIES)]
+    pub max_restore_entries: u64,
 }
 
 #[derive(Args, Debug)]
@@ -156,7 +163,7 @@ pub async fn run(args: CacheArgs) -> u8 {
 
 async fn save(a: SaveArgs) -> u8 {
     // Untrusted code (a fork's pull request under GitHub Actions) must not write to the cache.
-    if let Some(why) = crate::ci_env::current().and_then(|c| c.save_forbidden()) {
+    if let Some(why) = crate::ci::current().and_then(|c| c.save_forbidden()) {
         eprintln!("kiln: {why}; not saving {}", a.key);
         return 0;
     }
@@ -207,7 +214,11 @@ async fn restore(a: RestoreArgs) -> u8 {
     let out = if a.lookup_only {
         super::lookup(&store, &a.key, &a.restore_keys).await
     } else {
-        super::restore(&store, &a.key, &a.restore_keys, &a.paths).await
+        let limits = super::RestoreLimits {
+            max_bytes: a.max_restore_size,
+            max_entries: a.max_restore_entries,
+        };
+        super::restore_within(&store, &a.key, &a.restore_keys, &a.paths, limits).await
     };
     for w in &out.warnings {
         eprintln!("kiln: warning: {w}");

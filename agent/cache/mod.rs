@@ -11,6 +11,7 @@ pub mod archive;
 mod backends;
 pub mod catalog;
 pub mod cli;
+pub mod extract;
 pub mod key;
 pub mod manifest;
 pub mod progress;
@@ -65,16 +66,51 @@ impl Default for SaveOptions {
     }
 }
 
+/// How much one restore may write, whatever its manifest says (`cache.max_restore_size`,
+/// `cache.max_restore_entries`). An archive above either is a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreLimits {
+    /// Bytes of the uncompressed archive (and of the compressed download).
+    pub max_bytes: u64,
+    /// Entries of every kind: files, directories, links.
+    pub max_entries: u64,
+}
+
+impl RestoreLimits {
+    pub const DEFAULT_MAX_BYTES: u64 = 20 << 30;
+    pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+}
+
+impl Default for RestoreLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
 /// Restore `paths` from the archive under `key`, else from the newest archive whose key starts with
-/// one of `restore_keys` (tried in order). The directories are created; on a miss they are left as
-/// they were.
+/// one of `restore_keys` (tried in order), within the default [`RestoreLimits`]. The directories
+/// are created; on a miss they are left as they were.
 pub async fn restore(
     store: &Store,
     key: &str,
     restore_keys: &[String],
     paths: &[PathBuf],
 ) -> RestoreOutcome {
-    restore::restore(store, key, restore_keys, paths).await
+    restore_within(store, key, restore_keys, paths, RestoreLimits::default()).await
+}
+
+/// [`restore`] within `limits`.
+pub async fn restore_within(
+    store: &Store,
+    key: &str,
+    restore_keys: &[String],
+    paths: &[PathBuf],
+    limits: RestoreLimits,
+) -> RestoreOutcome {
+    restore::restore(store, key, restore_keys, paths, limits).await
 }
 
 /// Archive `paths` under `key`. Skipped (no bytes uploaded) when `key` already holds the same

@@ -2,6 +2,11 @@
 //! from the store while hashing it, decompress and extract into staging directories next to the
 //! targets, check the hash and size, then swap the stagings in. Any fault is a miss with a
 //! reason; the targets are left as they were.
+//!
+//! Nothing the manifest says is trusted beyond its word: the download stops the moment it passes
+//! the declared compressed size, extraction the moment the stream passes the declared
+//! uncompressed size or file count (see [`super::extract`]), and a manifest declaring more than
+//! the [`RestoreLimits`] is a miss before anything is downloaded.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,10 +14,11 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::archive::{self, ExtractStats};
+use super::archive::{ArchiveError, ExtractStats};
+use super::extract::{self, ExtractLimits};
 use super::manifest::{self, Manifest};
 use super::progress::Transfer;
-use super::{RestoreHit, RestoreOutcome, Store};
+use super::{RestoreHit, RestoreLimits, RestoreOutcome, Store};
 
 /// How many candidate manifests to try per restore prefix before giving up on it.
 const CANDIDATES_PER_PREFIX: usize = 5;
@@ -22,6 +28,7 @@ pub(super) async fn restore(
     key: &str,
     restore_keys: &[String],
     paths: &[PathBuf],
+    limits: RestoreLimits,
 ) -> RestoreOutcome {
     let mut out = RestoreOutcome::default();
     if paths.is_empty() {
@@ -34,10 +41,11 @@ pub(super) async fn restore(
         // A download cut by the network is tried again from the start (a fresh staging);
         // a bad archive is not.
         let mut attempt = 1;
-        let mut delay = super::store::retry_base_delay();
+        let policy = store.retry_policy();
+        let mut delay = policy.base_delay;
         let result = loop {
-            match fetch_and_extract(store, &manifest, paths).await {
-                Err(f) if f.transient && attempt < super::store::retry_attempts() => {
+            match fetch_and_extract(store, &manifest, paths, limits).await {
+                Err(f) if f.transient && attempt < policy.attempts => {
                     tracing::debug!(key, attempt, reason = %f.reason, "download failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -296,10 +304,36 @@ fn transient(reason: String) -> FetchFailure {
     }
 }
 
+/// The bounds extraction must keep: what the manifest declares, refused outright when that is
+/// more than `limits` allow.
+fn extract_limits(m: &Manifest, limits: RestoreLimits) -> Result<ExtractLimits, String> {
+    use super::progress::human_bytes;
+    let declared = m.uncompressed_size.max(m.compressed_size);
+    if declared > limits.max_bytes {
+        return Err(format!(
+            "its manifest declares {}, more than cache.max_restore_size ({})",
+            human_bytes(declared),
+            human_bytes(limits.max_bytes)
+        ));
+    }
+    if m.file_count > limits.max_entries {
+        return Err(format!(
+            "its manifest declares {} files, more than cache.max_restore_entries ({})",
+            m.file_count, limits.max_entries
+        ));
+    }
+    Ok(ExtractLimits {
+        max_tar_bytes: m.uncompressed_size,
+        max_files: m.file_count,
+        max_entries: limits.max_entries,
+    })
+}
+
 async fn fetch_and_extract(
     store: &Store,
     m: &Manifest,
     paths: &[PathBuf],
+    limits: RestoreLimits,
 ) -> Result<(ExtractStats, u64), FetchFailure> {
     if m.paths.len() != paths.len() {
         return Err(format!(
@@ -309,6 +343,7 @@ async fn fetch_and_extract(
         )
         .into());
     }
+    let bounds = extract_limits(m, limits)?;
     let id = unique_id();
     let mut stagings = Stagings(Vec::new());
     for p in paths {
@@ -325,7 +360,11 @@ async fn fetch_and_extract(
     let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-    let producer = spawn_producer(store, &m.archive, tx, recycle_rx, transfer.clone()).await?;
+    let source = Source {
+        object: &m.archive,
+        declared_size: m.compressed_size,
+    };
+    let producer = spawn_producer(store, source, tx, recycle_rx, transfer.clone()).await?;
     let compression = m.compression;
     let staging_paths = stagings.0.clone();
     let extractor = tokio::task::spawn_blocking(move || {
@@ -335,7 +374,7 @@ async fn fetch_and_extract(
             pos: 0,
             recycle: recycle_tx,
         };
-        archive::extract_archive(reader, compression, &staging_paths)
+        extract::extract_archive(reader, compression, &staging_paths, bounds)
     });
     let extracted = extractor
         .await
@@ -351,93 +390,150 @@ async fn fetch_and_extract(
         }
     };
     transfer.finish(fetched.size);
-    if fetched.size != m.compressed_size {
-        return Err(format!(
-            "archive is truncated or padded: {} bytes, the manifest says {}",
-            fetched.size, m.compressed_size
-        )
-        .into());
-    }
-    let stats = extracted.map_err(|e| e.to_string())?;
-    if fetched.cut_short {
-        return Err("the archive has data after its end".to_string().into());
-    }
-    if !fetched.sha256.eq_ignore_ascii_case(&m.sha256) {
-        return Err(format!(
-            "sha256 mismatch: archive has {}, the manifest says {}",
-            fetched.sha256, m.sha256
-        )
-        .into());
-    }
+    let stats = check_fetched(&fetched, extracted, m)?;
     swap_in(&stagings.0, paths).map_err(FetchFailure::from)?;
     stagings.0.clear();
     Ok((stats, fetched.size))
 }
 
+/// Whether what was downloaded and extracted is the archive the manifest describes. When the
+/// extractor stopped early, its reason comes first (the download was cut because of it).
+fn check_fetched(
+    fetched: &Fetched,
+    extracted: Result<ExtractStats, ArchiveError>,
+    m: &Manifest,
+) -> Result<ExtractStats, String> {
+    if fetched.cut_short {
+        extracted.map_err(|e| e.to_string())?;
+        return Err("the archive has data after its end".into());
+    }
+    if fetched.size != m.compressed_size {
+        return Err(format!(
+            "archive is truncated or padded: {} bytes, the manifest says {}",
+            fetched.size, m.compressed_size
+        ));
+    }
+    let stats = extracted.map_err(|e| e.to_string())?;
+    if !fetched.sha256.eq_ignore_ascii_case(&m.sha256) {
+        return Err(format!(
+            "sha256 mismatch: archive has {}, the manifest says {}",
+            fetched.sha256, m.sha256
+        ));
+    }
+    Ok(stats)
+}
+
+/// The archive object to read and the size its manifest declares.
+struct Source<'a> {
+    object: &'a str,
+    declared_size: u64,
+}
+
+/// Hashes and counts the archive's bytes on their way to the extractor, and stops the download
+/// the moment it passes the declared size.
+struct Meter {
+    hasher: Sha256,
+    size: u64,
+    declared: u64,
+}
+
+impl Meter {
+    fn new(declared: u64) -> Self {
+        Meter {
+            hasher: Sha256::new(),
+            size: 0,
+            declared,
+        }
+    }
+
+    /// Count `bytes`; an error (also sent to the extractor) once past the declared size.
+    fn add(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        if self.size > self.declared {
+            return Err(format!(
+                "the archive is larger than the {} bytes its manifest declares",
+                self.declared
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(self, cut_short: bool) -> Fetched {
+        Fetched {
+            sha256: hex::encode(self.hasher.finalize()),
+            size: self.size,
+            cut_short,
+        }
+    }
+}
+
+fn too_large(msg: &str) -> Chunk {
+    Err(io::Error::new(io::ErrorKind::FileTooLarge, msg.to_string()))
+}
+
 /// Start sending the archive's bytes into `tx`, hashing them on the way.
 async fn spawn_producer(
     store: &Store,
-    object: &str,
+    source: Source<'_>,
     tx: tokio::sync::mpsc::Sender<Chunk>,
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
 ) -> Result<tokio::task::JoinHandle<Result<Fetched, FetchFailure>>, FetchFailure> {
+    let meter = Meter::new(source.declared_size);
     if let Some(root) = store.local_root() {
-        let path = root.join(object);
+        let path = root.join(source.object);
         let file = std::fs::File::open(&path)
             .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
         return Ok(tokio::task::spawn_blocking(move || {
-            read_local(file, tx, recycle, transfer).map_err(FetchFailure::from)
+            read_local(file, meter, tx, recycle, transfer).map_err(FetchFailure::from)
         }));
     }
     let stream = store
-        .retry(|| store.read_stream(object))
+        .retry(|| store.read_stream(source.object))
         .await
         .map_err(|e| transient(format!("download failed: {e}")))?;
-    Ok(tokio::spawn(async move {
-        let mut stream = stream;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(b) => {
-                    hasher.update(&b);
-                    size += b.len() as u64;
-                    transfer.set(size);
-                    if tx.send(Ok(b.to_vec())).await.is_err() {
-                        return Ok(Fetched {
-                            sha256: String::new(),
-                            size,
-                            cut_short: true,
-                        });
-                    }
+    Ok(tokio::spawn(read_remote(stream, meter, tx, transfer)))
+}
+
+async fn read_remote(
+    mut stream: opendal::FuturesBytesStream,
+    mut meter: Meter,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    transfer: Transfer,
+) -> Result<Fetched, FetchFailure> {
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => {
+                if let Err(msg) = meter.add(&b) {
+                    let _ = tx.send(too_large(&msg)).await;
+                    return Err(msg.into());
                 }
-                Err(e) => {
-                    let msg = format!("download interrupted after {size} bytes: {e}");
-                    let _ = tx
-                        .send(Err(io::Error::new(io::ErrorKind::BrokenPipe, msg.clone())))
-                        .await;
-                    return Err(transient(msg));
+                transfer.set(meter.size);
+                if tx.send(Ok(b.to_vec())).await.is_err() {
+                    return Ok(meter.finish(true));
                 }
             }
+            Err(e) => {
+                let msg = format!("download interrupted after {} bytes: {e}", meter.size);
+                let _ = tx
+                    .send(Err(io::Error::new(io::ErrorKind::BrokenPipe, msg.clone())))
+                    .await;
+                return Err(transient(msg));
+            }
         }
-        Ok(Fetched {
-            sha256: hex::encode(hasher.finalize()),
-            size,
-            cut_short: false,
-        })
-    }))
+    }
+    Ok(meter.finish(false))
 }
 
 fn read_local(
     mut file: std::fs::File,
+    mut meter: Meter,
     tx: tokio::sync::mpsc::Sender<Chunk>,
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
 ) -> Result<Fetched, String> {
     use std::io::Read;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
     loop {
         let mut buf = recycle.try_recv().unwrap_or_default();
         buf.resize(4 << 20, 0);
@@ -448,7 +544,7 @@ fn read_local(
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let msg = format!("reading the archive failed after {size} bytes: {e}");
+                    let msg = format!("reading the archive failed after {} bytes: {e}", meter.size);
                     let _ = tx.blocking_send(Err(io::Error::other(msg.clone())));
                     return Err(msg);
                 }
@@ -458,23 +554,17 @@ fn read_local(
             break;
         }
         buf.truncate(filled);
-        hasher.update(&buf);
-        size += filled as u64;
-        transfer.set(size);
+        if let Err(msg) = meter.add(&buf) {
+            let _ = tx.blocking_send(too_large(&msg));
+            return Err(msg);
+        }
+        transfer.set(meter.size);
         if tx.blocking_send(Ok(buf)).is_err() {
-            // Extractor stopped early: keep hashing to report the size honestly.
-            return Ok(Fetched {
-                sha256: String::new(),
-                size: size + io::copy(&mut file, &mut io::sink()).unwrap_or(0),
-                cut_short: true,
-            });
+            // The extractor stopped early (a bad entry): its reason is the one reported.
+            return Ok(meter.finish(true));
         }
     }
-    Ok(Fetched {
-        sha256: hex::encode(hasher.finalize()),
-        size,
-        cut_short: false,
-    })
+    Ok(meter.finish(false))
 }
 
 /// Put every staging in place of its target, all or nothing: the old targets are moved aside

@@ -48,22 +48,28 @@ impl StoreError {
     }
 }
 
-/// Attempts per store operation (`KILN_STORE_RETRIES`, default 3).
-pub(crate) fn retry_attempts() -> u32 {
-    std::env::var("KILN_STORE_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .clamp(1, 10)
+/// How often and how patiently a store operation is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per operation (`KILN_STORE_RETRIES`, default 3, 1 to 10).
+    pub attempts: u32,
+    /// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
+    pub base_delay: Duration,
 }
 
-/// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
-pub(crate) fn retry_base_delay() -> Duration {
-    std::env::var("KILN_STORE_RETRY_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_millis(500))
+impl RetryPolicy {
+    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> RetryPolicy {
+        RetryPolicy {
+            attempts: env("KILN_STORE_RETRIES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3)
+                .clamp(1, 10),
+            base_delay: env("KILN_STORE_RETRY_DELAY_MS")
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_millis(500)),
+        }
+    }
 }
 
 /// One listed object.
@@ -83,6 +89,7 @@ pub struct Store {
     /// For `file://` stores: the root directory, so archives can be written in place and
     /// renamed (no copy) and read without going through the async layer.
     local_root: Option<PathBuf>,
+    retry: RetryPolicy,
 }
 
 /// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`).
@@ -99,33 +106,20 @@ pub fn default_store_url() -> String {
     format!("file://{}", default_store_dir().display())
 }
 
-/// The store to use when none is configured: `KILN_STORE`, else `gha` when running under GitHub
-/// Actions with its cache service available, else the embedded file store.
-pub fn auto_url() -> String {
-    auto_url_from(&|k| std::env::var(k).ok())
-}
-
-/// [`auto_url`] over any environment (for tests).
-pub fn auto_url_from(env: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some(v) = env("KILN_STORE").filter(|v| !v.is_empty()) {
-        return v;
-    }
-    if gha_available(env) {
-        return "gha".into();
-    }
-    default_store_url()
-}
-
-/// The GitHub Actions cache service is reachable: a runtime token and a cache URL (v1) or the
-/// results service URL (v2).
-pub fn gha_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
-    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_CACHE_URL") || set("ACTIONS_RESULTS_URL"))
-}
-
 impl Store {
-    /// Open the store a URL names.
+    /// Open the store a URL names, with credentials and tuning (`KILN_STORE_*`) from the process
+    /// environment.
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
+        Store::from_url_with_env(url, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Store::from_url`] reading credentials and tuning from `env` instead of the process
+    /// environment (several stores with different settings in one process).
+    pub fn from_url_with_env(
+        url: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Store, StoreError> {
+        let retry = RetryPolicy::from_env(env);
         let bad = |message: &str| StoreError::BadUrl {
             url: redact(url),
             message: message.to_string(),
@@ -147,18 +141,24 @@ impl Store {
                 op,
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
+                retry,
             });
         }
         if url.starts_with('/') {
-            return Store::from_url(&format!("file://{url}"));
+            return Store::from_url_with_env(&format!("file://{url}"), env);
         }
-        let op = super::backends::remote_operator(url, &|k| std::env::var(k).ok())
-            .map_err(|m| bad(&m))?;
+        let op = super::backends::remote_operator(url, env).map_err(|m| bad(&m))?;
         Ok(Store {
             op,
             display: redact(url),
             local_root: None,
+            retry,
         })
+    }
+
+    /// How this store retries transient failures.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// The URL without credentials.
@@ -182,8 +182,8 @@ impl Store {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut delay = retry_base_delay();
-        let attempts = retry_attempts();
+        let mut delay = self.retry.base_delay;
+        let attempts = self.retry.attempts;
         let mut attempt = 1;
         loop {
             match f().await {
@@ -419,31 +419,6 @@ mod tests {
         let listed = store.list("state/").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].path, "state/x.json");
-    }
-
-    #[test]
-    fn auto_url_prefers_kiln_store_then_gha_then_file() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(a, _)| *a == k)
-                    .map(|(_, b)| b.to_string())
-            }
-        };
-        static GHA: [(&str, &str); 2] = [
-            ("ACTIONS_RUNTIME_TOKEN", "t"),
-            ("ACTIONS_CACHE_URL", "https://x/"),
-        ];
-        assert_eq!(auto_url_from(&env(&GHA)), "gha");
-        assert_eq!(
-            auto_url_from(&env(&[
-                ("KILN_STORE", "s3://b/p"),
-                ("ACTIONS_RUNTIME_TOKEN", "t")
-            ])),
-            "s3://b/p"
-        );
-        assert!(auto_url_from(&env(&[("ACTIONS_RUNTIME_TOKEN", "t")])).starts_with("file://"));
     }
 
     #[test]

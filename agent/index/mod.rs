@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 pub use auth::Auth;
 pub use layout::{publish_wheels, PublishStats};
 
-use crate::cache::store::{self, Store, StoreError};
+use crate::cache::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -76,8 +76,9 @@ pub enum IndexCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Store URL to serve (default: KILN_STORE, else the embedded file store).
-    #[arg(long, env = "KILN_STORE")]
+    /// Store URL to serve (default: KILN_STORE, else `gha` under GitHub Actions, else the
+    /// embedded file store).
+    #[arg(long)]
     pub store: Option<String>,
     /// Address to listen on; port 0 picks a free port (the URL is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8700", env = "KILN_INDEX_LISTEN")]
@@ -91,15 +92,15 @@ pub struct ServeArgs {
 pub struct PublishArgs {
     /// Directory of wheels (e.g. a run's work dir `wheelhouse/`).
     pub wheelhouse: PathBuf,
-    /// Store URL to publish into (default: KILN_STORE, else the embedded file store).
-    #[arg(long, env = "KILN_STORE")]
+    /// Store URL to publish into (default: KILN_STORE, else `gha` under GitHub Actions, else
+    /// the embedded file store).
+    #[arg(long)]
     pub store: Option<String>,
 }
 
 fn open_store(url: Option<&str>) -> Result<Store, IndexError> {
-    let url = url
-        .map(str::to_string)
-        .unwrap_or_else(store::default_store_url);
+    let url =
+        crate::settings::store_url(url.map(str::to_string), None, &crate::settings::process_env);
     Ok(Store::from_url(&url)?)
 }
 

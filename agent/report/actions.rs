@@ -1,147 +1,22 @@
-//! GitHub Actions reporting: log groups per stage, annotations, masks, the job summary, outputs.
-//!
-//! Everything here speaks the runner's documented file and stdout protocols ("workflow
-//! commands"), so it works the same in a composite action, a plain `run:` step or a container
-//! job, and needs no token. All of it is silent outside Actions (see `ci_env`), and none of it can
-//! fail a build: a summary file that cannot be written is a logged warning.
-//!
-//! Rendering is pure (`render_*`, `*_commands`): the tests check the exact text users see.
+//! GitHub Actions reporting, what to say: `::error`/`::warning` annotations, the Markdown job
+//! summary and the step outputs. Pure rendering (the tests check the exact text users see);
+//! `ci::actions` writes it where the runner reads it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
-use crate::ci_env::{self, CiEnv};
-use crate::pipeline::RunContext;
-use crate::summary::{RestoreHit, RunSummary, StageOutcome};
+use crate::ci::actions::{escape_data, escape_property};
+use crate::ci::{self, CiEnv};
+use crate::summary::{Outcome, RunSummary, StageOutcome, TestFailure};
+
+use super::vocab::{self, md_cell as cell};
+pub use super::vocab::{ccache_hit_rate, human_bytes};
+use super::RunFacts;
 
 /// At most this many `::error` annotations per run: GitHub shows only the first few per step
 /// anyway, and the job summary lists every failure.
 const MAX_ERROR_ANNOTATIONS: usize = 50;
 /// At most this many rows in the summary's failing-tests table.
 const MAX_FAILURE_ROWS: usize = 100;
-
-static MASKS: Once = Once::new();
-
-/// Print workflow command lines to stdout, where the runner reads them.
-fn emit(lines: &[String]) {
-    if lines.is_empty() {
-        return;
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for l in lines {
-        let _ = writeln!(out, "{l}");
-    }
-    let _ = out.flush();
-}
-
-/// Print workflow command lines to stderr. The runner reads commands on both streams, but the
-/// two pipes are read independently: log groups and masks must be on the stream the logs and the
-/// tests' output use (stderr), or their order against those lines is not guaranteed.
-fn emit_ordered(lines: &[String]) {
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
-    for l in lines {
-        let _ = writeln!(err, "{l}");
-    }
-}
-
-/// Mask the secrets in this process's environment (once per process; only under Actions).
-/// Called as early as possible: before anything could print them.
-pub fn mask_secrets() {
-    if ci_env::current().is_none() {
-        return;
-    }
-    MASKS.call_once(|| emit_ordered(&mask_commands(&|k| std::env::var(k).ok())));
-}
-
-/// Open a collapsible log group for a stage (masking secrets first, if not done yet).
-pub fn stage_started(name: &str) {
-    if ci_env::current().is_none() {
-        return;
-    }
-    mask_secrets();
-    emit_ordered(&[format!("::group::kiln {name}")]);
-}
-
-/// Close the stage's log group.
-pub fn stage_finished(_name: &str) {
-    if ci_env::current().is_none() {
-        return;
-    }
-    emit_ordered(&["::endgroup::".to_string()]);
-}
-
-/// Escape workflow-command data (the part after `::`).
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escape a workflow-command property value (`file=`, `title=`, …).
-fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// Environment variables whose values are secrets, by name.
-fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY", "API_KEY"]
-        .iter()
-        .any(|w| n.contains(w))
-        && (n.starts_with("KILN_")
-            || n.starts_with("GITHUB_")
-            || n.starts_with("GH_")
-            || n.starts_with("AWS_")
-            || n.starts_with("AZURE_")
-            || n.starts_with("ACTIONS_")
-            || n.starts_with("SMTP_"))
-}
-
-/// `::add-mask::` lines for the secrets Kiln may handle: tokens and passwords from the
-/// environment and the password in a store URL. The runner then replaces them with `***` in the
-/// log, including in the output of the tests Kiln runs.
-pub fn mask_commands(get: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
-    let mut names: Vec<String> = std::env::vars_os()
-        .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| is_secret_name(k))
-        .collect();
-    for known in [
-        "KILN_GITHUB_TOKEN",
-        "GITHUB_TOKEN",
-        "KILN_SMTP_PASSWORD",
-        "KILN_WEBHOOK_SECRET",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "ACTIONS_RUNTIME_TOKEN",
-    ] {
-        names.push(known.to_string());
-    }
-    names.sort();
-    names.dedup();
-    let mut values: Vec<String> = names
-        .iter()
-        .filter_map(|k| get(k))
-        .filter(|v| v.len() >= 4)
-        .collect();
-    if let Some(store) = get("KILN_STORE") {
-        if let Ok(u) = url::Url::parse(&store) {
-            if let Some(p) = u.password().filter(|p| !p.is_empty()) {
-                values.push(p.to_string());
-            }
-        }
-    }
-    values.sort();
-    values.dedup();
-    values
-        .iter()
-        .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>())
-        .filter(|l| !l.trim().is_empty())
-        .map(|v| format!("::add-mask::{}", escape_data(&v)))
-        .collect()
-}
 
 /// The path GitHub wants in an annotation: relative to the repository root.
 fn annotation_path(file: &str, checkout: &Path, workspace: Option<&Path>) -> String {
@@ -235,15 +110,6 @@ pub fn annotation_commands(
     out
 }
 
-/// Text safe inside a Markdown table cell.
-fn cell(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace(['\r', '\n'], " ")
-}
-
 /// Inline code that survives backticks in the text.
 fn code(s: &str) -> String {
     if s.contains('`') {
@@ -253,117 +119,85 @@ fn code(s: &str) -> String {
     }
 }
 
-/// Bytes as a person reads them.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-fn hit_word(h: RestoreHit) -> &'static str {
-    match h {
-        RestoreHit::Exact => "exact",
-        RestoreHit::Partial => "partial",
-        RestoreHit::Miss => "miss",
-    }
-}
-
-/// ccache's hit rate in percent, when it compiled anything.
-pub fn ccache_hit_rate(s: &RunSummary) -> Option<f64> {
-    let total = s.ccache.hits + s.ccache.misses;
-    (total > 0).then(|| s.ccache.hits as f64 * 100.0 / total as f64)
-}
-
-/// The Markdown job summary.
-pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
-    use crate::summary::Outcome;
-    let mut md = String::new();
-    let (icon, word) = match s.outcome {
-        Outcome::Passed => (":white_check_mark:", "passed"),
-        Outcome::Failed => (":x:", "failed"),
-        Outcome::Error => (":warning:", "error"),
+fn summary_title(s: &RunSummary) -> String {
+    let icon = match s.outcome {
+        Outcome::Passed => ":white_check_mark:",
+        Outcome::Failed => ":x:",
+        Outcome::Error => ":warning:",
     };
     let commit = if s.commit.is_empty() {
         String::new()
     } else {
-        format!(" at {}", code(&s.commit[..12.min(s.commit.len())]))
+        format!(" at {}", code(vocab::short_sha(&s.commit)))
     };
     let branch = s
         .branch
         .as_deref()
         .map(|b| format!(" on {}", code(b)))
         .unwrap_or_default();
-    md.push_str(&format!("## {icon} Kiln: {word}{commit}{branch}\n\n"));
-    if let Some(e) = &s.error {
-        md.push_str(&format!("> **Error:** {}\n\n", cell(e)));
-    }
+    let word = vocab::outcome_word(s.outcome);
+    format!("## {icon} Kiln: {word}{commit}{branch}\n\n")
+}
 
-    // Stages.
+fn stage_table(s: &RunSummary, md: &mut String) {
     md.push_str("| Stage | Time | Result | Detail |\n|---|---:|---|---|\n");
     let mut total = 0.0;
-    for st in &s.stages {
-        total += st.seconds;
-        let result = match st.outcome {
-            StageOutcome::Ok => "ok",
-            StageOutcome::Failed => "**failed**",
-            StageOutcome::Skipped => "skipped",
-            StageOutcome::Warning => "warning",
+    for r in vocab::stage_rows(s) {
+        total += r.seconds;
+        let result = if r.failed {
+            format!("**{}**", r.result)
+        } else {
+            r.result.to_string()
         };
         md.push_str(&format!(
             "| {} | {:.2} s | {} | {} |\n",
-            st.name,
-            st.seconds,
+            r.name,
+            r.seconds,
             result,
-            cell(st.detail.as_deref().unwrap_or(""))
+            cell(r.detail)
         ));
     }
     let total = if s.seconds > 0.0 { s.seconds } else { total };
     md.push_str(&format!("| **total** | {total:.2} s | | |\n\n"));
+}
 
-    // Caches.
-    if !s.caches.is_empty() {
-        md.push_str("### Caches\n\n| Cache | Restore | Restored | Saved | Key |\n");
-        md.push_str("|---|---|---:|---:|---|\n");
-        for c in &s.caches {
-            let restore = match (&c.restored_key, c.restore) {
-                (Some(k), RestoreHit::Partial) => format!("partial ({})", code(k)),
-                _ => hit_word(c.restore).to_string(),
-            };
-            let saved = if c.saved {
-                human_bytes(c.bytes_saved)
-            } else {
-                "not saved".to_string()
-            };
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                c.name,
-                restore,
-                human_bytes(c.bytes_restored),
-                saved,
-                code(&c.key)
-            ));
-        }
-        md.push('\n');
+fn cache_table(s: &RunSummary, md: &mut String) {
+    if s.caches.is_empty() {
+        return;
     }
+    md.push_str("### Caches\n\n| Cache | Restore | Restored | Saved | Key |\n");
+    md.push_str("|---|---|---:|---:|---|\n");
+    for c in vocab::cache_rows(s) {
+        let restore = match c.partial_from {
+            Some(k) => format!("{} ({})", c.restore, code(k)),
+            None => c.restore.to_string(),
+        };
+        let saved = if c.saved {
+            human_bytes(c.bytes_saved)
+        } else {
+            "not saved".to_string()
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            c.name,
+            restore,
+            human_bytes(c.bytes_restored),
+            saved,
+            code(c.key)
+        ));
+    }
+    md.push('\n');
+}
 
-    // Builds.
+fn builds(s: &RunSummary, md: &mut String) {
     let installer = if s.installer.is_empty() {
         String::new()
     } else {
         format!(", installed with {}", s.installer)
     };
     md.push_str(&format!(
-        "**Wheels:** {} built, {} reused{installer}  \n",
-        s.wheels.built, s.wheels.reused
+        "**Wheels:** {}{installer}  \n",
+        vocab::wheel_counts(&s.wheels)
     ));
     if !s.wheels.built_names.is_empty() {
         let names: Vec<String> = s.wheels.built_names.iter().map(|n| code(n)).collect();
@@ -379,38 +213,33 @@ pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
         }
         None => md.push_str("**ccache:** nothing compiled\n\n"),
     }
+}
 
-    // Tests.
-    let t = &s.tests;
-    md.push_str(&format!(
-        "**Tests:** {} passed, {} failed, {} skipped\n\n",
-        t.passed, t.failed, t.skipped
-    ));
-    if !t.failures.is_empty() {
-        md.push_str(&format!(
-            "### Failing tests ({})\n\n| Test | Location | Message |\n|---|---|---|\n",
-            t.failures.len()
-        ));
-        for f in t.failures.iter().take(MAX_FAILURE_ROWS) {
-            let loc = match (&f.file, f.line) {
-                (Some(file), Some(line)) => code(&format!("{file}:{line}")),
-                (Some(file), None) => code(file),
-                _ => String::new(),
-            };
-            let msg = f.message.lines().next().unwrap_or("");
-            let msg: String = msg.chars().take(200).collect();
-            md.push_str(&format!("| {} | {loc} | {} |\n", code(&f.name), cell(&msg)));
-        }
-        if t.failures.len() > MAX_FAILURE_ROWS {
-            md.push_str(&format!(
-                "\n…and {} more.\n",
-                t.failures.len() - MAX_FAILURE_ROWS
-            ));
-        }
-        md.push('\n');
+fn failure_table(failures: &[TestFailure], md: &mut String) {
+    if failures.is_empty() {
+        return;
     }
+    md.push_str(&format!(
+        "### Failing tests ({})\n\n| Test | Location | Message |\n|---|---|---|\n",
+        failures.len()
+    ));
+    for f in failures.iter().take(MAX_FAILURE_ROWS) {
+        let loc = vocab::failure_location(f);
+        let loc = if loc.is_empty() { loc } else { code(&loc) };
+        let msg = f.message.lines().next().unwrap_or("");
+        let msg: String = msg.chars().take(200).collect();
+        md.push_str(&format!("| {} | {loc} | {} |\n", code(&f.name), cell(&msg)));
+    }
+    if failures.len() > MAX_FAILURE_ROWS {
+        md.push_str(&format!(
+            "\n…and {} more.\n",
+            failures.len() - MAX_FAILURE_ROWS
+        ));
+    }
+    md.push('\n');
+}
 
-    // Who was told.
+fn who_was_told(s: &RunSummary, md: &mut String) {
     if !s.blame.is_empty() {
         let who: Vec<String> = s
             .blame
@@ -433,6 +262,20 @@ pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
             md.push_str(&format!("- {}: {}\n", cell(&n.channel), cell(&n.to)));
         }
     }
+}
+
+/// The Markdown job summary.
+pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
+    let mut md = summary_title(s);
+    if let Some(e) = &s.error {
+        md.push_str(&format!("> **Error:** {}\n\n", cell(e)));
+    }
+    stage_table(s, &mut md);
+    cache_table(s, &mut md);
+    builds(s, &mut md);
+    md.push_str(&format!("**Tests:** {}\n\n", vocab::test_counts(&s.tests)));
+    failure_table(&s.tests.failures, &mut md);
+    who_was_told(s, &mut md);
     if let Some(url) = ci.and_then(|c| c.run_url.as_deref()) {
         md.push_str(&format!("\n<sub>[Workflow run]({url})</sub>\n"));
     }
@@ -443,12 +286,12 @@ pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
 pub fn outputs(s: &RunSummary, summary_json: Option<&Path>) -> Vec<(&'static str, String)> {
     let hit = |name: &str| {
         s.cache(name)
-            .map(|c| hit_word(c.restore))
+            .map(|c| vocab::hit_word(c.restore))
             .unwrap_or("miss")
             .to_string()
     };
     let mut out = vec![
-        ("outcome", format!("{:?}", s.outcome).to_lowercase()),
+        ("outcome", vocab::outcome_word(s.outcome).to_string()),
         ("wheelhouse-hit", hit("wheelhouse")),
         ("ccache-hit", hit("ccache")),
         (
@@ -466,67 +309,25 @@ pub fn outputs(s: &RunSummary, summary_json: Option<&Path>) -> Vec<(&'static str
     out
 }
 
-/// Append `name=value` outputs to `$GITHUB_OUTPUT` when running under Actions (no-op
-/// elsewhere). For `kiln` subcommands other than `run`, e.g. `kiln cache restore`.
-pub fn write_outputs(outputs: &[(&str, String)]) {
-    let Some(path) = ci_env::current().and_then(|c| c.output.as_ref()) else {
+/// Annotate, append the job summary and write the step outputs (no-op outside Actions).
+pub fn report(s: &RunSummary, facts: &RunFacts<'_>) {
+    let Some(ci) = ci::current() else {
         return;
     };
-    let text: String = outputs
-        .iter()
-        .map(|(k, v)| format!("{k}={}\n", v.replace(['\r', '\n'], " ")))
-        .collect();
-    if let Err(e) = append(path, &text) {
-        tracing::warn!(
-            "cannot write step outputs to {} (GITHUB_OUTPUT): {e}",
-            path.display()
-        );
-    }
-}
-
-fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    f.write_all(text.as_bytes())
-}
-
-/// Annotate, append the job summary and write the step outputs. Called from `report::report`.
-pub async fn report(ctx: &RunContext) {
-    let Some(ci) = ci_env::current() else {
-        return;
-    };
-    let s = &ctx.summary;
-    emit(&annotation_commands(
+    ci::actions::emit(&annotation_commands(
         s,
-        &ctx.paths.checkout,
+        facts.checkout,
         ci.workspace.as_deref(),
     ));
-    if let Some(path) = &ci.step_summary {
-        if let Err(e) = append(path, &format!("{}\n", render_summary(s, Some(ci)))) {
-            tracing::warn!(
-                "cannot append the job summary to {} (GITHUB_STEP_SUMMARY): {e}",
-                path.display()
-            );
-        }
-    }
-    let summary_json = ctx.opts.summary_json.as_ref().map(|p| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            std::env::current_dir()
-                .map(|d| d.join(p))
-                .unwrap_or(p.clone())
-        }
-    });
-    write_outputs(&outputs(s, summary_json.as_deref()));
+    ci::actions::append_step_summary(&format!("{}\n", render_summary(s, Some(ci))));
+    ci::actions::write_outputs(&outputs(s, facts.summary_json));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::summary::*;
+    use std::path::Path;
 
     fn failing_summary() -> RunSummary {
         RunSummary {
@@ -675,26 +476,6 @@ mod tests {
         assert_eq!(get("ccache-hit"), "miss");
         assert_eq!(get("ccache-hit-rate"), "90.0");
         assert_eq!(get("summary-json"), "/tmp/s.json");
-    }
-
-    #[test]
-    fn masks_tokens_and_store_passwords_only() {
-        let env = |k: &str| match k {
-            "KILN_GITHUB_TOKEN" => Some("ghs_secret123".to_string()),
-            "KILN_STORE" => Some("webdav+https://bob:hunter22@dav.example/x".to_string()),
-            "KILN_TEST_COMMAND" => Some("pytest".to_string()),
-            _ => None,
-        };
-        let cmds = mask_commands(&env);
-        assert!(
-            cmds.contains(&"::add-mask::ghs_secret123".to_string()),
-            "{cmds:?}"
-        );
-        assert!(
-            cmds.contains(&"::add-mask::hunter22".to_string()),
-            "{cmds:?}"
-        );
-        assert!(!cmds.iter().any(|c| c.contains("pytest")));
     }
 
     #[test]

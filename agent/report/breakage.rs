@@ -6,24 +6,24 @@
 //! 3. Decide with `policy` who hears about it under `report.mode`.
 //! 4. Deliver: commit status + check run on every build, the @mention comment and the email
 //!    only to the people decided on.
-//! 5. Save the new state; fill `blame` and `notified` in the run summary.
+//! 5. Save the new state; return who was blamed and told, for the run summary.
 //!
 //! Nothing here can fail the build: every fault is a warning.
 
-use crate::checkout;
-use crate::config::ReportMode;
-use crate::pipeline::RunContext;
-use crate::summary::{BlameEntry, Notified, Outcome};
+use std::path::Path;
+
+use crate::cache::Store;
+use crate::run::checkout;
+use crate::settings::ReportMode;
+use crate::summary::{BlameEntry, Notified, Outcome, RunSummary};
 
 use super::blame::{self, Commit, Person};
 use super::email::Mailer;
 use super::github::GitHub;
-use super::policy::{self, Decision};
+use super::policy::{self, Decision, Event};
 use super::render;
 use super::state::{self, BranchState};
-
-/// The test stage leaves the tail of the test output here (in the results dir) for the email.
-pub const TEST_LOG_TAIL: &str = "test-output.log";
+use super::{RunFacts, Told};
 
 /// Lines of test output quoted in an email.
 const LOG_TAIL_LINES: usize = 60;
@@ -31,37 +31,21 @@ const LOG_TAIL_LINES: usize = 60;
 /// At most this many commits get a GitHub login lookup (one API call each).
 const MAX_LOGIN_LOOKUPS: usize = 30;
 
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The link a status or message points to: `KILN_RUN_URL`, else the GitHub Actions run.
-fn run_url() -> Option<String> {
-    env("KILN_RUN_URL").or_else(|| {
-        Some(format!(
-            "{}/{}/actions/runs/{}",
-            env("GITHUB_SERVER_URL")?.trim_end_matches('/'),
-            env("GITHUB_REPOSITORY")?,
-            env("GITHUB_RUN_ID")?
-        ))
-    })
-}
-
 /// The blamed commits for `base..head`, by the best means available.
 async fn commits(
-    ctx: &RunContext,
+    f: &RunFacts<'_>,
     github: Option<&GitHub>,
     base: Option<&str>,
     head: &str,
 ) -> (Vec<Commit>, Option<String>) {
-    let dir = &ctx.paths.checkout;
+    let dir = f.checkout;
     // With `checkout: reuse` the repository *is* the checkout (e.g. a shallow actions/checkout):
     // missing history then comes from its `origin`.
-    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    let repo = if same(std::path::Path::new(&ctx.opts.repo), dir) {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let repo = if same(Path::new(f.repo), dir) {
         "origin".to_string()
     } else {
-        checkout::repo_location(&ctx.opts.repo)
+        checkout::repo_location(f.repo)
     };
     match blame::git_commits(dir, &repo, base, head).await {
         Ok(c) => return (c, base.map(str::to_string)),
@@ -83,41 +67,46 @@ async fn commits(
     }
 }
 
+/// GitHub logins of these commits' authors, a few lookups at a time (fast, and gentle with
+/// GitHub's secondary rate limits).
+async fn lookup_logins(gh: &GitHub, commits: &mut [Commit]) {
+    use futures::StreamExt;
+    let shas: Vec<String> = commits
+        .iter()
+        .filter(|c| c.author.login.is_none())
+        .take(MAX_LOGIN_LOOKUPS)
+        .map(|c| c.sha.clone())
+        .collect();
+    let found: Vec<(String, _)> = futures::stream::iter(shas)
+        .map(|sha| async move {
+            let login = gh.commit_author_login(&sha).await;
+            (sha, login)
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    let mut warned = false;
+    for (sha, login) in found {
+        match login {
+            Ok(login) => {
+                if let Some(c) = commits.iter_mut().find(|c| c.sha == sha) {
+                    c.author.login = login;
+                }
+            }
+            Err(e) if !warned => {
+                tracing::warn!("cannot look up a GitHub login: {e}");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Fill authors' GitHub logins from the commits API, then share what is known between the
 /// records of the same person (a co-author is often the author of another commit).
 async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
     if let Some(gh) = github {
-        use futures::StreamExt;
-        let shas: Vec<String> = commits
-            .iter()
-            .filter(|c| c.author.login.is_none())
-            .take(MAX_LOGIN_LOOKUPS)
-            .map(|c| c.sha.clone())
-            .collect();
-        // A few at a time: fast, and gentle with GitHub's secondary rate limits.
-        let found: Vec<(String, _)> = futures::stream::iter(shas)
-            .map(|sha| async move {
-                let login = gh.commit_author_login(&sha).await;
-                (sha, login)
-            })
-            .buffered(4)
-            .collect()
-            .await;
-        let mut warned = false;
-        for (sha, login) in found {
-            match login {
-                Ok(login) => {
-                    if let Some(c) = commits.iter_mut().find(|c| c.sha == sha) {
-                        c.author.login = login;
-                    }
-                }
-                Err(e) if !warned => {
-                    tracing::warn!("cannot look up a GitHub login: {e}");
-                    warned = true;
-                }
-                Err(_) => {}
-            }
-        }
+        lookup_logins(gh, commits).await;
     }
     let everyone = blame::people(commits);
     for c in commits.iter_mut() {
@@ -134,9 +123,9 @@ async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
 /// else the location Kiln was given.
 async fn repo_identity(repo: &str) -> String {
     let location = checkout::repo_location(repo);
-    if std::path::Path::new(&location).is_dir() {
+    if Path::new(&location).is_dir() {
         let origin = crate::git::run(
-            std::path::Path::new(&location),
+            Path::new(&location),
             &["config", "--get", "remote.origin.url"],
         )
         .await;
@@ -169,97 +158,129 @@ const REPORT_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Report one build. Never fails; faults are logged as warnings. A hung API or mail server must
 /// not hold the build: the whole report gets a time budget.
-pub async fn report(ctx: &mut RunContext) {
-    if tokio::time::timeout(REPORT_BUDGET, report_build(ctx))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "breakage report abandoned after {}s (GitHub or SMTP not answering)",
-            REPORT_BUDGET.as_secs()
-        );
+pub async fn report(s: &RunSummary, f: &RunFacts<'_>) -> Told {
+    match tokio::time::timeout(REPORT_BUDGET, report_build(s, f)).await {
+        Ok(told) => told,
+        Err(_) => {
+            tracing::warn!(
+                "breakage report abandoned after {}s (GitHub or SMTP not answering)",
+                REPORT_BUDGET.as_secs()
+            );
+            Told::default()
+        }
     }
 }
 
-async fn report_build(ctx: &mut RunContext) {
-    if ctx.summary.commit.is_empty() {
-        tracing::debug!("no commit was checked out: no breakage report");
-        return;
-    }
-    let sha = ctx.summary.commit.clone();
-    let outcome = ctx.summary.outcome;
-    let mode = ctx.config.report.mode;
+/// The reporting channels this run has: GitHub (a token and a repository) and email.
+struct Channels {
+    github: Option<GitHub>,
+    mailer: Option<Mailer>,
+}
 
-    let github = if ctx.config.report.github.enabled {
-        match GitHub::from_env(&env) {
-            Some(Ok(g)) => Some(g),
+impl Channels {
+    fn open(f: &RunFacts<'_>) -> Channels {
+        let github = match f.target.github.as_ref().filter(|_| f.report.github.enabled) {
+            Some(access) => match GitHub::new(&access.api_url, &access.token, &access.repository) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    tracing::warn!("GitHub reporting off: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mailer = match Mailer::from_config(&f.report.email, &crate::settings::process_env) {
+            Some(Ok(m)) => Some(m),
             Some(Err(e)) => {
-                tracing::warn!("GitHub reporting off: {e}");
+                tracing::warn!("email reporting off: {e}");
                 None
             }
             None => None,
-        }
-    } else {
-        None
-    };
-    let mailer = match Mailer::from_config(&ctx.config.report.email, &env) {
-        Some(Ok(m)) => Some(m),
-        Some(Err(e)) => {
-            tracing::warn!("email reporting off: {e}");
-            None
-        }
-        None => None,
-    };
-    let repository = match github
-        .as_ref()
-        .map(GitHub::repository)
-        .or_else(|| env("KILN_GITHUB_REPOSITORY"))
-        .or_else(|| env("GITHUB_REPOSITORY"))
-    {
-        Some(r) => r,
-        None => repo_identity(&ctx.opts.repo).await,
-    };
-    let branch = ctx.summary.branch.clone();
+        };
+        Channels { github, mailer }
+    }
+}
 
-    // 1. state
-    let state_path = branch.as_deref().map(|b| state::state_path(&repository, b));
-    let (prev, can_save) = match (&ctx.store, &state_path) {
-        (Some(store), Some(path)) => match state::load(store, path).await {
-            Ok(s) => (s, true),
-            Err(e) => {
-                tracing::warn!("{e}; reporting as if this were the branch's first build");
+/// The branch's report state, and whether it may be saved back.
+struct Memory<'a> {
+    store: Option<&'a Store>,
+    path: Option<String>,
+    prev: BranchState,
+    can_save: bool,
+}
+
+impl<'a> Memory<'a> {
+    async fn load(store: Option<&'a Store>, repository: &str, branch: Option<&str>) -> Memory<'a> {
+        let path = branch.map(|b| state::state_path(repository, b));
+        let (prev, can_save) = match (store, &path) {
+            (Some(store), Some(path)) => match state::load(store, path).await {
+                Ok(s) => (s, true),
+                Err(e) => {
+                    tracing::warn!("{e}; reporting as if this were the branch's first build");
+                    (BranchState::default(), false)
+                }
+            },
+            _ => {
+                tracing::info!("no branch name: blaming the tested commit alone, no state kept");
                 (BranchState::default(), false)
             }
-        },
-        _ => {
-            tracing::info!("no branch name: blaming the tested commit alone, no state kept");
-            (BranchState::default(), false)
+        };
+        Memory {
+            store,
+            path,
+            prev,
+            can_save,
         }
-    };
+    }
 
-    // 2. blame
-    let failing = outcome != Outcome::Passed;
+    /// Not from untrusted builds (fork pull requests, --no-save): a fork's branch may be named
+    /// like one of ours, and its state would then decide who gets blamed there.
+    async fn save(&self, next: &BranchState, save_allowed: bool) {
+        if let (true, Some(store), Some(path)) =
+            (self.can_save && save_allowed, self.store, &self.path)
+        {
+            if let Err(e) = state::save(store, path, next).await {
+                tracing::warn!("cannot save the report state: {e}");
+            }
+        }
+    }
+}
+
+/// The commits a build is blamed on, and the people behind them.
+struct Blamed {
+    commits: Vec<Commit>,
+    base: Option<String>,
+    culprits: Vec<Person>,
+    new_people: Vec<Person>,
+}
+
+async fn blame_range(
+    s: &RunSummary,
+    f: &RunFacts<'_>,
+    github: Option<&GitHub>,
+    prev: &BranchState,
+) -> Blamed {
+    let sha = s.commit.as_str();
+    let failing = s.outcome != Outcome::Passed;
     let base = if failing {
         prev.last_green.clone()
     } else {
         prev.last_sha.clone()
     };
-    let (mut commits, base) = if failing || mode == ReportMode::All {
-        if base.as_deref() == Some(sha.as_str()) {
-            if failing {
-                tracing::info!(
-                    "no new commits since the last green build: a flaky test or a changed \
-                     environment?"
-                );
-            }
-            (Vec::new(), base)
-        } else {
-            commits(ctx, github.as_ref(), base.as_deref(), &sha).await
-        }
-    } else {
+    let (mut commits, base) = if !failing && f.report.mode != ReportMode::All {
         (Vec::new(), base)
+    } else if base.as_deref() == Some(sha) {
+        if failing {
+            tracing::info!(
+                "no new commits since the last green build: a flaky test or a changed \
+                 environment?"
+            );
+        }
+        (Vec::new(), base)
+    } else {
+        commits(f, github, base.as_deref(), sha).await
     };
-    fill_logins(github.as_ref(), &mut commits).await;
+    fill_logins(github, &mut commits).await;
     let culprits = if failing {
         blame::people(&commits)
     } else {
@@ -271,63 +292,98 @@ async fn report_build(ctx: &mut RunContext) {
         .cloned()
         .collect();
     let new_people = blame::people(&new_commits);
-    if failing {
-        ctx.summary.blame = blame_entries(&commits);
+    Blamed {
+        commits,
+        base,
+        culprits,
+        new_people,
     }
+}
 
-    // 3. decide
-    let failing_tests: Vec<String> = ctx
-        .summary
-        .tests
-        .failures
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
+/// The last lines of the test output, for the email.
+fn log_tail(tail: &str) -> String {
+    let lines: Vec<&str> = tail.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+async fn report_build(s: &RunSummary, f: &RunFacts<'_>) -> Told {
+    if s.commit.is_empty() {
+        tracing::debug!("no commit was checked out: no breakage report");
+        return Told::default();
+    }
+    let ch = Channels::open(f);
+    let repository = match ch
+        .github
+        .as_ref()
+        .map(GitHub::repository)
+        .or_else(|| f.target.repository.clone())
+    {
+        Some(r) => r,
+        None => repo_identity(f.repo).await,
+    };
+    let memory = Memory::load(f.store, &repository, s.branch.as_deref()).await;
+    let blamed = blame_range(s, f, ch.github.as_ref(), &memory.prev).await;
+    let failing_tests: Vec<String> = s.tests.failures.iter().map(|t| t.name.clone()).collect();
     let build = policy::Build {
-        sha: &sha,
-        outcome,
-        culprits: &culprits,
-        new_people: &new_people,
+        sha: &s.commit,
+        outcome: s.outcome,
+        culprits: &blamed.culprits,
+        new_people: &blamed.new_people,
         failing_tests: &failing_tests,
     };
-    let Decision { event, recipients } = policy::decide(mode, &prev, &build);
+    let mode = f.report.mode;
+    let Decision { event, recipients } = policy::decide(mode, &memory.prev, &build);
     tracing::info!(
         "report: {} ({} mode), {} to tell",
         event.word(),
         format!("{mode:?}").to_lowercase(),
         recipients.len()
     );
+    let (notified, told) = deliver(s, f, &ch, &repository, &blamed, event, &recipients).await;
+    let next = policy::next_state(&memory.prev, &build, event, &told);
+    memory.save(&next, f.save_allowed).await;
+    Told {
+        blame: if s.outcome != Outcome::Passed {
+            blame_entries(&blamed.commits)
+        } else {
+            Vec::new()
+        },
+        notified,
+    }
+}
 
-    // 4. deliver
-    let log_tail = std::fs::read_to_string(ctx.paths.results.join(TEST_LOG_TAIL))
-        .map(|t| {
-            let lines: Vec<&str> = t.lines().collect();
-            lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-        })
-        .unwrap_or_default();
-    let url = run_url();
-    let branch_name = branch.clone().unwrap_or_else(|| "(detached)".into());
+/// Send the status, check run, comment and email; say who heard.
+async fn deliver(
+    s: &RunSummary,
+    f: &RunFacts<'_>,
+    ch: &Channels,
+    repository: &str,
+    blamed: &Blamed,
+    event: Event,
+    recipients: &[Person],
+) -> (Vec<Notified>, Vec<Person>) {
+    let tail = log_tail(f.log_tail);
+    let branch_name = s.branch.clone().unwrap_or_else(|| "(detached)".into());
     let r = render::Build {
-        summary: &ctx.summary,
+        summary: s,
         event,
-        repository: &repository,
+        repository,
         branch: &branch_name,
-        base: base.as_deref(),
-        commits: &commits,
-        recipients: &recipients,
-        log_tail: &log_tail,
-        run_url: url.as_deref(),
+        base: blamed.base.as_deref(),
+        commits: &blamed.commits,
+        recipients,
+        log_tail: &tail,
+        run_url: f.target.run_url.as_deref(),
     };
     let mut notified: Vec<Notified> = Vec::new();
     let mut told: Vec<Person> = Vec::new();
-
-    if let Some(gh) = &github {
-        to_github(gh, &r, &mut notified, &mut told).await;
+    if let Some(gh) = &ch.github {
+        to_github(gh, f, &r, &mut notified, &mut told).await;
     }
-    if let Some(m) = &mailer {
+    if let Some(m) = &ch.mailer {
         by_email(m, &r, &mut notified, &mut told).await;
     }
-    if github.is_none() && mailer.is_none() && !recipients.is_empty() {
+    if ch.github.is_none() && ch.mailer.is_none() && !recipients.is_empty() {
         tracing::info!(
             "no reporting channel configured (GITHUB_TOKEN + GITHUB_REPOSITORY, or \
              report.email.smtp): nobody told"
@@ -336,34 +392,20 @@ async fn report_build(ctx: &mut RunContext) {
     for n in &notified {
         tracing::info!("told {} via {}", n.to, n.channel);
     }
-    ctx.summary.notified = notified;
-
-    // 5. remember
-    let next = policy::next_state(&prev, &build, event, &told);
-    // Not from untrusted builds (fork pull requests, --no-save): a fork's branch may be named
-    // like one of ours, and its state would then decide who gets blamed there.
-    if let (true, Some(store), Some(path)) = (can_save && ctx.save_allowed, &ctx.store, &state_path)
-    {
-        if let Err(e) = state::save(store, path, &next).await {
-            tracing::warn!("cannot save the report state: {e}");
-        }
-    }
+    (notified, told)
 }
 
 /// Status and check run on every build; the @mention comment when someone is to be told.
 async fn to_github(
     gh: &GitHub,
+    f: &RunFacts<'_>,
     r: &render::Build<'_>,
     notified: &mut Vec<Notified>,
     told: &mut Vec<Person>,
 ) {
     // A pull request build tests GitHub's merge commit, but the PR shows the head commit's
-    // checks: `KILN_HEAD_SHA` (set from the event) says where they belong.
-    let sha = env("KILN_HEAD_SHA")
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit()))
-        .unwrap_or_else(|| r.summary.commit.clone());
-    let sha = &sha;
+    // checks: the target's head SHA says where they belong.
+    let sha = f.target.head_sha.as_ref().unwrap_or(&r.summary.commit);
     let (state_word, description) = render::status(r.summary);
     if let Err(e) = gh
         .create_status(sha, state_word, &description, "kiln", r.run_url)
@@ -380,14 +422,7 @@ async fn to_github(
         return;
     }
     let body = render::comment(r);
-    let pr = env("KILN_PR_NUMBER").and_then(|n| match n.trim().parse::<u64>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            tracing::warn!("KILN_PR_NUMBER={n:?} is not a number: commenting on the commit");
-            None
-        }
-    });
-    let posted = match pr {
+    let posted = match f.target.pr_number {
         Some(n) => gh.upsert_pr_comment(n, &body).await,
         None => gh.upsert_commit_comment(sha, &body).await,
     };

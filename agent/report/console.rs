@@ -1,51 +1,50 @@
 //! The plain-text run summary printed at the end of every run.
 
-use crate::summary::{RunSummary, StageOutcome};
+use crate::summary::RunSummary;
 
-/// Render the summary as the few lines a person reads at the bottom of a CI log.
-pub fn render(s: &RunSummary) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
+use super::vocab;
+
+fn header(s: &RunSummary) -> String {
+    format!(
         "kiln: {} (exit {}) in {:.1}s, commit {}\n",
-        format!("{:?}", s.outcome).to_uppercase(),
+        vocab::outcome_word(s.outcome).to_uppercase(),
         s.exit_code,
         s.seconds,
         if s.commit.is_empty() {
             "-"
         } else {
-            &s.commit[..12.min(s.commit.len())]
+            vocab::short_sha(&s.commit)
         },
-    ));
-    for st in &s.stages {
-        let mark = match st.outcome {
-            StageOutcome::Ok => "ok",
-            StageOutcome::Failed => "FAILED",
-            StageOutcome::Skipped => "skipped",
-            StageOutcome::Warning => "warning",
+    )
+}
+
+fn tables(s: &RunSummary, out: &mut String) {
+    for r in vocab::stage_rows(s) {
+        let mark = if r.failed {
+            r.result.to_uppercase()
+        } else {
+            r.result.to_string()
         };
         out.push_str(&format!(
             "  {:<10} {:>8.2}s  {:<8} {}\n",
-            st.name,
-            st.seconds,
-            mark,
-            st.detail.as_deref().unwrap_or("")
+            r.name, r.seconds, mark, r.detail
         ));
     }
-    for c in &s.caches {
+    for c in vocab::cache_rows(s) {
         out.push_str(&format!(
             "  cache {:<10} restore {:<7} {:>10} B in, saved {:<5} {:>10} B out  {}\n",
-            c.name,
-            format!("{:?}", c.restore).to_lowercase(),
-            c.bytes_restored,
-            c.saved,
-            c.bytes_saved,
-            c.key
+            c.name, c.restore, c.bytes_restored, c.saved, c.bytes_saved, c.key
         ));
     }
+}
+
+/// Render the summary as the few lines a person reads at the bottom of a CI log.
+pub fn render(s: &RunSummary) -> String {
+    let mut out = header(s);
+    tables(s, &mut out);
     out.push_str(&format!(
-        "  wheels: {} built, {} reused ({}); ccache: {} hits ({} remote), {} misses\n",
-        s.wheels.built,
-        s.wheels.reused,
+        "  wheels: {} ({}); ccache: {} hits ({} remote), {} misses\n",
+        vocab::wheel_counts(&s.wheels),
         if s.installer.is_empty() {
             "-"
         } else {
@@ -55,15 +54,13 @@ pub fn render(s: &RunSummary) -> String {
         s.ccache.remote_hits,
         s.ccache.misses
     ));
-    out.push_str(&format!(
-        "  tests: {} passed, {} failed, {} skipped\n",
-        s.tests.passed, s.tests.failed, s.tests.skipped
-    ));
+    out.push_str(&format!("  tests: {}\n", vocab::test_counts(&s.tests)));
     for f in &s.tests.failures {
-        let loc = match (&f.file, f.line) {
-            (Some(file), Some(line)) => format!(" ({file}:{line})"),
-            (Some(file), None) => format!(" ({file})"),
-            _ => String::new(),
+        let loc = vocab::failure_location(f);
+        let loc = if loc.is_empty() {
+            loc
+        } else {
+            format!(" ({loc})")
         };
         out.push_str(&format!(
             "    FAILED {}{loc}: {}\n",

@@ -179,17 +179,11 @@ impl GitHub {
         })
     }
 
-    /// From `GITHUB_TOKEN`, `GITHUB_API_URL` and `KILN_GITHUB_REPOSITORY`/`GITHUB_REPOSITORY`;
-    /// `None` when there is no token or no repository (GitHub reporting is then off).
+    /// From the token and repository CI provides (see `ci::GithubAccess`); `None` when there is
+    /// no token or no repository (GitHub reporting is then off).
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<Result<GitHub, GithubError>> {
-        let token = env("GITHUB_TOKEN").filter(|t| !t.trim().is_empty())?;
-        let repository = env("KILN_GITHUB_REPOSITORY")
-            .or_else(|| env("GITHUB_REPOSITORY"))
-            .filter(|r| !r.trim().is_empty())?;
-        let api = env("GITHUB_API_URL")
-            .filter(|a| !a.trim().is_empty())
-            .unwrap_or_else(|| "https://api.github.com".into());
-        Some(GitHub::new(&api, token.trim(), repository.trim()))
+        let a = crate::ci::GithubAccess::from_env(env)?;
+        Some(GitHub::new(&a.api_url, &a.token, &a.repository))
     }
 
     /// Give up on a single request after `timeout` (then retried like a 5xx).

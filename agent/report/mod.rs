@@ -1,7 +1,9 @@
 //! Report stage: tell people how the build went.
 //!
-//! The console summary always prints; GitHub (statuses, check runs, comments), email and the
-//! GitHub Actions job summary plug in here. A reporting failure never changes the exit code.
+//! Takes a read-only view of the finished run, the [`RunSummary`] plus a few [`RunFacts`], never
+//! the executor's state. The console summary always prints; GitHub (statuses, check runs,
+//! comments), email and the GitHub Actions job summary plug in here, all worded by [`vocab`].
+//! A reporting failure never changes the exit code.
 
 pub mod actions;
 pub mod blame;
@@ -12,25 +14,51 @@ pub mod github;
 pub mod policy;
 pub mod render;
 pub mod state;
+pub mod vocab;
 
-pub use breakage::TEST_LOG_TAIL;
+use std::path::Path;
 
-use crate::pipeline::RunContext;
+use crate::cache::Store;
+use crate::ci::ReportTarget;
+use crate::settings::file::ReportConfig;
+use crate::summary::{BlameEntry, Notified, RunSummary};
 
-/// Called when a stage starts: under GitHub Actions, opens a collapsible log group.
-pub fn stage_started(name: &str) {
-    actions::stage_started(name);
+/// What the reporters need to know about a run besides its summary.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts<'a> {
+    /// `--repo` as given (a path or a URL): blame reads history from it.
+    pub repo: &'a str,
+    /// The checkout the tests ran in.
+    pub checkout: &'a Path,
+    /// The store, for the branch's report state.
+    pub store: Option<&'a Store>,
+    /// `report:` of kiln.yml, with `--report-mode` applied.
+    pub report: &'a ReportConfig,
+    /// Whether this run may save state (false for fork pull requests and `--no-save`).
+    pub save_allowed: bool,
+    /// Where `--summary-json` goes (a step output under Actions).
+    pub summary_json: Option<&'a Path>,
+    /// The last lines of the test output (quoted in emails).
+    pub log_tail: &'a str,
+    /// Where the GitHub reporter posts.
+    pub target: &'a ReportTarget,
 }
 
-/// Called when a stage ends: closes the stage's log group.
-pub fn stage_finished(name: &str) {
-    actions::stage_finished(name);
+/// Who the report blamed and told, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Told {
+    pub blame: Vec<BlameEntry>,
+    pub notified: Vec<Notified>,
 }
 
 /// Run every configured reporter. Never fails the build.
-pub async fn report(ctx: &mut RunContext) {
+pub async fn report(summary: &RunSummary, facts: &RunFacts<'_>) -> Told {
     // Blame, commit status, check run, @mention comment, email (see breakage.rs).
-    breakage::report(ctx).await;
+    let told = breakage::report(summary, facts).await;
     // Last, so the job summary can say who the other reporters told.
-    actions::report(ctx).await;
+    let mut seen = summary.clone();
+    seen.blame = told.blame.clone();
+    seen.notified = told.notified.clone();
+    actions::report(&seen, facts);
+    told
 }

@@ -2,12 +2,13 @@
 //! annotations, the @mention comment, and the email. Pure text, no I/O, so the wording is tested
 //! on its own.
 
-use crate::summary::{Outcome, RunSummary, StageOutcome};
+use crate::summary::{Outcome, RunSummary, TestFailure};
 
 use super::blame::{Commit, Person};
 use super::email::Mail;
 use super::github::{Annotation, CheckRun, MARKER};
 use super::policy::Event;
+use super::vocab::{self, failure_location, first_line, md_cell, short_sha as short};
 
 /// Failing tests listed in full in a comment or email (the rest are counted).
 const LIST_FAILURES: usize = 20;
@@ -32,18 +33,6 @@ pub struct Build<'a> {
     pub run_url: Option<&'a str>,
 }
 
-pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(10)]
-}
-
-fn counts(s: &RunSummary) -> String {
-    let t = &s.tests;
-    format!(
-        "{} passed, {} failed, {} skipped",
-        t.passed, t.failed, t.skipped
-    )
-}
-
 /// `(state, description)` of the commit status.
 pub fn status(s: &RunSummary) -> (&'static str, String) {
     let state = match s.outcome {
@@ -53,21 +42,9 @@ pub fn status(s: &RunSummary) -> (&'static str, String) {
     };
     let desc = match (s.outcome, &s.error) {
         (Outcome::Error, Some(e)) => first_line(e).to_string(),
-        _ => format!("{} in {:.0}s", counts(s), s.seconds),
+        _ => format!("{} in {:.0}s", vocab::test_counts(&s.tests), s.seconds),
     };
     (state, desc)
-}
-
-fn failure_location(f: &crate::summary::TestFailure) -> String {
-    match (&f.file, f.line) {
-        (Some(file), Some(line)) => format!("{file}:{line}"),
-        (Some(file), None) => file.clone(),
-        _ => String::new(),
-    }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("").trim()
 }
 
 /// One annotation per failing test that has a file (GitHub needs a path to anchor it).
@@ -94,10 +71,6 @@ pub fn annotations(s: &RunSummary) -> Vec<Annotation> {
         .collect()
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 fn who(p: &Person) -> String {
     match &p.login {
         Some(l) => format!("{} (@{l})", p.name),
@@ -115,45 +88,46 @@ pub fn check_run(b: &Build<'_>) -> CheckRun {
     };
     let title = match (s.outcome, &s.error) {
         (Outcome::Error, Some(e)) => first_line(e).to_string(),
-        _ => counts(s),
+        _ => vocab::test_counts(&s.tests),
     };
     let mut md = String::new();
     md.push_str(&format!(
         "**{}** `{}` at `{}` in {:.1}s\n\n",
-        format!("{:?}", s.outcome).to_uppercase(),
+        vocab::outcome_word(s.outcome).to_uppercase(),
         b.branch,
         short(&s.commit),
         s.seconds
     ));
     md.push_str("| stage | time | result | detail |\n|---|---:|---|---|\n");
-    for st in &s.stages {
-        let r = match st.outcome {
-            StageOutcome::Ok => "ok",
-            StageOutcome::Failed => "**failed**",
-            StageOutcome::Skipped => "skipped",
-            StageOutcome::Warning => "warning",
+    for r in vocab::stage_rows(s) {
+        let result = if r.failed {
+            format!("**{}**", r.result)
+        } else {
+            r.result.to_string()
         };
         md.push_str(&format!(
-            "| {} | {:.2}s | {r} | {} |\n",
-            st.name,
-            st.seconds,
-            md_escape(st.detail.as_deref().unwrap_or(""))
+            "| {} | {:.2}s | {result} | {} |\n",
+            r.name,
+            r.seconds,
+            md_cell(r.detail)
         ));
     }
     if !s.caches.is_empty() {
         md.push_str("\n| cache | restore | saved | key |\n|---|---|---|---|\n");
-        for c in &s.caches {
+        for c in vocab::cache_rows(s) {
             md.push_str(&format!(
                 "| {} | {} | {} | `{}` |\n",
                 c.name,
-                format!("{:?}", c.restore).to_lowercase(),
+                c.restore,
                 if c.saved { "yes" } else { "no" },
                 c.key
             ));
         }
         md.push_str(&format!(
-            "\nWheels: {} built, {} reused. ccache: {} hits, {} misses.\n",
-            s.wheels.built, s.wheels.reused, s.ccache.hits, s.ccache.misses
+            "\nWheels: {}. ccache: {} hits, {} misses.\n",
+            vocab::wheel_counts(&s.wheels),
+            s.ccache.hits,
+            s.ccache.misses
         ));
     }
     if !s.tests.failures.is_empty() {
@@ -191,7 +165,7 @@ fn commit_line_md(c: &Commit) -> String {
     format!(
         "- `{}` {} — {}\n",
         short(&c.sha),
-        md_escape(&c.subject),
+        md_cell(&c.subject),
         people.join(", ")
     )
 }
@@ -234,7 +208,7 @@ pub fn comment(b: &Build<'_>) -> String {
         };
         md.push_str(&format!("{}: {ask}\n\n", mentions.join(" ")));
     }
-    md.push_str(&format!("{}.", counts(s)));
+    md.push_str(&format!("{}.", vocab::test_counts(&s.tests)));
     if let Some(u) = b.run_url {
         md.push_str(&format!(" [Details]({u})"));
     }
@@ -273,7 +247,7 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
         b.repository,
         b.branch,
         b.event.word(),
-        counts(s)
+        vocab::test_counts(&s.tests)
     );
     let mut text = format!(
         "The build of {} branch {} is {} at {}.\n{}.\n",
@@ -281,7 +255,7 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
         b.branch,
         b.event.word(),
         s.commit,
-        counts(s)
+        vocab::test_counts(&s.tests)
     );
     let mut html = format!(
         "<p>The build of <b>{}</b> branch <b>{}</b> is <b>{}</b> at <code>{}</code>.<br>{}.</p>\n",
@@ -289,7 +263,7 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
         html_escape(b.branch),
         b.event.word(),
         html_escape(&s.commit),
-        counts(s)
+        vocab::test_counts(&s.tests)
     );
     if let Some(e) = &s.error {
         text.push_str(&format!("Error: {e}\n"));
@@ -372,7 +346,7 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
 
 /// A Markdown bullet per failing test (name, file:line, first line of the message), at most
 /// `limit`, then how many more there were.
-fn push_failure_list(md: &mut String, failures: &[crate::summary::TestFailure], limit: usize) {
+fn push_failure_list(md: &mut String, failures: &[TestFailure], limit: usize) {
     for f in failures.iter().take(limit) {
         let loc = failure_location(f);
         md.push_str(&format!(
@@ -383,7 +357,7 @@ fn push_failure_list(md: &mut String, failures: &[crate::summary::TestFailure], 
             } else {
                 format!(" ({loc})")
             },
-            md_escape(first_line(&f.message))
+            md_cell(first_line(&f.message))
         ));
     }
     if failures.len() > limit {
@@ -394,7 +368,6 @@ fn push_failure_list(md: &mut String, failures: &[crate::summary::TestFailure], 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::TestFailure;
 
     fn failed_summary(n: usize) -> RunSummary {
         let mut s = RunSummary {

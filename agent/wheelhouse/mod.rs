@@ -89,7 +89,7 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with = "store")]
     pub from: Option<PathBuf>,
     /// Export the wheels published in this store (default when --from is absent: KILN_STORE,
-    /// else the embedded file store).
+    /// else `gha` under GitHub Actions, else the embedded file store).
     #[arg(long)]
     pub store: Option<String>,
     /// Only wheels for this platform tag (repeatable), e.g. manylinux_2_17_x86_64 or
@@ -121,11 +121,11 @@ pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
                         .map_err(|e| WheelhouseError::Usage(format!("export task failed: {e}")))??
                 }
                 None => {
-                    let url = a
-                        .store
-                        .clone()
-                        .or_else(|| std::env::var("KILN_STORE").ok().filter(|s| !s.is_empty()))
-                        .unwrap_or_else(store::default_store_url);
+                    let url = crate::settings::store_url(
+                        a.store.clone(),
+                        None,
+                        &crate::settings::process_env,
+                    );
                     let store = Store::from_url(&url)
                         .map_err(|e| WheelhouseError::Index(IndexError::from(e)))?;
                     export_store(&store, &a.platforms, &a.output).await?

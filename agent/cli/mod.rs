@@ -1,0 +1,136 @@
+//! The `kiln` command line: every argument struct of the top level, `run`, `doctor` and `init`,
+//! and the dispatch that turns each command's result into one exit code (see [`crate::exit`]).
+//!
+//! Flags here are only flags: `kiln run`'s `KILN_*` variables are read by `settings`, which
+//! merges them under the flags in one place.
+
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::{Classify, Exit};
+use crate::logging::LogFormat;
+use crate::settings;
+
+/// Kiln: fast, clean CI builds for Python projects with compiled dependencies.
+///
+/// `kiln run` checks out a commit, restores the wheelhouse and ccache from a store, bootstraps a
+/// fresh virtualenv (building only the wheels the wheelhouse lacks, through ccache), runs the
+/// tests, saves what changed, and reports breakage to the commit authors.
+///
+/// Exit codes (every command): 0 success, 1 the answer is "no" (tests failed, a cache missed,
+/// doctor found a problem), 2 usage or configuration error, 3 infrastructure error.
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KILN_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// More detail in the logs.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build and test one commit: checkout, restore, bootstrap, test, save, report.
+    ///
+    /// Exit codes: 0 tests passed, 1 tests failed, 2 usage or config error, 3 infrastructure
+    /// error (checkout or bootstrap failed).
+    Run(run::RunArgs),
+    /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
+    Agent(crate::server::cli::AgentArgs),
+    /// Save, restore, list and prune caches in a store (usable from any CI).
+    Cache(crate::cache::cli::CacheArgs),
+    /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
+    Doctor(DoctorArgs),
+    /// Write a commented kiln.yml for the project in the current directory.
+    Init(InitArgs),
+    /// Serve or publish the CI-built wheels as a package index for pip and uv.
+    Index(crate::index::IndexArgs),
+    /// Carry wheels to machines without internet: export an archive, import it there.
+    Wheelhouse(crate::wheelhouse::WheelhouseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Config file to validate.
+    #[arg(long, default_value = "kiln.yml", env = "KILN_CONFIG")]
+    pub config: PathBuf,
+    /// Store to probe (write, read, delete a small object). [env: KILN_STORE]
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Overwrite an existing kiln.yml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Print an error the way every command does and say how it ends.
+fn failed(command: &str, e: &(impl std::fmt::Display + Classify)) -> Exit {
+    eprintln!("kiln{command}: error: {e}");
+    e.exit()
+}
+
+/// Run one command to its exit code.
+pub async fn dispatch(command: Command) -> Exit {
+    match command {
+        Command::Run(a) => run::run(a).await,
+        Command::Agent(a) => match crate::server::run(a).await {
+            Ok(()) => Exit::Success,
+            Err(e) => failed(" agent", &e),
+        },
+        Command::Cache(a) => Exit::from_run(crate::cache::cli::run(a).await.into()),
+        Command::Doctor(a) => {
+            let store = settings::store_url(a.store, None, &settings::process_env);
+            let checks = crate::doctor::run(&a.config, &store).await;
+            if crate::doctor::print(&checks) {
+                Exit::Success
+            } else {
+                Exit::No
+            }
+        }
+        Command::Init(a) => {
+            let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            match crate::init::init(&dir, a.force) {
+                Ok(path) => {
+                    println!("wrote {}", path.display());
+                    Exit::Success
+                }
+                Err(e) => {
+                    eprintln!("kiln: error: {e}");
+                    Exit::Usage
+                }
+            }
+        }
+        Command::Index(a) => match crate::index::run_cli(a).await {
+            Ok(()) => Exit::Success,
+            Err(e) => failed("", &e),
+        },
+        Command::Wheelhouse(a) => match crate::wheelhouse::run_cli(a).await {
+            Ok(()) => Exit::Success,
+            Err(e) => failed("", &e),
+        },
+    }
+}
+
+/// `kiln`'s `main`: parse, set up logging and the runtime, run, exit.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kiln: cannot start the async runtime: {e}");
+            return Exit::Infrastructure.into();
+        }
+    };
+    runtime.block_on(dispatch(cli.command)).into()
+}

@@ -1,0 +1,177 @@
+//! `kiln run`: the flags, then settings → executor → report → console and summary JSON.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::ci::{self, ReportTarget};
+use crate::exit::{Classify, Exit};
+use crate::report::{self, RunFacts};
+use crate::run::{self, stage::Done, Finished, Stage, StageHooks};
+use crate::settings::{self, CheckoutMode, Installer, Layer, ReportMode};
+use crate::summary::{RunSummary, StageOutcome};
+
+/// `kiln run`'s flags. Each has a `KILN_*` variable (read by `settings`, below the flag).
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Repository to build: a local path or a git URL [default: .] [env: KILN_REPO]
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Commit to build: a SHA, branch, tag or HEAD [default: HEAD] [env: KILN_REV]
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Branch name for reporting state (default: the branch --rev names, if any) [env: KILN_BRANCH]
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Config file (default: kiln.yml at the checkout's root; a missing file means defaults)
+    /// [env: KILN_CONFIG]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Work directory, emptied at the start of every run (default: ~/.cache/kiln/work/<repo>).
+    /// Kiln refuses to empty a non-empty directory it did not create. [env: KILN_WORKDIR]
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Cache store URL: file:///path, s3://bucket/prefix, gha, webdav+https://host/path, ...
+    /// (default: file://~/.cache/kiln/store) [env: KILN_STORE]
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Write the run summary as JSON to this file [env: KILN_SUMMARY_JSON]
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// Which tool installs the wheels (overrides bootstrap.installer) [env: KILN_INSTALLER]
+    #[arg(long, value_enum)]
+    pub installer: Option<Installer>,
+    /// Test command (overrides test.command) [env: KILN_TEST_COMMAND]
+    #[arg(long)]
+    pub test_command: Option<String>,
+    /// `clone` a fresh checkout, or `reuse` the --repo directory as it is [env: KILN_CHECKOUT]
+    #[arg(long, value_enum)]
+    pub checkout: Option<CheckoutMode>,
+    /// When to notify people (overrides report.mode) [env: KILN_REPORT_MODE]
+    #[arg(long, value_enum)]
+    pub report_mode: Option<ReportMode>,
+    /// Do not save caches (use for untrusted builds) [env: KILN_NO_SAVE]
+    #[arg(long)]
+    pub no_save: bool,
+    /// No network: install only from the wheelhouse and imported wheels (`kiln wheelhouse
+    /// import`), failing with the name of any requirement that has no wheel there.
+    /// [env: KILN_OFFLINE]
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl RunArgs {
+    /// The flag layer of the settings.
+    pub fn layer(self) -> Layer {
+        Layer {
+            repo: self.repo,
+            rev: self.rev,
+            branch: self.branch,
+            config: self.config,
+            workdir: self.workdir,
+            store: self.store,
+            summary_json: self.summary_json,
+            installer: self.installer,
+            test_command: self.test_command,
+            checkout: self.checkout,
+            report_mode: self.report_mode,
+            no_save: self.no_save.then_some(true),
+            offline: self.offline.then_some(true),
+            ..Layer::default()
+        }
+    }
+}
+
+/// Under GitHub Actions, each stage is a collapsible log group.
+struct LogGroups;
+
+impl StageHooks for LogGroups {
+    fn started(&self, stage: Stage) {
+        ci::actions::group_start(&format!("kiln {stage}"));
+    }
+    fn finished(&self, _stage: Stage) {
+        ci::actions::group_end();
+    }
+}
+
+/// `kiln run` to its exit code.
+pub async fn run(args: RunArgs) -> Exit {
+    let ci = ci::current();
+    if let Some(ci) = ci {
+        ci::actions::mask_secrets();
+        if let Some(w) = &ci.payload_warning {
+            tracing::warn!("{w}");
+        }
+    }
+    let env = settings::process_env;
+    let target = ReportTarget::from_env(&env, ci);
+    let result = match settings::resolve(args.layer(), &env, ci) {
+        Ok(request) => run::execute(request, &LogGroups).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(finished) => Exit::from_run(report_and_seal(finished, &target).await.exit_code),
+        Err(e) => {
+            eprintln!("kiln: error: {e}");
+            e.exit()
+        }
+    }
+}
+
+/// The report stage, then the console summary and the summary JSON.
+pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSummary {
+    let Finished {
+        mut summary,
+        mut stages,
+        clock,
+        request,
+        paths,
+        settings,
+        store,
+        log_tail,
+    } = f;
+    let default_report = settings::file::ReportConfig::default();
+    let facts = RunFacts {
+        repo: &request.repo,
+        checkout: &paths.checkout,
+        store: store.as_ref(),
+        report: settings
+            .as_ref()
+            .map(|s| &s.project.report)
+            .unwrap_or(&default_report),
+        save_allowed: request.save_allowed,
+        summary_json: request.summary_json.as_deref(),
+        log_tail: &log_tail,
+        target,
+    };
+    let told = stages
+        .time(Stage::Report, async {
+            Done::new(
+                report::report(&summary, &facts).await,
+                StageOutcome::Ok,
+                None,
+            )
+        })
+        .await;
+    summary.blame = told.blame;
+    summary.notified = told.notified;
+    summary.stages = stages.into_summaries();
+    clock.seal(&mut summary);
+    report::console::print(&summary);
+    if let Some(path) = &request.summary_json {
+        if let Err(e) = write_summary(path, &summary) {
+            tracing::error!("cannot write summary JSON to {}: {e}", path.display());
+        }
+    }
+    summary
+}
+
+fn write_summary(path: &Path, summary: &RunSummary) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,171 @@
+//! The words Kiln uses about a run, defined once for every renderer (console, Actions job
+//! summary and annotations, check run, commit status, comment, email): stage and cache rows,
+//! outcome and hit words, "N passed, N failed, N skipped", short SHAs, byte sizes, Markdown
+//! cells. A renderer decides layout and emphasis; the words come from here.
+
+use crate::summary::{
+    CacheSummary, Outcome, RestoreHit, RunSummary, StageOutcome, TestFailure, TestSummary,
+    WheelSummary,
+};
+
+pub use crate::summary::{short_sha, SHORT_SHA};
+
+/// `passed`, `failed` or `error`.
+pub fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Passed => "passed",
+        Outcome::Failed => "failed",
+        Outcome::Error => "error",
+    }
+}
+
+/// `ok`, `failed`, `skipped` or `warning`.
+pub fn stage_word(o: StageOutcome) -> &'static str {
+    match o {
+        StageOutcome::Ok => "ok",
+        StageOutcome::Failed => "failed",
+        StageOutcome::Skipped => "skipped",
+        StageOutcome::Warning => "warning",
+    }
+}
+
+/// `exact`, `partial` or `miss`.
+pub fn hit_word(h: RestoreHit) -> &'static str {
+    match h {
+        RestoreHit::Exact => "exact",
+        RestoreHit::Partial => "partial",
+        RestoreHit::Miss => "miss",
+    }
+}
+
+/// `3 passed, 1 failed, 0 skipped`.
+pub fn test_counts(t: &TestSummary) -> String {
+    t.counts()
+}
+
+/// `1 built, 4 reused`.
+pub fn wheel_counts(w: &WheelSummary) -> String {
+    format!("{} built, {} reused", w.built, w.reused)
+}
+
+/// Bytes as a person reads them.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// ccache's hit rate in percent, when it compiled anything.
+pub fn ccache_hit_rate(s: &RunSummary) -> Option<f64> {
+    let total = s.ccache.hits + s.ccache.misses;
+    (total > 0).then(|| s.ccache.hits as f64 * 100.0 / total as f64)
+}
+
+/// `file:line`, `file`, or empty.
+pub fn failure_location(f: &TestFailure) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => format!("{file}:{line}"),
+        (Some(file), None) => file.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The first line of a message, trimmed.
+pub fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("").trim()
+}
+
+/// Text safe inside a Markdown table cell or list item: no table breaks, no HTML.
+pub fn md_cell(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
+}
+
+/// One row of the stage table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRow<'a> {
+    pub name: &'a str,
+    pub seconds: f64,
+    /// [`stage_word`]; renderers emphasise it when `failed`.
+    pub result: &'static str,
+    pub failed: bool,
+    pub detail: &'a str,
+}
+
+/// The stage table of a run, in order.
+pub fn stage_rows(s: &RunSummary) -> Vec<StageRow<'_>> {
+    s.stages
+        .iter()
+        .map(|st| StageRow {
+            name: &st.name,
+            seconds: st.seconds,
+            result: stage_word(st.outcome),
+            failed: st.outcome == StageOutcome::Failed,
+            detail: st.detail.as_deref().unwrap_or(""),
+        })
+        .collect()
+}
+
+/// One row of the cache table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheRow<'a> {
+    pub name: &'a str,
+    pub key: &'a str,
+    /// [`hit_word`].
+    pub restore: &'static str,
+    /// The key a partial hit restored.
+    pub partial_from: Option<&'a str>,
+    pub bytes_restored: u64,
+    pub saved: bool,
+    pub bytes_saved: u64,
+}
+
+fn cache_row(c: &CacheSummary) -> CacheRow<'_> {
+    CacheRow {
+        name: &c.name,
+        key: &c.key,
+        restore: hit_word(c.restore),
+        partial_from: c
+            .restored_key
+            .as_deref()
+            .filter(|_| c.restore == RestoreHit::Partial),
+        bytes_restored: c.bytes_restored,
+        saved: c.saved,
+        bytes_saved: c.bytes_saved,
+    }
+}
+
+/// The cache table of a run.
+pub fn cache_rows(s: &RunSummary) -> Vec<CacheRow<'_>> {
+    s.caches.iter().map(cache_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_short_sha_and_one_count_phrase() {
+        assert_eq!(short_sha("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_sha("abc"), "abc");
+        let t = TestSummary {
+            passed: 3,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(test_counts(&t), "3 passed, 1 failed, 0 skipped");
+        assert_eq!(md_cell("a|b\n<x>&"), "a\\|b &lt;x&gt;&amp;");
+    }
+}

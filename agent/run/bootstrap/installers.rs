@@ -1,0 +1,410 @@
+//! The installers: uv or pip creating the venv and installing from the wheelhouse, `pip wheel`
+//! building what the wheelhouse lacks, and reading what they reported.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::process::{Cmd, Output};
+use crate::summary::WheelSummary;
+
+use super::super::toolchain::PythonInfo;
+use super::super::untrusted::{self, Scope};
+use super::error::BootstrapError;
+
+/// Resolved installer.
+#[derive(Debug, Clone)]
+pub enum Tool {
+    Uv(PathBuf),
+    Pip,
+}
+
+pub async fn find_or_install_uv(
+    py: &PythonInfo,
+    offline: bool,
+    tools_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Option<PathBuf> {
+    // The interpreter's own scripts dir first: PATH may hold a slow wrapper (pyenv shims).
+    let beside = py.scripts.join("uv");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    if let Ok(p) = which::which("uv") {
+        return Some(p);
+    }
+    let python = &py.path;
+    let target = tools_dir.join("uv");
+    let bin = target.join("bin").join("uv");
+    if bin.exists() {
+        return Some(bin);
+    }
+    if offline {
+        warnings.push("uv is not installed and --offline forbids fetching it: using pip".into());
+        return None;
+    }
+    tracing::info!("uv not on PATH: installing it into {}", target.display());
+    let out = Cmd::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&target)
+        .arg("uv")
+        .timeout(Some(Duration::from_secs(180)))
+        .run()
+        .await;
+    match out {
+        Ok(o) if o.success && bin.exists() => Some(bin),
+        Ok(o) => {
+            warnings.push(format!(
+                "could not install uv (falling back to pip): {}",
+                o.tail(2)
+            ));
+            None
+        }
+        Err(e) => {
+            warnings.push(format!("could not install uv (falling back to pip): {e}"));
+            None
+        }
+    }
+}
+
+/// What `pip wheel` reported.
+#[derive(Debug, Default, PartialEq)]
+pub struct WheelReport {
+    pub built: Vec<String>,
+    /// Wheel file names the resolution used (built, downloaded or already there).
+    pub used: BTreeSet<String>,
+    pub reused: u32,
+}
+
+pub fn parse_pip_wheel(lines: &[String]) -> WheelReport {
+    let mut r = WheelReport::default();
+    let file_name = |p: &str| {
+        Path::new(p.trim())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    for line in lines {
+        let l = line.trim();
+        if let Some(names) = l.strip_prefix("Successfully built ") {
+            r.built.extend(names.split_whitespace().map(str::to_string));
+        } else if let Some(p) = l.strip_prefix("File was already downloaded ") {
+            r.reused += 1;
+            r.used.extend(file_name(p));
+        } else if let Some(p) = l.strip_prefix("Saved ") {
+            r.used.extend(file_name(p));
+        } else if let Some(rest) = l.strip_prefix("Created wheel for ") {
+            if let Some(f) = rest.split("filename=").nth(1) {
+                r.used
+                    .extend(f.split_whitespace().next().map(str::to_string));
+            }
+        }
+    }
+    r
+}
+
+/// Number of packages an install reported.
+pub fn parse_installed(lines: &[String]) -> u32 {
+    for line in lines.iter().rev() {
+        let l = line.trim();
+        if let Some(names) = l.strip_prefix("Successfully installed ") {
+            return names.split_whitespace().count() as u32;
+        }
+        // uv: "Installed 10 packages in 21ms"
+        if let Some(rest) = l.strip_prefix("Installed ") {
+            if let Some(n) = rest.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                return n;
+            }
+        }
+    }
+    0
+}
+
+/// Remove wheels the current requirements did not use, unless younger than `max_age`.
+pub fn prune_wheelhouse(
+    dir: &Path,
+    used: &BTreeSet<String>,
+    max_age: Option<Duration>,
+) -> Vec<String> {
+    let mut removed = Vec::new();
+    if used.is_empty() {
+        return removed; // nothing parsed: never guess
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    let now = SystemTime::now();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".whl") || used.contains(&name) {
+            continue;
+        }
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        if max_age.is_some_and(|max| age < max) {
+            continue;
+        }
+        if std::fs::remove_file(e.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+pub fn list_wheels(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".whl"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates the fresh venv: uv, or the host's pip-less venv, or a venv with its own pip.
+pub fn venv_cmd(tool: Option<&Tool>, host_pip: bool, py: &PythonInfo, venv: &Path) -> Cmd {
+    match tool {
+        Some(Tool::Uv(uv)) => Cmd::new(uv)
+            .args(["venv", "--quiet", "--python"])
+            .arg(&py.path)
+            .arg(venv),
+        Some(Tool::Pip) if host_pip => Cmd::new(&py.path)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(venv),
+        _ => Cmd::new(&py.path).args(["-m", "venv"]).arg(venv),
+    }
+}
+
+/// What the install produced.
+#[derive(Debug, Clone, Default)]
+pub struct Installed {
+    pub wheels: WheelSummary,
+    pub build_seconds: f64,
+    pub install_seconds: f64,
+}
+
+/// Installing the requirements with one tool from the wheelhouse, building what is missing.
+pub struct Installing<'a> {
+    pub tool: &'a Tool,
+    pub host_pip: bool,
+    pub py: &'a PythonInfo,
+    pub venv_python: PathBuf,
+    pub wheelhouse: &'a Path,
+    /// `-r … -c …`.
+    pub reqs: &'a [OsString],
+    /// The checkout and the build environment.
+    pub scope: Scope<'a>,
+}
+
+impl Installing<'_> {
+    pub fn name(&self) -> &'static str {
+        match self.tool {
+            Tool::Uv(_) => "uv",
+            Tool::Pip => "pip",
+        }
+    }
+
+    /// `install --no-index --find-links <wheelhouse> <reqs>` into the venv.
+    fn install_cmd(&self) -> Cmd {
+        let base = match self.tool {
+            Tool::Uv(uv) => untrusted::program(uv, self.scope)
+                .args(["pip", "install", "--python"])
+                .arg(&self.venv_python),
+            // Like uv, pip leaves bytecode to the first import: compiling every module of every
+            // wheel up front doubles a warm install.
+            Tool::Pip if self.host_pip => untrusted::program(&self.py.path, self.scope)
+                .args(["-m", "pip", "--python"])
+                .arg(&self.venv_python)
+                .args(["install", "--no-compile"]),
+            Tool::Pip => untrusted::program(&self.venv_python, self.scope).args([
+                "-m",
+                "pip",
+                "install",
+                "--no-compile",
+            ]),
+        };
+        base.args(["--no-index", "--find-links"])
+            .arg(self.wheelhouse)
+            .args(self.reqs.iter().cloned())
+            .echo(true)
+    }
+
+    fn failed(&self, o: &Output) -> BootstrapError {
+        BootstrapError::Install {
+            installer: self.name().into(),
+            code: o.code.unwrap_or(-1),
+            tail: o.tail(30),
+        }
+    }
+
+    /// Install, timed.
+    async fn install(&self, extra: Vec<OsString>) -> Result<(Output, f64), BootstrapError> {
+        let t = Instant::now();
+        let o = self.install_cmd().args(extra).run().await?;
+        Ok((o, t.elapsed().as_secs_f64()))
+    }
+
+    /// Only wheels already here; a missing one is named, nothing is built.
+    pub async fn offline(&self) -> Result<Installed, BootstrapError> {
+        let extra = crate::wheelhouse::offline::install_args(self.wheelhouse);
+        let (o, install_seconds) = self.install(extra).await?;
+        if !o.success {
+            return Err(
+                match crate::wheelhouse::offline::explain(&o.lines, self.wheelhouse) {
+                    Some((requirement, searched)) => BootstrapError::OfflineMissing {
+                        requirement,
+                        searched,
+                    },
+                    None => self.failed(&o),
+                },
+            );
+        }
+        Ok(reused(parse_installed(&o.lines), install_seconds))
+    }
+
+    /// Same requirements as the run that saved this wheelhouse: every wheel should be there.
+    /// `None` when one is missing (then build).
+    pub async fn from_exact_wheelhouse(&self) -> Result<Option<Installed>, BootstrapError> {
+        let (o, install_seconds) = self.install(Vec::new()).await?;
+        Ok(o.success
+            .then(|| reused(parse_installed(&o.lines), install_seconds)))
+    }
+
+    /// `pip wheel` what the wheelhouse lacks (pip builds, whichever tool installs), prune
+    /// unused wheels, then install.
+    pub async fn build_then_install(
+        &self,
+        max_age: Option<Duration>,
+    ) -> Result<Installed, BootstrapError> {
+        if self.py.pip.is_none() {
+            return Err(BootstrapError::NoPip {
+                python: self.py.path.display().to_string(),
+                detail: "`import pip` failed".into(),
+            });
+        }
+        let t = Instant::now();
+        let o = untrusted::program(&self.py.path, self.scope)
+            .args(["-m", "pip", "wheel", "--wheel-dir"])
+            .arg(self.wheelhouse)
+            .arg("--find-links")
+            .arg(self.wheelhouse)
+            .args(self.reqs.iter().cloned())
+            .echo(true)
+            .run()
+            .await?;
+        if !o.success {
+            return Err(BootstrapError::WheelBuild {
+                code: o.code.unwrap_or(-1),
+                tail: o.tail(40),
+            });
+        }
+        let build_seconds = t.elapsed().as_secs_f64();
+        let report = parse_pip_wheel(&o.lines);
+        let removed = prune_wheelhouse(self.wheelhouse, &report.used, max_age);
+        if !removed.is_empty() {
+            tracing::info!(
+                "pruned {} unused wheel(s): {}",
+                removed.len(),
+                removed.join(", ")
+            );
+        }
+        let (o, install_seconds) = self.install(Vec::new()).await?;
+        if !o.success {
+            return Err(self.failed(&o));
+        }
+        Ok(Installed {
+            wheels: WheelSummary {
+                built: report.built.len() as u32,
+                reused: report.reused,
+                built_names: report.built,
+            },
+            build_seconds,
+            install_seconds,
+        })
+    }
+}
+
+fn reused(n: u32, install_seconds: f64) -> Installed {
+    Installed {
+        wheels: WheelSummary {
+            reused: n,
+            ..WheelSummary::default()
+        },
+        install_seconds,
+        ..Installed::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn parses_pip_wheel_output() {
+        let r = parse_pip_wheel(&lines(
+            "Processing ./vendor/pytest-9.2.0-py3-none-any.whl\n\
+             Saved /w/wheelhouse/pytest-9.2.0-py3-none-any.whl\n\
+               File was already downloaded /w/wheelhouse/six-1.16.0-py2.py3-none-any.whl\n\
+               Created wheel for fastsum: filename=fastsum-1.0-cp311-cp311-linux_x86_64.whl size=9 sha256=ab\n\
+             Successfully built fastsum vecmath\n",
+        ));
+        assert_eq!(r.built, vec!["fastsum", "vecmath"]);
+        assert_eq!(r.reused, 1);
+        assert!(r.used.contains("fastsum-1.0-cp311-cp311-linux_x86_64.whl"));
+        assert!(r.used.contains("pytest-9.2.0-py3-none-any.whl"));
+        assert!(r.used.contains("six-1.16.0-py2.py3-none-any.whl"));
+    }
+
+    #[test]
+    fn parses_install_counts() {
+        assert_eq!(
+            parse_installed(&lines("Successfully installed a-1 b-2 c-3")),
+            3
+        );
+        assert_eq!(
+            parse_installed(&lines("Resolved 9 packages\nInstalled 9 packages in 12ms")),
+            9
+        );
+    }
+
+    #[test]
+    fn prune_keeps_used_and_young_wheels() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "used-1-py3-none-any.whl",
+            "old-1-py3-none-any.whl",
+            "notes.txt",
+        ] {
+            std::fs::write(d.path().join(n), b"x").unwrap();
+        }
+        let used: BTreeSet<String> = ["used-1-py3-none-any.whl".to_string()].into();
+        // A generous age limit keeps the unused (but young) wheel.
+        assert!(prune_wheelhouse(d.path(), &used, Some(Duration::from_secs(3600))).is_empty());
+        // No limit: unused wheels go, other files stay.
+        assert_eq!(
+            prune_wheelhouse(d.path(), &used, None),
+            vec!["old-1-py3-none-any.whl"]
+        );
+        assert!(d.path().join("used-1-py3-none-any.whl").exists());
+        assert!(d.path().join("notes.txt").exists());
+        // Nothing parsed: nothing removed.
+        assert!(prune_wheelhouse(d.path(), &BTreeSet::new(), None).is_empty());
+    }
+}

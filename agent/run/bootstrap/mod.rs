@@ -1,0 +1,242 @@
+//! Bootstrap stage: a fresh virtualenv with the project's requirements, compiling as little as
+//! possible.
+//!
+//! The technique (see the seed article): build wheels with `pip wheel` into a persistent
+//! wheelhouse, with ccache as the compiler, then install offline from the wheelhouse. On a warm run
+//! the wheelhouse already holds every wheel, so nothing compiles and the install is seconds —
+//! and with uv (creating the venv and installing) well under one.
+//!
+//! Why the venv is created `--without-pip` when pip installs: ensurepip costs ~6 s per venv, while
+//! the host's pip (≥ 22.3) can install into any interpreter with `--python`.
+//!
+//! [`plan`] decides what to do, [`ccache`] puts the compile cache in front of the compilers,
+//! [`installers`] runs uv/pip; this file puts them in order.
+
+pub mod ccache;
+mod error;
+pub mod installers;
+pub mod plan;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::settings::Config;
+use crate::summary::{CcacheSummary, WheelSummary};
+
+use super::toolchain::{self, PythonInfo};
+use super::untrusted::{self, Scope};
+use super::workdir::Paths;
+use ccache::Ccache;
+pub use error::BootstrapError;
+use installers::{Installed, Installing, Tool};
+use plan::{Plan, Strategy};
+
+/// What the bootstrap stage needs.
+pub struct BootstrapInputs<'a> {
+    pub project: &'a Config,
+    pub paths: &'a Paths,
+    /// The interpreter, when the restore stage probed it.
+    pub python: Option<&'a PythonInfo>,
+    /// The wheelhouse was restored under its exact key.
+    pub wheelhouse_exact: bool,
+    pub offline: bool,
+    /// `KILN_CCACHE_BIN`.
+    pub ccache_bin: Option<&'a str>,
+    /// Where uv is installed when it is not on PATH.
+    pub tools_dir: &'a Path,
+}
+
+/// What bootstrap produced, for the test and save stages and the summary.
+#[derive(Debug, Clone, Default)]
+pub struct BootstrapOutput {
+    /// "uv", "pip" or "command".
+    pub installer: String,
+    pub wheels: WheelSummary,
+    pub ccache: CcacheSummary,
+    /// ccache stored new results in this run: its cache is worth saving.
+    pub ccache_new_entries: bool,
+    /// Environment for the test command (venv activated).
+    pub test_env: Vec<(OsString, OsString)>,
+    /// Seconds spent creating the venv, building wheels and installing.
+    pub venv_seconds: f64,
+    pub build_seconds: f64,
+    pub install_seconds: f64,
+}
+
+/// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
+async fn build_env(
+    inp: &BootstrapInputs<'_>,
+    ccache: Option<&Ccache>,
+    warnings: &mut Vec<String>,
+) -> Vec<(OsString, OsString)> {
+    let mut env = plan::build_env(inp.paths, inp.offline);
+    let prefix = match ccache::enable(ccache, inp.paths, inp.project, &mut env).await {
+        Ok(dir) => Some(dir),
+        Err(w) => {
+            warnings.push(w);
+            None
+        }
+    };
+    let prefix: Vec<&Path> = prefix.iter().map(|p| p.as_path()).collect();
+    env.push(("PATH".into(), plan::path_with(&prefix)));
+    env
+}
+
+/// Build the fresh venv and install the requirements.
+pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, BootstrapError> {
+    let py = match inp.python {
+        Some(py) => py.clone(),
+        None => toolchain::python_info(&inp.project.python).await?,
+    };
+    let paths = inp.paths;
+    let mut warnings = Vec::new();
+    let ccache = Ccache::find(inp.ccache_bin);
+    let build_env = build_env(&inp, ccache.as_ref(), &mut warnings).await;
+
+    let started = Instant::now();
+    let plan = plan::plan(
+        inp.project,
+        &py,
+        &paths.checkout,
+        inp.offline,
+        inp.tools_dir,
+        &mut warnings,
+    )
+    .await?;
+    let tool = match &plan.strategy {
+        Strategy::Install(t) => Some(t),
+        Strategy::ProjectCommand(_) => None,
+    };
+    let v = installers::venv_cmd(tool, plan.host_pip, &py, &paths.venv)
+        .envs(&build_env)
+        .run()
+        .await?;
+    if !v.success {
+        return Err(BootstrapError::Venv(v.tail(20)));
+    }
+    let mut out = BootstrapOutput {
+        venv_seconds: started.elapsed().as_secs_f64(),
+        ..BootstrapOutput::default()
+    };
+    let scope = Scope {
+        cwd: &paths.checkout,
+        env: &build_env,
+    };
+    let installed = match &plan.strategy {
+        Strategy::ProjectCommand(command) => project_command(command, paths, &build_env).await?,
+        Strategy::Install(tool) => install(&inp, &py, &plan, tool, scope, &mut warnings).await?,
+    };
+    out.installer = match tool {
+        Some(t) => installers_name(t).into(),
+        None => "command".into(),
+    };
+    out.wheels = installed.wheels;
+    out.build_seconds = installed.build_seconds;
+    out.install_seconds = installed.install_seconds;
+    if let Some(c) = &ccache {
+        out.ccache = c.stats(&build_env).await;
+        out.ccache_new_entries = out.ccache.misses > 0;
+    }
+    out.test_env = test_env(paths);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(out)
+}
+
+fn installers_name(t: &Tool) -> &'static str {
+    match t {
+        Tool::Uv(_) => "uv",
+        Tool::Pip => "pip",
+    }
+}
+
+/// The test command's environment: the venv activated, the wheelhouse named.
+fn test_env(paths: &Paths) -> Vec<(OsString, OsString)> {
+    let bin = paths.venv.join("bin");
+    vec![
+        ("VIRTUAL_ENV".into(), paths.venv.clone().into()),
+        ("PATH".into(), plan::path_with(&[&bin])),
+        ("KILN_WHEELHOUSE".into(), paths.wheelhouse.clone().into()),
+    ]
+}
+
+/// Kiln's install: from the wheelhouse, building only what it lacks.
+async fn install(
+    inp: &BootstrapInputs<'_>,
+    py: &PythonInfo,
+    plan: &Plan,
+    tool: &Tool,
+    scope: Scope<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Installed, BootstrapError> {
+    let i = Installing {
+        tool,
+        host_pip: plan.host_pip,
+        py,
+        venv_python: inp.paths.venv.join("bin").join("python"),
+        wheelhouse: &inp.paths.wheelhouse,
+        reqs: &plan.reqs,
+        scope,
+    };
+    if plan.reqs.is_empty() {
+        return Ok(Installed::default());
+    }
+    if inp.offline {
+        return i.offline().await;
+    }
+    if inp.wheelhouse_exact {
+        if let Some(done) = i.from_exact_wheelhouse().await? {
+            return Ok(done);
+        }
+        warnings.push(
+            "the restored wheelhouse lacks wheels for these requirements: building them".into(),
+        );
+    }
+    i.build_then_install(inp.project.cache.wheelhouse.max_age)
+        .await
+}
+
+/// The project's own bootstrap command, with Kiln's environment; the wheels it adds to the
+/// wheelhouse count as built.
+async fn project_command(
+    command: &str,
+    paths: &Paths,
+    build_env: &[(OsString, OsString)],
+) -> Result<Installed, BootstrapError> {
+    let before = installers::list_wheels(&paths.wheelhouse);
+    let bin = paths.venv.join("bin");
+    let masq = paths.tmp.join("ccache-bin");
+    let wh = paths.wheelhouse.clone().into_os_string();
+    let mut env = build_env.to_vec();
+    env.extend([
+        ("VIRTUAL_ENV".into(), paths.venv.clone().into()),
+        ("PATH".into(), plan::path_with(&[&bin, &masq])),
+        ("PIP_FIND_LINKS".into(), wh.clone()),
+        ("PIP_WHEEL_DIR".into(), wh.clone()),
+        ("KILN_WHEELHOUSE".into(), wh),
+        ("KILN_VENV".into(), paths.venv.clone().into()),
+    ]);
+    tracing::info!("$ {command}");
+    let scope = Scope {
+        cwd: &paths.checkout,
+        env: &env,
+    };
+    let o = untrusted::shell(command, scope).echo(true).run().await?;
+    if !o.success {
+        return Err(BootstrapError::Command {
+            code: o.code.unwrap_or(-1),
+            tail: o.tail(30),
+        });
+    }
+    let after = installers::list_wheels(&paths.wheelhouse);
+    Ok(Installed {
+        wheels: WheelSummary {
+            built: after.difference(&before).count() as u32,
+            built_names: after.difference(&before).cloned().collect(),
+            reused: after.intersection(&before).count() as u32,
+        },
+        ..Installed::default()
+    })
+}

@@ -1,0 +1,277 @@
+//! `kiln run`'s executor: one job, checkout → restore → bootstrap → test → save, each stage in
+//! its own file.
+//!
+//! Each stage takes typed inputs and returns a typed output ([`stage::Done`]); the executor holds
+//! the outputs and hands each stage only what it needs, so no stage reads another's result out
+//! of the summary or a file. Each stage is timed into the run summary. `save` runs even after a
+//! test failure (the wheels built are still good). A cache or storage fault never fails a build:
+//! it degrades to "no cache" with a warning.
+//!
+//! The report stage is not here: the caller (`cli::run`) hands the [`Finished`] run to
+//! `report`, which never sees the executor's state.
+
+pub mod bootstrap;
+pub mod checkout;
+pub mod junit;
+pub mod restore;
+pub mod save;
+pub mod stage;
+pub mod test;
+pub mod toolchain;
+pub mod untrusted;
+pub mod workdir;
+
+use std::time::{Duration, Instant};
+
+use crate::cache::Store;
+use crate::process;
+use crate::settings::{self, RunRequest, Settings, UsageError};
+use crate::summary::{Outcome, RunSummary, StageOutcome};
+
+use bootstrap::{BootstrapInputs, BootstrapOutput};
+use checkout::Checkout;
+use restore::{RestoreInputs, Restored};
+use save::{CacheSaved, SaveInputs};
+pub use stage::{NoHooks, Stage, StageHooks, Stages};
+use test::{TestInputs, Tested};
+pub use workdir::Paths;
+
+/// Wall time of the run and of its children, from the start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    started: Instant,
+    child_before: Duration,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            started: Instant::now(),
+            child_before: process::child_time(),
+        }
+    }
+
+    /// Set the summary's total and overhead (time not spent waiting on children).
+    pub fn seal(&self, summary: &mut RunSummary) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        summary.seconds = seconds;
+        let child = (process::child_time() - self.child_before).as_secs_f64();
+        summary.overhead_seconds = (seconds - child).max(0.0);
+    }
+}
+
+/// A run whose stages are done, waiting for its report.
+pub struct Finished<'h> {
+    /// The summary so far: every stage but `report`, no blame yet.
+    pub summary: RunSummary,
+    /// The stage log, to time the report stage into.
+    pub stages: Stages<'h>,
+    pub clock: Clock,
+    pub request: RunRequest,
+    pub paths: Paths,
+    /// `None` when the checkout failed (kiln.yml is in the checkout).
+    pub settings: Option<Settings>,
+    pub store: Option<Store>,
+    /// The last lines of the test output.
+    pub log_tail: String,
+}
+
+/// The stage outputs of one run, as the executor collects them.
+#[derive(Default)]
+struct Outputs {
+    checkout: Option<Checkout>,
+    restored: Restored,
+    bootstrap: Option<Result<BootstrapOutput, String>>,
+    tested: Option<Tested>,
+    saved: Vec<CacheSaved>,
+}
+
+/// Run the stages. `Err` only for usage/config problems (exit 2); everything else is in the
+/// summary's outcome.
+pub async fn execute(
+    request: RunRequest,
+    hooks: &dyn StageHooks,
+) -> Result<Finished<'_>, UsageError> {
+    let clock = Clock::start();
+    let mut paths = Paths::new(&request.workdir);
+    paths.prepare()?;
+    let mut stages = Stages::new(hooks);
+    let mut out = Outputs::default();
+    let checked_out = stages
+        .time(Stage::Checkout, checkout::stage(&request, &paths.checkout))
+        .await;
+    let co = match checked_out {
+        Ok(co) => co,
+        Err(e) => {
+            let summary = summarize(&out, Some(format!("checkout failed: {e}")));
+            return Ok(finished(
+                summary, stages, clock, request, paths, None, None, out,
+            ));
+        }
+    };
+    paths.checkout = co.dir.clone();
+    let settings = request.clone().settle(&co.dir, &settings::process_env)?;
+    let store =
+        Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
+    out.checkout = Some(co);
+    build_and_test(&mut stages, &mut out, &settings, &store, &paths).await;
+    let error = match &out.bootstrap {
+        Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
+        _ => None,
+    };
+    let summary = summarize(&out, error);
+    Ok(finished(
+        summary,
+        stages,
+        clock,
+        request,
+        paths,
+        Some(settings),
+        Some(store),
+        out,
+    ))
+}
+
+/// restore → bootstrap → test → save.
+async fn build_and_test(
+    stages: &mut Stages<'_>,
+    out: &mut Outputs,
+    settings: &Settings,
+    store: &Store,
+    paths: &Paths,
+) {
+    let project = &settings.project;
+    let req = &settings.request;
+    out.restored = stages
+        .time(
+            Stage::Restore,
+            restore::restore(RestoreInputs {
+                project,
+                paths,
+                store,
+            }),
+        )
+        .await;
+    let boot = stages
+        .time(
+            Stage::Bootstrap,
+            bootstrap_stage(BootstrapInputs {
+                project,
+                paths,
+                python: out.restored.python.as_ref(),
+                wheelhouse_exact: out.restored.wheelhouse_exact(),
+                offline: req.offline,
+                ccache_bin: req.ccache_bin.as_deref(),
+                tools_dir: &req.tools_dir,
+            }),
+        )
+        .await;
+    out.tested = match &boot {
+        Ok(b) => Some(
+            stages
+                .time(Stage::Test, test_stage(settings, paths, b))
+                .await,
+        ),
+        Err(_) => {
+            stages.skip(Stage::Test);
+            None
+        }
+    };
+    let save = SaveInputs {
+        allowed: req.save_allowed,
+        store,
+        keys: out.restored.keys.as_ref(),
+        ccache_new_entries: boot.as_ref().ok().map(|b| b.ccache_new_entries),
+        paths,
+        config: &project.cache,
+    };
+    out.saved = stages.time(Stage::Save, save::save(save)).await;
+    out.bootstrap = Some(boot);
+}
+
+async fn bootstrap_stage(inp: BootstrapInputs<'_>) -> stage::Done<Result<BootstrapOutput, String>> {
+    match bootstrap::bootstrap(inp).await {
+        Ok(out) => {
+            let detail = format!(
+                "{}: {} wheel(s) built, {} reused",
+                out.installer, out.wheels.built, out.wheels.reused
+            );
+            stage::Done::new(Ok(out), StageOutcome::Ok, detail)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            stage::Done::new(Err(msg.clone()), StageOutcome::Failed, msg)
+        }
+    }
+}
+
+fn test_stage<'a>(
+    settings: &'a Settings,
+    paths: &'a Paths,
+    boot: &'a BootstrapOutput,
+) -> impl std::future::Future<Output = stage::Done<Tested>> + 'a {
+    test::test(TestInputs {
+        command: &settings.project.test.command,
+        timeout: settings.project.test.timeout,
+        checkout: &paths.checkout,
+        results: &paths.results,
+        env: &boot.test_env,
+    })
+}
+
+/// The run summary from the stage outputs (stages and totals are filled in later).
+fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
+    let mut s = RunSummary::default();
+    if let Some(co) = &out.checkout {
+        s.commit = co.sha.clone();
+        s.branch = co.branch.clone();
+    }
+    s.caches = out.restored.caches.clone();
+    for saved in &out.saved {
+        if let Some(c) = s.caches.iter_mut().find(|c| c.name == saved.name.as_str()) {
+            c.saved = saved.saved;
+            c.bytes_saved = saved.bytes;
+            c.warnings.extend(saved.warnings.iter().cloned());
+        }
+    }
+    if let Some(Ok(b)) = &out.bootstrap {
+        s.installer = b.installer.clone();
+        s.wheels = b.wheels.clone();
+        s.ccache = b.ccache.clone();
+    }
+    if let Some(t) = &out.tested {
+        s.tests = t.tests.clone();
+    }
+    s.outcome = match &out.tested {
+        Some(t) if error.is_none() => t.outcome,
+        _ => Outcome::Error,
+    };
+    s.exit_code = s.outcome.exit_code();
+    s.error = error;
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finished<'h>(
+    mut summary: RunSummary,
+    mut stages: Stages<'h>,
+    clock: Clock,
+    request: RunRequest,
+    paths: Paths,
+    settings: Option<Settings>,
+    store: Option<Store>,
+    out: Outputs,
+) -> Finished<'h> {
+    stages.skip_rest(Stage::Report);
+    summary.stages = stages.snapshot();
+    Finished {
+        summary,
+        stages,
+        clock,
+        request,
+        paths,
+        settings,
+        store,
+        log_tail: out.tested.map(|t| t.log_tail).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,94 @@
+//! Save stage: the caches back to the store, only what changed, and (for `kiln index serve`)
+//! each wheel on its own. Runs after a test failure too: the wheels built are still good.
+//! Never fails the build.
+
+use crate::cache::{self, SaveOptions, Store};
+use crate::settings::file::CacheConfig;
+use crate::summary::StageOutcome;
+
+use super::restore::{CacheName, RunKeys};
+use super::stage::Done;
+use super::workdir::Paths;
+
+/// What the save stage needs.
+pub struct SaveInputs<'a> {
+    /// False for fork pull requests and `--no-save`.
+    pub allowed: bool,
+    pub store: &'a Store,
+    /// `None` when the restore stage could not derive keys.
+    pub keys: Option<&'a RunKeys>,
+    /// Whether ccache stored new results; `None` when the bootstrap produced nothing.
+    pub ccache_new_entries: Option<bool>,
+    pub paths: &'a Paths,
+    pub config: &'a CacheConfig,
+}
+
+/// One cache's save.
+#[derive(Debug, Clone)]
+pub struct CacheSaved {
+    pub name: CacheName,
+    pub saved: bool,
+    pub bytes: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Save what changed.
+pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
+    if !inp.allowed {
+        return Done::new(
+            Vec::new(),
+            StageOutcome::Skipped,
+            "saving disabled for this run (fork pull request or --no-save)".to_string(),
+        );
+    }
+    let (Some(keys), Some(ccache_new)) = (inp.keys, inp.ccache_new_entries) else {
+        return Done::new(
+            Vec::new(),
+            StageOutcome::Skipped,
+            "nothing to save".to_string(),
+        );
+    };
+    let opts = SaveOptions {
+        compression: inp.config.compression,
+        level: inp.config.level,
+    };
+    let mut parts = Vec::new();
+    let mut saved = Vec::new();
+    for (name, key) in keys.caches() {
+        // ccache: only when this run added entries (ccache touches its stats on every hit).
+        if name == CacheName::Ccache && !ccache_new {
+            parts.push(format!("{} unchanged", name.as_str()));
+            continue;
+        }
+        let dir = name.dir(inp.paths).to_path_buf();
+        let out = cache::save(inp.store, &key.key, &[dir], &opts).await;
+        parts.push(match (out.saved, &out.skipped_reason) {
+            (true, _) => format!("{} saved ({} bytes)", name.as_str(), out.bytes),
+            (false, Some(r)) => format!("{} not saved: {r}", name.as_str()),
+            (false, None) => format!("{} not saved", name.as_str()),
+        });
+        saved.push(CacheSaved {
+            name,
+            saved: out.saved,
+            bytes: out.bytes,
+            warnings: out.warnings,
+        });
+    }
+    let mut degraded = saved.iter().any(|s| !s.warnings.is_empty());
+    // One object per wheel, for `kiln index serve` (see index::layout). Never fails the run.
+    if inp.config.publish_wheels {
+        match crate::index::publish_wheels(inp.store, &inp.paths.wheelhouse).await {
+            Ok(p) => parts.push(format!("{} wheel(s) published", p.published)),
+            Err(e) => {
+                degraded = true;
+                tracing::warn!("publishing wheels for the index: {e}");
+            }
+        }
+    }
+    let outcome = if degraded {
+        StageOutcome::Warning
+    } else {
+        StageOutcome::Ok
+    };
+    Done::new(saved, outcome, parts.join(", "))
+}

@@ -1,0 +1,132 @@
+//! The tools a run builds with: the Python interpreter (probed once, for the cache keys and the
+//! bootstrap) and the C compiler's identity (for the ccache key).
+
+use std::path::{Path, PathBuf};
+
+use crate::process::Cmd;
+
+/// The interpreter could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("python interpreter {python:?} is not usable: {detail} (set `python` in kiln.yml or KILN_PYTHON)")]
+pub struct PythonError {
+    pub python: String,
+    pub detail: String,
+}
+
+/// The interpreter's identity, as the cache keys need it.
+#[derive(Debug, Clone)]
+pub struct PythonInfo {
+    /// Absolute path of the interpreter.
+    pub path: PathBuf,
+    /// e.g. `cp311`.
+    pub tag: String,
+    /// e.g. `linux`.
+    pub os: String,
+    /// e.g. `x86_64`.
+    pub arch: String,
+    /// The interpreter's scripts dir (where `pip install uv` puts uv).
+    pub scripts: PathBuf,
+    /// pip's (major, minor), when pip is importable.
+    pub pip: Option<(u32, u32)>,
+}
+
+/// One interpreter start answers everything bootstrap needs to know (each start costs ~50 ms,
+/// and `python -m pip --version` ~400 ms, on the warm path that is most of the budget).
+const PY_PROBE: &str = "import sys, platform, sysconfig\n\
+impl = {'cpython': 'cp', 'pypy': 'pp'}.get(sys.implementation.name, sys.implementation.name)\n\
+print(sys.executable)\n\
+print('%s%d%d' % (impl, sys.version_info[0], sys.version_info[1]))\n\
+print(sys.platform)\n\
+print(platform.machine())\n\
+print(sysconfig.get_path('scripts'))\n\
+try: import importlib.metadata as m; print(m.version('pip'))\n\
+except Exception: print('none')";
+
+pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
+    let bad = |detail: String| PythonError {
+        python: python.to_string(),
+        detail,
+    };
+    let out = Cmd::new(python)
+        .args(["-c", PY_PROBE])
+        .run()
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    if !out.success {
+        return Err(bad(out.tail(3)));
+    }
+    let lines: Vec<&str> = out.lines.iter().map(|s| s.trim()).collect();
+    match lines.as_slice() {
+        [path, tag, os, arch, scripts, pip, ..] => Ok(PythonInfo {
+            path: PathBuf::from(path),
+            tag: tag.to_string(),
+            os: os.to_string(),
+            arch: arch.to_string(),
+            scripts: PathBuf::from(scripts),
+            pip: parse_version(pip),
+        }),
+        _ => Err(bad(format!("unexpected probe output: {}", out.tail(4)))),
+    }
+}
+
+/// "23.2.1" → (23, 2); anything else → None.
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()
+        .map(|m| {
+            m.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    Some((major, minor))
+}
+
+/// `gcc-12.2.0` (from `$CC` or gcc), or `none` when there is no C compiler.
+pub async fn compiler_id() -> String {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".into());
+    let program = cc.split_whitespace().last().unwrap_or("gcc").to_string();
+    let name = Path::new(&program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program.clone());
+    match Cmd::new(&program)
+        .arg("-dumpfullversion")
+        .arg("-dumpversion")
+        .run()
+        .await
+    {
+        Ok(out) if out.success => format!("{name}-{}", out.stdout_text().trim()),
+        _ => "none".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse_version("23.2.1"), Some((23, 2)));
+        assert_eq!(parse_version("24.0"), Some((24, 0)));
+        assert_eq!(parse_version("25.1rc1"), Some((25, 1)));
+        assert_eq!(parse_version("none"), None);
+    }
+
+    #[tokio::test]
+    async fn probes_the_interpreter_once_for_everything() {
+        let py = python_info("python3").await.unwrap();
+        assert!(py.path.is_absolute());
+        assert!(py.tag.starts_with("cp3"), "{}", py.tag);
+        assert!(py.scripts.is_dir(), "{}", py.scripts.display());
+        assert!(
+            py.pip.is_some(),
+            "pip is importable in the test interpreter"
+        );
+        let err = python_info("kiln-no-such-python").await.unwrap_err();
+        assert!(err.to_string().contains("kiln-no-such-python"), "{err}");
+    }
+}

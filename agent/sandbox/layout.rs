@@ -1,0 +1,179 @@
+//! What the sandbox shows the project's code: bubblewrap's mount table and namespace flags for
+//! one run, derived from the work dir, `$HOME` and the paths Kiln was told to hide or expose.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::Network;
+
+/// Host paths that hold secrets on many machines; hidden whenever they exist.
+const HOST_SECRETS: &[&str] = &[
+    "/root",
+    "/home",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/run/secrets",
+    "/run/docker.sock",
+    "/run/containerd",
+    "/run/podman",
+    "/var/lib/kiln",
+    "/etc/kiln",
+];
+
+/// Scratch dirs every sandbox gets empty and private.
+const PRIVATE_TMP: &[&str] = &["/tmp", "/var/tmp"];
+
+/// The mounts of one run's sandbox. Paths are stored canonical (bubblewrap mounts on the real
+/// path; a symlinked work dir must not be mounted twice or not at all).
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    work_dir: Option<PathBuf>,
+    home: Option<PathBuf>,
+    hidden: Vec<PathBuf>,
+    read_only: Vec<PathBuf>,
+}
+
+fn canonical(path: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok()
+}
+
+impl Layout {
+    /// A layout whose only writable place is `work_dir`, with `home` (the children's `$HOME`)
+    /// an empty tmpfs and the usual host secrets hidden.
+    pub fn new(work_dir: &Path, home: Option<&Path>) -> Layout {
+        let mut layout = Layout {
+            work_dir: canonical(work_dir).or_else(|| Some(work_dir.to_path_buf())),
+            home: home
+                .filter(|h| h.is_absolute() && *h != Path::new("/"))
+                .and_then(canonical),
+            ..Layout::default()
+        };
+        for p in HOST_SECRETS {
+            layout.hide(Path::new(p));
+        }
+        if let Ok(rd) = std::fs::read_dir("/etc/ssh") {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("ssh_host_") && !name.ends_with(".pub") {
+                    layout.hide(&e.path());
+                }
+            }
+        }
+        layout
+    }
+
+    /// Hide `path` (a directory becomes an empty tmpfs, a file an empty file). A path that does
+    /// not exist has nothing to hide.
+    pub fn hide(&mut self, path: &Path) {
+        if let Some(p) = canonical(path) {
+            if p != Path::new("/") && !self.hidden.contains(&p) {
+                self.hidden.push(p);
+            }
+        }
+    }
+
+    /// Show `path` read-only even under a hidden directory. Refused when it would uncover a
+    /// hidden path, `$HOME` or the private scratch dirs.
+    pub fn expose(&mut self, path: &Path) -> Result<(), String> {
+        let Some(p) = canonical(path) else {
+            return Err(format!("{} does not exist", path.display()));
+        };
+        let covered = self
+            .hidden
+            .iter()
+            .chain(&self.home)
+            .map(PathBuf::as_path)
+            .chain(PRIVATE_TMP.iter().map(Path::new))
+            .find(|h| h.starts_with(&p));
+        if let Some(h) = covered {
+            return Err(format!(
+                "showing {} would uncover {}, which stays hidden",
+                p.display(),
+                h.display()
+            ));
+        }
+        if !self.read_only.contains(&p) {
+            self.read_only.push(p);
+        }
+        Ok(())
+    }
+
+    fn under_work(&self, p: &Path) -> bool {
+        self.work_dir.as_deref().is_some_and(|w| p.starts_with(w))
+    }
+
+    /// Directories mounted empty before the hidden paths (a hidden path under one of them is
+    /// already out of sight).
+    fn masked_roots(&self) -> Vec<&Path> {
+        PRIVATE_TMP
+            .iter()
+            .map(Path::new)
+            .filter(|p| p.is_dir())
+            .chain(self.home.as_deref())
+            .collect()
+    }
+
+    fn hide_args(&self, p: &Path, args: &mut Vec<OsString>) {
+        if p.is_dir() {
+            args.extend(["--tmpfs".into(), p.into()]);
+        } else {
+            args.extend(["--ro-bind".into(), "/dev/null".into(), p.into()]);
+        }
+    }
+
+    /// bubblewrap's arguments up to (not including) `--`.
+    pub(super) fn bwrap_args(&self, network: Network, cwd: Option<&Path>) -> Vec<OsString> {
+        let mut args: Vec<OsString> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+            .map(OsString::from)
+            .to_vec();
+        let roots = self.masked_roots();
+        for r in &roots {
+            args.extend(["--tmpfs".into(), r.into()]);
+        }
+        let (inside_work, outside_work): (Vec<&PathBuf>, Vec<&PathBuf>) =
+            self.hidden.iter().partition(|p| self.under_work(p));
+        for p in outside_work {
+            let already = roots.iter().any(|r| p.starts_with(r))
+                || self.hidden.iter().any(|h| h != p && p.starts_with(h));
+            if !already {
+                self.hide_args(p, &mut args);
+            }
+        }
+        for p in &self.read_only {
+            args.extend(["--ro-bind".into(), p.into(), p.into()]);
+        }
+        if let Some(w) = &self.work_dir {
+            args.extend(["--bind".into(), w.into(), w.into()]);
+        }
+        for p in inside_work {
+            self.hide_args(p, &mut args);
+        }
+        args.extend(namespace_flags(network).into_iter().map(OsString::from));
+        if let Some(dir) = cwd {
+            args.extend(["--chdir".into(), dir.into()]);
+        }
+        args
+    }
+}
+
+/// New PID, IPC, UTS (and, when denied, network) namespaces; no capabilities even as root; a
+/// new session (no terminal injection); killed when Kiln dies. With its own PID namespace, the
+/// sandbox's init takes every remaining process down when the command exits.
+pub(super) fn namespace_flags(network: Network) -> Vec<&'static str> {
+    let mut flags = vec![
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--new-session",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+    ];
+    if network == Network::Denied {
+        flags.push("--unshare-net");
+    }
+    flags
+}

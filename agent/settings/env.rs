@@ -1,0 +1,202 @@
+//! The `KILN_*` layer: every environment variable that sets a `kiln run` option is read here, in
+//! one table, and nowhere else.
+//!
+//! The layer has the same shape as the flags ([`Layer`]), so precedence is one field-wise merge
+//! in [`super::resolve`]. A value that does not parse is a [`ConfigError::Env`] naming the
+//! variable (exit 2), like a bad key in kiln.yml.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{CheckoutMode, ConfigError, Installer, ReportMode};
+use super::Env;
+
+/// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
+/// said here, ask the layer below.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer {
+    pub repo: Option<String>,
+    pub rev: Option<String>,
+    pub branch: Option<String>,
+    pub config: Option<PathBuf>,
+    pub workdir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub summary_json: Option<PathBuf>,
+    pub installer: Option<Installer>,
+    pub test_command: Option<String>,
+    pub test_timeout: Option<Duration>,
+    pub checkout: Option<CheckoutMode>,
+    pub report_mode: Option<ReportMode>,
+    pub no_save: Option<bool>,
+    pub offline: Option<bool>,
+    pub python: Option<String>,
+    pub requirements: Option<Vec<PathBuf>>,
+    pub bootstrap_command: Option<String>,
+    pub key_extra: Option<String>,
+    pub max_restore_size: Option<u64>,
+}
+
+impl Layer {
+    /// This layer over `lower`: every option this layer sets wins.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            repo: self.repo.or(lower.repo),
+            rev: self.rev.or(lower.rev),
+            branch: self.branch.or(lower.branch),
+            config: self.config.or(lower.config),
+            workdir: self.workdir.or(lower.workdir),
+            store: self.store.or(lower.store),
+            summary_json: self.summary_json.or(lower.summary_json),
+            installer: self.installer.or(lower.installer),
+            test_command: self.test_command.or(lower.test_command),
+            test_timeout: self.test_timeout.or(lower.test_timeout),
+            checkout: self.checkout.or(lower.checkout),
+            report_mode: self.report_mode.or(lower.report_mode),
+            no_save: self.no_save.or(lower.no_save),
+            offline: self.offline.or(lower.offline),
+            python: self.python.or(lower.python),
+            requirements: self.requirements.or(lower.requirements),
+            bootstrap_command: self.bootstrap_command.or(lower.bootstrap_command),
+            key_extra: self.key_extra.or(lower.key_extra),
+            max_restore_size: self.max_restore_size.or(lower.max_restore_size),
+        }
+    }
+}
+
+/// A variable's value; an empty one counts as unset (as `VAR= kiln run` usually means).
+pub(super) fn var(env: Env, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.is_empty())
+}
+
+fn parsed<T>(
+    env: Env,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    var(env, name)
+        .map(|v| {
+            parse(v.trim()).map_err(|message| ConfigError::Env {
+                var: name.into(),
+                message,
+            })
+        })
+        .transpose()
+}
+
+/// The one parser of an option word (`uv`, `problem`, `reuse`, …): the same names the flags and
+/// kiln.yml accept.
+fn word<T: clap::ValueEnum>(what: &'static str) -> impl Fn(&str) -> Result<T, String> {
+    move |v| {
+        T::from_str(v, false).map_err(|_| {
+            let names: Vec<String> = T::value_variants()
+                .iter()
+                .filter_map(|x| x.to_possible_value())
+                .map(|p| p.get_name().to_string())
+                .collect();
+            format!("unknown {what} {v:?} (expected {})", names.join(", "))
+        })
+    }
+}
+
+/// `1/true/yes/on` or `0/false/no/off` (the words clap's boolish flags take).
+fn boolish(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" | "t" => Ok(true),
+        "0" | "false" | "no" | "n" | "off" | "f" => Ok(false),
+        _ => Err(format!("{v:?} is not a boolean (use 1/0, true/false)")),
+    }
+}
+
+fn duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v).map_err(|e| e.to_string())
+}
+
+fn path_list(v: &str) -> Result<Vec<PathBuf>, String> {
+    Ok(v.split([',', ':'])
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// Read the `KILN_*` layer.
+pub fn layer(env: Env) -> Result<Layer, ConfigError> {
+    let s = |name: &str| var(env, name);
+    let p = |name: &str| var(env, name).map(PathBuf::from);
+    Ok(Layer {
+        repo: s("KILN_REPO"),
+        rev: s("KILN_REV"),
+        branch: s("KILN_BRANCH"),
+        config: p("KILN_CONFIG"),
+        workdir: p("KILN_WORKDIR"),
+        store: s("KILN_STORE"),
+        summary_json: p("KILN_SUMMARY_JSON"),
+        installer: parsed(env, "KILN_INSTALLER", word::<Installer>("installer"))?,
+        test_command: s("KILN_TEST_COMMAND"),
+        test_timeout: parsed(env, "KILN_TEST_TIMEOUT", duration)?,
+        checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>("checkout mode"))?,
+        report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>("mode"))?,
+        no_save: parsed(env, "KILN_NO_SAVE", boolish)?,
+        offline: parsed(env, "KILN_OFFLINE", boolish)?,
+        python: s("KILN_PYTHON"),
+        requirements: parsed(env, "KILN_REQUIREMENTS", path_list)?,
+        bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),
+        key_extra: s("KILN_CACHE_KEY_EXTRA"),
+        max_restore_size: parsed(
+            env,
+            "KILN_CACHE_MAX_RESTORE_SIZE",
+            crate::cache::cli::parse_size,
+        )?,
+    })
+}
+
+/// `KILN_CCACHE_BIN`: `None` = look for ccache on PATH; `Some("")` = do not use ccache.
+pub fn ccache_bin(env: Env) -> Option<String> {
+    env("KILN_CCACHE_BIN")
+}
+
+/// `KILN_TOOLS_DIR`: where Kiln installs uv when it is not on PATH.
+pub fn tools_dir(env: Env) -> Option<PathBuf> {
+    var(env, "KILN_TOOLS_DIR").map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_booleans_parse_like_the_flags() {
+        let l = layer(&|k| match k {
+            "KILN_INSTALLER" => Some("uv".into()),
+            "KILN_REPORT_MODE" => Some("failing".into()),
+            "KILN_CHECKOUT" => Some("reuse".into()),
+            "KILN_NO_SAVE" => Some("true".into()),
+            "KILN_OFFLINE" => Some("0".into()),
+            "KILN_REQUIREMENTS" => Some("a.txt,b.txt:c.txt".into()),
+            "KILN_TEST_TIMEOUT" => Some("90s".into()),
+            "KILN_PYTHON" => Some(String::new()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(l.installer, Some(Installer::Uv));
+        assert_eq!(l.report_mode, Some(ReportMode::Failing));
+        assert_eq!(l.checkout, Some(CheckoutMode::Reuse));
+        assert_eq!((l.no_save, l.offline), (Some(true), Some(false)));
+        assert_eq!(l.requirements.unwrap().len(), 3);
+        assert_eq!(l.test_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(l.python, None, "empty means unset");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_choices() {
+        for (name, value, says) in [
+            ("KILN_REPORT_MODE", "loud", "problem, failing, change, all"),
+            ("KILN_NO_SAVE", "maybe", "not a boolean"),
+            ("KILN_TEST_TIMEOUT", "soon", "KILN_TEST_TIMEOUT"),
+        ] {
+            let err = layer(&|k| (k == name).then(|| value.to_string()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name) && err.contains(says), "{err}");
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! `kiln.yml`: the project's build configuration, the lowest layer of the settings.
+//!
+//! [`super::resolve`] lays `KILN_*` and flags over it. The file is parsed strictly:
+//! an unknown key or a wrong type is an error naming `file:line:col`, because a typo that silently
+//! falls back to a default is the worst kind of CI bug (the build "works", just not as configured).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem the user has to fix. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// Which tool installs wheels into the fresh virtualenv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Installer {
+    /// uv when it is on PATH or can be installed into Kiln's tool dir, else pip.
+    #[default]
+    Auto,
+    Uv,
+    Pip,
+}
+
+/// Archive compression for cache tarballs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Gzip,
+}
+
+/// How the checkout stage gets the sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckoutMode {
+    /// A fresh clone of the exact commit into an empty directory.
+    #[default]
+    Clone,
+    /// Use the repository directory as it is (e.g. already checked out by actions/checkout).
+    Reuse,
+}
+
+/// When to tell people about the build (see the report module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportMode {
+    /// First failure after green, and "fixed" on recovery.
+    #[default]
+    Problem,
+    /// Every failing build.
+    Failing,
+    /// Every change of state.
+    Change,
+    /// Every build.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// A project's own bootstrap command, run with Kiln's environment instead of the built-in one.
+    pub command: Option<String>,
+    pub installer: Installer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestConfig {
+    pub command: String,
+    /// e.g. "30m", "90s".
+    #[serde(with = "humantime_serde_opt")]
+    pub timeout: Option<Duration>,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self {
+            command: "python -m pytest".into(),
+            timeout: Some(Duration::from_secs(60 * 60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WheelhouseConfig {
+    /// Drop wheels not used for this long (e.g. "30d"). None = no age limit.
+    #[serde(with = "humantime_serde_opt")]
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CcacheConfig {
+    /// ccache's own max size, e.g. "500M", "2G".
+    pub max_size: String,
+    /// ccache remote storage (`redis://host:port`, `http://host/path`).
+    pub remote: Option<String>,
+}
+
+impl Default for CcacheConfig {
+    fn default() -> Self {
+        Self {
+            max_size: "1G".into(),
+            remote: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Storage URL; None = `KILN_STORE`, then `gha` under Actions, then the embedded file store.
+    pub store: Option<String>,
+    /// Salt mixed into every cache key.
+    pub key_extra: Option<String>,
+    pub compression: Compression,
+    /// zstd level (1-19) or gzip level (1-9); None = codec default.
+    pub level: Option<i32>,
+    pub wheelhouse: WheelhouseConfig,
+    pub ccache: CcacheConfig,
+    /// Also cache pip's download cache.
+    pub pip_cache: bool,
+    /// Also publish each wheel of the wheelhouse into the store (`wheels/…`) after a run, so
+    /// `kiln index serve` can hand them to pip and uv.
+    pub publish_wheels: bool,
+    /// The most one restore may write ("20G"); an archive declaring or expanding to more is a
+    /// miss.
+    #[serde(with = "size_serde")]
+    pub max_restore_size: u64,
+    /// The most entries (files, directories, links) one restore may create.
+    pub max_restore_entries: u64,
+}
+
+impl CacheConfig {
+    /// The bounds every restore of this run keeps.
+    pub fn restore_limits(&self) -> crate::cache::RestoreLimits {
+        crate::cache::RestoreLimits {
+            max_bytes: self.max_restore_size,
+            max_entries: self.max_restore_entries,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            key_extra: None,
+            compression: Compression::Zstd,
+            level: None,
+            wheelhouse: WheelhouseConfig::default(),
+            ccache: CcacheConfig::default(),
+            pip_cache: false,
+            publish_wheels: true,
+            max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
+            max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtp://host:port`; user/password from KILN_SMTP_USER / KILN_SMTP_PASSWORD.
+    pub smtp: Option<String>,
+    pub from: Option<String>,
+    pub tls: SmtpTls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// Post statuses, check runs and comments when a token is available.
+    pub enabled: bool,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    pub mode: ReportMode,
+    pub email: EmailConfig,
+    pub github: GithubConfig,
+}
+
+/// The whole `kiln.yml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Interpreter used to create the venv.
+    pub python: String,
+    /// Requirement files (relative to the checkout); they may hold pip options.
+    pub requirements: Vec<PathBuf>,
+    /// Constraint files, hashed into the wheelhouse key and passed with `-c`.
+    pub constraints: Vec<PathBuf>,
+    pub checkout: CheckoutMode,
+    pub bootstrap: BootstrapConfig,
+    pub test: TestConfig,
+    pub cache: CacheConfig,
+    pub report: ReportConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            python: "python3".into(),
+            requirements: vec![PathBuf::from("requirements.txt")],
+            constraints: Vec::new(),
+            checkout: CheckoutMode::Clone,
+            bootstrap: BootstrapConfig::default(),
+            test: TestConfig::default(),
+            cache: CacheConfig::default(),
+            report: ReportConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse `text` as the contents of `path` (used only for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = parse_yaml(text, path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Load `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.python.trim().is_empty() {
+            return Err(invalid("`python` must name an interpreter".into()));
+        }
+        if self.test.command.trim().is_empty() {
+            return Err(invalid("`test.command` must not be empty".into()));
+        }
+        for req in self.requirements.iter().chain(&self.constraints) {
+            if req.is_absolute()
+                || req
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(invalid(format!(
+                    "requirement file {} must be a path inside the checkout",
+                    req.display()
+                )));
+            }
+        }
+        if let Some(level) = self.cache.level {
+            let range = match self.cache.compression {
+                Compression::Zstd => 1..=19,
+                Compression::Gzip => 1..=9,
+            };
+            if !range.contains(&level) {
+                return Err(invalid(format!(
+                    "cache.level {level} is out of range {}..={} for {:?}",
+                    range.start(),
+                    range.end(),
+                    self.cache.compression
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deserialize YAML strictly, turning serde_yaml's error into `file:line:col: message`.
+/// Shared by every YAML file Kiln reads (kiln.yml, agent.yml).
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        // serde_yaml appends " at line X column Y" to some messages; the prefix already says it.
+        let message = e.to_string();
+        let message = match message.find(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    })
+}
+
+/// A byte count written as a size ("20G", "500M") or a plain number of bytes.
+pub(crate) mod size_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Size {
+            Bytes(u64),
+            Text(String),
+        }
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(s) => crate::cache::cli::parse_size(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// `Option<Duration>` as a humantime string ("90s", "30m", "7d").
+pub(crate) mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(&s)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("kiln.yml"))
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(parse("# only a comment\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            "python: python3.11\nrequirements: [req/a.txt, req/b.txt]\nbootstrap:\n  installer: pip\ntest:\n  command: pytest -x\n  timeout: 90s\ncache:\n  store: s3://b/p\n  key_extra: v2\n",
+        )
+        .unwrap();
+        assert_eq!(c.python, "python3.11");
+        assert_eq!(c.requirements.len(), 2);
+        assert_eq!(c.bootstrap.installer, Installer::Pip);
+        assert_eq!(c.test.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(c.cache.store.as_deref(), Some("s3://b/p"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = parse("python: python3\ntest:\n  comand: pytest\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("kiln.yml:3:3: "), "{msg}");
+        assert!(msg.contains("comand"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_column() {
+        let err = parse("requirements: 5\n").unwrap_err().to_string();
+        assert!(err.starts_with("kiln.yml:1:"), "{err}");
+        let err = parse("test:\n  timeout: soon\n").unwrap_err().to_string();
+        assert!(err.starts_with("kiln.yml:2:"), "{err}");
+        assert!(err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn bad_installer_is_rejected() {
+        let err = parse("bootstrap:\n  installer: conda\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("kiln.yml:2:14"), "{err}");
+    }
+
+    #[test]
+    fn requirement_outside_checkout_is_rejected() {
+        let err = parse("requirements: [../x.txt]\n").unwrap_err().to_string();
+        assert!(err.contains("inside the checkout"), "{err}");
+    }
+}

@@ -1,0 +1,349 @@
+//! Settings: kiln.yml + `KILN_*` + flags, resolved once into typed values.
+//!
+//! Precedence is flags > `KILN_*` > kiln.yml > defaults, and it is written down in exactly one
+//! place: [`resolve`] merges the flag layer over the environment layer ([`env::layer`]), and
+//! [`RunRequest::settle`] lays the result over the kiln.yml that the checkout brought
+//! ([`file::Config`]). It is two steps only because kiln.yml lives in the commit being built.
+//!
+//! The store URL is decided by [`store_url`], for `kiln run` and every other command.
+
+pub mod env;
+pub mod file;
+
+use std::path::{Path, PathBuf};
+
+use crate::cache;
+use crate::ci::CiEnv;
+
+pub use env::Layer;
+pub use file::{CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls};
+
+/// How settings read the environment: the process's (see [`process_env`]) or a test's map.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, for [`Env`] parameters.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A run that could not start: bad flags, environment or config, a work dir we must not wipe.
+/// Exit code 2 (see `crate::exit`).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What to build and where, known before the checkout: the flags and `KILN_*` merged.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Path or git URL of the repository.
+    pub repo: String,
+    /// SHA, branch, tag or `HEAD`.
+    pub rev: String,
+    /// Branch for reporting state (flag, `KILN_BRANCH`, or what GitHub Actions says).
+    pub branch: Option<String>,
+    pub checkout: CheckoutMode,
+    /// `--config` as given (relative to the current directory or the checkout).
+    pub config: Option<PathBuf>,
+    /// Absolute work dir, emptied at the start of each run.
+    pub workdir: PathBuf,
+    /// Absolute path of `--summary-json`.
+    pub summary_json: Option<PathBuf>,
+    /// Whether caches and report state may be saved (false for `--no-save` and fork PRs).
+    pub save_allowed: bool,
+    /// Install only from wheels already on this machine, building nothing.
+    pub offline: bool,
+    /// `KILN_CCACHE_BIN`: a ccache binary, or `Some("")` for none.
+    pub ccache_bin: Option<String>,
+    /// Where Kiln installs uv when it is not on PATH.
+    pub tools_dir: PathBuf,
+    /// Flags and `KILN_*` that override kiln.yml keys.
+    overrides: Layer,
+}
+
+/// Everything a run is configured with, after the checkout.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub request: RunRequest,
+    /// kiln.yml with the overrides applied.
+    pub project: Config,
+    /// The cache store (see [`store_url`]).
+    pub store_url: String,
+}
+
+/// Merge the flags over `KILN_*` (the one place they meet) and apply what CI says.
+pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest, UsageError> {
+    let l = flags.over(env::layer(env)?);
+    let repo = l.repo.clone().unwrap_or_else(|| ".".into());
+    let mut save_allowed = !l.no_save.unwrap_or(false);
+    if let Some(why) = ci.and_then(CiEnv::save_forbidden).filter(|_| save_allowed) {
+        tracing::info!("{why} (untrusted code must not write to the shared cache)");
+        save_allowed = false;
+    }
+    Ok(RunRequest {
+        rev: l.rev.clone().unwrap_or_else(|| "HEAD".into()),
+        // Actions builds pull requests on a detached merge commit: git cannot name the branch.
+        branch: l
+            .branch
+            .clone()
+            .or_else(|| ci.and_then(|c| c.branch.clone())),
+        checkout: l.checkout.unwrap_or_default(),
+        config: l.config.clone(),
+        workdir: absolute(l.workdir.clone().unwrap_or_else(|| default_workdir(&repo))),
+        summary_json: l.summary_json.clone().map(absolute),
+        save_allowed,
+        offline: l.offline.unwrap_or(false),
+        ccache_bin: env::ccache_bin(env),
+        tools_dir: tools_dir(env),
+        repo,
+        overrides: l,
+    })
+}
+
+impl RunRequest {
+    /// The kiln.yml this run reads: `--config` (relative to the current directory if it exists
+    /// there, else to the checkout), or `kiln.yml` at the checkout's root.
+    fn config_path(&self, checkout: &Path) -> Result<PathBuf, UsageError> {
+        let path = match &self.config {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) if p.exists() => absolute(p.clone()),
+            Some(p) => checkout.join(p),
+            None => return Ok(checkout.join("kiln.yml")),
+        };
+        if !path.exists() {
+            return Err(UsageError::Other(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Load kiln.yml from the checkout and lay the flags and `KILN_*` over it.
+    pub fn settle(self, checkout: &Path, env: Env) -> Result<Settings, UsageError> {
+        let mut project = Config::load(&self.config_path(checkout)?)?;
+        apply(&self.overrides, &mut project);
+        let store_url = store_url(
+            self.overrides.store.clone(),
+            project.cache.store.as_deref(),
+            env,
+        );
+        project.cache.store = Some(store_url.clone());
+        Ok(Settings {
+            request: self,
+            project,
+            store_url,
+        })
+    }
+}
+
+/// The override layer onto kiln.yml's keys.
+fn apply(l: &Layer, c: &mut Config) {
+    if let Some(v) = &l.python {
+        c.python = v.clone();
+    }
+    if let Some(v) = &l.requirements {
+        c.requirements = v.clone();
+    }
+    if let Some(v) = &l.bootstrap_command {
+        c.bootstrap.command = Some(v.clone());
+    }
+    if let Some(v) = l.installer {
+        c.bootstrap.installer = v;
+    }
+    if let Some(v) = &l.test_command {
+        c.test.command = v.clone();
+    }
+    if let Some(v) = l.test_timeout {
+        c.test.timeout = Some(v);
+    }
+    if let Some(v) = &l.key_extra {
+        c.cache.key_extra = Some(v.clone());
+    }
+    if let Some(v) = l.max_restore_size {
+        c.cache.max_restore_size = v;
+    }
+    if let Some(v) = l.report_mode {
+        c.report.mode = v;
+    }
+}
+
+/// The cache store, for every command: `explicit` (a `--store` flag) > `KILN_STORE` > kiln.yml's
+/// `cache.store` > `gha` under GitHub Actions with its cache service > the embedded file store.
+pub fn store_url(explicit: Option<String>, file: Option<&str>, env: Env) -> String {
+    explicit
+        .filter(|s| !s.is_empty())
+        .or_else(|| env::var(env, "KILN_STORE"))
+        .or_else(|| file.filter(|s| !s.is_empty()).map(str::to_string))
+        .unwrap_or_else(|| {
+            if crate::ci::gha_cache_available(env) {
+                "gha".into()
+            } else {
+                cache::store::default_store_url()
+            }
+        })
+}
+
+/// Kiln's own tool dir, where uv goes when it is not on PATH: `KILN_TOOLS_DIR`, else
+/// [`store_url`] when nothing names a store: `KILN_STORE`, `gha`, or the embedded file store.
+pub fn auto_url_from(env: Env) -> String {
+    store_url(None, None, env)
+}
+
+/// `~/.cache/kiln/tools`.
+pub fn tools_dir(env: Env) -> PathBuf {
+    if let Some(d) = env::tools_dir(env) {
+        return d;
+    }
+    cache::store::default_store_dir()
+        .parent()
+        .map(|p| p.join("tools"))
+        .unwrap_or_else(|| PathBuf::from("/tmp/kiln-tools"))
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        return p;
+    }
+    std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+}
+
+/// `~/.cache/kiln/work/<repository name>`.
+fn default_workdir(repo: &str) -> PathBuf {
+    let name = repo
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit(['/', ':'])
+        .next()
+        .filter(|s| !s.is_empty() && *s != ".")
+        .map(cache::key::sanitize)
+        .unwrap_or_else(|| "repo".into());
+    let name = if name == "." || name == "none" {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| {
+                d.file_name()
+                    .map(|n| cache::key::sanitize(&n.to_string_lossy()))
+            })
+            .unwrap_or_else(|| "repo".into())
+    } else {
+        name
+    };
+    cache::store::default_store_dir()
+        .parent()
+        .map(|p| p.join("work").join(name))
+        .unwrap_or_else(|| PathBuf::from("/tmp/kiln-work"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settle(flags: Layer, env: Env, yml: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kiln.yml"), yml).unwrap();
+        resolve(flags, env, None)
+            .unwrap()
+            .settle(dir.path(), env)
+            .unwrap()
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let env = |k: &str| match k {
+            "KILN_TEST_COMMAND" => Some("make test".to_string()),
+            "KILN_INSTALLER" => Some("uv".to_string()),
+            _ => None,
+        };
+        let c = settle(Layer::default(), &env, "test:\n  command: pytest\n").project;
+        assert_eq!(c.test.command, "make test");
+        assert_eq!(c.bootstrap.installer, Installer::Uv);
+        let err = resolve(
+            Layer::default(),
+            &|k| (k == "KILN_INSTALLER").then(|| "x".into()),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("KILN_INSTALLER"));
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let env = |k: &str| match k {
+            "KILN_TEST_COMMAND" => Some("from-env".to_string()),
+            "KILN_TEST_TIMEOUT" => Some("5m".to_string()),
+            "KILN_STORE" => Some("s3://env/p".to_string()),
+            _ => None,
+        };
+        let flags = Layer {
+            test_command: Some("from-flag".into()),
+            ..Layer::default()
+        };
+        let yml = "test:\n  command: from-file\n  timeout: 1m\ncache:\n  store: s3://file/p\n";
+        let s = settle(flags, &env, yml);
+        assert_eq!(s.project.test.command, "from-flag");
+        assert_eq!(s.project.test.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(s.store_url, "s3://env/p");
+        let s = settle(Layer::default(), &|_| None, yml);
+        assert_eq!(s.project.test.command, "from-file");
+        assert_eq!(s.store_url, "s3://file/p");
+        assert_eq!(s.request.rev, "HEAD");
+        assert!(s.request.workdir.is_absolute());
+    }
+
+    #[test]
+    fn store_url_has_one_order_for_every_command() {
+        let gha = |k: &str| match k {
+            "ACTIONS_RUNTIME_TOKEN" => Some("t".to_string()),
+            "ACTIONS_RESULTS_URL" => Some("http://results/".to_string()),
+            _ => None,
+        };
+        assert_eq!(store_url(None, None, &gha), "gha");
+        assert_eq!(store_url(None, Some("s3://f/p"), &gha), "s3://f/p");
+        assert_eq!(store_url(Some("file:///x".into()), None, &gha), "file:///x");
+        assert!(store_url(None, None, &|_| None).starts_with("file://"));
+    }
+
+    #[test]
+    fn auto_url_prefers_kiln_store_then_gha_then_file() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(a, _)| *a == k)
+                    .map(|(_, b)| b.to_string())
+            }
+        };
+        static GHA: [(&str, &str); 2] = [
+            ("ACTIONS_RUNTIME_TOKEN", "t"),
+            ("ACTIONS_CACHE_URL", "https://x/"),
+        ];
+        assert_eq!(auto_url_from(&env(&GHA)), "gha");
+        assert_eq!(
+            auto_url_from(&env(&[
+                ("KILN_STORE", "s3://b/p"),
+                ("ACTIONS_RUNTIME_TOKEN", "t")
+            ])),
+            "s3://b/p"
+        );
+        assert!(auto_url_from(&env(&[("ACTIONS_RUNTIME_TOKEN", "t")])).starts_with("file://"));
+    }
+
+    #[test]
+    fn a_missing_explicit_config_file_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = Layer {
+            config: Some("no-such-kiln.yml".into()),
+            ..Layer::default()
+        };
+        let err = resolve(flags, &|_| None, None)
+            .unwrap()
+            .settle(dir.path(), &|_| None)
+            .unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,294 @@
+//! `kiln run` end to end on the fixture project: real git, venv, pip/uv, gcc and ccache.
+
+use crate::support::run::*;
+use kiln::summary::{Outcome, RestoreHit, StageOutcome};
+
+#[test]
+fn cold_run_builds_every_wheel_and_saves_both_caches() {
+    let s = &seed().cold;
+    assert_eq!(s.outcome, Outcome::Passed);
+    assert_eq!(s.exit_code, 0);
+    assert_eq!(
+        s.wheels.built, 5,
+        "fastsum, vecmath, markupsafe, simplejson, wrapt"
+    );
+    assert_eq!(s.tests.passed, 6);
+    let wh = s.cache("wheelhouse").unwrap();
+    assert_eq!(wh.restore, RestoreHit::Miss);
+    assert!(wh.saved && wh.bytes_saved > 0, "{wh:?}");
+    let cc = s.cache("ccache").unwrap();
+    assert!(
+        s.ccache.misses >= 5,
+        "every C file compiled once: {:?}",
+        s.ccache
+    );
+    assert!(cc.saved && cc.bytes_saved > 0, "{cc:?}");
+    let names: Vec<&str> = s.stages.iter().map(|st| st.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["checkout", "restore", "bootstrap", "test", "save", "report"]
+    );
+}
+
+#[test]
+fn warm_run_in_a_new_workdir_restores_exact_and_compiles_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let store = seeded_store(t.path());
+    let home = t.path().join("home");
+    for installer in ["uv", "pip"] {
+        let work = t.path().join(format!("work-{installer}"));
+        let r = run(
+            &home,
+            &seed().repo,
+            "green",
+            &work,
+            &store,
+            &["--installer", installer],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let s = r.summary();
+        assert_eq!(s.installer, installer);
+        assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
+        assert_eq!(s.cache("ccache").unwrap().restore, RestoreHit::Exact);
+        assert_eq!(s.wheels.built, 0);
+        assert!(
+            s.wheels.reused >= 10,
+            "all installed from the wheelhouse: {:?}",
+            s.wheels
+        );
+        assert_eq!((s.ccache.hits, s.ccache.misses), (0, 0), "ccache untouched");
+        // Nothing changed: nothing uploaded.
+        assert!(!s.cache("wheelhouse").unwrap().saved);
+        assert!(!s.cache("ccache").unwrap().saved);
+        assert_eq!(s.tests.passed, 6);
+    }
+}
+
+#[test]
+fn breaking_commit_exits_1_and_names_the_failing_test() {
+    let t = tempfile::tempdir().unwrap();
+    let store = seeded_store(t.path());
+    let r = run(
+        &t.path().join("home"),
+        &seed().repo,
+        "broken",
+        &t.path().join("w"),
+        &store,
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.outcome, Outcome::Failed);
+    assert_eq!(s.tests.failed, 1);
+    assert_eq!(s.tests.passed, 5);
+    let f = &s.tests.failures[0];
+    assert_eq!(f.name, "tests.test_report::test_summarize_totals");
+    assert_eq!(f.file.as_deref(), Some("tests/test_report.py"));
+    assert_eq!(f.line, Some(8));
+    assert!(f.message.contains("11.0 == 10"), "{}", f.message);
+    assert!(r
+        .stderr
+        .contains("FAILED tests.test_report::test_summarize_totals"));
+    // Requirements did not change: the caches restored exactly and nothing was rebuilt.
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
+    assert_eq!(s.stage("save").unwrap().outcome, StageOutcome::Ok);
+}
+
+#[test]
+fn corrupt_wheelhouse_archive_is_a_miss_and_ccache_makes_the_rebuild_hit() {
+    let t = tempfile::tempdir().unwrap();
+    let store = seeded_store(t.path());
+    // Damage every wheelhouse archive in the store (flip bytes in the middle).
+    let mut damaged = 0;
+    for e in walkdir::WalkDir::new(&store).into_iter().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains("wheels") && !name.ends_with(".json") && e.file_type().is_file() {
+            let mut bytes = std::fs::read(e.path()).unwrap();
+            let mid = bytes.len() / 2;
+            let end = (mid + 64).min(bytes.len());
+            for b in &mut bytes[mid..end] {
+                *b ^= 0xff;
+            }
+            std::fs::write(e.path(), bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(
+        damaged > 0,
+        "no wheelhouse archive found in {}",
+        store.display()
+    );
+    let r = run(
+        &t.path().join("home"),
+        &seed().repo,
+        "green",
+        &t.path().join("w"),
+        &store,
+        &[],
+    );
+    assert_eq!(
+        r.code, 0,
+        "a corrupt cache never fails the build:\n{}",
+        r.stderr
+    );
+    let s = r.summary();
+    let wh = s.cache("wheelhouse").unwrap();
+    assert_eq!(wh.restore, RestoreHit::Miss);
+    assert!(!wh.warnings.is_empty(), "the miss is explained");
+    assert!(r.stderr.contains("WARN"), "warned on the console");
+    assert_eq!(s.wheels.built, 5, "wheels rebuilt");
+    // The ccache restored from a different work dir still serves every compile.
+    assert_eq!(s.cache("ccache").unwrap().restore, RestoreHit::Exact);
+    assert!(s.ccache.hits >= 5, "{:?}", s.ccache);
+    assert_eq!(s.ccache.misses, 0, "{:?}", s.ccache);
+    assert!(wh.saved, "a good archive replaces the corrupt one");
+}
+
+#[test]
+fn changed_requirements_restore_partially_and_prune_unused_wheels() {
+    let t = tempfile::tempdir().unwrap();
+    let store = seeded_store(t.path());
+    let repo = t.path().join("repo");
+    copy_tree(&seed().repo, &repo);
+    sh(&repo, "git checkout -q green && git checkout -q -b slim");
+    // Drop wrapt: requirements change (new key), the app gets a plain-Python decorator.
+    let req = std::fs::read_to_string(repo.join("requirements.txt")).unwrap();
+    std::fs::write(
+        repo.join("requirements.txt"),
+        req.replace("wrapt==2.5.2\n", ""),
+    )
+    .unwrap();
+    let app = std::fs::read_to_string(repo.join("app/report.py")).unwrap();
+    let app = app.replace("import wrapt\n", "").replace(
+        "@wrapt.decorator\ndef traced(wrapped, instance, args, kwargs):\n    CALLS.append(wrapped.__name__)\n    return wrapped(*args, **kwargs)\n",
+        "def traced(f):\n    def inner(*args, **kwargs):\n        CALLS.append(f.__name__)\n        return f(*args, **kwargs)\n    return inner\n",
+    );
+    assert!(!app.contains("wrapt"), "fixture changed: update this test");
+    std::fs::write(repo.join("app/report.py"), app).unwrap();
+    sh(&repo, "git commit -qam 'Drop wrapt'");
+    let r = run(
+        &t.path().join("home"),
+        &repo,
+        "slim",
+        &t.path().join("w"),
+        &store,
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    let wh = s.cache("wheelhouse").unwrap();
+    assert_eq!(wh.restore, RestoreHit::Partial, "{wh:?}");
+    assert_ne!(wh.restored_key.as_deref(), Some(wh.key.as_str()));
+    assert_eq!(
+        s.wheels.built, 0,
+        "everything needed was in the restored wheelhouse"
+    );
+    assert!(wh.saved, "new key saved");
+    let wheelhouse = t.path().join("w/wheelhouse");
+    let names: Vec<String> = std::fs::read_dir(&wheelhouse)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("wrapt-")),
+        "unused wheel pruned: {names:?}"
+    );
+    assert!(names.iter().any(|n| n.starts_with("fastsum-")), "{names:?}");
+}
+
+#[test]
+fn malformed_config_is_exit_2_with_file_line_col() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    copy_tree(&seed().repo, &repo);
+    sh(
+        &repo,
+        "git checkout -q green && printf 'test:\\n  comand: pytest\\n' > kiln.yml && git commit -qam 'typo'",
+    );
+    let r = run(
+        &t.path().join("home"),
+        &repo,
+        "HEAD",
+        &t.path().join("w"),
+        &t.path().join("s"),
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("kiln.yml:2:3"), "{}", r.stderr);
+    assert!(r.stderr.contains("comand"), "{}", r.stderr);
+}
+
+#[test]
+fn refuses_to_empty_a_workdir_it_did_not_make() {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("precious");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("thesis.tex"), "years of work").unwrap();
+    let r = run(
+        &t.path().join("home"),
+        &seed().repo,
+        "green",
+        &work,
+        &t.path().join("s"),
+        &[],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("refusing"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(work.join("thesis.tex")).unwrap(),
+        "years of work"
+    );
+}
+
+#[test]
+fn works_without_ccache_with_one_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let mut cmd = crate::support::kiln_home(&t.path().join("home"));
+    let summary = t.path().join("s.json");
+    cmd.env("KILN_CCACHE_BIN", "")
+        .args(["run", "--rev", "green", "--installer", "pip"])
+        .arg("--repo")
+        .arg(&seed().repo)
+        .arg("--workdir")
+        .arg(t.path().join("w"))
+        .arg("--store")
+        .arg(format!("file://{}", store.display()))
+        .arg("--summary-json")
+        .arg(&summary);
+    let r = finish(cmd.output().unwrap(), &summary);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("ccache is not installed").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    let s = r.summary();
+    assert!(!s.ccache.enabled);
+    assert_eq!(s.wheels.built, 5);
+    assert!(!s.cache("ccache").unwrap().saved);
+}
+
+#[test]
+fn missing_revision_is_an_infrastructure_error() {
+    let t = tempfile::tempdir().unwrap();
+    let r = run(
+        &t.path().join("home"),
+        &seed().repo,
+        "no-such-branch",
+        &t.path().join("w"),
+        &t.path().join("s"),
+        &[],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.outcome, Outcome::Error);
+    assert!(
+        s.error.as_deref().unwrap_or("").contains("no-such-branch"),
+        "{:?}",
+        s.error
+    );
+    assert_eq!(s.stage("checkout").unwrap().outcome, StageOutcome::Failed);
+}
