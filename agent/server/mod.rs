@@ -211,6 +211,49 @@ fn web_state(
     }))
 }
 
+/// Prune finished jobs hourly until `stop` (start-up already pruned once).
+fn spawn_pruner(
+    queue: Arc<dyn JobQueue>,
+    data_dir: std::path::PathBuf,
+    retain: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await; // the first tick is immediate
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|d| *d) => return,
+                _ = tick.tick() => {}
+            }
+            prune(queue.as_ref(), &data_dir, retain).await;
+        }
+    });
+}
+
+/// Let running builds finish within `grace`; then kill them (they run again at the next start,
+/// or on another host of the fleet).
+async fn drain_workers(
+    mut workers: tokio::task::JoinSet<()>,
+    grace: Duration,
+    phase: &watch::Sender<Phase>,
+) {
+    if !workers.is_empty() {
+        tracing::info!(
+            "waiting up to {} for running builds",
+            humantime::format_duration(grace)
+        );
+    }
+    let all_done = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        tracing::warn!(
+            "grace period over: killing running builds; they run again at the next start"
+        );
+        let _ = phase.send(Phase::Abort);
+        while workers.join_next().await.is_some() {}
+    }
+}
+
 /// This machine's name, for the fleet page.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -236,21 +279,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// Run the agent until SIGTERM/SIGINT, then drain.
-pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
-    let secret = read_secret(&|k| std::env::var(k).ok())?;
-    if secret.is_none() && args.poll.is_none() {
-        return Err(AgentError::Secret(
-            "no webhook secret: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE (the same \
-             secret as on the GitHub webhook), or use --poll without webhooks"
-                .into(),
-        ));
-    }
+/// The data dir (created and locked), agent.yml, and this agent's id.
+fn open_data_dir(
+    args: &AgentArgs,
+) -> Result<(std::path::PathBuf, std::fs::File, Arc<AgentConfig>, String), AgentError> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
     std::fs::create_dir_all(&data_dir)
         .map_err(io(format!("cannot create data dir {}", data_dir.display())))?;
-    let _lock = lock_data_dir(&data_dir)?;
+    let lock = lock_data_dir(&data_dir)?;
     let config_path = args
         .config
         .clone()
@@ -263,6 +300,46 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         "cannot read or create {}/agent-id",
         data_dir.display()
     )))?;
+    Ok((data_dir, lock, config, agent_id))
+}
+
+/// What every worker's builds run and where.
+fn worker_settings(
+    args: &AgentArgs,
+    config: &AgentConfig,
+    data_dir: &std::path::Path,
+    agent_id: &str,
+) -> Result<WorkerSettings, AgentError> {
+    // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
+    // replaces the file on disk, the path names the new version (or nothing, " (deleted)"),
+    // while `/proc/self/exe` still execs the version this agent is, until it restarts.
+    let program = match std::path::Path::new("/proc/self/exe") {
+        p if p.exists() => p.to_path_buf(),
+        _ => std::env::current_exe().map_err(io("cannot find the kiln executable"))?,
+    };
+    Ok(WorkerSettings {
+        program,
+        program_args: vec!["run".into()],
+        data_dir: data_dir.to_path_buf(),
+        agent_id: agent_id.to_string(),
+        default_timeout: args
+            .job_timeout
+            .or(config.defaults.timeout)
+            .unwrap_or(Duration::from_secs(3600)),
+    })
+}
+
+/// Run the agent until SIGTERM/SIGINT, then drain.
+pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let secret = read_secret(&|k| std::env::var(k).ok())?;
+    if secret.is_none() && args.poll.is_none() {
+        return Err(AgentError::Secret(
+            "no webhook secret: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE (the same \
+             secret as on the GitHub webhook), or use --poll without webhooks"
+                .into(),
+        ));
+    }
+    let (data_dir, _lock, config, agent_id) = open_data_dir(&args)?;
     let queue = queue::open(&args.queue, &data_dir, &agent_id, args.lease).await?;
     kill_leftovers(queue.as_ref(), &agent_id).await?;
     prune(queue.as_ref(), &data_dir, args.retain).await;
@@ -273,23 +350,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let apps = Arc::new(github_app::Apps::load(&config, &api)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
-    // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
-    // replaces the file on disk, the path names the new version (or nothing, " (deleted)"),
-    // while `/proc/self/exe` still execs the version this agent is, until it restarts.
-    let program = match std::path::Path::new("/proc/self/exe") {
-        p if p.exists() => p.to_path_buf(),
-        _ => std::env::current_exe().map_err(io("cannot find the kiln executable"))?,
-    };
-    let settings = Arc::new(WorkerSettings {
-        program,
-        program_args: vec!["run".into()],
-        data_dir: data_dir.clone(),
-        agent_id: agent_id.clone(),
-        default_timeout: args
-            .job_timeout
-            .or(config.defaults.timeout)
-            .unwrap_or(Duration::from_secs(3600)),
-    });
+    let settings = Arc::new(worker_settings(&args, &config, &data_dir, &agent_id)?);
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let mut workers = tokio::task::JoinSet::new();
     for n in 0..args.workers {
@@ -352,25 +413,12 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         seen_at: chrono::Utc::now(),
     };
     register(queue.clone(), host, drain_rx.clone());
-    {
-        let (queue, data_dir, retain, mut rx) = (
-            queue.clone(),
-            data_dir.clone(),
-            args.retain,
-            drain_rx.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            tick.tick().await; // the first tick is immediate; start-up already pruned
-            loop {
-                tokio::select! {
-                    _ = rx.wait_for(|d| *d) => return,
-                    _ = tick.tick() => {}
-                }
-                prune(queue.as_ref(), &data_dir, retain).await;
-            }
-        });
-    }
+    spawn_pruner(
+        queue.clone(),
+        data_dir.clone(),
+        args.retain,
+        drain_rx.clone(),
+    );
     if let Some(interval) = args.poll {
         let poller = poll::Poller::new(queue.clone(), config.clone(), api);
         let mut rx = drain_rx.clone();
@@ -396,21 +444,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     draining.store(true, Ordering::SeqCst);
     let _ = drain_tx.send(true);
     queue.stop();
-    let running = queue.counts().await.map(|c| c.running).unwrap_or(0);
-    if running > 0 {
-        tracing::info!(
-            "waiting up to {} for {running} running build(s)",
-            humantime::format_duration(args.grace)
-        );
-    }
-    let all_done = async { while workers.join_next().await.is_some() {} };
-    if tokio::time::timeout(args.grace, all_done).await.is_err() {
-        tracing::warn!(
-            "grace period over: killing running builds; they run again at the next start"
-        );
-        let _ = phase_tx.send(Phase::Abort);
-        while workers.join_next().await.is_some() {}
-    }
+    drain_workers(workers, args.grace, &phase_tx).await;
     let _ = server_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("kiln agent stopped");

@@ -19,7 +19,7 @@ use super::config::AgentConfig;
 use super::github_app::Apps;
 use super::metrics::Metrics;
 use super::procs;
-use super::queue::{Claim, Finished, Job, JobOutcome, JobQueue};
+use super::queue::{Claim, Finished, Job, JobOutcome, JobQueue, LEASE_LOST};
 use crate::summary::{Outcome, RunSummary};
 
 /// Environment variables of the agent that a build must never see: the webhook secret, and
@@ -297,6 +297,12 @@ impl Worker {
                 let d = format!("timed out after {}", humantime::format_duration(timeout));
                 tracing::warn!("job {id}: {d}");
                 (JobOutcome::TimedOut, d, None, None)
+            }
+            End::Superseded(LEASE_LOST) => {
+                // Recorded by nobody: the job's current claim belongs to another agent.
+                tracing::warn!("job {id}: stopped: its lease passed to another agent");
+                let d = "stopped here: another agent took the job over (lease expired)";
+                (JobOutcome::Cancelled, d.to_string(), None, None)
             }
             End::Superseded(by) if by == id => {
                 tracing::info!("job {id}: cancelled on request");

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::support::postgres::Cluster;
 use crate::support::agent::*;
+use crate::support::postgres::Cluster;
 
 /// Deliveries spread over both agents; every job must build exactly once.
 const STORM: usize = 200;
@@ -27,7 +27,12 @@ impl Fleet {
                     &w.config,
                     &AgentOpts {
                         workers,
-                        extra: vec!["--queue".into(), url.clone(), "--lease".into(), "3s".into()],
+                        extra: vec![
+                            "--queue".into(),
+                            url.clone(),
+                            "--lease".into(),
+                            "10s".into(),
+                        ],
                         ..Default::default()
                     },
                 )

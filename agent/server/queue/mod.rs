@@ -235,7 +235,12 @@ pub struct Counts {
     pub done: HashMap<JobOutcome, usize>,
 }
 
-/// A claimed job and the channel that tells its worker to cancel it (Some(id of the newer job)).
+/// Sent on a claim's `superseded` channel when the host lost the job to another host (its lease
+/// ran out): stop the build; its result would not be recorded. Job ids start at 1.
+pub const LEASE_LOST: u64 = 0;
+
+/// A claimed job and the channel that tells its worker to cancel it: Some(id of the newer job),
+/// Some(its own id) when cancelled on request, Some([`LEASE_LOST`]).
 pub struct Claim {
     pub job: Job,
     pub superseded: watch::Receiver<Option<u64>>,

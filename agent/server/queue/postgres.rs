@@ -5,7 +5,8 @@
 //! - **Lease**: a claim holds until `lease_until`; a heartbeat renews it every third of the
 //!   lease. A host that dies stops renewing, and once the lease is over any host claims the job
 //!   again (`attempts` + 1). `finish` only counts for the claim that is current, so a build cut
-//!   off from the database cannot overwrite the result of the host that took over.
+//!   off from the database cannot overwrite the result of the host that took over; a host whose
+//!   heartbeat finds its lease gone stops the build ([`super::LEASE_LOST`]).
 //! - **Wake-up**: `NOTIFY kiln_jobs` on every enqueue wakes idle workers on every host (they also
 //!   look every few seconds, for expired leases and for notifications lost to a reconnect).
 //! - **Supersede**: enqueue, under a per-lane advisory lock, cancels the lane's queued jobs and
@@ -187,12 +188,16 @@ impl PgQueue {
                 SELECT id FROM kiln_jobs
                 WHERE cancel_by IS NULL
                   AND (state = 'queued' OR (state = 'running' AND lease_until < now()))
+                  AND id <> ALL($3)
                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING {COLS}"
         );
+        // A build of ours whose lease ran out is still ours to stop, not to start again here.
+        let mine: Vec<i64> = self.lock().keys().map(|&id| id as i64).collect();
         let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&self.host)
             .bind(self.lease_secs())
+            .bind(mine)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
@@ -208,7 +213,7 @@ impl PgQueue {
         cancel: Arc<watch::Sender<Option<u64>>>,
     ) -> JoinHandle<()> {
         let (pool, host, secs) = (self.pool.clone(), self.host.clone(), self.lease_secs());
-        let every = (self.lease / 3).max(Duration::from_millis(200));
+        let every = (self.lease / 4).max(Duration::from_millis(200));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -233,8 +238,9 @@ impl PgQueue {
                     Ok(None) => {
                         tracing::error!(
                             "job {id}: lease lost (another agent took the job over); \
-                             this host's result will not be recorded"
+                             stopping this host's build"
                         );
+                        let _ = cancel.send(Some(super::LEASE_LOST));
                         return;
                     }
                     Err(e) => tracing::warn!("job {id}: cannot renew the lease: {e}"),

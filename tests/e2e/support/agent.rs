@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
