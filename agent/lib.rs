@@ -23,6 +23,7 @@ pub mod server;
 pub mod settings;
 pub mod summary;
 pub mod wheelhouse;
+pub mod yaml;
 
 /// kiln.yml's types under their former path, for code not yet moved to [`settings`].
 pub use settings::file as config;

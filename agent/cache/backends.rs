@@ -12,8 +12,6 @@
 //! | `azblob://container/prefix`         | `AZURE_STORAGE_ACCOUNT`, `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT` |
 //! | `gcs://bucket/prefix`               | `GOOGLE_APPLICATION_CREDENTIALS`, `KILN_GCS_ENDPOINT`  |
 
-use std::time::Duration;
-
 use opendal::layers::TimeoutLayer;
 use opendal::Operator;
 
@@ -43,15 +41,14 @@ fn root_of(path: &str) -> String {
     }
 }
 
-/// Slow or dead servers must not hang a build: every operation and every chunk has a deadline.
+/// Slow or dead servers must not hang a build: every operation has a deadline of
+/// `KILN_STORE_TIMEOUT` (default 5 s; a server that accepts the connection and never answers
+/// fails there), and every chunk of a transfer three times that (a link that stalls longer needs a
+/// larger value). Retries are not added here: `Store::retry`
+/// holds the one retry budget of each operation.
 fn timeouts(env: Env) -> TimeoutLayer {
-    let secs = env("KILN_STORE_TIMEOUT")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(60)
-        .max(1);
-    TimeoutLayer::new()
-        .with_timeout(Duration::from_secs(secs * 2))
-        .with_io_timeout(Duration::from_secs(secs))
+    let t = super::store::store_timeout_from(env);
+    TimeoutLayer::new().with_timeout(t).with_io_timeout(t * 3)
 }
 
 /// The operator for a non-`file://` URL. Errors are messages without credentials.

@@ -489,10 +489,12 @@ async fn spawn_producer(
             read_local(file, meter, tx, recycle, transfer).map_err(FetchFailure::from)
         }));
     }
+    // Opening the stream has its own retry budget; only a download cut mid-stream is worth a
+    // fresh start by the caller.
     let stream = store
         .retry(|| store.read_stream(source.object))
         .await
-        .map_err(|e| transient(format!("download failed: {e}")))?;
+        .map_err(|e| format!("download failed: {e}"))?;
     Ok(tokio::spawn(read_remote(stream, meter, tx, transfer)))
 }
 

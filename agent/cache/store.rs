@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use opendal::{ErrorKind, Operator};
 
@@ -21,6 +22,10 @@ pub enum StoreError {
         #[source]
         source: Box<opendal::Error>,
     },
+    #[error("store {store} is not answering ({reason}); not trying it again for {}s", COOL_DOWN.as_secs())]
+    Down { store: String, reason: String },
+    #[error("store {store} cannot be used: {reason}")]
+    Unusable { store: String, reason: String },
 }
 
 impl StoreError {
@@ -32,7 +37,9 @@ impl StoreError {
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::BadUrl { .. } => false,
+            StoreError::BadUrl { .. } | StoreError::Down { .. } | StoreError::Unusable { .. } => {
+                false
+            }
             StoreError::Backend { source, .. } => !matches!(
                 source.kind(),
                 ErrorKind::NotFound
@@ -55,6 +62,10 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
     pub base_delay: Duration,
+    /// How long the store may stay silent before an operation fails (`KILN_STORE_TIMEOUT`,
+    /// seconds, default 5). It is also the retry budget of one operation: no retry starts
+    /// after an operation has spent this long, so a silent endpoint costs about this much, once.
+    pub timeout: Duration,
 }
 
 impl RetryPolicy {
@@ -68,6 +79,47 @@ impl RetryPolicy {
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_millis(500)),
+            timeout: store_timeout_from(env),
+        }
+    }
+}
+
+/// `KILN_STORE_TIMEOUT` (seconds, default 5), see [`RetryPolicy::timeout`].
+pub(crate) fn store_timeout_from(env: &dyn Fn(&str) -> Option<String>) -> Duration {
+    let secs = env("KILN_STORE_TIMEOUT")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(5)
+        .max(1);
+    Duration::from_secs(secs)
+}
+
+/// After an operation gives up on a transient fault, the store is treated as down for this
+/// long: later operations fail at once instead of each waiting out its own timeout.
+const COOL_DOWN: Duration = Duration::from_secs(60);
+
+/// Whether the store failed recently (shared by every clone of a [`Store`]), or could not be
+/// opened at all (`unusable`).
+#[derive(Debug, Default)]
+struct Health {
+    down: Mutex<Option<(Instant, String)>>,
+    unusable: Option<String>,
+}
+
+impl Health {
+    /// The reason the store is down, while the cool-down lasts.
+    fn down(&self) -> Option<String> {
+        let guard = self.down.lock().ok()?;
+        let (since, reason) = guard.as_ref()?;
+        (since.elapsed() < COOL_DOWN).then(|| reason.clone())
+    }
+    fn trip(&self, reason: String) {
+        if let Ok(mut g) = self.down.lock() {
+            *g = Some((Instant::now(), reason));
+        }
+    }
+    fn reset(&self) {
+        if let Ok(mut g) = self.down.lock() {
+            *g = None;
         }
     }
 }
@@ -90,6 +142,7 @@ pub struct Store {
     /// renamed (no copy) and read without going through the async layer.
     local_root: Option<PathBuf>,
     retry: RetryPolicy,
+    health: Arc<Health>,
 }
 
 /// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`).
@@ -142,6 +195,7 @@ impl Store {
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
                 retry,
+                health: Arc::default(),
             });
         }
         if url.starts_with('/') {
@@ -153,6 +207,29 @@ impl Store {
             display: redact(url),
             local_root: None,
             retry,
+            health: Arc::default(),
+        })
+    }
+
+    /// A store that could not be opened (`error` from [`Store::from_url`]): every operation
+    /// fails at once, so a run goes on uncached exactly as with a store that is down.
+    pub fn unusable(url: &str, error: &StoreError) -> Result<Store, StoreError> {
+        // Never used (every operation is refused first); any operator will do.
+        let op = Operator::new(opendal::services::Fs::default().root("/"))
+            .map_err(|e| StoreError::BadUrl {
+                url: redact(url),
+                message: e.to_string(),
+            })?
+            .finish();
+        Ok(Store {
+            op,
+            display: redact(url),
+            local_root: None,
+            retry: RetryPolicy::from_env(&|k| std::env::var(k).ok()),
+            health: Arc::new(Health {
+                down: Mutex::default(),
+                unusable: Some(error.to_string()),
+            }),
         })
     }
 
@@ -176,31 +253,62 @@ impl Store {
     }
 
     /// Run a store operation, retrying transient failures (connection refused, timeouts, 5xx)
-    /// with exponential backoff. `NotFound` and permission errors are returned at once.
+    /// with exponential backoff, within one budget: at most `KILN_STORE_RETRIES` attempts, and
+    /// none started after [`RetryPolicy::timeout`] has passed. An operation that gives up on a
+    /// transient fault marks the store down for a while ([`StoreError::Down`]), so the rest of
+    /// the run skips it instead of waiting again. `NotFound` and permission errors are returned
+    /// at once.
     pub async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
+        let started = Instant::now();
+        let budget = self.retry.timeout;
         let mut delay = self.retry.base_delay;
         let attempts = self.retry.attempts;
         let mut attempt = 1;
         loop {
             match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < attempts && e.is_transient() => {
+                Ok(v) => {
+                    self.health.reset();
+                    return Ok(v);
+                }
+                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) if attempt < attempts && started.elapsed() + delay < budget => {
                     tracing::debug!(store = %self.display, attempt, error = %e, "store operation failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.health.trip(short_reason(&e));
+                    return Err(e);
+                }
             }
+        }
+    }
+
+    /// Refuse at once while the store is marked down.
+    fn guard(&self) -> Result<(), StoreError> {
+        if let Some(reason) = &self.health.unusable {
+            return Err(StoreError::Unusable {
+                store: self.display.clone(),
+                reason: reason.clone(),
+            });
+        }
+        match self.health.down() {
+            Some(reason) => Err(StoreError::Down {
+                store: self.display.clone(),
+                reason,
+            }),
+            None => Ok(()),
         }
     }
 
     /// Size of an object; `None` when it does not exist.
     pub async fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        self.guard()?;
         match self.op.stat(path).await {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -210,6 +318,7 @@ impl Store {
 
     /// Stream an object's bytes in large chunks, fetched concurrently where the backend allows.
     pub async fn read_stream(&self, path: &str) -> Result<opendal::FuturesBytesStream, StoreError> {
+        self.guard()?;
         let reader = self
             .op
             .reader_with(path)
@@ -230,6 +339,7 @@ impl Store {
         local: &Path,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, StoreError> {
+        self.guard()?;
         use tokio::io::AsyncReadExt;
         let io_err = |e: std::io::Error| {
             self.err(
@@ -287,7 +397,19 @@ impl Store {
 
     /// Read a whole (small) object; `None` when it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.op.read(path).await {
+        self.guard()?;
+        // A small object: the whole read within the store timeout (the timeout layer only
+        // bounds each chunk of it, three times longer, which suits large transfers).
+        let limit = self.retry.timeout;
+        let read = match tokio::time::timeout(limit, self.op.read(path)).await {
+            Ok(r) => r,
+            Err(_) => Err(opendal::Error::new(
+                ErrorKind::Unexpected,
+                format!("no answer within {}s", limit.as_secs()),
+            )
+            .set_temporary()),
+        };
+        match read {
             Ok(buf) => Ok(Some(buf.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("read", path, e)),
@@ -296,6 +418,7 @@ impl Store {
 
     /// Write a whole (small) object.
     pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.guard()?;
         if let Some(root) = &self.local_root {
             return self.put_local(root, path, &data);
         }
@@ -350,6 +473,7 @@ impl Store {
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
+        self.guard()?;
         self.op
             .delete(path)
             .await
@@ -358,6 +482,7 @@ impl Store {
 
     /// Objects whose path starts with `prefix` (recursively).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        self.guard()?;
         let dir = match prefix.rfind('/') {
             Some(i) => &prefix[..=i],
             None => "",
@@ -390,7 +515,16 @@ impl Store {
     }
 }
 
-/// Remove `user:password@` from a URL so it can be logged.
+/// The gist of a store error for [`StoreError::Down`]: its innermost message, shortened.
+fn short_reason(e: &StoreError) -> String {
+    let text = match e {
+        StoreError::Backend { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    text.chars().take(120).collect()
+}
+
+/// Remove `user:password@` from a URL so it can be logged, whether it parses or not.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
@@ -398,7 +532,23 @@ pub fn redact(url: &str) -> String {
             let _ = u.set_password(None);
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => redact_text(url),
+    }
+}
+
+/// [`redact`] for text that is not a valid URL: everything between `://` and the last `@`
+/// before any `?` or `#` goes (a path holding an `@` is cut too: better too much than a
+/// password).
+fn redact_text(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let head = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    match head.rfind('@') {
+        Some(at) => format!("{}{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -427,6 +577,15 @@ mod tests {
             redact("webdav+https://bob:hunter2@dav.example/kiln"),
             "webdav+https://dav.example/kiln"
         );
+        assert_eq!(
+            redact("s3://bob:hunter2 x@bad host/p?region=x"),
+            "s3://bad host/p?region=x"
+        );
+        assert_eq!(
+            redact("webdav+https://u:p@w@[::1/x"),
+            "webdav+https://[::1/x"
+        );
+        assert_eq!(redact("not a url"), "not a url");
         assert!(Store::from_url("ftp://x")
             .unwrap_err()
             .to_string()

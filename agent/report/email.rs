@@ -22,6 +22,13 @@ pub enum EmailError {
     Send { server: String, message: String },
 }
 
+/// How long the server may take to accept the connection and to answer each command.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The whole conversation of one message, whatever the server does (lettre's own timeout does
+/// not cover a server that accepts the connection and never greets).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A ready SMTP transport.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -106,7 +113,7 @@ impl Mailer {
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
                 .map_err(|e| bad("tls", e.to_string()))?,
         };
-        let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
+        let mut builder = builder.port(port).timeout(Some(SMTP_TIMEOUT));
         if let Some(user) = user {
             builder = builder.credentials(Credentials::new(user, password.unwrap_or_default()));
         }
@@ -134,14 +141,17 @@ impl Mailer {
                 mail.html.clone(),
             ))
             .map_err(|e| EmailError::Build(e.to_string()))?;
-        self.transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| EmailError::Send {
-                server: self.server.clone(),
-                message: e.to_string(),
-            })
+        let failed = |message: String| EmailError::Send {
+            server: self.server.clone(),
+            message,
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
+            Ok(sent) => sent.map(|_| ()).map_err(|e| failed(e.to_string())),
+            Err(_) => Err(failed(format!(
+                "no answer within {}s",
+                SEND_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 

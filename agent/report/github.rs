@@ -5,7 +5,8 @@
 //! root (GitHub Enterprise, or a fake server in tests) stay explicit and visible. The token only
 //! ever travels in the `Authorization` header; it is never logged or put into an error.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, ACCEPT, USER_AGENT};
 use reqwest::{Method, StatusCode};
@@ -81,6 +82,13 @@ impl Retry {
     }
 }
 
+/// What one answer means for the call.
+enum Answer {
+    Done(Value),
+    /// Wait this long, then try again (the reason, for the log).
+    Retry(Duration, String),
+}
+
 /// A client for one repository.
 #[derive(Clone)]
 pub struct GitHub {
@@ -90,6 +98,11 @@ pub struct GitHub {
     pub owner: String,
     pub repo: String,
     pub retry: Retry,
+    /// Set once a request gave up because the API did not answer: later calls of this run
+    /// (every clone) are skipped at once instead of each waiting out its timeouts.
+    unreachable: Arc<Mutex<Option<String>>>,
+    /// A call's retry budget for network failures: two read timeouts.
+    network_budget: Duration,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -133,12 +146,17 @@ pub struct Comment {
     pub updated: bool,
 }
 
-/// One request's time limit: a hung API answer is retried, not waited on forever.
+/// One request's time limit: a hung API answer is given up on, not waited on forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the API may take to accept a connection, and to send the next bytes of an answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn http_client(timeout: Duration) -> Result<reqwest::Client, GithubError> {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .read_timeout(READ_TIMEOUT.min(timeout))
         .timeout(timeout)
         .build()
         .map_err(|e| GithubError::Config(format!("cannot build an HTTP client: {e}")))
@@ -176,6 +194,8 @@ impl GitHub {
             owner: owner.to_string(),
             repo: repo.to_string(),
             retry: Retry::default(),
+            unreachable: Arc::default(),
+            network_budget: 2 * READ_TIMEOUT.min(REQUEST_TIMEOUT),
         })
     }
 
@@ -189,6 +209,7 @@ impl GitHub {
     /// Give up on a single request after `timeout` (then retried like a 5xx).
     pub fn with_request_timeout(mut self, timeout: Duration) -> Result<GitHub, GithubError> {
         self.http = http_client(timeout)?;
+        self.network_budget = 2 * READ_TIMEOUT.min(timeout);
         Ok(self)
     }
 
@@ -240,71 +261,74 @@ impl GitHub {
     }
 
     /// One API call with retries. Returns the decoded JSON body (`Null` when empty).
+    fn request(&self, method: &Method, url: &str, body: Option<&Value>) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(&self.token)
+            .header(ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+            .header(USER_AGENT, concat!("kiln/", env!("CARGO_PKG_VERSION")));
+        match body {
+            Some(b) => req.json(b),
+            None => req,
+        }
+    }
+
+    /// One retry budget per call: a network failure is retried with backoff only while the
+    /// call, after the wait, stays within two read timeouts (so a server that never answers is
+    /// waited for twice at most, a refused connection is tried a few times), and giving up on the network
+    /// marks the API unreachable for the rest of the run.
     async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, GithubError> {
+        let http_err = |message: String| GithubError::Http {
+            method: method.clone(),
+            path: path.to_string(),
+            message,
+        };
+        if let Some(reason) = self.unreachable.lock().ok().and_then(|g| g.clone()) {
+            return Err(http_err(format!(
+                "skipped: the API did not answer earlier in this run ({reason})"
+            )));
+        }
         let url = format!("{}{path}", self.api);
+        let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(&self.token)
-                .header(ACCEPT, "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28")
-                .header(USER_AGENT, concat!("kiln/", env!("CARGO_PKG_VERSION")));
-            if let Some(b) = body {
-                req = req.json(b);
-            }
             let last = attempt >= self.retry.attempts;
-            let (wait, why) = match req.send().await {
+            let (wait, why) = match self.request(&method, &url, body).send().await {
                 Err(e) => {
-                    let transient = e.is_connect() || e.is_timeout() || e.is_request();
                     // The message of a reqwest error names the URL, never the headers.
-                    let message = e.without_url().to_string();
-                    if last || !transient {
-                        return Err(GithubError::Http {
-                            method,
-                            path: path.to_string(),
-                            message,
-                        });
+                    let (timeout, network) = (
+                        e.is_timeout(),
+                        e.is_connect() || e.is_timeout() || e.is_request(),
+                    );
+                    let mut message = e.without_url().to_string();
+                    if timeout {
+                        message.push_str(" (timed out)");
+                    }
+                    let retry = network
+                        && !last
+                        && started.elapsed() + self.retry.backoff(attempt) < self.network_budget;
+                    if !retry {
+                        if network {
+                            if let Ok(mut g) = self.unreachable.lock() {
+                                *g = Some(message.chars().take(120).collect());
+                            }
+                        }
+                        return Err(http_err(message));
                     }
                     (self.retry.backoff(attempt), message)
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let text = resp.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        if text.trim().is_empty() {
-                            return Ok(Value::Null);
-                        }
-                        return serde_json::from_str(&text).map_err(|e| GithubError::Decode {
-                            method,
-                            path: path.to_string(),
-                            message: e.to_string(),
-                        });
-                    }
-                    let message = serde_json::from_str::<Value>(&text)
-                        .ok()
-                        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-                        .unwrap_or_else(|| truncate(text.trim(), 200));
-                    match self.retry_wait(status, &headers, &text, attempt) {
-                        Some(w) if !last => (w, format!("HTTP {}: {message}", status.as_u16())),
-                        _ => {
-                            return Err(GithubError::Status {
-                                method,
-                                path: path.to_string(),
-                                status: status.as_u16(),
-                                message,
-                            })
-                        }
-                    }
-                }
+                Ok(resp) => match self.answer(&method, path, resp, attempt, last).await? {
+                    Answer::Done(v) => return Ok(v),
+                    Answer::Retry(wait, why) => (wait, why),
+                },
             };
             tracing::warn!(
                 "GitHub API {method} {path}: {why}; retrying in {:.1}s (attempt {}/{})",
@@ -313,6 +337,48 @@ impl GitHub {
                 self.retry.attempts
             );
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Read an answer: its JSON on success, a wait before retrying, or the error.
+    async fn answer(
+        &self,
+        method: &Method,
+        path: &str,
+        resp: reqwest::Response,
+        attempt: u32,
+        last: bool,
+    ) -> Result<Answer, GithubError> {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Answer::Done(Value::Null));
+            }
+            return serde_json::from_str(&text).map(Answer::Done).map_err(|e| {
+                GithubError::Decode {
+                    method: method.clone(),
+                    path: path.to_string(),
+                    message: e.to_string(),
+                }
+            });
+        }
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| truncate(text.trim(), 200));
+        match self.retry_wait(status, &headers, &text, attempt) {
+            Some(w) if !last => Ok(Answer::Retry(
+                w,
+                format!("HTTP {}: {message}", status.as_u16()),
+            )),
+            _ => Err(GithubError::Status {
+                method: method.clone(),
+                path: path.to_string(),
+                status: status.as_u16(),
+                message,
+            }),
         }
     }
 

@@ -91,10 +91,13 @@ pub fn state_path(repo: &str, branch: &str) -> String {
 
 /// Read a branch's state; a missing object is a fresh state.
 pub async fn load(store: &Store, path: &str) -> Result<BranchState, StateError> {
-    let bytes = store.get(path).await.map_err(|source| StateError::Store {
-        path: path.to_string(),
-        source,
-    })?;
+    let bytes = store
+        .retry(|| store.get(path))
+        .await
+        .map_err(|source| StateError::Store {
+            path: path.to_string(),
+            source,
+        })?;
     match bytes {
         None => Ok(BranchState::default()),
         Some(b) => serde_json::from_slice(&b).map_err(|source| StateError::Json {

@@ -102,7 +102,10 @@ pub async fn checkout(repo: &str, rev: &str, dir: &Path) -> Result<Checkout, Che
         .map_err(|_| GitError::Failed {
             what: "rev-parse".into(),
             dir: dir.to_path_buf(),
-            tail: format!("revision {rev:?} not found in {location}"),
+            tail: format!(
+                "revision {rev:?} not found in {}",
+                crate::cache::store::redact(&location)
+            ),
         })?;
     git(dir, &["checkout", "--quiet", "--detach", &sha]).await?;
     let branch = if looks_like_sha || rev == "HEAD" || rev.starts_with("refs/") {
@@ -144,7 +147,11 @@ pub async fn stage(req: &RunRequest, dir: &Path) -> Done<Result<Checkout, String
     };
     match result {
         Ok(mut c) => {
-            let detail = format!("{} at {}", req.repo, short_sha(&c.sha));
+            let detail = format!(
+                "{} at {}",
+                crate::cache::store::redact(&req.repo),
+                short_sha(&c.sha)
+            );
             c.branch = req.branch.clone().or(c.branch);
             if c.branch.is_none() && !reuse {
                 c.branch = local_branch(&req.repo, &req.rev).await;

@@ -111,8 +111,15 @@ pub async fn execute(
     };
     paths.checkout = co.dir.clone();
     let settings = request.clone().settle(&co.dir, &settings::process_env)?;
-    let store =
-        Store::from_url(&settings.store_url).map_err(|e| UsageError::Other(e.to_string()))?;
+    // A store that cannot even be opened is a store that is down: warn, build uncached.
+    let store = match Store::from_url(&settings.store_url) {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::warn!("cache store unusable: {e}; building without cache");
+            Store::unusable(&settings.store_url, &e)
+                .map_err(|e| UsageError::Other(e.to_string()))?
+        }
+    };
     out.checkout = Some(co);
     build_and_test(&mut stages, &mut out, &settings, &store, &paths).await;
     let error = match &out.bootstrap {

@@ -178,9 +178,9 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::yaml::read(path)?.ok_or_else(|| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         })?;
         AgentConfig::parse(&text, path)
     }

@@ -31,6 +31,13 @@ pub enum ConfigError {
     Env { var: String, message: String },
 }
 
+/// At most this many requirement and constraint files (each becomes a pip argument).
+const MAX_REQUIREMENT_FILES: usize = 1000;
+
+/// The longest `test.command` / `bootstrap.command` (one `sh -c` argument; Linux refuses a
+/// single argument above 128 KiB).
+const MAX_COMMAND_BYTES: usize = 64 << 10;
+
 /// Which tool installs wheels into the fresh virtualenv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -265,13 +272,9 @@ impl Config {
 
     /// Load `path`; a missing file means all defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+        match crate::yaml::read(path)? {
+            Some(text) => Config::parse(&text, path),
+            None => Ok(Config::default()),
         }
     }
 
@@ -286,6 +289,23 @@ impl Config {
         if self.test.command.trim().is_empty() {
             return Err(invalid("`test.command` must not be empty".into()));
         }
+        let files = self.requirements.len() + self.constraints.len();
+        if files > MAX_REQUIREMENT_FILES {
+            return Err(invalid(format!(
+                "`requirements` and `constraints` name {files} files; at most {MAX_REQUIREMENT_FILES}"
+            )));
+        }
+        for (key, command) in [
+            ("test.command", Some(&self.test.command)),
+            ("bootstrap.command", self.bootstrap.command.as_ref()),
+        ] {
+            if command.is_some_and(|c| c.len() > MAX_COMMAND_BYTES) {
+                return Err(invalid(format!(
+                    "`{key}` is longer than {} KiB",
+                    MAX_COMMAND_BYTES >> 10
+                )));
+            }
+        }
         for req in self.requirements.iter().chain(&self.constraints) {
             if req.is_absolute()
                 || req
@@ -294,7 +314,7 @@ impl Config {
             {
                 return Err(invalid(format!(
                     "requirement file {} must be a path inside the checkout",
-                    req.display()
+                    crate::yaml::short(&req.display().to_string())
                 )));
             }
         }
@@ -316,30 +336,13 @@ impl Config {
     }
 }
 
-/// Deserialize YAML strictly, turning serde_yaml's error into `file:line:col: message`.
-/// Shared by every YAML file Kiln reads (kiln.yml, agent.yml).
+/// Deserialize YAML strictly and within bounds (see [`crate::yaml`]), errors as
+/// `file:line:col: message`. Shared by every YAML file Kiln reads (kiln.yml, agent.yml).
 pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     path: &Path,
 ) -> Result<T, ConfigError> {
-    serde_yaml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        // serde_yaml appends " at line X column Y" to some messages; the prefix already says it.
-        let message = e.to_string();
-        let message = match message.find(" at line ") {
-            Some(i) => message[..i].to_string(),
-            None => message,
-        };
-        ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message,
-        }
-    })
+    crate::yaml::parse(text, path)
 }
 
 /// A byte count written as a size ("20G", "500M") or a plain number of bytes.

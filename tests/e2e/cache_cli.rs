@@ -185,6 +185,18 @@ fn bad_store_url_is_a_usage_error_and_credentials_are_not_echoed() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("unsupported"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+    // Not even a URL: still printed without its password.
+    let o = run(kiln().args([
+        "cache",
+        "list",
+        "--store",
+        "s3://bob:hunter2 x@bad host/prefix",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not a URL"), "{err}");
+    assert!(err.contains("s3://bad host/prefix"), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("bob"), "{err}");
 }
 
 /// Manifest `created` rewritten into the past, as if saved `days` ago.

@@ -109,6 +109,8 @@ struct Kiln {
     tmp: tempfile::TempDir,
     env: Vec<(String, String)>,
     runs: usize,
+    /// `--store`; None = a file store in the temp dir.
+    store_url: Option<String>,
 }
 
 impl Kiln {
@@ -120,6 +122,7 @@ impl Kiln {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             runs: 0,
+            store_url: None,
         }
     }
 
@@ -144,7 +147,11 @@ impl Kiln {
             .arg("--workdir")
             .arg(self.tmp.path().join("work"))
             .arg("--store")
-            .arg(format!("file://{}", self.store().display()))
+            .arg(
+                self.store_url
+                    .clone()
+                    .unwrap_or_else(|| format!("file://{}", self.store().display())),
+            )
             .arg("--summary-json")
             .arg(&summary_path)
             .args(extra);
@@ -740,4 +747,85 @@ async fn pull_request_builds_post_on_the_head_commit_and_comment_on_the_pr() {
     );
     assert_eq!(reqs[1].1["head_sha"], head);
     assert_eq!(mentions(reqs[3].1["body"].as_str().unwrap()), ["bob"]);
+}
+
+/// A TCP endpoint that accepts connections and never answers (nor closes them).
+struct Silent {
+    port: u16,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                held.push(conn);
+            }
+        });
+        Silent { port }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_store_github_and_smtp_cost_seconds_and_the_build_goes_on() {
+    let silent = Silent::start();
+    let at = format!("127.0.0.1:{}", silent.port);
+    let (repo, _green) = project(Some(&format!("smtp://{at}")), "problem");
+    repo.commit(BOB, "Break", &[("status", "parse\n")]);
+    let mut kiln = Kiln::new(&[
+        ("GITHUB_TOKEN", "ghs_silent-secret".into()),
+        ("GITHUB_API_URL", format!("http://{at}")),
+        ("KILN_GITHUB_REPOSITORY", "octo/app".into()),
+        ("AWS_ACCESS_KEY_ID", "AKIDSILENT".into()),
+        ("AWS_SECRET_ACCESS_KEY", "silent-secret-key".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]);
+    kiln.store_url = Some(format!("s3://kiln/cache?endpoint=http://{at}"));
+    let started = std::time::Instant::now();
+    let r = kiln.run(repo.path()).await;
+    let took = started.elapsed();
+    eprintln!("kiln run against a silent store, GitHub API and SMTP server: {took:.1?}");
+    // A hang guard, not a speed assertion: before, this took minutes.
+    assert!(took < std::time::Duration::from_secs(150), "{took:?}");
+    // The build itself ran and failed on its tests: exit 1, not a crash or a usage error.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["outcome"], "failed", "{}", r.summary);
+    let err = &r.stderr;
+    assert!(err.contains("store unavailable"), "store warning: {err}");
+    assert!(err.contains("GitHub API"), "GitHub warning: {err}");
+    assert!(
+        err.contains(&format!("sending email through {at}")),
+        "email warning: {err}"
+    );
+    for secret in ["ghs_silent-secret", "silent-secret-key"] {
+        assert!(!err.contains(secret), "{secret} printed: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regular_file_as_store_path_builds_uncached() {
+    let (repo, _green) = project(None, "problem");
+    let mut kiln = Kiln::new(&[]);
+    let file = kiln.tmp.path().join("not-a-dir");
+    std::fs::write(&file, "a file").unwrap();
+    kiln.store_url = Some(format!("file://{}", file.display()));
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["outcome"], "passed", "{}", r.summary);
+    assert!(
+        r.stderr.contains("cache store unusable") && r.stderr.contains("building without cache"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "a file");
+
+    // A store URL that does not even parse: the same, and its password is never printed.
+    kiln.store_url = Some("s3://bob:hunter2 x@bad host/prefix".into());
+    let r = kiln.run(repo.path()).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("cache store unusable"), "{}", r.stderr);
+    assert!(r.stderr.contains("s3://bad host/prefix"), "{}", r.stderr);
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
 }

@@ -292,3 +292,97 @@ fn missing_revision_is_an_infrastructure_error() {
     );
     assert_eq!(s.stage("checkout").unwrap().outcome, StageOutcome::Failed);
 }
+
+/// kiln.yml written by someone hostile (anyone who can open a pull request): each is a config
+/// error (exit 2) naming file:line:col, in well under a second, echoing no more than a short
+/// prefix of any value.
+#[test]
+fn hostile_config_is_a_bounded_config_error() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    sh(
+        &repo,
+        "git init -q -b main && git commit -q --allow-empty -m init",
+    );
+    let long_key = "k".repeat(60_000);
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "nested brackets, one line",
+            format!("python: {}{}\n", "[".repeat(30_000), "]".repeat(30_000)),
+            "kiln.yml:1:",
+            "nesting deeper than 64 levels",
+        ),
+        (
+            "100,000 nested brackets",
+            format!("python:\n{}", "  [\n".repeat(100_000)),
+            "kiln.yml:64:",
+            "nesting deeper than 64 levels",
+        ),
+        (
+            "a 50 MB value",
+            format!("python: \"{}\"\n", "v".repeat(50 << 20)),
+            "kiln.yml:1:1:",
+            "larger than 1024 KiB",
+        ),
+        (
+            "a 200,000-entry list",
+            format!("requirements:\n{}", "  - r.txt\n".repeat(100_000)),
+            "kiln.yml:",
+            "at most 1000",
+        ),
+        (
+            "a 60 KB key",
+            format!("{long_key}: 1\n"),
+            "kiln.yml:1:1:",
+            "invalid type: string \"kkkk",
+        ),
+    ];
+    for (name, text, place, reason) in cases {
+        std::fs::write(repo.join("kiln.yml"), &text).unwrap();
+        sh(&repo, "git add kiln.yml && git commit -qm hostile");
+        let started = std::time::Instant::now();
+        let r = run(
+            &t.path().join("home"),
+            &repo,
+            "HEAD",
+            &t.path().join("w"),
+            &t.path().join("s"),
+            &[],
+        );
+        eprintln!("{name}: exit {} in {:.2?}", r.code, started.elapsed());
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(place), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(reason), "{name}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains(&"k".repeat(41)) && !r.stderr.contains(&"v".repeat(41)),
+            "{name}: a value is echoed: {:.300}",
+            r.stderr
+        );
+        assert!(r.stderr.len() < 4000, "{name}: {:.300}", r.stderr);
+    }
+}
+
+#[test]
+fn cold_uv_run_builds_the_sdists_with_uv_and_pip_only_collects() {
+    let s = seed();
+    assert_eq!(s.cold.installer, "uv");
+    // uv builds every sdist (concurrently); the wheels land in the wheelhouse from uv's cache, so
+    // the pip pass that gathers the ready-made wheels finds them there and builds none itself.
+    for name in ["fastsum", "vecmath", "markupsafe", "simplejson", "wrapt"] {
+        assert!(
+            s.cold_stderr.contains(&format!("Built {name}==")),
+            "uv built {name}:\n{}",
+            s.cold_stderr
+        );
+    }
+    assert!(
+        !s.cold_stderr.contains("Building wheel for"),
+        "pip built a wheel itself:\n{}",
+        s.cold_stderr
+    );
+    assert_eq!(
+        s.cold.wheels.built_names,
+        ["fastsum", "markupsafe", "simplejson", "vecmath", "wrapt"]
+    );
+}

@@ -242,7 +242,7 @@ impl Installing<'_> {
             .echo(true)
     }
 
-    fn failed(&self, o: &Output) -> BootstrapError {
+    pub(super) fn failed(&self, o: &Output) -> BootstrapError {
         BootstrapError::Install {
             installer: self.name().into(),
             code: o.code.unwrap_or(-1),
@@ -283,28 +283,31 @@ impl Installing<'_> {
             .then(|| reused(parse_installed(&o.lines), install_seconds)))
     }
 
-    /// `pip wheel` what the wheelhouse lacks (pip builds, whichever tool installs), prune
-    /// unused wheels, then install.
-    pub async fn build_then_install(
-        &self,
-        max_age: Option<Duration>,
-    ) -> Result<Installed, BootstrapError> {
+    /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse> <reqs>` with the host's pip.
+    pub(super) fn pip_wheel_cmd(&self) -> Result<Cmd, BootstrapError> {
         if self.py.pip.is_none() {
             return Err(BootstrapError::NoPip {
                 python: self.py.path.display().to_string(),
                 detail: "`import pip` failed".into(),
             });
         }
-        let t = Instant::now();
-        let o = untrusted::program(&self.py.path, self.scope)
+        Ok(untrusted::program(&self.py.path, self.scope)
             .args(["-m", "pip", "wheel", "--wheel-dir"])
             .arg(self.wheelhouse)
             .arg("--find-links")
             .arg(self.wheelhouse)
             .args(self.reqs.iter().cloned())
-            .echo(true)
-            .run()
-            .await?;
+            .echo(true))
+    }
+
+    /// `pip wheel` what the wheelhouse lacks (pip builds, whichever tool installs), prune
+    /// unused wheels, then install.
+    pub async fn build_then_install(
+        &self,
+        max_age: Option<Duration>,
+    ) -> Result<Installed, BootstrapError> {
+        let t = Instant::now();
+        let o = self.pip_wheel_cmd()?.run().await?;
         if !o.success {
             return Err(BootstrapError::WheelBuild {
                 code: o.code.unwrap_or(-1),

@@ -15,6 +15,7 @@
 pub mod ccache;
 mod error;
 pub mod installers;
+pub mod parallel_build;
 pub mod plan;
 
 use std::ffi::OsString;
@@ -194,8 +195,16 @@ async fn install(
             "the restored wheelhouse lacks wheels for these requirements: building them".into(),
         );
     }
-    i.build_then_install(inp.project.cache.wheelhouse.max_age)
-        .await
+    let max_age = inp.project.cache.wheelhouse.max_age;
+    match tool {
+        Tool::Uv(uv) => {
+            let constraints = parallel_build::constraints_path(&inp.paths.tmp);
+            let uv_cache = plan::uv_cache(inp.paths);
+            i.uv_build_in_parallel(uv, &uv_cache, &constraints, max_age)
+                .await
+        }
+        Tool::Pip => i.build_then_install(max_age).await,
+    }
 }
 
 /// The project's own bootstrap command, with Kiln's environment; the wheels it adds to the

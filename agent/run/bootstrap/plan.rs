@@ -81,13 +81,18 @@ pub fn build_env(paths: &Paths, offline: bool) -> Vec<(OsString, OsString)> {
         // pip's and uv's own caches live in the work dir: the wheelhouse (and, when enabled, the
         // cached pip download dir) is the only thing a run inherits, so cold means cold.
         ("PIP_CACHE_DIR".into(), paths.pip_cache.clone().into()),
-        ("UV_CACHE_DIR".into(), paths.tmp.join("uv-cache").into()),
+        ("UV_CACHE_DIR".into(), uv_cache(paths).into()),
     ];
     if offline {
         env.push(("PIP_NO_INDEX".into(), "1".into()));
         env.push(("UV_OFFLINE".into(), "1".into()));
     }
     env
+}
+
+/// uv's cache, inside the work dir (where the parallel build finds the wheels uv built).
+pub fn uv_cache(paths: &Paths) -> PathBuf {
+    paths.tmp.join("uv-cache")
 }
 
 /// `PATH` with `prefix` first.

@@ -1,0 +1,261 @@
+//! Building the wheels the wheelhouse lacks in parallel, with uv.
+//!
+//! `pip wheel` builds one sdist at a time; uv builds as many as there are cores. So when uv is the
+//! installer, a cold or partial bootstrap is:
+//!
+//! 1. `uv pip install --find-links <wheelhouse> <reqs>` into the venv: uv resolves, takes every
+//!    wheel the wheelhouse has, and builds the rest concurrently (`UV_CONCURRENT_BUILDS` = cores),
+//!    each compile through ccache (the build environment's PATH);
+//! 2. the wheels uv built are copied from its cache (the work dir's `tmp/uv-cache`, where uv keeps
+//!    each built wheel as a `.whl` file under `sdists-v*/`) into the wheelhouse;
+//! 3. `pip wheel --find-links <wheelhouse> -c <what uv installed> <reqs>` adds the wheels that came
+//!    ready-made (downloaded or from the project's own `--find-links`) and reports what the
+//!    requirements use, for pruning. It builds nothing, since every built wheel is there by now,
+//!    and the constraints pin it to the versions uv installed.
+//!
+//! The venv is already complete after step 1, so there is no second install. Should a future uv
+//! keep its built wheels elsewhere, step 2 finds nothing and step 3 builds them one by one, as
+//! before: slower, with the same wheelhouse.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::summary::WheelSummary;
+
+use super::super::untrusted;
+use super::error::BootstrapError;
+use super::installers::{self, Installed, Installing};
+
+/// At most this many sdists build at once: one per core.
+pub fn concurrent_builds() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Installing<'_> {
+    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`; then prune the wheelhouse.
+    pub async fn uv_build_in_parallel(
+        &self,
+        uv: &Path,
+        uv_cache: &Path,
+        constraints: &Path,
+        max_age: Option<Duration>,
+    ) -> Result<Installed, BootstrapError> {
+        let before = installers::list_wheels(self.wheelhouse);
+        let t = Instant::now();
+        let o = untrusted::program(uv, self.scope)
+            .args(["pip", "install", "--python"])
+            .arg(&self.venv_python)
+            .arg("--find-links")
+            .arg(self.wheelhouse)
+            .args(self.reqs.iter().cloned())
+            .env("UV_CONCURRENT_BUILDS", concurrent_builds().to_string())
+            .echo(true)
+            .run()
+            .await?;
+        if !o.success {
+            return Err(BootstrapError::WheelBuild {
+                code: o.code.unwrap_or(-1),
+                tail: o.tail(40),
+            });
+        }
+        let install_seconds = t.elapsed().as_secs_f64();
+        let harvested = harvest_built_wheels(uv_cache, self.wheelhouse);
+        let t = Instant::now();
+        self.pin_installed(uv, constraints).await?;
+        let report = self.collect_wheels(constraints).await?;
+        let mut used = report.used.clone();
+        used.extend(harvested.iter().cloned());
+        let removed = installers::prune_wheelhouse(self.wheelhouse, &used, max_age);
+        if !removed.is_empty() {
+            tracing::info!(
+                "pruned {} unused wheel(s): {}",
+                removed.len(),
+                removed.join(", ")
+            );
+        }
+        let mut built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
+        built.extend(report.built);
+        Ok(Installed {
+            wheels: WheelSummary {
+                built: built.len() as u32,
+                reused: used.intersection(&before).count() as u32,
+                built_names: built.into_iter().collect(),
+            },
+            build_seconds: install_seconds + t.elapsed().as_secs_f64(),
+            install_seconds: 0.0,
+        })
+    }
+
+    /// `name==version` of every distribution uv installed, as a constraints file for pip.
+    async fn pin_installed(&self, uv: &Path, constraints: &Path) -> Result<(), BootstrapError> {
+        let o = untrusted::program(uv, self.scope)
+            .args(["pip", "freeze", "--python"])
+            .arg(&self.venv_python)
+            .run()
+            .await?;
+        if !o.success {
+            return Err(self.failed(&o));
+        }
+        std::fs::write(constraints, pins(&o.lines)).map_err(|e| BootstrapError::Install {
+            installer: "uv".into(),
+            code: -1,
+            tail: format!("cannot write {}: {e}", constraints.display()),
+        })
+    }
+
+    /// `pip wheel` into the wheelhouse, pinned to `constraints`: the ready-made wheels.
+    async fn collect_wheels(
+        &self,
+        constraints: &Path,
+    ) -> Result<installers::WheelReport, BootstrapError> {
+        let o = self
+            .pip_wheel_cmd()?
+            .arg("-c")
+            .arg(constraints)
+            .run()
+            .await?;
+        if !o.success {
+            return Err(BootstrapError::WheelBuild {
+                code: o.code.unwrap_or(-1),
+                tail: o.tail(40),
+            });
+        }
+        Ok(installers::parse_pip_wheel(&o.lines))
+    }
+}
+
+/// The `name==version` lines of `pip freeze` output: editable and URL installs cannot be
+/// constraints, and need none.
+fn pins(lines: &[String]) -> String {
+    let mut out = String::new();
+    for l in lines.iter().map(|l| l.trim()) {
+        let pinned = l.split_once("==").is_some_and(|(name, version)| {
+            !name.is_empty()
+                && !version.is_empty()
+                && !l.contains(' ')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+        if pinned {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Copy each wheel uv built (`<uv_cache>/sdists-v*/**/*.whl`) into `wheelhouse`, unless a wheel
+/// of that name is already there. Returns the file names copied.
+pub fn harvest_built_wheels(uv_cache: &Path, wheelhouse: &Path) -> Vec<String> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    let Ok(buckets) = std::fs::read_dir(uv_cache) else {
+        return Vec::new();
+    };
+    for bucket in buckets.flatten() {
+        if bucket.file_name().to_string_lossy().starts_with("sdists-v") {
+            find_wheels(&bucket.path(), &mut found);
+        }
+    }
+    let mut copied = Vec::new();
+    for whl in found {
+        let Some(name) = whl.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let dest = wheelhouse.join(&name);
+        if dest.exists() || copied.contains(&name) {
+            continue;
+        }
+        match std::fs::hard_link(&whl, &dest).or_else(|_| std::fs::copy(&whl, &dest).map(drop)) {
+            Ok(()) => copied.push(name),
+            Err(e) => tracing::warn!("cannot copy {} into the wheelhouse: {e}", whl.display()),
+        }
+    }
+    copied.sort();
+    copied
+}
+
+fn find_wheels(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(kind) = e.file_type() else { continue };
+        let path = e.path();
+        if kind.is_dir() {
+            find_wheels(&path, out);
+        } else if kind.is_file() && path.extension().is_some_and(|x| x == "whl") {
+            out.push(path);
+        }
+    }
+}
+
+/// `zope_interface-6.0-cp311-….whl` → `zope_interface`.
+fn dist_name(wheel: &str) -> String {
+    wheel.split('-').next().unwrap_or(wheel).to_string()
+}
+
+/// The constraints file's place in the work dir.
+pub fn constraints_path(tmp: &Path) -> PathBuf {
+    tmp.join("kiln-installed.txt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_keep_only_name_version_lines() {
+        let lines: Vec<String> = [
+            "fastsum==1.0",
+            "zope.interface==6.4.post2",
+            "-e file:///w/src",
+            "app @ file:///w/src",
+            "weird==",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(pins(&lines), "fastsum==1.0\nzope.interface==6.4.post2\n");
+    }
+
+    #[test]
+    fn harvest_copies_each_built_wheel_once_and_keeps_what_is_there() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("uv-cache");
+        let wh = d.path().join("wheelhouse");
+        for (dir, name) in [
+            (
+                "sdists-v11/index/ab/fastsum/1.0/x1",
+                "fastsum-1.0-cp311-cp311-linux_x86_64.whl",
+            ),
+            (
+                "sdists-v11/path/cd/vecmath/1.1/x2",
+                "vecmath-1.1-cp311-cp311-linux_x86_64.whl",
+            ),
+            (
+                "sdists-v11/path/ef/vecmath/1.1/x3",
+                "vecmath-1.1-cp311-cp311-linux_x86_64.whl",
+            ),
+            ("wheels-v8/pypi/pytest", "pytest-9.2.0-py3-none-any.whl"),
+        ] {
+            std::fs::create_dir_all(cache.join(dir)).unwrap();
+            std::fs::write(cache.join(dir).join(name), name).unwrap();
+        }
+        std::fs::create_dir_all(&wh).unwrap();
+        std::fs::write(wh.join("fastsum-1.0-cp311-cp311-linux_x86_64.whl"), b"old").unwrap();
+        let copied = harvest_built_wheels(&cache, &wh);
+        assert_eq!(copied, vec!["vecmath-1.1-cp311-cp311-linux_x86_64.whl"]);
+        assert_eq!(
+            std::fs::read(wh.join("fastsum-1.0-cp311-cp311-linux_x86_64.whl")).unwrap(),
+            b"old",
+            "a wheel already in the wheelhouse is kept as it is"
+        );
+        assert!(
+            !wh.join("pytest-9.2.0-py3-none-any.whl").exists(),
+            "only built wheels"
+        );
+        assert!(harvest_built_wheels(&d.path().join("none"), &wh).is_empty());
+    }
+}
