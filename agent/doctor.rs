@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::cache::Store;
-use crate::config::Config;
 use crate::process::Cmd;
+use crate::settings::file::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -117,8 +117,29 @@ pub async fn run(config: &Path, store_url: &str) -> Vec<Check> {
         Level::Warn,
         "gcc not found: sdists with C extensions cannot build",
     ));
+    checks.push(sandbox_check());
     checks.push(store_check(store_url).await);
     checks
+}
+
+/// Can the project's code be sandboxed here (bubblewrap installed and able to create
+/// namespaces)? Without it `--sandbox auto` runs the project's code unsandboxed.
+fn sandbox_check() -> Check {
+    match crate::sandbox::check() {
+        Ok(bin) => Check {
+            name: "sandbox",
+            level: Level::Ok,
+            detail: format!("{} can sandbox the project's code", bin.display()),
+        },
+        Err(e) => Check {
+            name: "sandbox",
+            level: Level::Warn,
+            detail: format!(
+                "{}: `--sandbox auto` runs the project's code unsandboxed",
+                crate::sandbox::unsandboxed_reason(&e)
+            ),
+        },
+    }
 }
 
 async fn store_check(url: &str) -> Check {

@@ -42,3 +42,14 @@ pub async fn stdout(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     }
     Ok(out.stdout_text())
 }
+
+/// The repository argument as git understands it (relative paths made absolute).
+pub fn repo_location(repo: &str) -> String {
+    let looks_like_url = repo.contains("://") || repo.contains('@') && repo.contains(':');
+    if looks_like_url {
+        return repo.to_string();
+    }
+    std::fs::canonicalize(repo)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| repo.to_string())
+}

@@ -64,7 +64,7 @@ pub fn init(dir: &Path, force: bool) -> Result<PathBuf, InitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::settings::file::Config;
 
     #[test]
     fn template_is_valid_config_listing_requirement_files() {

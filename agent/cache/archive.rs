@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Compression;
+use crate::settings::file::Compression;
 
 /// Why an archive could not be written or was refused on extraction.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use super::archive::{check_symlink_target, ArchiveError, ExtractStats};
 use super::writers::{FileJob, WriterPool};
-use crate::config::Compression;
+use crate::settings::file::Compression;
 
 /// The largest zstd window a restore accepts: 2^27 = 128 MiB of decoder memory. Kiln's own
 /// archives use at most 8 MiB (level 19); a bigger window can only be an attempt to exhaust

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Compression;
+use crate::settings::file::Compression;
 
 /// Bumped when the manifest or archive layout changes incompatibly.
 pub const FORMAT: u32 = 1;

@@ -10,7 +10,7 @@
 pub mod archive;
 mod backends;
 pub mod catalog;
-pub mod cli;
+pub mod commands;
 pub mod extract;
 pub mod key;
 pub mod manifest;
@@ -23,7 +23,7 @@ mod writers;
 
 use std::path::PathBuf;
 
-use crate::config::Compression;
+use crate::settings::file::Compression;
 pub use crate::summary::RestoreHit;
 pub use store::{Store, StoreError};
 

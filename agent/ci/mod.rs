@@ -107,6 +107,26 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// The event payload at `path`, or a warning saying why it could not be read.
+fn read_payload(path: Option<String>) -> (Payload, Option<String>) {
+    let Some(path) = path else {
+        return (Payload::default(), None);
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<Payload>(&bytes) {
+            Ok(p) => (p, None),
+            Err(e) => (
+                Payload::default(),
+                Some(format!("cannot parse the event payload {path}: {e}")),
+            ),
+        },
+        Err(e) => (
+            Payload::default(),
+            Some(format!("cannot read the event payload {path}: {e}")),
+        ),
+    }
+}
+
 impl CiEnv {
     /// Read the environment through `get` (tests pass a map; [`current`] passes the process env).
     /// `None` unless `GITHUB_ACTIONS=true`.
@@ -156,63 +176,57 @@ impl CiEnv {
                 .map(str::to_string)
         });
 
-        let payload = match var("GITHUB_EVENT_PATH") {
-            None => Payload::default(),
-            Some(path) => match std::fs::read(&path) {
-                Ok(bytes) => match serde_json::from_slice::<Payload>(&bytes) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        env.payload_warning =
-                            Some(format!("cannot parse the event payload {path}: {e}"));
-                        Payload::default()
-                    }
-                },
-                Err(e) => {
-                    env.payload_warning =
-                        Some(format!("cannot read the event payload {path}: {e}"));
-                    Payload::default()
-                }
-            },
-        };
+        let (payload, warning) = read_payload(var("GITHUB_EVENT_PATH"));
+        env.payload_warning = warning;
+        env.apply_payload(payload);
+        Some(env)
+    }
+
+    /// What the event payload says about a pull request: its number, head commit and branch,
+    /// base branch, and whether the head is a fork.
+    fn apply_payload(&mut self, payload: Payload) {
         let is_pr_event = matches!(
-            env.event_name.as_deref(),
+            self.event_name.as_deref(),
             Some("pull_request" | "pull_request_target" | "pull_request_review")
         );
         if let Some(pr) = payload.pull_request {
-            env.pr_number = Some(pr.number);
-            if let Some(sha) = non_empty(pr.head.sha) {
-                env.sha = Some(sha);
-            }
-            if env.branch.is_none() || is_pr_event {
-                env.branch = non_empty(pr.head.git_ref).or(env.branch);
-            }
-            if env.base_branch.is_none() {
-                env.base_branch = non_empty(pr.base.git_ref);
-            }
-            // A fork: the head repository differs from the base one, or it was deleted. Compare
-            // names rather than trusting `head.repo.fork`, which is also true for a branch of a
-            // repository that is itself a fork.
-            env.fork = match (&pr.head.repo, &pr.base.repo) {
-                (Some(h), Some(b)) => !h.full_name.eq_ignore_ascii_case(&b.full_name),
-                (None, _) => true,
-                (Some(h), None) => env
-                    .repository
-                    .as_deref()
-                    .is_none_or(|r| !h.full_name.eq_ignore_ascii_case(r)),
-            };
+            self.apply_pull_request(pr, is_pr_event);
         } else if is_pr_event {
             // A PR event without a readable payload: the number is in the ref, the fork status is
             // unknown, so assume the worst and do not save.
-            env.pr_number = payload.number.or_else(|| {
-                env.git_ref
+            self.pr_number = payload.number.or_else(|| {
+                self.git_ref
                     .as_deref()
                     .and_then(|r| r.strip_prefix("refs/pull/"))
                     .and_then(|r| r.split('/').next())
                     .and_then(|n| n.parse().ok())
             });
-            env.fork = true;
+            self.fork = true;
         }
-        Some(env)
+    }
+
+    fn apply_pull_request(&mut self, pr: PullRequest, is_pr_event: bool) {
+        self.pr_number = Some(pr.number);
+        if let Some(sha) = non_empty(pr.head.sha) {
+            self.sha = Some(sha);
+        }
+        if self.branch.is_none() || is_pr_event {
+            self.branch = non_empty(pr.head.git_ref).or(self.branch.take());
+        }
+        if self.base_branch.is_none() {
+            self.base_branch = non_empty(pr.base.git_ref);
+        }
+        // A fork: the head repository differs from the base one, or it was deleted. Compare
+        // names rather than trusting `head.repo.fork`, which is also true for a branch of a
+        // repository that is itself a fork.
+        self.fork = match (&pr.head.repo, &pr.base.repo) {
+            (Some(h), Some(b)) => !h.full_name.eq_ignore_ascii_case(&b.full_name),
+            (None, _) => true,
+            (Some(h), None) => self
+                .repository
+                .as_deref()
+                .is_none_or(|r| !h.full_name.eq_ignore_ascii_case(r)),
+        };
     }
 
     /// Why caches must not be saved in this run, if they must not: a pull request whose head is a

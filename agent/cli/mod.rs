@@ -1,10 +1,15 @@
-//! The `kiln` command line: every argument struct of the top level, `run`, `doctor` and `init`,
-//! and the dispatch that turns each command's result into one exit code (see [`crate::exit`]).
+//! The `kiln` command line: every argument struct of every command (one file per command with
+//! subcommands or many flags), and the dispatch that turns each command's result into one exit
+//! code (see [`crate::exit`]).
 //!
 //! Flags here are only flags: `kiln run`'s `KILN_*` variables are read by `settings`, which
 //! merges them under the flags in one place.
 
+pub mod agent;
+pub mod cache;
+pub mod index;
 pub mod run;
+pub mod wheelhouse;
 
 use std::path::PathBuf;
 
@@ -43,17 +48,17 @@ pub enum Command {
     /// error (checkout or bootstrap failed).
     Run(run::RunArgs),
     /// Serve GitHub webhooks and build every push and pull request (see docs/agent.md).
-    Agent(crate::server::cli::AgentArgs),
+    Agent(agent::AgentArgs),
     /// Save, restore, list and prune caches in a store (usable from any CI).
-    Cache(crate::cache::cli::CacheArgs),
+    Cache(cache::CacheArgs),
     /// Check this machine (git, python, pip, uv, ccache, compiler) and the store; say what to fix.
     Doctor(DoctorArgs),
     /// Write a commented kiln.yml for the project in the current directory.
     Init(InitArgs),
     /// Serve or publish the CI-built wheels as a package index for pip and uv.
-    Index(crate::index::IndexArgs),
+    Index(index::IndexArgs),
     /// Carry wheels to machines without internet: export an archive, import it there.
-    Wheelhouse(crate::wheelhouse::WheelhouseArgs),
+    Wheelhouse(wheelhouse::WheelhouseArgs),
 }
 
 #[derive(Args, Debug)]
@@ -87,7 +92,7 @@ pub async fn dispatch(command: Command) -> Exit {
             Ok(()) => Exit::Success,
             Err(e) => failed(" agent", &e),
         },
-        Command::Cache(a) => Exit::from_run(crate::cache::cli::run(a).await.into()),
+        Command::Cache(a) => crate::cache::commands::run(a).await,
         Command::Doctor(a) => {
             let store = settings::store_url(a.store, None, &settings::process_env);
             let checks = crate::doctor::run(&a.config, &store).await;

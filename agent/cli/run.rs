@@ -58,6 +58,21 @@ pub struct RunArgs {
     /// [env: KILN_OFFLINE]
     #[arg(long)]
     pub offline: bool,
+    /// How the project's code (builds, installs, tests) runs: `auto` (bubblewrap when it works
+    /// here, else a warning), `bwrap` (or fail), `none` [env: KILN_SANDBOX]
+    #[arg(long, value_enum)]
+    pub sandbox: Option<crate::sandbox::SandboxMode>,
+    /// Also hide this path from the project's code (repeatable; `kiln agent` hides its data
+    /// dir, agent.yml and token files) [env: KILN_SANDBOX_HIDE, `:`-separated]
+    #[arg(long, value_name = "PATH")]
+    pub sandbox_hide: Vec<PathBuf>,
+    /// The code is untrusted (a fork's pull request): no saves, no network for its tests, no
+    /// secret-looking `env:` variables, kiln.yml cannot choose the sandbox [env: KILN_UNTRUSTED]
+    #[arg(long)]
+    pub untrusted: bool,
+    /// Let the tests of untrusted code reach the network all the same [env: KILN_TEST_NETWORK]
+    #[arg(long)]
+    pub test_network: bool,
 }
 
 impl RunArgs {
@@ -77,6 +92,10 @@ impl RunArgs {
             report_mode: self.report_mode,
             no_save: self.no_save.then_some(true),
             offline: self.offline.then_some(true),
+            sandbox: self.sandbox,
+            sandbox_hide: (!self.sandbox_hide.is_empty()).then_some(self.sandbox_hide),
+            untrusted: self.untrusted.then_some(true),
+            test_network: self.test_network.then_some(true),
             ..Layer::default()
         }
     }
@@ -144,6 +163,8 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
         log_tail: &log_tail,
         target,
     };
+    // The reports say how long the run took so far (the report stage itself is added below).
+    clock.seal(&mut summary);
     let told = stages
         .time(Stage::Report, async {
             Done::new(

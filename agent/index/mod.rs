@@ -14,7 +14,7 @@ pub mod server;
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use crate::cli::index::{IndexArgs, IndexCommand, ServeArgs};
 
 pub use auth::Auth;
 pub use layout::{publish_wheels, PublishStats};
@@ -56,48 +56,6 @@ impl From<StoreError> for IndexError {
 }
 
 /// `kiln index …`
-#[derive(Args, Debug)]
-pub struct IndexArgs {
-    #[command(subcommand)]
-    pub command: IndexCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum IndexCommand {
-    /// Serve the wheels published in a store as a read-only package index (PEP 503 + PEP 691).
-    ///
-    /// Auth (optional): a bearer token from --auth-token-file or KILN_INDEX_TOKEN (pip/uv send it
-    /// as the password of the index URL: http://__token__:TOKEN@host/simple/), and/or basic
-    /// credentials `user:password` from KILN_INDEX_BASIC_AUTH.
-    Serve(ServeArgs),
-    /// Publish the wheels of a directory into a store (what `kiln run`'s save stage does).
-    Publish(PublishArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// Store URL to serve (default: KILN_STORE, else `gha` under GitHub Actions, else the
-    /// embedded file store).
-    #[arg(long)]
-    pub store: Option<String>,
-    /// Address to listen on; port 0 picks a free port (the URL is printed on stdout).
-    #[arg(long, default_value = "127.0.0.1:8700", env = "KILN_INDEX_LISTEN")]
-    pub listen: String,
-    /// File holding the bearer token clients must present (trailing newline ignored).
-    #[arg(long)]
-    pub auth_token_file: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct PublishArgs {
-    /// Directory of wheels (e.g. a run's work dir `wheelhouse/`).
-    pub wheelhouse: PathBuf,
-    /// Store URL to publish into (default: KILN_STORE, else `gha` under GitHub Actions, else
-    /// the embedded file store).
-    #[arg(long)]
-    pub store: Option<String>,
-}
-
 fn open_store(url: Option<&str>) -> Result<Store, IndexError> {
     let url =
         crate::settings::store_url(url.map(str::to_string), None, &crate::settings::process_env);
@@ -211,7 +169,7 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::settings::file::Config;
 
     #[test]
     fn publishing_is_on_by_default_and_can_be_turned_off() {

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::ci::actions::{escape_data, escape_property};
 use crate::ci::{self, CiEnv};
+use crate::run::Stage;
 use crate::summary::{Outcome, RunSummary, StageOutcome, TestFailure};
 
+use super::markdown::{self, code};
 use super::vocab::{self, md_cell as cell};
 pub use super::vocab::{ccache_hit_rate, human_bytes};
 use super::RunFacts;
@@ -48,8 +50,18 @@ pub fn annotation_commands(
     checkout: &Path,
     workspace: Option<&Path>,
 ) -> Vec<String> {
+    let mut out = test_errors(&s.tests.failures, checkout, workspace);
+    out.extend(degraded_warnings(s));
+    if let Some(e) = &s.error {
+        out.push(format!("::error title=Kiln::{}", escape_data(e)));
+    }
+    out
+}
+
+/// `::error` per failing test, at its file and line, then how many more there were.
+fn test_errors(failures: &[TestFailure], checkout: &Path, workspace: Option<&Path>) -> Vec<String> {
     let mut out = Vec::new();
-    for f in s.tests.failures.iter().take(MAX_ERROR_ANNOTATIONS) {
+    for f in failures.iter().take(MAX_ERROR_ANNOTATIONS) {
         let mut props = Vec::new();
         if let Some(file) = &f.file {
             props.push(format!(
@@ -76,12 +88,18 @@ pub fn annotation_commands(
             escape_data(&message)
         ));
     }
-    if s.tests.failures.len() > MAX_ERROR_ANNOTATIONS {
+    if failures.len() > MAX_ERROR_ANNOTATIONS {
         out.push(format!(
             "::notice title=Kiln::{} more failing tests are listed in the job summary",
-            s.tests.failures.len() - MAX_ERROR_ANNOTATIONS
+            failures.len() - MAX_ERROR_ANNOTATIONS
         ));
     }
+    out
+}
+
+/// `::warning` per cache fault and per other degraded stage.
+fn degraded_warnings(s: &RunSummary) -> Vec<String> {
+    let mut out = Vec::new();
     for c in &s.caches {
         for w in &c.warnings {
             out.push(format!(
@@ -95,7 +113,8 @@ pub fn annotation_commands(
     // cache warnings above already said why restore or save degraded.
     let cache_warned = s.caches.iter().any(|c| !c.warnings.is_empty());
     for st in &s.stages {
-        let covered = cache_warned && (st.name == "restore" || st.name == "save");
+        let covered =
+            cache_warned && (st.name == Stage::Restore.as_str() || st.name == Stage::Save.as_str());
         if st.outcome == StageOutcome::Warning && !covered {
             out.push(format!(
                 "::warning title={}::{}",
@@ -104,19 +123,7 @@ pub fn annotation_commands(
             ));
         }
     }
-    if let Some(e) = &s.error {
-        out.push(format!("::error title=Kiln::{}", escape_data(e)));
-    }
     out
-}
-
-/// Inline code that survives backticks in the text.
-fn code(s: &str) -> String {
-    if s.contains('`') {
-        format!("`` {} ``", s.replace('|', "\\|"))
-    } else {
-        format!("`{}`", s.replace('|', "\\|"))
-    }
 }
 
 fn summary_title(s: &RunSummary) -> String {
@@ -139,56 +146,6 @@ fn summary_title(s: &RunSummary) -> String {
     format!("## {icon} Kiln: {word}{commit}{branch}\n\n")
 }
 
-fn stage_table(s: &RunSummary, md: &mut String) {
-    md.push_str("| Stage | Time | Result | Detail |\n|---|---:|---|---|\n");
-    let mut total = 0.0;
-    for r in vocab::stage_rows(s) {
-        total += r.seconds;
-        let result = if r.failed {
-            format!("**{}**", r.result)
-        } else {
-            r.result.to_string()
-        };
-        md.push_str(&format!(
-            "| {} | {:.2} s | {} | {} |\n",
-            r.name,
-            r.seconds,
-            result,
-            cell(r.detail)
-        ));
-    }
-    let total = if s.seconds > 0.0 { s.seconds } else { total };
-    md.push_str(&format!("| **total** | {total:.2} s | | |\n\n"));
-}
-
-fn cache_table(s: &RunSummary, md: &mut String) {
-    if s.caches.is_empty() {
-        return;
-    }
-    md.push_str("### Caches\n\n| Cache | Restore | Restored | Saved | Key |\n");
-    md.push_str("|---|---|---:|---:|---|\n");
-    for c in vocab::cache_rows(s) {
-        let restore = match c.partial_from {
-            Some(k) => format!("{} ({})", c.restore, code(k)),
-            None => c.restore.to_string(),
-        };
-        let saved = if c.saved {
-            human_bytes(c.bytes_saved)
-        } else {
-            "not saved".to_string()
-        };
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            c.name,
-            restore,
-            human_bytes(c.bytes_restored),
-            saved,
-            code(c.key)
-        ));
-    }
-    md.push('\n');
-}
-
 fn builds(s: &RunSummary, md: &mut String) {
     let installer = if s.installer.is_empty() {
         String::new()
@@ -208,7 +165,7 @@ fn builds(s: &RunSummary, md: &mut String) {
             "**ccache:** {} hits, {} misses ({rate:.1}% hit rate)\n\n",
             s.ccache.hits, s.ccache.misses
         )),
-        None if !s.ccache.enabled && s.stage("bootstrap").is_some() => {
+        None if !s.ccache.enabled && s.stage(Stage::Bootstrap.as_str()).is_some() => {
             md.push_str("**ccache:** no compiles went through ccache\n\n")
         }
         None => md.push_str("**ccache:** nothing compiled\n\n"),
@@ -270,8 +227,8 @@ pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
     if let Some(e) = &s.error {
         md.push_str(&format!("> **Error:** {}\n\n", cell(e)));
     }
-    stage_table(s, &mut md);
-    cache_table(s, &mut md);
+    md.push_str(&markdown::stage_table(s));
+    md.push_str(&markdown::cache_table(s));
     builds(s, &mut md);
     md.push_str(&format!("**Tests:** {}\n\n", vocab::test_counts(&s.tests)));
     failure_table(&s.tests.failures, &mut md);

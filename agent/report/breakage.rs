@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::cache::Store;
-use crate::run::checkout;
+use crate::git::repo_location;
 use crate::settings::ReportMode;
 use crate::summary::{BlameEntry, Notified, Outcome, RunSummary};
 
@@ -45,7 +45,7 @@ async fn commits(
     let repo = if same(Path::new(f.repo), dir) {
         "origin".to_string()
     } else {
-        checkout::repo_location(f.repo)
+        repo_location(f.repo)
     };
     match blame::git_commits(dir, &repo, base, head).await {
         Ok(c) => return (c, base.map(str::to_string)),
@@ -122,7 +122,7 @@ async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
 /// `origin` URL of a local clone (so fresh clones in different directories share their state),
 /// else the location Kiln was given.
 async fn repo_identity(repo: &str) -> String {
-    let location = checkout::repo_location(repo);
+    let location = repo_location(repo);
     if Path::new(&location).is_dir() {
         let origin = crate::git::run(
             Path::new(&location),

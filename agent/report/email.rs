@@ -10,7 +10,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{EmailConfig, SmtpTls};
+use crate::settings::file::{EmailConfig, SmtpTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailError {

@@ -11,6 +11,7 @@ mod breakage;
 pub mod console;
 pub mod email;
 pub mod github;
+mod markdown;
 pub mod policy;
 pub mod render;
 pub mod state;

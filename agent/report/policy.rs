@@ -12,7 +12,7 @@
 //!
 //! In `problem` and `change` nobody hears twice about the same breakage. Bots never hear.
 
-use crate::config::ReportMode;
+use crate::settings::file::ReportMode;
 use crate::summary::Outcome;
 
 use super::blame::Person;

@@ -7,6 +7,7 @@ use crate::summary::{Outcome, RunSummary, TestFailure};
 use super::blame::{Commit, Person};
 use super::email::Mail;
 use super::github::{Annotation, CheckRun, MARKER};
+use super::markdown;
 use super::policy::Event;
 use super::vocab::{self, failure_location, first_line, md_cell, short_sha as short};
 
@@ -98,33 +99,11 @@ pub fn check_run(b: &Build<'_>) -> CheckRun {
         short(&s.commit),
         s.seconds
     ));
-    md.push_str("| stage | time | result | detail |\n|---|---:|---|---|\n");
-    for r in vocab::stage_rows(s) {
-        let result = if r.failed {
-            format!("**{}**", r.result)
-        } else {
-            r.result.to_string()
-        };
-        md.push_str(&format!(
-            "| {} | {:.2}s | {result} | {} |\n",
-            r.name,
-            r.seconds,
-            md_cell(r.detail)
-        ));
-    }
+    md.push_str(&markdown::stage_table(s));
     if !s.caches.is_empty() {
-        md.push_str("\n| cache | restore | saved | key |\n|---|---|---|---|\n");
-        for c in vocab::cache_rows(s) {
-            md.push_str(&format!(
-                "| {} | {} | {} | `{}` |\n",
-                c.name,
-                c.restore,
-                if c.saved { "yes" } else { "no" },
-                c.key
-            ));
-        }
+        md.push_str(&markdown::cache_table(s));
         md.push_str(&format!(
-            "\nWheels: {}. ccache: {} hits, {} misses.\n",
+            "Wheels: {}. ccache: {} hits, {} misses.\n",
             vocab::wheel_counts(&s.wheels),
             s.ccache.hits,
             s.ccache.misses
@@ -238,73 +217,84 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The email: subject, plain text and HTML with the same content.
-pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
-    let s = b.summary;
-    let sha = short(&s.commit);
-    let subject = format!(
-        "[kiln] {} {}: {} at {sha} ({})",
-        b.repository,
-        b.branch,
-        b.event.word(),
-        vocab::test_counts(&s.tests)
-    );
-    let mut text = format!(
-        "The build of {} branch {} is {} at {}.\n{}.\n",
-        b.repository,
-        b.branch,
-        b.event.word(),
-        s.commit,
-        vocab::test_counts(&s.tests)
-    );
-    let mut html = format!(
-        "<p>The build of <b>{}</b> branch <b>{}</b> is <b>{}</b> at <code>{}</code>.<br>{}.</p>\n",
-        html_escape(b.repository),
-        html_escape(b.branch),
-        b.event.word(),
-        html_escape(&s.commit),
-        vocab::test_counts(&s.tests)
-    );
-    if let Some(e) = &s.error {
-        text.push_str(&format!("Error: {e}\n"));
-        html.push_str(&format!("<p>Error: {}</p>\n", html_escape(e)));
+/// An email body being written twice: plain text and HTML, with the same content.
+#[derive(Default)]
+struct Body {
+    text: String,
+    html: String,
+}
+
+impl Body {
+    fn intro(b: &Build<'_>) -> Body {
+        let s = b.summary;
+        let counts = vocab::test_counts(&s.tests);
+        let mut body = Body {
+            text: format!(
+                "The build of {} branch {} is {} at {}.\n{counts}.\n",
+                b.repository,
+                b.branch,
+                b.event.word(),
+                s.commit
+            ),
+            html: format!(
+                "<p>The build of <b>{}</b> branch <b>{}</b> is <b>{}</b> at <code>{}</code>.<br>{counts}.</p>\n",
+                html_escape(b.repository),
+                html_escape(b.branch),
+                b.event.word(),
+                html_escape(&s.commit)
+            ),
+        };
+        if let Some(e) = &s.error {
+            body.text.push_str(&format!("Error: {e}\n"));
+            body.html
+                .push_str(&format!("<p>Error: {}</p>\n", html_escape(e)));
+        }
+        if let Some(u) = b.run_url {
+            body.text.push_str(&format!("Details: {u}\n"));
+            body.html
+                .push_str(&format!("<p><a href=\"{0}\">{0}</a></p>\n", html_escape(u)));
+        }
+        body
     }
-    if let Some(u) = b.run_url {
-        text.push_str(&format!("Details: {u}\n"));
-        html.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>\n", html_escape(u)));
-    }
-    if !s.tests.failures.is_empty() {
-        text.push_str("\nFailing tests:\n");
-        html.push_str("<h3>Failing tests</h3>\n<ul>\n");
-        for f in s.tests.failures.iter().take(LIST_FAILURES) {
+
+    fn failures(&mut self, failures: &[TestFailure]) {
+        if failures.is_empty() {
+            return;
+        }
+        self.text.push_str("\nFailing tests:\n");
+        self.html.push_str("<h3>Failing tests</h3>\n<ul>\n");
+        for f in failures.iter().take(LIST_FAILURES) {
             let loc = failure_location(f);
             let loc = if loc.is_empty() {
                 String::new()
             } else {
                 format!(" ({loc})")
             };
-            text.push_str(&format!("  {}{loc}: {}\n", f.name, first_line(&f.message)));
-            html.push_str(&format!(
+            let msg = first_line(&f.message);
+            self.text.push_str(&format!("  {}{loc}: {msg}\n", f.name));
+            self.html.push_str(&format!(
                 "<li><code>{}</code>{}: {}</li>\n",
                 html_escape(&f.name),
                 html_escape(&loc),
-                html_escape(first_line(&f.message))
+                html_escape(msg)
             ));
         }
-        if s.tests.failures.len() > LIST_FAILURES {
-            let more = s.tests.failures.len() - LIST_FAILURES;
-            text.push_str(&format!("  ... and {more} more\n"));
-            html.push_str(&format!("<li>… and {more} more</li>\n"));
+        if failures.len() > LIST_FAILURES {
+            let more = failures.len() - LIST_FAILURES;
+            self.text.push_str(&format!("  ... and {more} more\n"));
+            self.html.push_str(&format!("<li>… and {more} more</li>\n"));
         }
-        html.push_str("</ul>\n");
+        self.html.push_str("</ul>\n");
     }
-    if !b.commits.is_empty() && s.outcome != Outcome::Passed {
+
+    fn commits(&mut self, b: &Build<'_>) {
         let base = b
             .base
             .map(|g| format!(" ({})", short(g)))
             .unwrap_or_default();
-        text.push_str(&format!("\nCommits since the last green build{base}:\n"));
-        html.push_str(&format!(
+        self.text
+            .push_str(&format!("\nCommits since the last green build{base}:\n"));
+        self.html.push_str(&format!(
             "<h3>Commits since the last green build{}</h3>\n<ul>\n",
             html_escape(&base)
         ));
@@ -312,35 +302,62 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
             let mut people = vec![c.author.name.clone()];
             people.extend(c.co_authors.iter().map(|p| p.name.clone()));
             let people = people.join(", ");
-            text.push_str(&format!("  {} {} ({people})\n", short(&c.sha), c.subject));
-            html.push_str(&format!(
-                "<li><code>{}</code> {} ({})</li>\n",
-                short(&c.sha),
+            let sha = short(&c.sha);
+            self.text
+                .push_str(&format!("  {sha} {} ({people})\n", c.subject));
+            self.html.push_str(&format!(
+                "<li><code>{sha}</code> {} ({})</li>\n",
                 html_escape(&c.subject),
                 html_escape(&people)
             ));
         }
-        html.push_str("</ul>\n");
+        self.html.push_str("</ul>\n");
     }
-    if !b.log_tail.trim().is_empty() && s.outcome != Outcome::Passed {
-        text.push_str(&format!(
-            "\nLast lines of the test output:\n{}\n",
-            b.log_tail
-        ));
-        html.push_str(&format!(
+
+    fn log_tail(&mut self, tail: &str) {
+        self.text
+            .push_str(&format!("\nLast lines of the test output:\n{tail}\n"));
+        self.html.push_str(&format!(
             "<h3>Last lines of the test output</h3>\n<pre>{}</pre>\n",
-            html_escape(b.log_tail)
+            html_escape(tail)
         ));
     }
-    text.push_str(
-        "\n-- \nSent by kiln because you are an author of a commit in this build's range.\n",
+
+    fn signature(&mut self) {
+        const WHY: &str =
+            "Sent by kiln because you are an author of a commit in this build's range.";
+        self.text.push_str(&format!("\n-- \n{WHY}\n"));
+        self.html
+            .push_str(&format!("<p><small>{WHY}</small></p>\n"));
+    }
+}
+
+/// The email: subject, plain text and HTML with the same content.
+pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
+    let s = b.summary;
+    let subject = format!(
+        "[kiln] {} {}: {} at {} ({})",
+        b.repository,
+        b.branch,
+        b.event.word(),
+        short(&s.commit),
+        vocab::test_counts(&s.tests)
     );
-    html.push_str("<p><small>Sent by kiln because you are an author of a commit in this build's range.</small></p>\n");
+    let failing = s.outcome != Outcome::Passed;
+    let mut body = Body::intro(b);
+    body.failures(&s.tests.failures);
+    if !b.commits.is_empty() && failing {
+        body.commits(b);
+    }
+    if !b.log_tail.trim().is_empty() && failing {
+        body.log_tail(b.log_tail);
+    }
+    body.signature();
     Mail {
         to,
         subject,
-        text,
-        html: format!("<html><body>\n{html}</body></html>\n"),
+        text: body.text,
+        html: format!("<html><body>\n{}</body></html>\n", body.html),
     }
 }
 

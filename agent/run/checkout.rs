@@ -40,17 +40,6 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
     Ok(crate::git::stdout(dir, args).await?.trim().to_string())
 }
 
-/// The repository argument as git understands it (relative paths made absolute).
-pub fn repo_location(repo: &str) -> String {
-    let looks_like_url = repo.contains("://") || repo.contains('@') && repo.contains(':');
-    if looks_like_url {
-        return repo.to_string();
-    }
-    std::fs::canonicalize(repo)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| repo.to_string())
-}
-
 /// Best-effort: the branch a local repo's HEAD is on (for `--rev HEAD` runs).
 pub async fn local_branch(repo: &str, rev: &str) -> Option<String> {
     let path = Path::new(repo);
@@ -67,7 +56,7 @@ pub async fn checkout(repo: &str, rev: &str, dir: &Path) -> Result<Checkout, Che
         dir: dir.to_path_buf(),
         source,
     })?;
-    let location = repo_location(repo);
+    let location = crate::git::repo_location(repo);
     git(dir, &["init", "--quiet"]).await?;
     let looks_like_sha = rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
     // Fetch the rev, plus branch heads so blame can walk history from the last green commit.

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Store;
 use crate::process;
+use crate::sandbox::ProjectRunner;
 use crate::settings::{self, RunRequest, Settings, UsageError};
 use crate::summary::{Outcome, RunSummary, StageOutcome};
 
@@ -86,6 +87,39 @@ struct Outputs {
     saved: Vec<CacheSaved>,
 }
 
+/// The executor's state between stages.
+struct Executor<'h> {
+    clock: Clock,
+    request: RunRequest,
+    paths: Paths,
+    stages: Stages<'h>,
+    out: Outputs,
+}
+
+impl<'h> Executor<'h> {
+    /// Seal the stage outputs into the summary the report reads.
+    fn finish(
+        mut self,
+        settings: Option<Settings>,
+        store: Option<Store>,
+        error: Option<String>,
+    ) -> Finished<'h> {
+        let mut summary = summarize(&self.out, error);
+        self.stages.skip_rest(Stage::Report);
+        summary.stages = self.stages.snapshot();
+        Finished {
+            summary,
+            stages: self.stages,
+            clock: self.clock,
+            request: self.request,
+            paths: self.paths,
+            settings,
+            store,
+            log_tail: self.out.tested.map(|t| t.log_tail).unwrap_or_default(),
+        }
+    }
+}
+
 /// Run the stages. `Err` only for usage/config problems (exit 2); everything else is in the
 /// summary's outcome.
 pub async fn execute(
@@ -93,24 +127,28 @@ pub async fn execute(
     hooks: &dyn StageHooks,
 ) -> Result<Finished<'_>, UsageError> {
     let clock = Clock::start();
-    let mut paths = Paths::new(&request.workdir);
+    let paths = Paths::new(&request.workdir);
     paths.prepare()?;
-    let mut stages = Stages::new(hooks);
-    let mut out = Outputs::default();
-    let checked_out = stages
-        .time(Stage::Checkout, checkout::stage(&request, &paths.checkout))
+    let mut x = Executor {
+        clock,
+        request,
+        paths,
+        stages: Stages::new(hooks),
+        out: Outputs::default(),
+    };
+    let checked_out = x
+        .stages
+        .time(
+            Stage::Checkout,
+            checkout::stage(&x.request, &x.paths.checkout),
+        )
         .await;
     let co = match checked_out {
         Ok(co) => co,
-        Err(e) => {
-            let summary = summarize(&out, Some(format!("checkout failed: {e}")));
-            return Ok(finished(
-                summary, stages, clock, request, paths, None, None, out,
-            ));
-        }
+        Err(e) => return Ok(x.finish(None, None, Some(format!("checkout failed: {e}")))),
     };
-    paths.checkout = co.dir.clone();
-    let settings = request.clone().settle(&co.dir, &settings::process_env)?;
+    x.paths.checkout = co.dir.clone();
+    let settings = x.request.clone().settle(&co.dir, &settings::process_env)?;
     // A store that cannot even be opened is a store that is down: warn, build uncached.
     let store = match Store::from_url(&settings.store_url) {
         Ok(store) => store,
@@ -120,23 +158,54 @@ pub async fn execute(
                 .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };
-    out.checkout = Some(co);
-    build_and_test(&mut stages, &mut out, &settings, &store, &paths).await;
-    let error = match &out.bootstrap {
+    let runner = project_runner(&settings, &store, &x.paths)?;
+    x.out.checkout = Some(co);
+    build_and_test(
+        &mut x.stages,
+        &mut x.out,
+        &settings,
+        &store,
+        &x.paths,
+        &runner,
+    )
+    .await;
+    let error = match &x.out.bootstrap {
         Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
         _ => None,
     };
-    let summary = summarize(&out, error);
-    Ok(finished(
-        summary,
-        stages,
-        clock,
-        request,
-        paths,
-        Some(settings),
-        Some(store),
-        out,
-    ))
+    Ok(x.finish(Some(settings), Some(store), error))
+}
+
+/// How this run starts the project's code, resolved once (its warnings said once). A sandbox
+/// that was required but cannot run here stops the run before any of the project's code runs.
+fn project_runner(
+    settings: &Settings,
+    store: &Store,
+    paths: &Paths,
+) -> Result<ProjectRunner, UsageError> {
+    let (mut runner, warnings) = ProjectRunner::new(
+        &settings.sandbox,
+        &settings.request.workdir,
+        &paths.checkout,
+        store.local_root(),
+    )
+    .map_err(|e| UsageError::Other(e.to_string()))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if !settings.request.save_allowed {
+        // The project's own scripts can tell (e.g. skip uploading anything).
+        runner.set_env("KILN_NO_SAVE", "1");
+    }
+    tracing::info!(
+        "the project's code runs {}",
+        if runner.sandboxed() {
+            "in a bubblewrap sandbox"
+        } else {
+            "unsandboxed"
+        }
+    );
+    Ok(runner)
 }
 
 /// restore → bootstrap → test → save.
@@ -146,6 +215,7 @@ async fn build_and_test(
     settings: &Settings,
     store: &Store,
     paths: &Paths,
+    runner: &ProjectRunner,
 ) {
     let project = &settings.project;
     let req = &settings.request;
@@ -170,13 +240,17 @@ async fn build_and_test(
                 offline: req.offline,
                 ccache_bin: req.ccache_bin.as_deref(),
                 tools_dir: &req.tools_dir,
+                runner,
             }),
         )
         .await;
     out.tested = match &boot {
         Ok(b) => Some(
             stages
-                .time(Stage::Test, test_stage(settings, paths, b))
+                .time(
+                    Stage::Test,
+                    test_stage(settings, paths, b, b.runner.as_ref().unwrap_or(runner)),
+                )
                 .await,
         ),
         Err(_) => {
@@ -216,6 +290,7 @@ fn test_stage<'a>(
     settings: &'a Settings,
     paths: &'a Paths,
     boot: &'a BootstrapOutput,
+    runner: &'a ProjectRunner,
 ) -> impl std::future::Future<Output = stage::Done<Tested>> + 'a {
     test::test(TestInputs {
         command: &settings.project.test.command,
@@ -223,6 +298,7 @@ fn test_stage<'a>(
         checkout: &paths.checkout,
         results: &paths.results,
         env: &boot.test_env,
+        runner,
     })
 }
 
@@ -256,29 +332,4 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
     s.exit_code = s.outcome.exit_code();
     s.error = error;
     s
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finished<'h>(
-    mut summary: RunSummary,
-    mut stages: Stages<'h>,
-    clock: Clock,
-    request: RunRequest,
-    paths: Paths,
-    settings: Option<Settings>,
-    store: Option<Store>,
-    out: Outputs,
-) -> Finished<'h> {
-    stages.skip_rest(Stage::Report);
-    summary.stages = stages.snapshot();
-    Finished {
-        summary,
-        stages,
-        clock,
-        request,
-        paths,
-        settings,
-        store,
-        log_tail: out.tested.map(|t| t.log_tail).unwrap_or_default(),
-    }
 }

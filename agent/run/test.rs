@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::process::{Output, ProcessError};
+use crate::sandbox::ProjectRunner;
 use crate::summary::{Outcome, StageOutcome, TestSummary};
 
 use super::junit;
@@ -28,6 +29,8 @@ pub struct TestInputs<'a> {
     pub results: &'a Path,
     /// The bootstrap's test environment (venv activated).
     pub env: &'a [(OsString, OsString)],
+    /// The sandbox and allowlisted environment; the network as the run's trust allows.
+    pub runner: &'a ProjectRunner,
 }
 
 /// What the test stage produced.
@@ -50,6 +53,8 @@ pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
     let scope = Scope {
         cwd: inp.checkout,
         env: inp.env,
+        runner: inp.runner,
+        network: inp.runner.test_network(),
     };
     let cmd = untrusted::shell(inp.command, scope)
         .env("PYTEST_ADDOPTS", addopts.trim())

@@ -47,8 +47,10 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
         python: python.to_string(),
         detail,
     };
+    // `-I`: Kiln's own interpreter runs see neither the current directory (a checkout's
+    // `platform.py` would shadow the standard library's) nor `PYTHON*` variables.
     let out = Cmd::new(python)
-        .args(["-c", PY_PROBE])
+        .args(["-I", "-c", PY_PROBE])
         .run()
         .await
         .map_err(|e| bad(e.to_string()))?;

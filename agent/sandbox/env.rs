@@ -78,15 +78,36 @@ const ALLOWED: &[&str] = &[
     "LDFLAGS",
     "MAKEFLAGS",
     "PKG_CONFIG_PATH",
+    // Where and what is being built: CI-neutral facts, no tokens, no files that steer later steps.
+    "GITHUB_ACTIONS",
+    "GITHUB_REPOSITORY",
+    "GITHUB_SHA",
+    "GITHUB_REF",
+    "GITHUB_REF_NAME",
+    "GITHUB_HEAD_REF",
+    "GITHUB_BASE_REF",
+    "GITHUB_EVENT_NAME",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_NUMBER",
+    "GITHUB_SERVER_URL",
+    "RUNNER_OS",
+    "RUNNER_ARCH",
+    "KILN_PR_NUMBER",
+    "KILN_HEAD_SHA",
+    "KILN_GITHUB_REPOSITORY",
+    "KILN_BRANCH",
+    // The agent finds and kills a build's processes by this marker (not a secret).
+    "KILN_AGENT_JOB",
 ];
 
 fn allowed(name: &str) -> bool {
     ALLOWED.contains(&name) || name.starts_with("LC_")
 }
 
-/// Names no configuration can pass: Kiln's own settings and secrets (`KILN_*`; Kiln sets the
-/// few a build needs itself), GitHub's tokens, and the Actions files and tokens through which
-/// a step could change later steps (`GITHUB_ENV`, `GITHUB_PATH`, `ACTIONS_RUNTIME_TOKEN`, …).
+/// Names no configuration can pass: Kiln's own settings and secrets (`KILN_*` but the few facts
+/// about the build in [`ALLOWED`]; Kiln sets what a build needs itself), GitHub's tokens, and
+/// the Actions files and tokens through which a step could change later steps (`GITHUB_ENV`,
+/// `GITHUB_PATH`, `ACTIONS_RUNTIME_TOKEN`, …).
 pub fn never_passed(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "GITHUB_TOKEN",
@@ -97,7 +118,8 @@ pub fn never_passed(name: &str) -> bool {
         "GITHUB_STATE",
         "GITHUB_STEP_SUMMARY",
     ];
-    EXACT.contains(&name) || name.starts_with("KILN_") || name.starts_with("ACTIONS_")
+    (EXACT.contains(&name) || name.starts_with("KILN_") || name.starts_with("ACTIONS_"))
+        && !allowed(name)
 }
 
 /// A name that, by convention, holds a credential.

@@ -29,7 +29,8 @@ const PRIVATE_TMP: &[&str] = &["/tmp", "/var/tmp"];
 /// path; a symlinked work dir must not be mounted twice or not at all).
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
-    work_dir: Option<PathBuf>,
+    /// The work dir, and a checkout built in place (`checkout: reuse`) when it lies outside.
+    writable: Vec<PathBuf>,
     home: Option<PathBuf>,
     hidden: Vec<PathBuf>,
     read_only: Vec<PathBuf>,
@@ -44,7 +45,7 @@ impl Layout {
     /// an empty tmpfs and the usual host secrets hidden.
     pub fn new(work_dir: &Path, home: Option<&Path>) -> Layout {
         let mut layout = Layout {
-            work_dir: canonical(work_dir).or_else(|| Some(work_dir.to_path_buf())),
+            writable: vec![canonical(work_dir).unwrap_or_else(|| work_dir.to_path_buf())],
             home: home
                 .filter(|h| h.is_absolute() && *h != Path::new("/"))
                 .and_then(canonical),
@@ -64,8 +65,8 @@ impl Layout {
         layout
     }
 
-    /// Hide `path` (a directory becomes an empty tmpfs, a file an empty file). A path that does
-    /// not exist has nothing to hide.
+    /// Hide `path`: a directory becomes an empty read-only tmpfs, a file `/dev/null` (unreadable
+    /// on the sandbox's `nodev` mount). A path that does not exist has nothing to hide.
     pub fn hide(&mut self, path: &Path) {
         if let Some(p) = canonical(path) {
             if p != Path::new("/") && !self.hidden.contains(&p) {
@@ -100,8 +101,17 @@ impl Layout {
         Ok(())
     }
 
+    /// Also writable: a checkout the run builds in place, outside the work dir.
+    pub fn writable(&mut self, path: &Path) {
+        if let Some(p) = canonical(path) {
+            if p != Path::new("/") && !self.writable.iter().any(|w| p.starts_with(w)) {
+                self.writable.push(p);
+            }
+        }
+    }
+
     fn under_work(&self, p: &Path) -> bool {
-        self.work_dir.as_deref().is_some_and(|w| p.starts_with(w))
+        self.writable.iter().any(|w| p.starts_with(w))
     }
 
     /// Directories mounted empty before the hidden paths (a hidden path under one of them is
@@ -134,24 +144,33 @@ impl Layout {
         }
         let (inside_work, outside_work): (Vec<&PathBuf>, Vec<&PathBuf>) =
             self.hidden.iter().partition(|p| self.under_work(p));
+        let mut masked_dirs = Vec::new();
         for p in outside_work {
             let already = roots.iter().any(|r| p.starts_with(r))
                 || self.hidden.iter().any(|h| h != p && p.starts_with(h));
             if !already {
                 self.hide_args(p, &mut args);
+                masked_dirs.extend(p.is_dir().then_some(p));
             }
         }
         for p in &self.read_only {
             args.extend(["--ro-bind".into(), p.into(), p.into()]);
         }
-        if let Some(w) = &self.work_dir {
+        for w in &self.writable {
             args.extend(["--bind".into(), w.into(), w.into()]);
         }
         for p in inside_work {
             self.hide_args(p, &mut args);
+            masked_dirs.extend(p.is_dir().then_some(p));
+        }
+        // Empty and read-only: nothing written "into" a hidden store can pass for its contents.
+        for p in masked_dirs {
+            args.extend(["--remount-ro".into(), p.into()]);
         }
         args.extend(namespace_flags(network).into_iter().map(OsString::from));
         if let Some(dir) = cwd {
+            // Inside, a relative directory would be relative to the new root.
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             args.extend(["--chdir".into(), dir.into()]);
         }
         args

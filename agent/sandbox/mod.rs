@@ -17,6 +17,7 @@
 pub mod env;
 mod layout;
 mod probe;
+mod runner;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,7 @@ use crate::process::Cmd;
 
 pub use env::{ChildEnv, PassName, Trust};
 pub use layout::Layout;
+pub use runner::{ProjectRunner, SandboxSettings};
 
 /// `--sandbox`, `KILN_SANDBOX`, `sandbox:` in kiln.yml and agent.yml.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -158,8 +160,8 @@ impl Sandbox {
     }
 }
 
-/// Why `auto` falls back, in words for the warning.
-fn unsandboxed_reason(e: &SandboxError) -> String {
+/// Why bubblewrap cannot be used here, in words for a warning.
+pub fn unsandboxed_reason(e: &SandboxError) -> String {
     match e {
         SandboxError::NotInstalled => {
             "bubblewrap is not installed (apt-get install bubblewrap)".into()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::github_app::AppSettings;
-use crate::config::{parse_yaml, ConfigError};
+use crate::settings::file::{parse_yaml, ConfigError};
 
 /// Where a repository's GitHub token comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ pub struct Defaults {
     /// Cache store URL passed to `kiln run --store`.
     pub store: Option<String>,
     /// Per-job timeout, e.g. "45m" (the `--job-timeout` flag overrides this default).
-    #[serde(with = "crate::config::humantime_serde_opt")]
+    #[serde(with = "crate::settings::file::humantime_serde_opt")]
     pub timeout: Option<Duration>,
     /// Branch patterns to build on push; default: the repository's default branch.
     pub branches: Option<Vec<String>>,
@@ -95,7 +95,7 @@ struct RepoEntry {
     branches: Option<Vec<String>>,
     #[serde(default)]
     store: Option<String>,
-    #[serde(default, with = "crate::config::humantime_serde_opt")]
+    #[serde(default, with = "crate::settings::file::humantime_serde_opt")]
     timeout: Option<Duration>,
     #[serde(default)]
     pull_requests: Option<bool>,
@@ -135,6 +135,12 @@ struct FileConfig {
     /// Where people reach this agent, e.g. `https://ci.example.com`: builds link their commit
     /// statuses to `<public_url>/jobs/<id>/log`.
     public_url: Option<String>,
+    /// How builds run the project's code: auto | bwrap | none (fork pull requests: bwrap).
+    sandbox: crate::sandbox::SandboxMode,
+    /// Build fork pull requests even where bubblewrap cannot run (accepting the risk).
+    allow_unsandboxed_forks: bool,
+    /// Let the tests of fork pull requests reach the network.
+    fork_test_network: bool,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
     web: WebConfig,
@@ -171,6 +177,7 @@ impl RepoConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentConfig {
     pub public_url: Option<String>,
+    pub sandbox: super::isolation::SandboxPolicy,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
     pub web: WebConfig,
@@ -274,6 +281,11 @@ impl AgentConfig {
         }
         Ok(AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            sandbox: super::isolation::SandboxPolicy {
+                mode: file.sandbox,
+                allow_unsandboxed_forks: file.allow_unsandboxed_forks,
+                fork_test_network: file.fork_test_network,
+            },
             defaults: file.defaults,
             repositories: repos,
             web: file.web,

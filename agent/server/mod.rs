@@ -7,11 +7,11 @@
 //! processes), `http` (the HTTP routes), `web` (the web page), `github_app` (GitHub App auth),
 //! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
 
-pub mod cli;
 pub mod config;
 pub mod events;
 pub mod github_app;
 pub mod http;
+pub mod isolation;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
@@ -26,16 +26,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use self::cli::AgentArgs;
 use self::config::AgentConfig;
 use self::queue::{Host, JobQueue};
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
+use crate::cli::agent::AgentArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::settings::file::ConfigError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
     #[error(transparent)]
@@ -280,9 +280,16 @@ async fn shutdown_signal() {
 }
 
 /// The data dir (created and locked), agent.yml, and this agent's id.
-fn open_data_dir(
-    args: &AgentArgs,
-) -> Result<(std::path::PathBuf, std::fs::File, Arc<AgentConfig>, String), AgentError> {
+struct Opened {
+    data_dir: std::path::PathBuf,
+    /// The data dir's flock, held for the agent's lifetime (released when dropped).
+    _lock: std::fs::File,
+    config: Arc<AgentConfig>,
+    config_path: std::path::PathBuf,
+    agent_id: String,
+}
+
+fn open_data_dir(args: &AgentArgs) -> Result<Opened, AgentError> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
     std::fs::create_dir_all(&data_dir)
@@ -295,21 +302,36 @@ fn open_data_dir(
     if !config_path.exists() {
         return Err(AgentError::NoConfig(config_path));
     }
-    let config = Arc::new(AgentConfig::load(&config_path)?);
+    let mut config = AgentConfig::load(&config_path)?;
+    if let Ok(v) = std::env::var("KILN_SANDBOX") {
+        config.sandbox.mode = v
+            .parse()
+            .map_err(|message| crate::config::ConfigError::Env {
+                var: "KILN_SANDBOX".into(),
+                message,
+            })?;
+    }
+    let config = Arc::new(config);
     let agent_id = procs::agent_id(&data_dir).map_err(io(format!(
         "cannot read or create {}/agent-id",
         data_dir.display()
     )))?;
-    Ok((data_dir, lock, config, agent_id))
+    Ok(Opened {
+        data_dir,
+        _lock: lock,
+        config,
+        config_path,
+        agent_id,
+    })
 }
 
-/// What every worker's builds run and where.
-fn worker_settings(
-    args: &AgentArgs,
-    config: &AgentConfig,
-    data_dir: &std::path::Path,
-    agent_id: &str,
-) -> Result<WorkerSettings, AgentError> {
+/// What every worker's builds run, where, and how they are isolated.
+fn worker_settings(args: &AgentArgs, o: &Opened) -> Result<WorkerSettings, AgentError> {
+    let (config, data_dir) = (&o.config, &o.data_dir);
+    let isolation = isolation::Isolation::new(config, data_dir.clone(), o.config_path.clone());
+    if let Some(w) = isolation.startup_warning() {
+        tracing::warn!("{w}");
+    }
     // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
     // replaces the file on disk, the path names the new version (or nothing, " (deleted)"),
     // while `/proc/self/exe` still execs the version this agent is, until it restarts.
@@ -320,8 +342,9 @@ fn worker_settings(
     Ok(WorkerSettings {
         program,
         program_args: vec!["run".into()],
-        data_dir: data_dir.to_path_buf(),
-        agent_id: agent_id.to_string(),
+        data_dir: data_dir.clone(),
+        agent_id: o.agent_id.clone(),
+        isolation,
         default_timeout: args
             .job_timeout
             .or(config.defaults.timeout)
@@ -339,7 +362,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
                 .into(),
         ));
     }
-    let (data_dir, _lock, config, agent_id) = open_data_dir(&args)?;
+    let opened = open_data_dir(&args)?;
+    let (data_dir, config) = (opened.data_dir.clone(), opened.config.clone());
+    let agent_id = opened.agent_id.clone();
     let queue = queue::open(&args.queue, &data_dir, &agent_id, args.lease).await?;
     kill_leftovers(queue.as_ref(), &agent_id).await?;
     prune(queue.as_ref(), &data_dir, args.retain).await;
@@ -350,7 +375,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let apps = Arc::new(github_app::Apps::load(&config, &api)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
-    let settings = Arc::new(worker_settings(&args, &config, &data_dir, &agent_id)?);
+    let settings = Arc::new(worker_settings(&args, &opened)?);
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let mut workers = tokio::task::JoinSet::new();
     for n in 0..args.workers {

@@ -55,6 +55,8 @@ pub struct WorkerSettings {
     pub program_args: Vec<OsString>,
     pub data_dir: PathBuf,
     pub agent_id: String,
+    /// The sandbox arguments and scrubbed variables of every build.
+    pub isolation: super::isolation::Isolation,
     /// `--job-timeout` (a repository's own `timeout` wins).
     pub default_timeout: Duration,
 }
@@ -118,6 +120,14 @@ impl Worker {
             return;
         };
         let timeout = repo.timeout.unwrap_or(s.default_timeout);
+        let sandbox_args = match s.isolation.run_args(job.fork) {
+            Ok(a) => a,
+            Err(msg) => {
+                tracing::warn!("job {id}: {msg}");
+                self.fail_before_start(&job, msg, started).await;
+                return;
+            }
+        };
         let work = s.work_dir(id);
         let summary = s.summary_path(id);
         let log = s.log_path(id);
@@ -180,7 +190,12 @@ impl Worker {
         if let Some(store) = &repo.store {
             cmd.arg("--store").arg(store);
         }
-        for k in SCRUBBED_ENV {
+        cmd.args(&sandbox_args);
+        for k in SCRUBBED_ENV
+            .iter()
+            .copied()
+            .chain(s.isolation.scrubbed.iter().map(String::as_str))
+        {
             cmd.env_remove(k);
         }
         // Build logs are files read by people (`GET /jobs/{id}/log`): plain text, no colours,

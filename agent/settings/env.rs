@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{CheckoutMode, ConfigError, Installer, ReportMode};
+use super::file::{word, CheckoutMode, ConfigError, Installer, ReportMode};
 use super::Env;
+use crate::sandbox::SandboxMode;
 
 /// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
 /// said here, ask the layer below.
@@ -29,6 +30,10 @@ pub struct Layer {
     pub report_mode: Option<ReportMode>,
     pub no_save: Option<bool>,
     pub offline: Option<bool>,
+    pub sandbox: Option<SandboxMode>,
+    pub sandbox_hide: Option<Vec<PathBuf>>,
+    pub untrusted: Option<bool>,
+    pub test_network: Option<bool>,
     pub python: Option<String>,
     pub requirements: Option<Vec<PathBuf>>,
     pub bootstrap_command: Option<String>,
@@ -54,6 +59,10 @@ impl Layer {
             report_mode: self.report_mode.or(lower.report_mode),
             no_save: self.no_save.or(lower.no_save),
             offline: self.offline.or(lower.offline),
+            sandbox: self.sandbox.or(lower.sandbox),
+            sandbox_hide: self.sandbox_hide.or(lower.sandbox_hide),
+            untrusted: self.untrusted.or(lower.untrusted),
+            test_network: self.test_network.or(lower.test_network),
             python: self.python.or(lower.python),
             requirements: self.requirements.or(lower.requirements),
             bootstrap_command: self.bootstrap_command.or(lower.bootstrap_command),
@@ -81,21 +90,6 @@ fn parsed<T>(
             })
         })
         .transpose()
-}
-
-/// The one parser of an option word (`uv`, `problem`, `reuse`, …): the same names the flags and
-/// kiln.yml accept.
-fn word<T: clap::ValueEnum>(what: &'static str) -> impl Fn(&str) -> Result<T, String> {
-    move |v| {
-        T::from_str(v, false).map_err(|_| {
-            let names: Vec<String> = T::value_variants()
-                .iter()
-                .filter_map(|x| x.to_possible_value())
-                .map(|p| p.get_name().to_string())
-                .collect();
-            format!("unknown {what} {v:?} (expected {})", names.join(", "))
-        })
-    }
 }
 
 /// `1/true/yes/on` or `0/false/no/off` (the words clap's boolish flags take).
@@ -130,13 +124,17 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         workdir: p("KILN_WORKDIR"),
         store: s("KILN_STORE"),
         summary_json: p("KILN_SUMMARY_JSON"),
-        installer: parsed(env, "KILN_INSTALLER", word::<Installer>("installer"))?,
+        installer: parsed(env, "KILN_INSTALLER", word::<Installer>)?,
         test_command: s("KILN_TEST_COMMAND"),
         test_timeout: parsed(env, "KILN_TEST_TIMEOUT", duration)?,
-        checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>("checkout mode"))?,
-        report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>("mode"))?,
+        checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>)?,
+        report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>)?,
         no_save: parsed(env, "KILN_NO_SAVE", boolish)?,
         offline: parsed(env, "KILN_OFFLINE", boolish)?,
+        sandbox: parsed(env, "KILN_SANDBOX", word::<SandboxMode>)?,
+        sandbox_hide: parsed(env, "KILN_SANDBOX_HIDE", path_list)?,
+        untrusted: parsed(env, "KILN_UNTRUSTED", boolish)?,
+        test_network: parsed(env, "KILN_TEST_NETWORK", boolish)?,
         python: s("KILN_PYTHON"),
         requirements: parsed(env, "KILN_REQUIREMENTS", path_list)?,
         bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),
@@ -144,7 +142,7 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         max_restore_size: parsed(
             env,
             "KILN_CACHE_MAX_RESTORE_SIZE",
-            crate::cache::cli::parse_size,
+            crate::cache::commands::parse_size,
         )?,
     })
 }
@@ -189,7 +187,11 @@ mod tests {
     #[test]
     fn a_bad_value_names_the_variable_and_the_choices() {
         for (name, value, says) in [
-            ("KILN_REPORT_MODE", "loud", "problem, failing, change, all"),
+            (
+                "KILN_REPORT_MODE",
+                "loud",
+                "`problem`, `failing`, `change`, `all`",
+            ),
             ("KILN_NO_SAVE", "maybe", "not a boolean"),
             ("KILN_TEST_TIMEOUT", "soon", "KILN_TEST_TIMEOUT"),
         ] {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::{PassName, SandboxMode};
+
 /// A configuration problem the user has to fix. Exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -29,6 +31,20 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+}
+
+/// The parser of an option word (`uv`, `problem`, `reuse`, …) for the flags and `KILN_*`: clap's
+/// names for the enum's variants. kiln.yml reads the same names through serde (serde's own
+/// errors point at the value's line and column); a test keeps the two spellings equal.
+pub fn word<T: clap::ValueEnum>(v: &str) -> Result<T, String> {
+    T::from_str(v, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|x| x.to_possible_value())
+            .map(|p| format!("`{}`", p.get_name()))
+            .collect();
+        format!("unknown value `{v}`, expected one of {}", names.join(", "))
+    })
 }
 
 /// At most this many requirement and constraint files (each becomes a pip argument).
@@ -242,6 +258,11 @@ pub struct Config {
     pub test: TestConfig,
     pub cache: CacheConfig,
     pub report: ReportConfig,
+    /// How the project's code runs: auto | bwrap | none (ignored for untrusted builds, whose
+    /// kiln.yml the fork wrote; see docs/security.md).
+    pub sandbox: Option<SandboxMode>,
+    /// Variables of Kiln's environment passed to the project's code (the rest never is).
+    pub env: Vec<PassName>,
 }
 
 impl Default for Config {
@@ -255,6 +276,8 @@ impl Default for Config {
             test: TestConfig::default(),
             cache: CacheConfig::default(),
             report: ReportConfig::default(),
+            sandbox: None,
+            env: Vec::new(),
         }
     }
 }
@@ -362,7 +385,9 @@ pub(crate) mod size_serde {
         }
         match Size::deserialize(d)? {
             Size::Bytes(n) => Ok(n),
-            Size::Text(s) => crate::cache::cli::parse_size(&s).map_err(serde::de::Error::custom),
+            Size::Text(s) => {
+                crate::cache::commands::parse_size(&s).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
@@ -440,6 +465,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("kiln.yml:2:14"), "{err}");
+    }
+
+    fn same_words<T>()
+    where
+        T: clap::ValueEnum + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for v in T::value_variants() {
+            let name = v.to_possible_value().unwrap().get_name().to_string();
+            let from_yaml: T = serde_yaml::from_str(&name).unwrap();
+            assert_eq!(&from_yaml, v, "{name}");
+            assert_eq!(&word::<T>(&name).unwrap(), v, "{name}");
+        }
+    }
+
+    #[test]
+    fn flags_env_and_file_spell_every_option_word_alike() {
+        same_words::<Installer>();
+        same_words::<Compression>();
+        same_words::<CheckoutMode>();
+        same_words::<ReportMode>();
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cache;
 use crate::ci::CiEnv;
+use crate::sandbox::{SandboxSettings, Trust};
 
 pub use env::Layer;
 pub use file::{CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls};
@@ -56,6 +57,8 @@ pub struct RunRequest {
     pub save_allowed: bool,
     /// Install only from wheels already on this machine, building nothing.
     pub offline: bool,
+    /// The code being built is a fork's pull request (`--untrusted`, or what CI says).
+    pub untrusted: bool,
     /// `KILN_CCACHE_BIN`: a ccache binary, or `Some("")` for none.
     pub ccache_bin: Option<String>,
     /// Where Kiln installs uv when it is not on PATH.
@@ -72,13 +75,17 @@ pub struct Settings {
     pub project: Config,
     /// The cache store (see [`store_url`]).
     pub store_url: String,
+    /// How the project's code runs (see [`crate::sandbox`]).
+    pub sandbox: SandboxSettings,
 }
 
 /// Merge the flags over `KILN_*` (the one place they meet) and apply what CI says.
 pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest, UsageError> {
     let l = flags.over(env::layer(env)?);
     let repo = l.repo.clone().unwrap_or_else(|| ".".into());
-    let mut save_allowed = !l.no_save.unwrap_or(false);
+    let untrusted = l.untrusted.unwrap_or(false) || ci.is_some_and(|c| c.fork);
+    // Untrusted code must not write the shared cache: it could poison every later build.
+    let mut save_allowed = !l.no_save.unwrap_or(false) && !l.untrusted.unwrap_or(false);
     if let Some(why) = ci.and_then(CiEnv::save_forbidden).filter(|_| save_allowed) {
         tracing::info!("{why} (untrusted code must not write to the shared cache)");
         save_allowed = false;
@@ -96,6 +103,7 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
         summary_json: l.summary_json.clone().map(absolute),
         save_allowed,
         offline: l.offline.unwrap_or(false),
+        untrusted,
         ccache_bin: env::ccache_bin(env),
         tools_dir: tools_dir(env),
         repo,
@@ -132,12 +140,60 @@ impl RunRequest {
             env,
         );
         project.cache.store = Some(store_url.clone());
+        if self.untrusted {
+            untrusted_python(&project.python, checkout, &self.workdir)?;
+        }
+        let sandbox = self.sandbox_settings(&project);
         Ok(Settings {
             request: self,
             project,
             store_url,
+            sandbox,
         })
     }
+
+    /// The sandbox: `--sandbox` > `KILN_SANDBOX` > kiln.yml > `auto`. An untrusted build's
+    /// kiln.yml was written by the fork: it cannot choose the sandbox.
+    fn sandbox_settings(&self, project: &Config) -> SandboxSettings {
+        let l = &self.overrides;
+        let from_file = project.sandbox.filter(|_| !self.untrusted);
+        if self.untrusted && project.sandbox.is_some() && l.sandbox.is_none() {
+            tracing::info!("kiln.yml `sandbox:` is ignored: this build runs untrusted code");
+        }
+        SandboxSettings {
+            mode: l.sandbox.or(from_file).unwrap_or_default(),
+            hide: l.sandbox_hide.clone().unwrap_or_default(),
+            trust: if self.untrusted {
+                Trust::Untrusted
+            } else {
+                Trust::Trusted
+            },
+            test_network: l.test_network.unwrap_or(false),
+            pass_env: project.env.clone(),
+        }
+    }
+}
+
+/// Kiln runs the interpreter itself, outside the sandbox (to probe it and create the venv): for
+/// untrusted code, kiln.yml's `python` must not be a program the fork brought.
+fn untrusted_python(python: &str, checkout: &Path, workdir: &Path) -> Result<(), UsageError> {
+    let path = Path::new(python);
+    let brought = if path.components().count() == 1 {
+        false // a name, looked up on Kiln's PATH
+    } else {
+        let resolved = std::fs::canonicalize(absolute(path.to_path_buf()))
+            .unwrap_or_else(|_| absolute(path.to_path_buf()));
+        [checkout, workdir].iter().any(|d| {
+            let d = std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf());
+            resolved.starts_with(d)
+        }) || path.is_relative()
+    };
+    if brought {
+        return Err(UsageError::Other(format!(
+            "python {python:?} is a path this untrusted build could have brought; name an              interpreter on PATH (python3) or an absolute path outside the checkout"
+        )));
+    }
+    Ok(())
 }
 
 /// The override layer onto kiln.yml's keys.

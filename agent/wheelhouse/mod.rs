@@ -10,7 +10,7 @@ pub mod transfer;
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use crate::cli::wheelhouse::{WheelhouseArgs, WheelhouseCommand};
 
 use crate::cache::store::{self, Store};
 use crate::index::IndexError;
@@ -66,48 +66,6 @@ pub fn default_import_dir() -> PathBuf {
 }
 
 /// `kiln wheelhouse …`
-#[derive(Args, Debug)]
-pub struct WheelhouseArgs {
-    #[command(subcommand)]
-    pub command: WheelhouseCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum WheelhouseCommand {
-    /// Pack wheels into one archive (tar + zstd, with a manifest of names, tags and sha256).
-    Export(ExportArgs),
-    /// Verify an archive made by `export` and put its wheels into a directory.
-    Import(ImportArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct ExportArgs {
-    /// Archive to write (conventionally `*.tar.zst`).
-    #[arg(long, short)]
-    pub output: PathBuf,
-    /// Export the wheels of this directory (e.g. a run's work dir `wheelhouse/`).
-    #[arg(long, conflicts_with = "store")]
-    pub from: Option<PathBuf>,
-    /// Export the wheels published in this store (default when --from is absent: KILN_STORE,
-    /// else `gha` under GitHub Actions, else the embedded file store).
-    #[arg(long)]
-    pub store: Option<String>,
-    /// Only wheels for this platform tag (repeatable), e.g. manylinux_2_17_x86_64 or
-    /// linux_x86_64; pure-Python (`any`) wheels are always included.
-    #[arg(long = "platform")]
-    pub platforms: Vec<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct ImportArgs {
-    /// Archive made by `kiln wheelhouse export`.
-    pub archive: PathBuf,
-    /// Directory to put the wheels in (default: where `kiln run --offline` looks,
-    /// ~/.cache/kiln/wheelhouse or KILN_OFFLINE_WHEELHOUSE).
-    #[arg(long)]
-    pub into: Option<PathBuf>,
-}
-
 /// Run `kiln wheelhouse …`.
 pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
     match args.command {

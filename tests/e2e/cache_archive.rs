@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use kiln::cache::manifest::{self, Manifest};
 use kiln::cache::{self, RestoreHit, SaveOptions, Store};
-use kiln::config::Compression;
+use kiln::settings::Compression;
 use sha2::{Digest, Sha256};
 
 struct Env {

@@ -29,3 +29,4 @@ mod report_email;
 mod report_github;
 mod report_run;
 mod run;
+mod sandbox;

@@ -1,11 +1,11 @@
 //! Email through a real SMTP server on loopback (aiosmtpd), read back from what it received.
 
 use crate::support::report::{header, rcpts, SmtpSink};
-use kiln::config::SmtpTls;
 use kiln::report::blame::{Commit, Person};
 use kiln::report::email::Mailer;
 use kiln::report::policy::Event;
 use kiln::report::render;
+use kiln::settings::SmtpTls;
 use kiln::summary::{Outcome, RunSummary, TestFailure};
 
 fn summary() -> RunSummary {

@@ -20,6 +20,16 @@ pub enum Tool {
     Pip,
 }
 
+impl Tool {
+    /// `uv` or `pip`, as the summary names the installer.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tool::Uv(_) => "uv",
+            Tool::Pip => "pip",
+        }
+    }
+}
+
 pub async fn find_or_install_uv(
     py: &PythonInfo,
     offline: bool,
@@ -47,6 +57,7 @@ pub async fn find_or_install_uv(
     tracing::info!("uv not on PATH: installing it into {}", target.display());
     let out = Cmd::new(python)
         .args([
+            "-I",
             "-m",
             "pip",
             "install",
@@ -181,10 +192,11 @@ pub fn venv_cmd(tool: Option<&Tool>, host_pip: bool, py: &PythonInfo, venv: &Pat
             .args(["venv", "--quiet", "--python"])
             .arg(&py.path)
             .arg(venv),
+        // `-I`: a `venv/` package in the current directory (a checkout) must not be what runs.
         Some(Tool::Pip) if host_pip => Cmd::new(&py.path)
-            .args(["-m", "venv", "--without-pip"])
+            .args(["-I", "-m", "venv", "--without-pip"])
             .arg(venv),
-        _ => Cmd::new(&py.path).args(["-m", "venv"]).arg(venv),
+        _ => Cmd::new(&py.path).args(["-I", "-m", "venv"]).arg(venv),
     }
 }
 
@@ -210,26 +222,21 @@ pub struct Installing<'a> {
 }
 
 impl Installing<'_> {
-    pub fn name(&self) -> &'static str {
-        match self.tool {
-            Tool::Uv(_) => "uv",
-            Tool::Pip => "pip",
-        }
-    }
-
     /// `install --no-index --find-links <wheelhouse> <reqs>` into the venv.
     fn install_cmd(&self) -> Cmd {
+        // Wheels only, from the wheelhouse: no network needed, none given.
+        let scope = self.scope.offline();
         let base = match self.tool {
-            Tool::Uv(uv) => untrusted::program(uv, self.scope)
+            Tool::Uv(uv) => untrusted::program(uv, scope)
                 .args(["pip", "install", "--python"])
                 .arg(&self.venv_python),
             // Like uv, pip leaves bytecode to the first import: compiling every module of every
             // wheel up front doubles a warm install.
-            Tool::Pip if self.host_pip => untrusted::program(&self.py.path, self.scope)
+            Tool::Pip if self.host_pip => untrusted::program(&self.py.path, scope)
                 .args(["-m", "pip", "--python"])
                 .arg(&self.venv_python)
                 .args(["install", "--no-compile"]),
-            Tool::Pip => untrusted::program(&self.venv_python, self.scope).args([
+            Tool::Pip => untrusted::program(&self.venv_python, scope).args([
                 "-m",
                 "pip",
                 "install",
@@ -244,7 +251,7 @@ impl Installing<'_> {
 
     pub(super) fn failed(&self, o: &Output) -> BootstrapError {
         BootstrapError::Install {
-            installer: self.name().into(),
+            installer: self.tool.name().into(),
             code: o.code.unwrap_or(-1),
             tail: o.tail(30),
         }

@@ -22,6 +22,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::sandbox::{Network, ProjectRunner, Trust};
 use crate::settings::Config;
 use crate::summary::{CcacheSummary, WheelSummary};
 
@@ -46,6 +47,8 @@ pub struct BootstrapInputs<'a> {
     pub ccache_bin: Option<&'a str>,
     /// Where uv is installed when it is not on PATH.
     pub tools_dir: &'a Path,
+    /// How the project's code runs (sandbox, environment).
+    pub runner: &'a ProjectRunner,
 }
 
 /// What bootstrap produced, for the test and save stages and the summary.
@@ -63,6 +66,8 @@ pub struct BootstrapOutput {
     pub venv_seconds: f64,
     pub build_seconds: f64,
     pub install_seconds: f64,
+    /// The runner with the interpreter (and uv) shown inside the sandbox, for the tests.
+    pub runner: Option<ProjectRunner>,
 }
 
 /// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
@@ -81,7 +86,43 @@ async fn build_env(
     };
     let prefix: Vec<&Path> = prefix.iter().map(|p| p.as_path()).collect();
     env.push(("PATH".into(), plan::path_with(&prefix)));
+    if inp.runner.trust() == Trust::Untrusted {
+        let before = env.len();
+        env.retain(|(k, _)| k != "CCACHE_REMOTE_STORAGE");
+        if env.len() != before {
+            warnings.push(
+                "untrusted build: the ccache remote is not used (its code could write to it)"
+                    .into(),
+            );
+        }
+    }
     env
+}
+
+/// The run's runner, with the interpreter's installation and uv shown read-only inside the
+/// sandbox (they may live under a hidden `$HOME`, e.g. pyenv).
+fn runner_for(inp: &BootstrapInputs<'_>, py: &PythonInfo, tool: Option<&Tool>) -> ProjectRunner {
+    let mut runner = inp.runner.clone();
+    let uv = match tool {
+        Some(Tool::Uv(uv)) => Some(uv.as_path()),
+        _ => None,
+    };
+    for program in std::iter::once(py.path.as_path()).chain(uv) {
+        if let Err(e) = runner.expose_tool(program) {
+            tracing::warn!("the sandbox cannot show {}: {e}", program.display());
+        }
+    }
+    if inp.offline {
+        // Imported wheels (`kiln wheelhouse import`) live outside the work dir.
+        for dir in crate::wheelhouse::offline::search_dirs(&inp.paths.wheelhouse) {
+            if dir != inp.paths.wheelhouse {
+                if let Err(e) = runner.expose_dir(&dir) {
+                    tracing::warn!("the sandbox cannot show {}: {e}", dir.display());
+                }
+            }
+        }
+    }
+    runner
 }
 
 /// Build the fresh venv and install the requirements.
@@ -120,16 +161,24 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         venv_seconds: started.elapsed().as_secs_f64(),
         ..BootstrapOutput::default()
     };
+    let runner = runner_for(&inp, &py, tool);
     let scope = Scope {
         cwd: &paths.checkout,
         env: &build_env,
+        runner: &runner,
+        // Building what the wheelhouse lacks downloads (unless --offline).
+        network: if inp.offline {
+            Network::Denied
+        } else {
+            Network::Allowed
+        },
     };
     let installed = match &plan.strategy {
-        Strategy::ProjectCommand(command) => project_command(command, paths, &build_env).await?,
+        Strategy::ProjectCommand(command) => project_command(command, paths, scope).await?,
         Strategy::Install(tool) => install(&inp, &py, &plan, tool, scope, &mut warnings).await?,
     };
     out.installer = match tool {
-        Some(t) => installers_name(t).into(),
+        Some(t) => t.name().into(),
         None => "command".into(),
     };
     out.wheels = installed.wheels;
@@ -140,17 +189,11 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         out.ccache_new_entries = out.ccache.misses > 0;
     }
     out.test_env = test_env(paths);
+    out.runner = Some(runner);
     for w in warnings {
         tracing::warn!("{w}");
     }
     Ok(out)
-}
-
-fn installers_name(t: &Tool) -> &'static str {
-    match t {
-        Tool::Uv(_) => "uv",
-        Tool::Pip => "pip",
-    }
 }
 
 /// The test command's environment: the venv activated, the wheelhouse named.
@@ -212,13 +255,13 @@ async fn install(
 async fn project_command(
     command: &str,
     paths: &Paths,
-    build_env: &[(OsString, OsString)],
+    scope: Scope<'_>,
 ) -> Result<Installed, BootstrapError> {
     let before = installers::list_wheels(&paths.wheelhouse);
     let bin = paths.venv.join("bin");
     let masq = paths.tmp.join("ccache-bin");
     let wh = paths.wheelhouse.clone().into_os_string();
-    let mut env = build_env.to_vec();
+    let mut env = scope.env.to_vec();
     env.extend([
         ("VIRTUAL_ENV".into(), paths.venv.clone().into()),
         ("PATH".into(), plan::path_with(&[&bin, &masq])),
@@ -228,10 +271,7 @@ async fn project_command(
         ("KILN_VENV".into(), paths.venv.clone().into()),
     ]);
     tracing::info!("$ {command}");
-    let scope = Scope {
-        cwd: &paths.checkout,
-        env: &env,
-    };
+    let scope = Scope { env: &env, ..scope };
     let o = untrusted::shell(command, scope).echo(true).run().await?;
     if !o.success {
         return Err(BootstrapError::Command {

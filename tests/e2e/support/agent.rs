@@ -123,12 +123,15 @@ pub struct Agent {
     pub stderr: PathBuf,
 }
 
-/// agent.yml building every branch of `REPO` from `clone_url`.
+/// agent.yml building every branch of `REPO` from `clone_url`. The lifecycle tests watch builds
+/// through marker files outside the build's work dir, so trusted builds run unsandboxed here
+/// (`sandbox: none`); fork pull requests are sandboxed all the same, and the sandbox's own tests
+/// (sandbox_e2e) run with the default.
 pub fn write_config(path: &Path, clone_url: &str, store: &Path) {
     std::fs::write(
         path,
         format!(
-            "defaults:\n  store: file://{}\nrepositories:\n  - name: {REPO}\n    clone_url: {clone_url}\n    token_env: KILN_TEST_REPO_TOKEN\n    branches: ['*']\n",
+            "sandbox: none\ndefaults:\n  store: file://{}\nrepositories:\n  - name: {REPO}\n    clone_url: {clone_url}\n    token_env: KILN_TEST_REPO_TOKEN\n    branches: ['*']\n",
             store.display()
         ),
     )

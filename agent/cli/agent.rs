@@ -1,4 +1,4 @@
-//! `kiln agent` flags. The webhook secret is deliberately not a flag: command lines are visible
+//! `kiln agent` flags (the server is in `server`). The webhook secret is deliberately not a flag: command lines are visible
 //! to every user of the machine (`ps`) and end up in shell histories.
 
 use std::net::SocketAddr;

@@ -1,130 +1,22 @@
-//! `kiln cache save|restore|list|prune`: the cache engine as standalone commands, usable from
-//! any CI (the same semantics as actions/cache's restore and save).
+//! `kiln cache save|restore|list|prune` (flags in `cli::cache`): the cache engine as standalone
+//! commands, usable from any CI (the same semantics as actions/cache's restore and save).
 //!
 //! Exit codes: 0 done (a store outage is a warning, not a failure), 1 `--fail-on-miss` and no
 //! exact hit, 2 usage error (bad flag, bad store URL), 3 the store could not be read for
 //! `list`/`prune`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
-
-use clap::{Args, Subcommand};
 
 use super::progress::human_bytes;
 use super::prune::{self, PrunePolicy};
 use super::store::Store;
 use super::{catalog, RestoreHit, SaveOptions};
-use crate::config::Compression;
-
-#[derive(Args, Debug)]
-pub struct CacheArgs {
-    #[command(subcommand)]
-    pub command: CacheCommand,
-}
-
-/// Where the caches are.
-#[derive(Args, Debug, Clone)]
-pub struct StoreArg {
-    /// Store URL: file:///path, s3://bucket/prefix, gha, webdav+https://host/path,
-    /// azblob://container/prefix, gcs://bucket/prefix. Default: `gha` under GitHub Actions,
-    /// else ~/.cache/kiln/store. [env: KILN_STORE]
-    #[arg(long)]
-    pub store: Option<String>,
-}
-
-impl StoreArg {
-    fn open(&self) -> Result<Store, u8> {
-        let url =
-            crate::settings::store_url(self.store.clone(), None, &crate::settings::process_env);
-        Store::from_url(&url).map_err(|e| {
-            eprintln!("kiln: error: {e}");
-            2
-        })
-    }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CacheCommand {
-    /// Archive directories under a key (skipped when the key already holds the same content).
-    Save(SaveArgs),
-    /// Restore directories from a key, else from the newest key starting with a restore key.
-    /// Prints `exact KEY`, `partial KEY` or `miss`.
-    Restore(RestoreArgs),
-    /// List the caches in the store: key, size, age.
-    List(ListArgs),
-    /// Delete caches older than --max-age, then the oldest until under --max-total-size.
-    Prune(PruneArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct SaveArgs {
-    /// Cache key (letters, digits and - _ . + = , @).
-    #[arg(long)]
-    pub key: String,
-    /// Directory to archive (repeatable; restored by position).
-    #[arg(long = "path", required = true)]
-    pub paths: Vec<PathBuf>,
-    #[command(flatten)]
-    pub store: StoreArg,
-    /// Archive compression.
-    #[arg(long, value_enum, default_value_t = Compression::Zstd, env = "KILN_CACHE_COMPRESSION")]
-    pub compression: Compression,
-    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
-    #[arg(long, env = "KILN_CACHE_LEVEL")]
-    pub level: Option<i32>,
-}
-
-#[derive(Args, Debug)]
-pub struct RestoreArgs {
-    /// Cache key to restore.
-    #[arg(long)]
-    pub key: String,
-    /// Key prefix to fall back to, newest match first (repeatable, tried in order).
-    #[arg(long = "restore-key")]
-    pub restore_keys: Vec<String>,
-    /// Directory to restore (repeatable, in the order they were saved).
-    #[arg(long = "path", required = true)]
-    pub paths: Vec<PathBuf>,
-    #[command(flatten)]
-    pub store: StoreArg,
-    /// Exit 1 unless the exact key was restored.
-    #[arg(long)]
-    pub fail_on_miss: bool,
-    /// Only say which key would be restored; download nothing.
-    #[arg(long)]
-    pub lookup_only: bool,
-    /// The most the restore may write (e.g. 20G); a bigger archive is a miss.
-    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_SIZE", value_parser = parse_size, default_value = "20G")]
-    pub max_restore_size: u64,
-    /// The most entries (files, directories, links) the restore may create.
-    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_ENTRIES", default_value_t = super::RestoreLimits::DEFAULT_MAX_ENTRIES)]
-    pub max_restore_entries: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Only keys starting with this.
-    #[arg(long, default_value = "")]
-    pub prefix: String,
-    #[command(flatten)]
-    pub store: StoreArg,
-}
-
-#[derive(Args, Debug)]
-pub struct PruneArgs {
-    /// Delete caches older than this (e.g. 7d, 12h).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub max_age: Option<Duration>,
-    /// Then delete the oldest caches until the store holds at most this much (e.g. 5G, 500M).
-    #[arg(long, value_parser = parse_size)]
-    pub max_total_size: Option<u64>,
-    /// Print what would be deleted, delete nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub store: StoreArg,
-}
+use crate::cli::cache::{
+    CacheArgs, CacheCommand, ListArgs, PruneArgs, RestoreArgs, SaveArgs, StoreArg,
+};
+use crate::exit::Exit;
+use crate::settings::Compression;
 
 /// `500M`, `5G`, `1GiB`, `1024` → bytes (K/M/G/T are powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -151,8 +43,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// Open the store `--store` names (or the default one, see `settings::store_url`).
+fn open(arg: &StoreArg) -> Result<Store, Exit> {
+    let url = crate::settings::store_url(arg.store.clone(), None, &crate::settings::process_env);
+    Store::from_url(&url).map_err(|e| {
+        eprintln!("kiln: error: {e}");
+        Exit::Usage
+    })
+}
+
 /// Run a `kiln cache` command; returns the exit code.
-pub async fn run(args: CacheArgs) -> u8 {
+pub async fn run(args: CacheArgs) -> Exit {
     match args.command {
         CacheCommand::Save(a) => save(a).await,
         CacheCommand::Restore(a) => restore(a).await,
@@ -161,13 +62,13 @@ pub async fn run(args: CacheArgs) -> u8 {
     }
 }
 
-async fn save(a: SaveArgs) -> u8 {
+async fn save(a: SaveArgs) -> Exit {
     // Untrusted code (a fork's pull request under GitHub Actions) must not write to the cache.
     if let Some(why) = crate::ci::current().and_then(|c| c.save_forbidden()) {
         eprintln!("kiln: {why}; not saving {}", a.key);
-        return 0;
+        return Exit::Success;
     }
-    let store = match a.store.open() {
+    let store = match open(&a.store) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -183,7 +84,7 @@ async fn save(a: SaveArgs) -> u8 {
                 range.end(),
                 a.compression
             );
-            return 2;
+            return Exit::Usage;
         }
     }
     let opts = SaveOptions {
@@ -203,11 +104,11 @@ async fn save(a: SaveArgs) -> u8 {
             out.skipped_reason.as_deref().unwrap_or("not saved")
         );
     }
-    0
+    Exit::Success
 }
 
-async fn restore(a: RestoreArgs) -> u8 {
-    let store = match a.store.open() {
+async fn restore(a: RestoreArgs) -> Exit {
+    let store = match open(&a.store) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -235,9 +136,9 @@ async fn restore(a: RestoreArgs) -> u8 {
     write_github_output(word, matched.as_deref());
     if a.fail_on_miss && out.hit != RestoreHit::Exact {
         eprintln!("kiln: error: no cache for key {} (--fail-on-miss)", a.key);
-        return 1;
+        return Exit::No;
     }
-    0
+    Exit::Success
 }
 
 /// Under GitHub Actions, expose the result as step outputs (`cache-hit`, `cache-matched-key`).
@@ -252,8 +153,8 @@ fn write_github_output(word: &str, matched: Option<&str>) {
     }
 }
 
-async fn list(a: ListArgs) -> u8 {
-    let store = match a.store.open() {
+async fn list(a: ListArgs) -> Exit {
+    let store = match open(&a.store) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -261,7 +162,7 @@ async fn list(a: ListArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kiln: error: cannot list the caches: {e}");
-            return 3;
+            return Exit::Infrastructure;
         }
     };
     let now = chrono::Utc::now();
@@ -298,7 +199,7 @@ async fn list(a: ListArgs) -> u8 {
         human_bytes(total),
         store.display()
     );
-    0
+    Exit::Success
 }
 
 /// `3d`, `5h`, `12m`, `40s`.
@@ -312,14 +213,14 @@ fn short_age(d: Duration) -> String {
     }
 }
 
-async fn prune_cmd(a: PruneArgs) -> u8 {
-    let store = match a.store.open() {
+async fn prune_cmd(a: PruneArgs) -> Exit {
+    let store = match open(&a.store) {
         Ok(s) => s,
         Err(code) => return code,
     };
     if a.max_age.is_none() && a.max_total_size.is_none() {
         eprintln!("kiln: error: give --max-age and/or --max-total-size");
-        return 2;
+        return Exit::Usage;
     }
     let policy = PrunePolicy {
         max_age: a.max_age,
@@ -330,7 +231,7 @@ async fn prune_cmd(a: PruneArgs) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kiln: error: cannot prune: {e}");
-            return 3;
+            return Exit::Infrastructure;
         }
     };
     let verb = if a.dry_run { "would delete" } else { "deleted" };
@@ -350,7 +251,7 @@ async fn prune_cmd(a: PruneArgs) -> u8 {
         report.kept,
         human_bytes(report.kept_bytes)
     );
-    0
+    Exit::Success
 }
 
 #[cfg(test)]
