@@ -62,9 +62,12 @@ async fn suite(q: Arc<dyn JobQueue>) {
     for i in 0..40 {
         let q = q.clone();
         set.spawn(async move {
-            q.enqueue(&format!("c{}", i % 4), req(&format!("l{}", i % 4), &sha(i)))
-                .await
-                .unwrap()
+            q.enqueue(
+                &format!("c{}", i % 4),
+                req(&format!("l{}", i % 4), &sha(100 + i)),
+            )
+            .await
+            .unwrap()
         });
     }
     let mut accepted = 0;
