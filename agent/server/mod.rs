@@ -5,13 +5,16 @@
 //! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (the job
 //! queue: embedded or PostgreSQL), `worker` (running builds), `procs` (killing a build's
 //! processes), `http` (the HTTP routes), `web` (the web page), `github_app` (GitHub App auth),
-//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `listen` (the
+//! bounded accept loop), `api_auth` (the read-API token).
 
+pub mod api_auth;
 pub mod config;
 pub mod events;
 pub mod github_app;
 pub mod http;
 pub mod isolation;
+pub mod listen;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
@@ -85,6 +88,17 @@ pub fn read_secret(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The data dir holds job logs, summaries, the queue and work dirs: `0700`, so no other user
+/// of the host can read a build's log or write its queue (existing dirs are tightened too).
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Take `<data-dir>/lock` for this process's lifetime: two agents on one queue would build every
@@ -254,6 +268,20 @@ async fn drain_workers(
     }
 }
 
+/// This agent as the fleet page lists it.
+fn this_host(agent_id: &str, local: std::net::SocketAddr, workers: usize) -> Host {
+    Host {
+        id: agent_id.to_string(),
+        name: hostname(),
+        url: Some(format!("http://{local}")),
+        workers,
+        busy: 0,
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: chrono::Utc::now(),
+        seen_at: chrono::Utc::now(),
+    }
+}
+
 /// This machine's name, for the fleet page.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -292,9 +320,10 @@ struct Opened {
 fn open_data_dir(args: &AgentArgs) -> Result<Opened, AgentError> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
-    std::fs::create_dir_all(&data_dir)
+    create_private_dir(&data_dir)
         .map_err(io(format!("cannot create data dir {}", data_dir.display())))?;
     let lock = lock_data_dir(&data_dir)?;
+    listen::raise_fd_limit();
     let config_path = args
         .config
         .clone()
@@ -368,11 +397,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let queue = queue::open(&args.queue, &data_dir, &agent_id, args.lease).await?;
     kill_leftovers(queue.as_ref(), &agent_id).await?;
     prune(queue.as_ref(), &data_dir, args.retain).await;
-    let api = std::env::var("GITHUB_API_URL")
+    let github_api = std::env::var("GITHUB_API_URL")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "https://api.github.com".into());
-    let apps = Arc::new(github_app::Apps::load(&config, &api)?);
+    let apps = Arc::new(github_app::Apps::load(&config, &github_api)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
     let settings = Arc::new(worker_settings(&args, &opened)?);
@@ -406,6 +435,10 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         if secret.is_some() { "on" } else { "off" }
     );
     let web = web_state(&config, queue.clone(), &data_dir, &agent_id)?;
+    let api = api_auth::api_access(config.public_api, config.api_token_file.as_deref(), &|k| {
+        std::env::var(k).ok()
+    })
+    .map_err(AgentError::Secret)?;
     let state = Arc::new(http::AppState {
         queue: queue.clone(),
         config: config.clone(),
@@ -415,28 +448,21 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         draining: draining.clone(),
         data_dir: data_dir.clone(),
         workers: args.workers,
+        api,
     });
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         let mut rx = server_stop_rx;
-        axum::serve(listener, http::router(state, web))
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await
+        let limits = listen::ConnLimits::from_env(&|k| std::env::var(k).ok());
+        listen::serve(listener, http::router(state, web), limits, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await;
+        Ok::<(), std::io::Error>(())
     });
 
     let (drain_tx, drain_rx) = watch::channel(false);
-    let host = Host {
-        id: agent_id.clone(),
-        name: hostname(),
-        url: Some(format!("http://{local}")),
-        workers: args.workers,
-        busy: 0,
-        version: env!("CARGO_PKG_VERSION").into(),
-        started_at: chrono::Utc::now(),
-        seen_at: chrono::Utc::now(),
-    };
+    let host = this_host(&agent_id, local, args.workers);
     register(queue.clone(), host, drain_rx.clone());
     spawn_pruner(
         queue.clone(),
@@ -445,7 +471,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         drain_rx.clone(),
     );
     if let Some(interval) = args.poll {
-        let poller = poll::Poller::new(queue.clone(), config.clone(), api);
+        let poller = poll::Poller::new(queue.clone(), config.clone(), github_api);
         let mut rx = drain_rx.clone();
         tokio::spawn(poller.run(interval, async move {
             let _ = rx.wait_for(|d| *d).await;
