@@ -255,7 +255,7 @@ pub struct Apps {
 
 impl Apps {
     /// Load the Apps of `config`'s repositories; `api` is the REST root.
-    pub fn load(config: &super::config::AgentConfig, api: &str) -> Result<Apps, AppError> {
+    pub fn load(config: &super::agent_yml::AgentConfig, api: &str) -> Result<Apps, AppError> {
         let mut apps = HashMap::new();
         for s in config
             .repositories
@@ -270,7 +270,7 @@ impl Apps {
     }
 
     /// The App `repo` reports as, if any.
-    pub fn for_repo(&self, repo: &super::config::RepoConfig) -> Option<&GithubApp> {
+    pub fn for_repo(&self, repo: &super::agent_yml::RepoConfig) -> Option<&GithubApp> {
         self.apps.get(repo.github_app.as_ref()?)
     }
 }

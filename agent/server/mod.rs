@@ -5,11 +5,12 @@
 //! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (the job
 //! queue: embedded or PostgreSQL), `worker` (running builds), `procs` (killing a build's
 //! processes), `http` (the HTTP routes), `web` (the web page), `github_app` (GitHub App auth),
-//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `listen` (the
-//! bounded accept loop), `api_auth` (the read-API token).
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `agent_yml` (the agent config file),
+//! `listen` (the bounded accept loop), `api_auth` (the read-API token). Its flags are
+//! `crate::cli::agent`.
 
+pub mod agent_yml;
 pub mod api_auth;
-pub mod config;
 pub mod events;
 pub mod github_app;
 pub mod http;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use self::config::AgentConfig;
+use self::agent_yml::AgentConfig;
 use self::queue::{Host, JobQueue};
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
@@ -44,7 +45,7 @@ pub enum AgentError {
     #[error(transparent)]
     App(#[from] github_app::AppError),
     #[error("web access token: {0}")]
-    WebToken(#[from] config::TokenError),
+    WebToken(#[from] agent_yml::TokenError),
     #[error("{0}")]
     Secret(String),
     #[error("{0}")]
