@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::config::AgentConfig;
+use super::config::{AgentConfig, RepoConfig};
 use super::metrics::Metrics;
 use super::procs;
 use super::queue::{Claim, Job, JobOutcome, Queue};
@@ -172,66 +172,7 @@ impl Worker {
             chrono::Utc::now().to_rfc3339()
         );
 
-        let mut cmd = tokio::process::Command::new(&s.program);
-        cmd.args(&s.program_args)
-            .arg("--repo")
-            .arg(&repo.clone_url)
-            .arg("--rev")
-            .arg(&job.sha)
-            .arg("--branch")
-            .arg(&job.branch)
-            .arg("--workdir")
-            .arg(&work)
-            .arg("--summary-json")
-            .arg(&summary);
-        if let Some(store) = &repo.store {
-            cmd.arg("--store").arg(store);
-        }
-        cmd.args(&sandbox_args);
-        for k in SCRUBBED_ENV
-            .iter()
-            .copied()
-            .chain(s.isolation.scrubbed.iter().map(String::as_str))
-        {
-            cmd.env_remove(k);
-        }
-        // Build logs are files read by people (`GET /jobs/{id}/log`): plain text, no colours,
-        // whatever format the agent's own logs use.
-        cmd.env("NO_COLOR", "1").env_remove("KILN_LOG_FORMAT");
-        cmd.env("GITHUB_REPOSITORY", &job.repo)
-            .env("KILN_GITHUB_REPOSITORY", &job.repo)
-            .env(procs::MARKER_VAR, &marker);
-        if let Some(n) = job.pr_number {
-            // Statuses and checks belong on the PR's head commit (which is what we build).
-            cmd.env("KILN_PR_NUMBER", n.to_string())
-                .env("KILN_HEAD_SHA", &job.sha);
-        }
-        if let Some(u) = &self.config.public_url {
-            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{id}/log"));
-        }
-        if job.fork {
-            // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
-            // obeys; the variable tells the build's own scripts.
-            cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
-        }
-        match (&repo.token, !job.fork || repo.fork_token) {
-            (Some(src), true) => match src.read() {
-                Ok(t) => {
-                    cmd.env("GITHUB_TOKEN", t);
-                }
-                Err(e) => {
-                    tracing::warn!("job {id}: {e}; building without a token (no GitHub reports)");
-                    let _ = writeln!(
-                        log_file,
-                        "kiln agent: warning: {e}; building without a token"
-                    );
-                }
-            },
-            (Some(_), false) => {
-                let _ = writeln!(log_file, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
-            }
-            (None, _) => {}
-        }
+        let mut cmd = self.kiln_run(&job, &repo, &marker, &sandbox_args, &mut log_file);
         let (out, err) = match (log_file.try_clone(), log_file.try_clone()) {
             (Ok(a), Ok(b)) => (Stdio::from(a), Stdio::from(b)),
             _ => (Stdio::null(), Stdio::null()),
@@ -359,6 +300,81 @@ impl Worker {
         });
         self.finish(&job, outcome, Some(detail), code, by, started, summary_ref)
             .await;
+    }
+
+    /// The `kiln run` command of one job: its flags (sandbox included), the variables it reports
+    /// with, and the agent's own variables removed.
+    fn kiln_run(
+        &self,
+        job: &Job,
+        repo: &RepoConfig,
+        marker: &str,
+        sandbox_args: &[OsString],
+        log_file: &mut std::fs::File,
+    ) -> tokio::process::Command {
+        let s = &self.settings;
+        let id = job.id;
+        let mut cmd = tokio::process::Command::new(&s.program);
+        cmd.args(&s.program_args)
+            .arg("--repo")
+            .arg(&repo.clone_url)
+            .arg("--rev")
+            .arg(&job.sha)
+            .arg("--branch")
+            .arg(&job.branch)
+            .arg("--workdir")
+            .arg(s.work_dir(id))
+            .arg("--summary-json")
+            .arg(s.summary_path(id));
+        if let Some(store) = &repo.store {
+            cmd.arg("--store").arg(store);
+        }
+        cmd.args(sandbox_args);
+        for k in SCRUBBED_ENV
+            .iter()
+            .copied()
+            .chain(s.isolation.scrubbed.iter().map(String::as_str))
+        {
+            cmd.env_remove(k);
+        }
+        // Build logs are files read by people (`GET /jobs/{id}/log`): plain text, no colours,
+        // whatever format the agent's own logs use.
+        cmd.env("NO_COLOR", "1").env_remove("KILN_LOG_FORMAT");
+        cmd.env("GITHUB_REPOSITORY", &job.repo)
+            .env("KILN_GITHUB_REPOSITORY", &job.repo)
+            .env(procs::MARKER_VAR, marker);
+        if let Some(n) = job.pr_number {
+            // Statuses and checks belong on the PR's head commit (which is what we build).
+            cmd.env("KILN_PR_NUMBER", n.to_string())
+                .env("KILN_HEAD_SHA", &job.sha);
+        }
+        if let Some(u) = &self.config.public_url {
+            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{id}/log"));
+        }
+        if job.fork {
+            // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
+            // obeys; the variable tells the build's own scripts.
+            cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
+        }
+        match (&repo.token, !job.fork || repo.fork_token) {
+            (Some(src), true) => match src.read() {
+                Ok(t) => {
+                    cmd.env("GITHUB_TOKEN", t);
+                }
+                Err(e) => {
+                    tracing::warn!("job {id}: {e}; building without a token (no GitHub reports)");
+                    let _ = writeln!(
+                        log_file,
+                        "kiln agent: warning: {e}; building without a token"
+                    );
+                }
+            },
+            (Some(_), false) => {
+                let _ = writeln!(log_file, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
+            }
+            (None, _) => {}
+        }
+        cmd
     }
 
     /// A job that could not start its build: recorded as an error with `why`.
