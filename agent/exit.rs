@@ -82,3 +82,40 @@ impl Classify for crate::wheelhouse::WheelhouseError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexError;
+    use crate::server::AgentError;
+    use crate::wheelhouse::WheelhouseError;
+
+    fn io() -> std::io::Error {
+        std::io::Error::other("disk full")
+    }
+
+    #[test]
+    fn every_command_ends_by_one_table() {
+        // What the user must fix is 2; what the machine or a service failed at is 3.
+        assert_eq!(AgentError::Busy("locked".into()).exit(), Exit::Usage);
+        let disk = AgentError::Io {
+            what: "queue".into(),
+            source: io(),
+        };
+        assert_eq!(disk.exit(), Exit::Infrastructure);
+        assert_eq!(IndexError::Auth("empty token".into()).exit(), Exit::Usage);
+        let bind = IndexError::Bind {
+            addr: "127.0.0.1:1".into(),
+            source: io(),
+        };
+        assert_eq!(bind.exit(), Exit::Infrastructure);
+        let damaged = WheelhouseError::Corrupt {
+            archive: "w.tar.zst".into(),
+            message: "truncated".into(),
+        };
+        assert_eq!(damaged.exit(), Exit::Usage);
+        assert_eq!(WheelhouseError::Index(bind).exit(), Exit::Infrastructure);
+        assert_eq!(Exit::from_run(1).code(), 1);
+        assert_eq!(Exit::from_run(3), Exit::Infrastructure);
+    }
+}

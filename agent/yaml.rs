@@ -10,7 +10,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// The largest configuration file Kiln reads (1 MiB: a real one is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;

@@ -48,21 +48,8 @@ pub fn wheel_counts(w: &WheelSummary) -> String {
     format!("{} built, {} reused", w.built, w.reused)
 }
 
-/// Bytes as a person reads them.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
+/// Bytes as a person reads them (the cache engine's progress lines use the same words).
+pub use crate::cache::progress::human_bytes;
 
 /// ccache's hit rate in percent, when it compiled anything.
 pub fn ccache_hit_rate(s: &RunSummary) -> Option<f64> {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::summary::{TestFailure, TestSummary};
@@ -68,9 +68,7 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<String> {
 /// Parse one JUnit XML document (pytest, nextest, Surefire, … dialects).
 pub fn parse_junit(text: &str) -> Result<TestSummary, String> {
     let mut reader = Reader::from_str(text);
-    let mut summary = TestSummary::default();
-    let mut case: Option<Case> = None;
-    let mut in_failure = false;
+    let mut p = Parser::default();
     loop {
         match reader.read_event() {
             Err(e) => {
@@ -80,67 +78,83 @@ pub fn parse_junit(text: &str) -> Result<TestSummary, String> {
                 ))
             }
             Ok(Event::Eof) => break,
-            Ok(ev @ (Event::Start(_) | Event::Empty(_))) => {
-                let empty = matches!(ev, Event::Empty(_));
-                let (Event::Start(e) | Event::Empty(e)) = ev else {
-                    continue;
-                };
-                let name = e.name().as_ref().to_vec();
-                if name == b"testcase" && case.is_none() {
-                    let c = Case {
-                        name: attr(&e, b"name").unwrap_or_default(),
-                        classname: attr(&e, b"classname").unwrap_or_default(),
-                        file: attr(&e, b"file"),
-                        // pytest's `line` is 0-based.
-                        line: attr(&e, b"line")
-                            .and_then(|l| l.parse::<u32>().ok())
-                            .map(|l| l + 1),
-                        ..Case::default()
-                    };
-                    if empty {
-                        finish(&mut summary, c);
-                    } else {
-                        case = Some(c);
-                    }
-                    continue;
-                }
-                if let Some(c) = case.as_mut() {
-                    match name.as_slice() {
-                        b"failure" | b"error" => {
-                            c.status = CaseStatus::Failed;
-                            c.message = attr(&e, b"message").unwrap_or_default();
-                            in_failure = !empty;
-                        }
-                        b"skipped" if c.status != CaseStatus::Failed => {
-                            c.status = CaseStatus::Skipped
-                        }
-                        _ => {}
-                    }
+            Ok(Event::Start(e)) => p.open(&e, false),
+            Ok(Event::Empty(e)) => p.open(&e, true),
+            Ok(Event::Text(t)) if p.in_failure => {
+                if let Ok(s) = t.unescape() {
+                    p.text(&s);
                 }
             }
-            Ok(Event::Text(t)) if in_failure => {
-                if let (Some(c), Ok(s)) = (case.as_mut(), t.unescape()) {
-                    c.body.push_str(&s);
-                }
-            }
-            Ok(Event::CData(t)) if in_failure => {
-                if let Some(c) = case.as_mut() {
-                    c.body.push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            Ok(Event::End(e)) => match e.name().as_ref() {
-                b"failure" | b"error" => in_failure = false,
-                b"testcase" => {
-                    if let Some(c) = case.take() {
-                        finish(&mut summary, c);
-                    }
-                }
-                _ => {}
-            },
+            Ok(Event::CData(t)) if p.in_failure => p.text(&String::from_utf8_lossy(&t)),
+            Ok(Event::End(e)) => p.close(e.name().as_ref()),
             _ => {}
         }
     }
-    Ok(summary)
+    Ok(p.summary)
+}
+
+/// Where the JUnit reader is: the test case it is in, and whether inside its failure.
+#[derive(Default)]
+struct Parser {
+    summary: TestSummary,
+    case: Option<Case>,
+    in_failure: bool,
+}
+
+impl Parser {
+    /// An opening (or, when `empty`, self-closing) element.
+    fn open(&mut self, e: &BytesStart<'_>, empty: bool) {
+        let name = e.name().as_ref().to_vec();
+        if name == b"testcase" && self.case.is_none() {
+            let c = Case {
+                name: attr(e, b"name").unwrap_or_default(),
+                classname: attr(e, b"classname").unwrap_or_default(),
+                file: attr(e, b"file"),
+                // pytest's `line` is 0-based.
+                line: attr(e, b"line")
+                    .and_then(|l| l.parse::<u32>().ok())
+                    .map(|l| l + 1),
+                ..Case::default()
+            };
+            if empty {
+                finish(&mut self.summary, c);
+            } else {
+                self.case = Some(c);
+            }
+            return;
+        }
+        let Some(c) = self.case.as_mut() else {
+            return;
+        };
+        match name.as_slice() {
+            b"failure" | b"error" => {
+                c.status = CaseStatus::Failed;
+                c.message = attr(e, b"message").unwrap_or_default();
+                self.in_failure = !empty;
+            }
+            b"skipped" if c.status != CaseStatus::Failed => c.status = CaseStatus::Skipped,
+            _ => {}
+        }
+    }
+
+    /// Text inside a failure: the traceback.
+    fn text(&mut self, s: &str) {
+        if let Some(c) = self.case.as_mut() {
+            c.body.push_str(s);
+        }
+    }
+
+    fn close(&mut self, name: &[u8]) {
+        match name {
+            b"failure" | b"error" => self.in_failure = false,
+            b"testcase" => {
+                if let Some(c) = self.case.take() {
+                    finish(&mut self.summary, c);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn finish(summary: &mut TestSummary, mut c: Case) {

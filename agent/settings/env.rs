@@ -112,10 +112,25 @@ fn path_list(v: &str) -> Result<Vec<PathBuf>, String> {
         .collect())
 }
 
-/// Read the `KILN_*` layer.
-pub fn layer(env: Env) -> Result<Layer, ConfigError> {
+/// A variable that must parse, read only when the layer `above` does not set it (a flag hides
+/// its variable, even a malformed one, as it always has).
+fn below<T, A>(
+    above: &Option<A>,
+    env: Env,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    match above {
+        Some(_) => Ok(None),
+        None => parsed(env, name, parse),
+    }
+}
+
+/// Read the `KILN_*` layer under the flags `above`.
+pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
     let s = |name: &str| var(env, name);
     let p = |name: &str| var(env, name).map(PathBuf::from);
+    let a = above;
     Ok(Layer {
         repo: s("KILN_REPO"),
         rev: s("KILN_REV"),
@@ -124,22 +139,23 @@ pub fn layer(env: Env) -> Result<Layer, ConfigError> {
         workdir: p("KILN_WORKDIR"),
         store: s("KILN_STORE"),
         summary_json: p("KILN_SUMMARY_JSON"),
-        installer: parsed(env, "KILN_INSTALLER", word::<Installer>)?,
+        installer: below(&a.installer, env, "KILN_INSTALLER", word::<Installer>)?,
         test_command: s("KILN_TEST_COMMAND"),
-        test_timeout: parsed(env, "KILN_TEST_TIMEOUT", duration)?,
-        checkout: parsed(env, "KILN_CHECKOUT", word::<CheckoutMode>)?,
-        report_mode: parsed(env, "KILN_REPORT_MODE", word::<ReportMode>)?,
-        no_save: parsed(env, "KILN_NO_SAVE", boolish)?,
-        offline: parsed(env, "KILN_OFFLINE", boolish)?,
-        sandbox: parsed(env, "KILN_SANDBOX", word::<SandboxMode>)?,
-        sandbox_hide: parsed(env, "KILN_SANDBOX_HIDE", path_list)?,
-        untrusted: parsed(env, "KILN_UNTRUSTED", boolish)?,
-        test_network: parsed(env, "KILN_TEST_NETWORK", boolish)?,
+        test_timeout: below(&a.test_timeout, env, "KILN_TEST_TIMEOUT", duration)?,
+        checkout: below(&a.checkout, env, "KILN_CHECKOUT", word::<CheckoutMode>)?,
+        report_mode: below(&a.report_mode, env, "KILN_REPORT_MODE", word::<ReportMode>)?,
+        no_save: below(&a.no_save, env, "KILN_NO_SAVE", boolish)?,
+        offline: below(&a.offline, env, "KILN_OFFLINE", boolish)?,
+        sandbox: below(&a.sandbox, env, "KILN_SANDBOX", word::<SandboxMode>)?,
+        sandbox_hide: below(&a.sandbox_hide, env, "KILN_SANDBOX_HIDE", path_list)?,
+        untrusted: below(&a.untrusted, env, "KILN_UNTRUSTED", boolish)?,
+        test_network: below(&a.test_network, env, "KILN_TEST_NETWORK", boolish)?,
         python: s("KILN_PYTHON"),
-        requirements: parsed(env, "KILN_REQUIREMENTS", path_list)?,
+        requirements: below(&a.requirements, env, "KILN_REQUIREMENTS", path_list)?,
         bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),
         key_extra: s("KILN_CACHE_KEY_EXTRA"),
-        max_restore_size: parsed(
+        max_restore_size: below(
+            &a.max_restore_size,
             env,
             "KILN_CACHE_MAX_RESTORE_SIZE",
             crate::cache::commands::parse_size,
@@ -163,17 +179,20 @@ mod tests {
 
     #[test]
     fn words_and_booleans_parse_like_the_flags() {
-        let l = layer(&|k| match k {
-            "KILN_INSTALLER" => Some("uv".into()),
-            "KILN_REPORT_MODE" => Some("failing".into()),
-            "KILN_CHECKOUT" => Some("reuse".into()),
-            "KILN_NO_SAVE" => Some("true".into()),
-            "KILN_OFFLINE" => Some("0".into()),
-            "KILN_REQUIREMENTS" => Some("a.txt,b.txt:c.txt".into()),
-            "KILN_TEST_TIMEOUT" => Some("90s".into()),
-            "KILN_PYTHON" => Some(String::new()),
-            _ => None,
-        })
+        let l = layer(
+            &|k| match k {
+                "KILN_INSTALLER" => Some("uv".into()),
+                "KILN_REPORT_MODE" => Some("failing".into()),
+                "KILN_CHECKOUT" => Some("reuse".into()),
+                "KILN_NO_SAVE" => Some("true".into()),
+                "KILN_OFFLINE" => Some("0".into()),
+                "KILN_REQUIREMENTS" => Some("a.txt,b.txt:c.txt".into()),
+                "KILN_TEST_TIMEOUT" => Some("90s".into()),
+                "KILN_PYTHON" => Some(String::new()),
+                _ => None,
+            },
+            &Layer::default(),
+        )
         .unwrap();
         assert_eq!(l.installer, Some(Installer::Uv));
         assert_eq!(l.report_mode, Some(ReportMode::Failing));
@@ -195,10 +214,16 @@ mod tests {
             ("KILN_NO_SAVE", "maybe", "not a boolean"),
             ("KILN_TEST_TIMEOUT", "soon", "KILN_TEST_TIMEOUT"),
         ] {
-            let err = layer(&|k| (k == name).then(|| value.to_string()))
-                .unwrap_err()
-                .to_string();
+            let env = |k: &str| (k == name).then(|| value.to_string());
+            let err = layer(&env, &Layer::default()).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains(says), "{err}");
         }
+        // A flag hides its variable, even a malformed one.
+        let flags = Layer {
+            report_mode: Some(ReportMode::All),
+            ..Layer::default()
+        };
+        let env = |k: &str| (k == "KILN_REPORT_MODE").then(|| "loud".to_string());
+        assert_eq!(layer(&env, &flags).unwrap().report_mode, None);
     }
 }

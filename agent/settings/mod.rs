@@ -81,7 +81,8 @@ pub struct Settings {
 
 /// Merge the flags over `KILN_*` (the one place they meet) and apply what CI says.
 pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest, UsageError> {
-    let l = flags.over(env::layer(env)?);
+    let below = env::layer(env, &flags)?;
+    let l = flags.over(below);
     let repo = l.repo.clone().unwrap_or_else(|| ".".into());
     let untrusted = l.untrusted.unwrap_or(false) || ci.is_some_and(|c| c.fork);
     // Untrusted code must not write the shared cache: it could poison every later build.

@@ -386,3 +386,32 @@ fn cold_uv_run_builds_the_sdists_with_uv_and_pip_only_collects() {
         ["fastsum", "markupsafe", "simplejson", "vecmath", "wrapt"]
     );
 }
+
+#[test]
+fn a_bad_kiln_variable_is_exit_2_naming_it_unless_its_flag_is_given() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let run = |workdir: &str, flags: &[&str]| {
+        crate::support::kiln_home(&home)
+            .args(["run", "--repo", "/nonexistent/kiln-repo", "--workdir"])
+            .arg(t.path().join(workdir))
+            .args(flags)
+            .env("KILN_REPORT_MODE", "loud")
+            .output()
+            .expect("run kiln")
+    };
+    let out = run("a", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("KILN_REPORT_MODE"), "{err}");
+    assert!(
+        err.contains("`problem`, `failing`, `change`, `all`"),
+        "{err}"
+    );
+    // The flag wins, and the variable is not even read: the run goes on to the checkout, which
+    // fails (an infrastructure error, exit 3).
+    let out = run("b", &["--report-mode", "failing"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("checkout failed"), "{err}");
+}
