@@ -108,6 +108,10 @@ struct FileConfig {
     /// Where people reach this agent, e.g. `https://ci.example.com`: builds link their commit
     /// statuses to `<public_url>/jobs/<id>/log`.
     public_url: Option<String>,
+    /// File holding the token `/jobs`, job logs and `/metrics` require.
+    api_token_file: Option<PathBuf>,
+    /// Serve `/jobs`, job logs and `/metrics` to anyone (no token).
+    public_api: bool,
     /// How builds run the project's code: auto | bwrap | none (fork pull requests: bwrap).
     sandbox: crate::sandbox::SandboxMode,
     /// Build fork pull requests even where bubblewrap cannot run (accepting the risk).
@@ -147,6 +151,8 @@ impl RepoConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentConfig {
     pub public_url: Option<String>,
+    pub api_token_file: Option<PathBuf>,
+    pub public_api: bool,
     pub sandbox: super::isolation::SandboxPolicy,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
@@ -246,6 +252,8 @@ impl AgentConfig {
         }
         Ok(AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            api_token_file: file.api_token_file,
+            public_api: file.public_api,
             sandbox: super::isolation::SandboxPolicy {
                 mode: file.sandbox,
                 allow_unsandboxed_forks: file.allow_unsandboxed_forks,

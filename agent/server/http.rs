@@ -39,16 +39,24 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     pub data_dir: PathBuf,
     pub workers: usize,
+    /// Who may read `/jobs`, job logs and `/metrics`.
+    pub api: super::api_auth::ApiAccess,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/webhook", post(webhook))
-        .route("/healthz", get(healthz))
+    let read_api = Router::new()
         .route("/metrics", get(metrics))
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(job_log))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::api_auth::require_token,
+        ));
+    Router::new()
+        .route("/webhook", post(webhook))
+        .route("/healthz", get(healthz))
+        .merge(read_api)
         .with_state(state)
 }
 

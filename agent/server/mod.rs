@@ -4,12 +4,14 @@
 //!
 //! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
 //! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
-//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags).
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags), `listen` (the bounded accept loop), `api_auth` (the read-API token).
 
+pub mod api_auth;
 pub mod config;
 pub mod events;
 pub mod http;
 pub mod isolation;
+pub mod listen;
 pub mod metrics;
 pub mod poll;
 pub mod procs;
@@ -78,6 +80,17 @@ pub fn read_secret(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The data dir holds job logs, summaries, the queue and work dirs: `0700`, so no other user
+/// of the host can read a build's log or write its queue (existing dirs are tightened too).
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Take `<data-dir>/lock` for this process's lifetime: two agents on one queue would build every
@@ -166,9 +179,10 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     }
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
-    std::fs::create_dir_all(&data_dir)
+    create_private_dir(&data_dir)
         .map_err(io(format!("cannot create data dir {}", data_dir.display())))?;
     let _lock = lock_data_dir(&data_dir)?;
+    listen::raise_fd_limit();
     let config_path = args
         .config
         .clone()
@@ -264,6 +278,10 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         config.repositories.len(),
         if secret.is_some() { "on" } else { "off" }
     );
+    let api = api_auth::api_access(config.public_api, config.api_token_file.as_deref(), &|k| {
+        std::env::var(k).ok()
+    })
+    .map_err(AgentError::Secret)?;
     let state = Arc::new(http::AppState {
         queue: queue.clone(),
         config: config.clone(),
@@ -273,15 +291,17 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         draining: draining.clone(),
         data_dir: data_dir.clone(),
         workers: args.workers,
+        api,
     });
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         let mut rx = server_stop_rx;
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await
+        let limits = listen::ConnLimits::from_env(&|k| std::env::var(k).ok());
+        listen::serve(listener, http::router(state), limits, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await;
+        Ok::<(), std::io::Error>(())
     });
 
     let (drain_tx, drain_rx) = watch::channel(false);

@@ -144,10 +144,11 @@ impl Worker {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
+            std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().create(true).append(true),
+                0o600,
+            )
+            .open(&log)
         })();
         let mut log_file = match prepared {
             Ok(f) => f,
@@ -396,10 +397,11 @@ impl Worker {
     ) {
         let secs = started.elapsed().as_secs_f64();
         self.metrics.build(secs, summary);
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.settings.log_path(job.id))
+        if let Ok(mut f) = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().append(true).create(true),
+            0o600,
+        )
+        .open(self.settings.log_path(job.id))
         {
             let _ = writeln!(
                 f,

@@ -84,7 +84,7 @@ async fn sigkill_during_a_delivery_storm_loses_no_acknowledged_delivery() {
     for k in 0..20 {
         let (url, stop) = (url.clone(), stop.clone());
         set.spawn(async move {
-            let client = reqwest::Client::builder()
+            let client = api_client_builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap();

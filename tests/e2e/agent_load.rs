@@ -56,7 +56,7 @@ async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64
     for _ in 0..clients {
         let (bodies, next, url) = (bodies.clone(), next.clone(), url.to_string());
         set.spawn(async move {
-            let client = reqwest::Client::new();
+            let client = api_client();
             let mut out = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -127,7 +127,7 @@ async fn a_thousand_deliveries_from_fifty_clients_none_lost_none_duplicated() {
     let unique: HashSet<u64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), n, "every delivery gets its own job");
 
-    let c = reqwest::Client::new();
+    let c = api_client();
     let check = |jobs: Vec<serde_json::Value>| {
         assert_eq!(jobs.len(), n, "jobs stored");
         let deliveries: HashSet<String> = jobs
@@ -149,7 +149,7 @@ async fn a_thousand_deliveries_from_fifty_clients_none_lost_none_duplicated() {
     for k in 0..clients {
         let url = agent.url.clone();
         set.spawn(async move {
-            let client = reqwest::Client::new();
+            let client = api_client();
             let mut dup = 0;
             for i in (k..n).step_by(clients) {
                 let p = push(&format!("load/{i}"), &format!("{:040x}", i + 1));
@@ -208,4 +208,81 @@ fn print_table(rows: &[Stats]) {
     line("p50 accept ms", &|r| r.pct(0.50), 2);
     line("p99 accept ms", &|r| r.pct(0.99), 2);
     line("max accept ms", &|r| r.pct(1.0), 2);
+}
+
+/// 300 idle connections and 20 clients sending their request head a byte at a time are held
+/// open while 200 signed deliveries arrive: every delivery is accepted, and the agent closes the
+/// hostile sockets itself once its header timeout (3 s here) passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_and_slow_header_clients_do_not_block_deliveries() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agent.yml");
+    write_config(
+        &config,
+        "/nonexistent/never-built",
+        &tmp.path().join("store"),
+    );
+    let agent = Agent::start(
+        &tmp.path().join("data"),
+        &config,
+        &AgentOpts {
+            env: vec![("KILN_AGENT_HEADER_TIMEOUT".into(), "3".into())],
+            ..Default::default()
+        },
+    );
+    let addr = agent.url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let addr = addr.clone();
+        slow.spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let started = Instant::now();
+            for b in head.iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    return started.elapsed(); // the agent hung up on us
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if started.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+            }
+            started.elapsed()
+        });
+    }
+    let (stats, ids) = tokio::time::timeout(
+        Duration::from_secs(120),
+        load(&agent.url, 200, 8, "hostile"),
+    )
+    .await
+    .expect("deliveries did not finish within 120 s while hostile clients held sockets");
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), 200, "every delivery accepted and queued once");
+    println!(
+        "with 300 idle + 20 slow-header sockets open: 200 deliveries in {:.2}s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        stats.seconds,
+        stats.pct(0.5),
+        stats.pct(0.99),
+        stats.pct(1.0)
+    );
+    // The agent, not the client, ends the hostile connections (EOF or reset), within bounds.
+    for mut s in idle {
+        let mut buf = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("an idle connection was never closed by the agent");
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    }
+    while let Some(held) = slow.join_next().await {
+        let held = held.unwrap();
+        assert!(
+            held < Duration::from_secs(60),
+            "a slow-header client was never cut off ({held:?})"
+        );
+    }
 }

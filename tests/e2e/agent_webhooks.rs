@@ -36,7 +36,7 @@ fn setup(extra: &[&str]) -> Setup {
     Setup {
         _tmp: tmp,
         agent,
-        client: reqwest::Client::new(),
+        client: api_client(),
         config,
     }
 }
@@ -104,7 +104,7 @@ async fn oversized_and_malformed_bodies_are_refused() {
     let body = serde_json::to_vec(&big).unwrap();
     assert!(body.len() > 64 * 1024);
     // Its own client: the agent closes a connection whose body it refused to read.
-    let once = reqwest::Client::new();
+    let once = api_client();
     let r = deliver_raw(
         &once,
         url,
@@ -119,7 +119,7 @@ async fn oversized_and_malformed_bodies_are_refused() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..20).map(|_| Ok(vec![b' '; 8192])).collect();
     // A fresh connection: the pooled one may be closing after the 413 above.
-    let resp = reqwest::Client::new()
+    let resp = api_client()
         .post(format!("{url}/webhook"))
         .header("X-GitHub-Event", "push")
         .header("X-GitHub-Delivery", "chunked")
@@ -131,7 +131,7 @@ async fn oversized_and_malformed_bodies_are_refused() {
     if let Ok(resp) = resp {
         assert_eq!(resp.status().as_u16(), 413);
     }
-    let m = reqwest::Client::new()
+    let m = api_client()
         .get(format!("{url}/metrics"))
         .send()
         .await
@@ -389,4 +389,88 @@ async fn form_encoded_deliveries_are_understood() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     assert_eq!(jobs(&s.client, &s.agent).await[0]["sha"], SHA);
+}
+
+/// `/jobs`, job logs and `/metrics` carry every build's log: a token, unless made public.
+#[tokio::test]
+async fn read_api_needs_the_token_unless_public() {
+    let s = setup(&[]);
+    let url = &s.agent.url;
+    let anonymous = reqwest::Client::new();
+    for path in ["/jobs", "/jobs/1", "/jobs/1/log", "/metrics"] {
+        let r = anonymous.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} without a token");
+        assert!(r.headers().contains_key("www-authenticate"), "{path}");
+        let r = anonymous
+            .get(format!("{url}{path}"))
+            .bearer_auth("not-the-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong token");
+    }
+    let r = s.client.get(format!("{url}/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = anonymous
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "health stays public");
+    // The data dir is the agent's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&s.agent.data_dir)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "data dir mode {mode:o}");
+
+    // No token configured: closed, saying how to open it.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agent.yml");
+    write_config(
+        &config,
+        "/nonexistent/never-built",
+        &tmp.path().join("store"),
+    );
+    let closed = Agent::start(
+        &tmp.path().join("data"),
+        &config,
+        &AgentOpts {
+            env: vec![("KILN_AGENT_API_TOKEN".into(), String::new())],
+            ..Default::default()
+        },
+    );
+    let r = anonymous
+        .get(format!("{}/jobs", closed.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("KILN_AGENT_API_TOKEN") && body.contains("public_api"),
+        "{body}"
+    );
+    drop(closed);
+
+    // public_api: true opens it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("public_api: true\n{text}")).unwrap();
+    let open = Agent::start(
+        &tmp.path().join("data2"),
+        &config,
+        &AgentOpts {
+            env: vec![("KILN_AGENT_API_TOKEN".into(), String::new())],
+            ..Default::default()
+        },
+    );
+    let r = anonymous
+        .get(format!("{}/jobs", open.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

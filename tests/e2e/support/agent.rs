@@ -12,6 +12,23 @@ use serde_json::Value;
 use sha2::Sha256;
 
 pub const SECRET: &str = "test-webhook-secret-8c1f";
+/// The agent's read-API token (`KILN_AGENT_API_TOKEN`) in every test agent.
+pub const API_TOKEN: &str = "test-api-token-5d2a";
+
+/// A client that presents [`API_TOKEN`] on every request (the read API requires it).
+pub fn api_client() -> reqwest::Client {
+    api_client_builder().build().unwrap()
+}
+
+/// [`api_client`]'s builder, for more settings.
+pub fn api_client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {API_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
 pub const REPO: &str = "octo-org/hello-kiln";
 
 pub fn sign(secret: &str, body: &[u8]) -> String {
@@ -157,6 +174,7 @@ impl Agent {
             .args(["--workers", &opts.workers.to_string()])
             .args(&opts.extra)
             .env("KILN_WEBHOOK_SECRET", SECRET)
+            .env("KILN_AGENT_API_TOKEN", API_TOKEN)
             .env("KILN_TEST_REPO_TOKEN", "ghs_testtoken")
             // No build may reach the real GitHub.
             .env("GITHUB_API_URL", "http://127.0.0.1:9")
@@ -386,7 +404,7 @@ impl World {
             tmp,
             project,
             config,
-            client: reqwest::Client::new(),
+            client: api_client(),
         }
     }
 
