@@ -106,6 +106,9 @@ pub struct TestFailure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     pub message: String,
+    /// The id that selects this test alone for a re-run (pytest's node id), when known.
+    #[serde(skip)]
+    pub rerun_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -114,6 +117,9 @@ pub struct TestSummary {
     pub failed: u32,
     pub skipped: u32,
     pub failures: Vec<TestFailure>,
+    /// Names of the tests that passed (to tell which re-run tests passed); not in the JSON.
+    #[serde(skip)]
+    pub passed_names: Vec<String>,
 }
 
 impl TestSummary {
@@ -135,6 +141,39 @@ pub struct BlameEntry {
     pub login: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+}
+
+/// A test that failed and then passed on a re-run in the same build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct FlakyTest {
+    pub name: String,
+    /// The test's recent builds on this branch, oldest first: `p` passed, `f` failed, `k` flaky
+    /// (failed, then passed on a re-run). Empty when no branch state is kept.
+    #[serde(default)]
+    pub history: String,
+    /// It flipped in several of the branch's recent builds.
+    #[serde(default)]
+    pub known_flaky: bool,
+}
+
+/// The commit bisection found to be the first failing one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Culprit {
+    pub sha: String,
+    pub author: String,
+    /// First line of the commit message.
+    #[serde(default)]
+    pub subject: String,
+    /// Builds run to find it.
+    pub steps: u32,
+    /// Of those, builds that could not test the commit (skipped, like `git bisect skip`).
+    #[serde(default)]
+    pub skipped: u32,
+    /// Time the bisection took.
+    pub seconds: f64,
+    /// Commits of the range other than the culprit.
+    #[serde(default)]
+    pub others: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -164,6 +203,12 @@ pub struct RunSummary {
     pub blame: Vec<BlameEntry>,
     #[serde(default)]
     pub notified: Vec<Notified>,
+    /// Tests that failed, then passed when re-run: nobody is blamed for them.
+    #[serde(default)]
+    pub flaky: Vec<FlakyTest>,
+    /// The first failing commit of the range, when bisection found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<Culprit>,
     /// A one-line reason when outcome is `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

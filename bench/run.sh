@@ -38,7 +38,7 @@ for line in open(sys.argv[1]):
 PY
 [ "$what" = speed ] && exit 0
 
-for b in bench/bootstrap.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
+for b in bench/bootstrap.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
   [ -f "$b" ] || continue
   echo
   echo "== $b"

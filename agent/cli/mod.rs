@@ -6,6 +6,7 @@
 //! merges them under the flags in one place.
 
 pub mod agent;
+pub mod bisect;
 pub mod cache;
 pub mod index;
 pub mod run;
@@ -59,6 +60,31 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Carry wheels to machines without internet: export an archive, import it there.
     Wheelhouse(wheelhouse::WheelhouseArgs),
+    /// List a branch's flakiest tests (from the history `kiln run` keeps in the store).
+    ///
+    /// A test is flaky in a build when it failed and then passed when re-run; it is known-flaky
+    /// when it flipped in two or more of its last 20 builds.
+    Flaky(FlakyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FlakyArgs {
+    /// Repository whose history to read: a local path or a git URL (names the state like
+    /// `kiln run --repo` does) [default: .]
+    #[arg(long, default_value = ".")]
+    pub repo: String,
+    /// `owner/name` on GitHub (default: GITHUB_REPOSITORY, else the repository's origin URL)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Branch to list [env: KILN_BRANCH]
+    #[arg(long, env = "KILN_BRANCH")]
+    pub branch: String,
+    /// Cache store URL (default as for `kiln run`) [env: KILN_STORE]
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print JSON (test name → history) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +149,39 @@ pub async fn dispatch(command: Command) -> Exit {
             Ok(()) => Exit::Success,
             Err(e) => failed("", &e),
         },
+        Command::Flaky(a) => flaky(a).await,
+    }
+}
+
+/// `kiln flaky`: read the branch's test histories from the store and list them.
+async fn flaky(a: FlakyArgs) -> Exit {
+    let env = settings::process_env;
+    let url = settings::store_url(a.store, None, &env);
+    let store = match crate::cache::Store::from_url(&url) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kiln flaky: error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let target = crate::ci::ReportTarget::from_env(&env, crate::ci::current());
+    let repository = match a.repository.or(target.repository) {
+        Some(r) => r,
+        None => crate::report::repo_identity(&a.repo).await,
+    };
+    match crate::report::flaky::load(&store, &repository, &a.branch).await {
+        Ok(h) if a.json => {
+            println!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
+            Exit::Success
+        }
+        Ok(h) => {
+            print!("{}", crate::report::flaky::render_table(&h));
+            Exit::Success
+        }
+        Err(e) => {
+            eprintln!("kiln flaky: error: {e}");
+            Exit::Infrastructure
+        }
     }
 }
 

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::ci::{self, ReportTarget};
+use crate::report::culprit::Bisector;
+
+use super::bisect::StepBuilds;
 use crate::exit::{Classify, Exit};
 use crate::report::{self, RunFacts};
 use crate::run::{self, stage::Done, Finished, Stage, StageHooks};
@@ -58,6 +61,11 @@ pub struct RunArgs {
     /// [env: KILN_OFFLINE]
     #[arg(long)]
     pub offline: bool,
+    /// When several commits since the last green build may have broken it, find the first
+    /// failing one by bisection (warm builds of the failing tests) and tell only its authors
+    /// (sets report.bisect.enabled) [env: KILN_BISECT]
+    #[arg(long)]
+    pub bisect: bool,
     /// How the project's code (builds, installs, tests) runs: `auto` (bubblewrap when it works
     /// here, else a warning), `bwrap` (or fail), `none` [env: KILN_SANDBOX]
     #[arg(long, value_enum)]
@@ -92,6 +100,7 @@ impl RunArgs {
             report_mode: self.report_mode,
             no_save: self.no_save.then_some(true),
             offline: self.offline.then_some(true),
+            bisect: self.bisect.then_some(true),
             sandbox: self.sandbox,
             sandbox_hide: (!self.sandbox_hide.is_empty()).then_some(self.sandbox_hide),
             untrusted: self.untrusted.then_some(true),
@@ -148,8 +157,13 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
         settings,
         store,
         log_tail,
+        ..
     } = f;
     let default_report = settings::file::ReportConfig::default();
+    let steps = settings
+        .as_ref()
+        .filter(|s| s.project.report.bisect.enabled)
+        .map(|s| StepBuilds::new(&request, s, &summary));
     let facts = RunFacts {
         repo: &request.repo,
         checkout: &paths.checkout,
@@ -162,6 +176,7 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
         summary_json: request.summary_json.as_deref(),
         log_tail: &log_tail,
         target,
+        bisector: steps.as_ref().map(|s| s as &dyn Bisector),
     };
     // The reports say how long the run took so far (the report stage itself is added below).
     clock.seal(&mut summary);
@@ -174,8 +189,15 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
             )
         })
         .await;
+    if let Some(s) = &steps {
+        s.clean_up();
+    }
     summary.blame = told.blame;
     summary.notified = told.notified;
+    summary.culprit = told.culprit;
+    if !told.flaky.is_empty() {
+        summary.flaky = told.flaky;
+    }
     summary.stages = stages.into_summaries();
     clock.seal(&mut summary);
     report::console::print(&summary);

@@ -221,6 +221,19 @@ fn who_was_told(s: &RunSummary, md: &mut String) {
     }
 }
 
+fn culprit_and_flaky(s: &RunSummary, md: &mut String) {
+    if let Some(c) = vocab::culprit_sentence(s) {
+        md.push_str(&format!("**Culprit:** {c}\n\n"));
+    }
+    let flaky = vocab::flaky_items(s);
+    if !flaky.is_empty() {
+        md.push_str(&format!(
+            "**Flaky tests** (failed, then passed when re-run; nobody blamed): {}\n\n",
+            flaky.join(", ")
+        ));
+    }
+}
+
 /// The Markdown job summary.
 pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
     let mut md = summary_title(s);
@@ -232,6 +245,7 @@ pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
     builds(s, &mut md);
     md.push_str(&format!("**Tests:** {}\n\n", vocab::test_counts(&s.tests)));
     failure_table(&s.tests.failures, &mut md);
+    culprit_and_flaky(s, &mut md);
     who_was_told(s, &mut md);
     if let Some(url) = ci.and_then(|c| c.run_url.as_deref()) {
         md.push_str(&format!("\n<sub>[Workflow run]({url})</sub>\n"));
@@ -348,7 +362,9 @@ mod tests {
                     file: Some("tests/test_math.py".into()),
                     line: Some(12),
                     message: "assert 3 == 4\n where 3 = add(1, 2), 50%: a|b".into(),
+                    ..Default::default()
                 }],
+                ..Default::default()
             },
             notified: vec![Notified {
                 channel: "github-comment".into(),

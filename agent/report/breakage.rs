@@ -15,10 +15,12 @@ use std::path::Path;
 use crate::cache::Store;
 use crate::git::repo_location;
 use crate::settings::ReportMode;
-use crate::summary::{BlameEntry, Notified, Outcome, RunSummary};
+use crate::summary::{BlameEntry, Culprit, Notified, Outcome, RunSummary};
 
 use super::blame::{self, Commit, Person};
+use super::culprit;
 use super::email::Mailer;
+use super::flaky;
 use super::github::GitHub;
 use super::policy::{self, Decision, Event};
 use super::render;
@@ -121,7 +123,7 @@ async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
 /// What names the repository in the state's key when GitHub's `owner/name` is unknown: the
 /// `origin` URL of a local clone (so fresh clones in different directories share their state),
 /// else the location Kiln was given.
-async fn repo_identity(repo: &str) -> String {
+pub async fn repo_identity(repo: &str) -> String {
     let location = repo_location(repo);
     if Path::new(&location).is_dir() {
         let origin = crate::git::run(
@@ -157,16 +159,31 @@ fn blame_entries(commits: &[Commit]) -> Vec<BlameEntry> {
 const REPORT_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Report one build. Never fails; faults are logged as warnings. A hung API or mail server must
-/// not hold the build: the whole report gets a time budget.
+/// not hold the build: blaming and telling each get a time budget (culprit finding, between
+/// them, is bounded by its number of steps instead).
 pub async fn report(s: &RunSummary, f: &RunFacts<'_>) -> Told {
-    match tokio::time::timeout(REPORT_BUDGET, report_build(s, f)).await {
-        Ok(told) => told,
+    if s.commit.is_empty() {
+        tracing::debug!("no commit was checked out: no breakage report");
+        return Told::default();
+    }
+    let Some(mut g) = budgeted(gather(s, f)).await else {
+        return Told::default();
+    };
+    if let Some(bisector) = f.bisector {
+        g.culprit = find_culprit(s, f, bisector, &mut g.blamed).await;
+    }
+    budgeted(tell(s, f, g)).await.unwrap_or_default()
+}
+
+async fn budgeted<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    match tokio::time::timeout(REPORT_BUDGET, work).await {
+        Ok(t) => Some(t),
         Err(_) => {
             tracing::warn!(
                 "breakage report abandoned after {}s (GitHub or SMTP not answering)",
                 REPORT_BUDGET.as_secs()
             );
-            Told::default()
+            None
         }
     }
 }
@@ -306,11 +323,16 @@ fn log_tail(tail: &str) -> String {
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }
 
-async fn report_build(s: &RunSummary, f: &RunFacts<'_>) -> Told {
-    if s.commit.is_empty() {
-        tracing::debug!("no commit was checked out: no breakage report");
-        return Told::default();
-    }
+/// What the report knows before it decides: channels, the branch's memory, the blame.
+struct Gathered<'a> {
+    ch: Channels,
+    repository: String,
+    memory: Memory<'a>,
+    blamed: Blamed,
+    culprit: Option<Culprit>,
+}
+
+async fn gather<'a>(s: &RunSummary, f: &RunFacts<'a>) -> Gathered<'a> {
     let ch = Channels::open(f);
     let repository = match ch
         .github
@@ -323,6 +345,91 @@ async fn report_build(s: &RunSummary, f: &RunFacts<'_>) -> Told {
     };
     let memory = Memory::load(f.store, &repository, s.branch.as_deref()).await;
     let blamed = blame_range(s, f, ch.github.as_ref(), &memory.prev).await;
+    Gathered {
+        ch,
+        repository,
+        memory,
+        blamed,
+        culprit: None,
+    }
+}
+
+/// Bisect a failing range of several commits; on success only the culprit stays blamed.
+async fn find_culprit(
+    s: &RunSummary,
+    f: &RunFacts<'_>,
+    bisector: &dyn culprit::Bisector,
+    blamed: &mut Blamed,
+) -> Option<Culprit> {
+    let base = blamed.base.clone()?;
+    if s.outcome != Outcome::Failed || s.tests.failures.is_empty() || blamed.commits.len() < 2 {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let range = match first_parent_range(f.checkout, &base, &s.commit).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("culprit finding off: cannot list {base}..{}: {e}", s.commit);
+            return None;
+        }
+    };
+    let search = culprit::bisect(&range, bisector, f.report.bisect.max_steps).await;
+    let found = search.culprit.as_ref().and_then(|sha| {
+        let c = blamed.commits.iter().find(|c| &c.sha == sha)?;
+        Some(c.clone())
+    });
+    let Some(commit) = found else {
+        let why = search
+            .why_not
+            .unwrap_or_else(|| "the culprit is not in the blamed range".into());
+        tracing::warn!(
+            "no single culprit ({why}): blaming every commit since the last green build"
+        );
+        return None;
+    };
+    let people = commit.people();
+    blamed
+        .new_people
+        .retain(|p| people.iter().any(|c| c.same_as(p)));
+    blamed.culprits = blame::people(std::slice::from_ref(&commit));
+    blamed.commits = vec![commit.clone()];
+    let found = Culprit {
+        sha: commit.sha,
+        author: commit.author.name,
+        subject: commit.subject,
+        steps: search.tested.len() as u32,
+        skipped: search.skipped(),
+        seconds: started.elapsed().as_secs_f64(),
+        others: range.len().saturating_sub(1) as u32,
+    };
+    tracing::info!(
+        "culprit: {} ({}) after {} build(s) in {:.1}s",
+        found.sha,
+        found.author,
+        found.steps,
+        found.seconds
+    );
+    Some(found)
+}
+
+/// `base..head` along first parents, oldest first.
+async fn first_parent_range(dir: &Path, base: &str, head: &str) -> Result<Vec<String>, String> {
+    let range = format!("{base}..{head}");
+    let out = crate::git::stdout(dir, &["rev-list", "--first-parent", "--reverse", &range])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// Decide, deliver, remember.
+async fn tell(s: &RunSummary, f: &RunFacts<'_>, g: Gathered<'_>) -> Told {
+    let Gathered {
+        ch,
+        repository,
+        memory,
+        blamed,
+        culprit,
+    } = g;
     let failing_tests: Vec<String> = s.tests.failures.iter().map(|t| t.name.clone()).collect();
     let build = policy::Build {
         sha: &s.commit,
@@ -339,8 +446,11 @@ async fn report_build(s: &RunSummary, f: &RunFacts<'_>) -> Told {
         format!("{mode:?}").to_lowercase(),
         recipients.len()
     );
-    let (notified, told) = deliver(s, f, &ch, &repository, &blamed, event, &recipients).await;
-    let next = policy::next_state(&memory.prev, &build, event, &told);
+    let mut seen = s.clone();
+    seen.culprit = culprit.clone();
+    let (notified, told) = deliver(&seen, f, &ch, &repository, &blamed, event, &recipients).await;
+    let mut next = policy::next_state(&memory.prev, &build, event, &told);
+    next.tests = flaky::update(&memory.prev.tests, s);
     memory.save(&next, f.save_allowed).await;
     Told {
         blame: if s.outcome != Outcome::Passed {
@@ -349,6 +459,8 @@ async fn report_build(s: &RunSummary, f: &RunFacts<'_>) -> Told {
             Vec::new()
         },
         notified,
+        culprit,
+        flaky: flaky::annotate(&s.flaky, &next.tests),
     }
 }
 

@@ -68,6 +68,12 @@ pub fn render(s: &RunSummary) -> String {
             f.message.lines().next().unwrap_or("")
         ));
     }
+    for f in vocab::flaky_items(s) {
+        out.push_str(&format!("    FLAKY {}\n", f.replace('`', "")));
+    }
+    if let Some(c) = vocab::culprit_sentence(s) {
+        out.push_str(&format!("  culprit: {}\n", c.replace('`', "")));
+    }
     if let Some(e) = &s.error {
         out.push_str(&format!("  error: {e}\n"));
     }

@@ -9,7 +9,9 @@ pub mod actions;
 pub mod blame;
 mod breakage;
 pub mod console;
+pub mod culprit;
 pub mod email;
+pub mod flaky;
 pub mod github;
 mod markdown;
 pub mod policy;
@@ -19,13 +21,15 @@ pub mod vocab;
 
 use std::path::Path;
 
+pub use breakage::repo_identity;
+
 use crate::cache::Store;
 use crate::ci::ReportTarget;
 use crate::settings::file::ReportConfig;
-use crate::summary::{BlameEntry, Notified, RunSummary};
+use crate::summary::{BlameEntry, Culprit, FlakyTest, Notified, RunSummary};
 
 /// What the reporters need to know about a run besides its summary.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RunFacts<'a> {
     /// `--repo` as given (a path or a URL): blame reads history from it.
     pub repo: &'a str,
@@ -43,6 +47,8 @@ pub struct RunFacts<'a> {
     pub log_tail: &'a str,
     /// Where the GitHub reporter posts.
     pub target: &'a ReportTarget,
+    /// Builds commits for culprit finding, when `report.bisect` is on.
+    pub bisector: Option<&'a dyn culprit::Bisector>,
 }
 
 /// Who the report blamed and told, for the run summary.
@@ -50,6 +56,10 @@ pub struct RunFacts<'a> {
 pub struct Told {
     pub blame: Vec<BlameEntry>,
     pub notified: Vec<Notified>,
+    /// The first failing commit, when bisection found it.
+    pub culprit: Option<Culprit>,
+    /// This build's flaky tests with their history on the branch.
+    pub flaky: Vec<FlakyTest>,
 }
 
 /// Run every configured reporter. Never fails the build.
@@ -60,6 +70,8 @@ pub async fn report(summary: &RunSummary, facts: &RunFacts<'_>) -> Told {
     let mut seen = summary.clone();
     seen.blame = told.blame.clone();
     seen.notified = told.notified.clone();
+    seen.culprit = told.culprit.clone();
+    seen.flaky = told.flaky.clone();
     actions::report(&seen, facts);
     told
 }

@@ -116,6 +116,7 @@ pub fn check_run(b: &Build<'_>) -> CheckRun {
         ));
         push_failure_list(&mut md, &s.tests.failures, 100);
     }
+    push_culprit_and_flaky(&mut md, s, "###");
     if !b.commits.is_empty() && s.outcome != Outcome::Passed {
         md.push_str(&format!(
             "\n### Commits since the last green build{}\n\n",
@@ -179,6 +180,9 @@ pub fn comment(b: &Build<'_>) -> String {
         .collect();
     if !mentions.is_empty() {
         let ask = match b.event {
+            Event::Broken | Event::StillFailing if s.culprit.is_some() => {
+                "bisection found that your commit broke the build; please take a look."
+            }
             Event::Broken | Event::StillFailing => {
                 "your commits are in the range that broke the build; please take a look."
             }
@@ -196,6 +200,7 @@ pub fn comment(b: &Build<'_>) -> String {
         md.push_str("\n**Failing tests**\n\n");
         push_failure_list(&mut md, &s.tests.failures, LIST_FAILURES);
     }
+    push_culprit_and_flaky(&mut md, s, "**");
     if !b.commits.is_empty() && s.outcome != Outcome::Passed {
         md.push_str(&format!(
             "\n**Commits since the last green build{}**\n\n",
@@ -248,6 +253,12 @@ impl Body {
             body.text.push_str(&format!("Error: {e}\n"));
             body.html
                 .push_str(&format!("<p>Error: {}</p>\n", html_escape(e)));
+        }
+        if let Some(c) = vocab::culprit_sentence(s) {
+            let plain = c.replace('`', "");
+            body.text.push_str(&format!("{plain}\n"));
+            body.html
+                .push_str(&format!("<p>{}</p>\n", html_escape(&plain)));
         }
         if let Some(u) = b.run_url {
             body.text.push_str(&format!("Details: {u}\n"));
@@ -361,6 +372,28 @@ pub fn mail(b: &Build<'_>, to: Vec<String>) -> Mail {
     }
 }
 
+/// The culprit sentence and the flaky tests, under `heading` (`###` or `**`).
+fn push_culprit_and_flaky(md: &mut String, s: &RunSummary, heading: &str) {
+    if let Some(c) = vocab::culprit_sentence(s) {
+        md.push_str(&format!("\n{c}\n"));
+    }
+    let flaky = vocab::flaky_items(s);
+    if flaky.is_empty() {
+        return;
+    }
+    let title = format!(
+        "{} flaky test(s): failed, then passed when re-run",
+        flaky.len()
+    );
+    match heading {
+        "###" => md.push_str(&format!("\n### {title}\n\n")),
+        h => md.push_str(&format!("\n{h}{title}{h}\n\n")),
+    }
+    for f in flaky {
+        md.push_str(&format!("- {f}\n"));
+    }
+}
+
 /// A Markdown bullet per failing test (name, file:line, first line of the message), at most
 /// `limit`, then how many more there were.
 fn push_failure_list(md: &mut String, failures: &[TestFailure], limit: usize) {
@@ -399,6 +432,7 @@ mod tests {
                 file: (i % 2 == 0).then(|| "tests/test_a.py".to_string()),
                 line: Some(i as u32 + 1),
                 message: format!("assert {i} == 0\nmore"),
+                ..Default::default()
             });
         }
         s

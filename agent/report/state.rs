@@ -52,6 +52,8 @@ pub struct BranchState {
     pub told: Vec<Person>,
     /// When the state was written (RFC 3339), for people reading the store.
     pub updated: Option<String>,
+    /// Recent results of the tests that failed or flipped on this branch (see `flaky`).
+    pub tests: super::flaky::Histories,
 }
 
 impl BranchState {

@@ -43,6 +43,51 @@ pub fn test_counts(t: &TestSummary) -> String {
     t.counts()
 }
 
+/// "`tests.t::test_x` started failing at `abc123456789` (Bob, "bits: off by one"); the 4 other
+/// commits in the range pass." — the culprit sentence, in Markdown.
+pub fn culprit_sentence(s: &RunSummary) -> Option<String> {
+    let c = s.culprit.as_ref()?;
+    let tests = match s.tests.failures.as_slice() {
+        [] => "the tests".to_string(),
+        [one] => format!("`{}`", one.name),
+        [first, rest @ ..] => format!("`{}` and {} more", first.name, rest.len()),
+    };
+    let others = match c.others {
+        0 => String::new(),
+        1 => "; the 1 other commit in the range passes".to_string(),
+        n => format!("; the {n} other commits in the range pass"),
+    };
+    Some(format!(
+        "{tests} started failing at `{}` ({}, \"{}\"){others} (found by bisection in {} build(s), {:.1}s).",
+        short_sha(&c.sha),
+        c.author,
+        first_line(&c.subject),
+        c.steps,
+        c.seconds
+    ))
+}
+
+/// "`name` (history `ppkpf`, known flaky)" per flaky test, for lists.
+pub fn flaky_items(s: &RunSummary) -> Vec<String> {
+    s.flaky
+        .iter()
+        .map(|f| {
+            let mut notes = Vec::new();
+            if !f.history.is_empty() {
+                notes.push(format!("history `{}`", f.history));
+            }
+            if f.known_flaky {
+                notes.push("known flaky".to_string());
+            }
+            if notes.is_empty() {
+                format!("`{}`", f.name)
+            } else {
+                format!("`{}` ({})", f.name, notes.join(", "))
+            }
+        })
+        .collect()
+}
+
 /// `1 built, 4 reused`.
 pub fn wheel_counts(w: &WheelSummary) -> String {
     format!("{} built, {} reused", w.built, w.reused)

@@ -32,6 +32,7 @@ pub fn collect_junit(dir: &Path) -> (TestSummary, Vec<String>) {
                 total.failed += s.failed;
                 total.skipped += s.skipped;
                 total.failures.extend(s.failures);
+                total.passed_names.extend(s.passed_names);
             }
             Err(e) => warnings.push(format!("ignoring JUnit file {}: {e}", f.display())),
         }
@@ -157,22 +158,47 @@ impl Parser {
     }
 }
 
+/// `classname::name`, the name a test goes by in every report.
+fn case_name(c: &Case) -> String {
+    if c.classname.is_empty() {
+        c.name.clone()
+    } else {
+        format!("{}::{}", c.classname, c.name)
+    }
+}
+
+/// pytest's node id from a JUnit case (`tests/test_x.py::TestC::test_y[1]`), when the case
+/// names its file (pytest's xunit1 family does) and its class path starts with that module.
+fn pytest_node_id(c: &Case) -> Option<String> {
+    let file = c.file.as_deref().filter(|f| f.ends_with(".py"))?;
+    let module = file.trim_end_matches(".py").replace(['/', '\\'], ".");
+    let rest = c.classname.strip_prefix(module.as_str())?;
+    let mut id = file.to_string();
+    for class in rest.split('.').filter(|p| !p.is_empty()) {
+        id.push_str("::");
+        id.push_str(class);
+    }
+    id.push_str("::");
+    id.push_str(&c.name);
+    Some(id)
+}
+
 fn finish(summary: &mut TestSummary, mut c: Case) {
     match c.status {
-        CaseStatus::Passed => summary.passed += 1,
+        CaseStatus::Passed => {
+            summary.passed += 1;
+            summary.passed_names.push(case_name(&c));
+        }
         CaseStatus::Skipped => summary.skipped += 1,
         CaseStatus::Failed => {
             summary.failed += 1;
+            let name = case_name(&c);
+            let rerun_id = pytest_node_id(&c);
             // Prefer the traceback's frame in the test's own file: it is the failing line.
             if let Some((file, line)) = traceback_location(&c.body, c.file.as_deref()) {
                 c.file = Some(file);
                 c.line = Some(line);
             }
-            let name = if c.classname.is_empty() {
-                c.name
-            } else {
-                format!("{}::{}", c.classname, c.name)
-            };
             let message = if c.message.is_empty() {
                 c.body.lines().last().unwrap_or("").trim().to_string()
             } else {
@@ -183,6 +209,7 @@ fn finish(summary: &mut TestSummary, mut c: Case) {
                 file: c.file,
                 line: c.line,
                 message,
+                rerun_id,
             });
         }
     }
@@ -237,6 +264,23 @@ tests/test_app.py:9: AssertionError</failure></testcase>
         assert_eq!(f.file.as_deref(), Some("tests/test_app.py"));
         assert_eq!(f.line, Some(9));
         assert!(f.message.starts_with("assert 7 == 6"), "{}", f.message);
+        assert_eq!(f.rerun_id.as_deref(), Some("tests/test_app.py::test_sum"));
+        assert_eq!(s.passed_names.len(), 2);
+    }
+
+    #[test]
+    fn node_ids_keep_classes_and_parameters() {
+        let xml = r#"<testsuite><testcase classname="tests.sub.test_m.TestA" name="test_b[x-1]" file="tests/sub/test_m.py" line="3"><failure message="no"/></testcase>
+            <testcase classname="other" name="test_c"><failure message="no"/></testcase></testsuite>"#;
+        let s = parse_junit(xml).unwrap();
+        assert_eq!(
+            s.failures[0].rerun_id.as_deref(),
+            Some("tests/sub/test_m.py::TestA::test_b[x-1]")
+        );
+        assert_eq!(
+            s.failures[1].rerun_id, None,
+            "no file: cannot be selected alone"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod checkout;
 pub mod junit;
+pub mod rerun;
 pub mod restore;
 pub mod save;
 pub mod stage;
@@ -75,6 +76,8 @@ pub struct Finished<'h> {
     pub store: Option<Store>,
     /// The last lines of the test output.
     pub log_tail: String,
+    /// Whether the test failures were confirmed by a re-run.
+    pub failures_confirmed: bool,
 }
 
 /// The stage outputs of one run, as the executor collects them.
@@ -115,6 +118,7 @@ impl<'h> Executor<'h> {
             paths: self.paths,
             settings,
             store,
+            failures_confirmed: self.out.tested.as_ref().is_some_and(|t| t.confirmed),
             log_tail: self.out.tested.map(|t| t.log_tail).unwrap_or_default(),
         }
     }
@@ -298,6 +302,12 @@ fn test_stage<'a>(
         checkout: &paths.checkout,
         results: &paths.results,
         env: &boot.test_env,
+        rerun: test::RerunPlan::new(
+            &settings.project.test.command,
+            settings.project.test.rerun_command.as_deref(),
+            settings.project.test.rerun_failures,
+            settings.project.test.flaky,
+        ),
         runner,
     })
 }
@@ -324,6 +334,14 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
     }
     if let Some(t) = &out.tested {
         s.tests = t.tests.clone();
+        s.flaky = t
+            .flaky
+            .iter()
+            .map(|f| crate::summary::FlakyTest {
+                name: f.name.clone(),
+                ..Default::default()
+            })
+            .collect();
     }
     s.outcome = match &out.tested {
         Some(t) if error.is_none() => t.outcome,

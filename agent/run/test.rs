@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use crate::process::{Output, ProcessError};
 use crate::sandbox::ProjectRunner;
-use crate::summary::{Outcome, StageOutcome, TestSummary};
+use crate::settings::file::FlakyPolicy;
+use crate::summary::{Outcome, StageOutcome, TestFailure, TestSummary};
 
 use super::junit;
+use super::rerun::{self, RerunInputs};
 use super::stage::Done;
 use super::untrusted::{self, Scope};
 
@@ -31,6 +33,33 @@ pub struct TestInputs<'a> {
     pub env: &'a [(OsString, OsString)],
     /// The sandbox and allowlisted environment; the network as the run's trust allows.
     pub runner: &'a ProjectRunner,
+    /// How failing tests are re-run, if they are.
+    pub rerun: Option<RerunPlan>,
+}
+
+/// `test.rerun_failures`, the re-run command and `test.flaky`.
+#[derive(Debug, Clone)]
+pub struct RerunPlan {
+    pub template: String,
+    pub rounds: u32,
+    pub flaky: FlakyPolicy,
+}
+
+impl RerunPlan {
+    /// The plan for a test command, or `None` when its failures cannot or should not be re-run.
+    pub fn new(
+        command: &str,
+        configured: Option<&str>,
+        rounds: u32,
+        flaky: FlakyPolicy,
+    ) -> Option<RerunPlan> {
+        let template = rerun::template(command, configured)?;
+        (rounds > 0).then_some(RerunPlan {
+            template,
+            rounds,
+            flaky,
+        })
+    }
 }
 
 /// What the test stage produced.
@@ -40,16 +69,16 @@ pub struct Tested {
     pub tests: TestSummary,
     /// The last lines of the test command's output (quoted in emails).
     pub log_tail: String,
+    /// Tests that failed, then passed on a re-run (not in `tests.failures`).
+    pub flaky: Vec<TestFailure>,
+    /// Whether the remaining failures were confirmed by a re-run.
+    pub confirmed: bool,
 }
 
 /// Run the tests and collect their results.
 pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
     let junit_file = inp.results.join("junit.xml");
-    let mut addopts = std::env::var("PYTEST_ADDOPTS").unwrap_or_default();
-    addopts.push_str(&format!(
-        " --junitxml={} -o junit_family=xunit1",
-        junit_file.display()
-    ));
+    let addopts = rerun::junit_addopts(&junit_file);
     let scope = Scope {
         cwd: inp.checkout,
         env: inp.env,
@@ -57,7 +86,7 @@ pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
         network: inp.runner.test_network(),
     };
     let cmd = untrusted::shell(inp.command, scope)
-        .env("PYTEST_ADDOPTS", addopts.trim())
+        .env("PYTEST_ADDOPTS", addopts)
         .env("KILN_JUNIT_DIR", inp.results)
         .timeout(inp.timeout)
         .echo(true);
@@ -72,15 +101,57 @@ pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
         .map(|o| o.tail(TAIL_LINES))
         .unwrap_or_default();
     let (outcome, stage, detail) = judge(result, &tests);
-    Done::new(
-        Tested {
-            outcome,
-            tests,
-            log_tail,
+    let tested = Tested {
+        outcome,
+        tests,
+        log_tail,
+        ..Tested::default()
+    };
+    match &inp.rerun {
+        Some(plan) if outcome == Outcome::Failed && !tested.tests.failures.is_empty() => {
+            let (tested, stage, detail) = rerun_failures(tested, plan, &inp).await;
+            Done::new(tested, stage, detail)
+        }
+        _ => Done::new(tested, stage, detail),
+    }
+}
+
+/// Re-run the failures; flaky ones leave `tests.failures`, and a build whose every failure was
+/// flaky passes under `test.flaky: pass`.
+async fn rerun_failures(
+    mut t: Tested,
+    plan: &RerunPlan,
+    inp: &TestInputs<'_>,
+) -> (Tested, StageOutcome, String) {
+    let failures = std::mem::take(&mut t.tests.failures);
+    let sorted = rerun::rerun(
+        failures,
+        &RerunInputs {
+            template: &plan.template,
+            rounds: plan.rounds,
+            timeout: inp.timeout,
+            checkout: inp.checkout,
+            results: inp.results,
+            env: inp.env,
+            runner: inp.runner,
         },
-        stage,
-        detail,
     )
+    .await;
+    t.tests.failed = t.tests.failed.saturating_sub(sorted.flaky.len() as u32);
+    t.tests.failures = sorted.failing;
+    t.flaky = sorted.flaky;
+    t.confirmed = sorted.rounds > 0;
+    for f in &t.flaky {
+        tracing::warn!("flaky test: {} failed, then passed when re-run", f.name);
+    }
+    let flaky_words = format!("{} flaky", t.flaky.len());
+    let counts = format!("{}, {flaky_words}", t.tests.counts());
+    if t.tests.failures.is_empty() && plan.flaky == FlakyPolicy::Pass {
+        t.outcome = Outcome::Passed;
+        (t, StageOutcome::Warning, counts)
+    } else {
+        (t, StageOutcome::Failed, counts)
+    }
 }
 
 /// What the command's exit means for the run.

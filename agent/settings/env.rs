@@ -39,6 +39,7 @@ pub struct Layer {
     pub bootstrap_command: Option<String>,
     pub key_extra: Option<String>,
     pub max_restore_size: Option<u64>,
+    pub bisect: Option<bool>,
 }
 
 impl Layer {
@@ -68,6 +69,7 @@ impl Layer {
             bootstrap_command: self.bootstrap_command.or(lower.bootstrap_command),
             key_extra: self.key_extra.or(lower.key_extra),
             max_restore_size: self.max_restore_size.or(lower.max_restore_size),
+            bisect: self.bisect.or(lower.bisect),
         }
     }
 }
@@ -160,6 +162,7 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
             "KILN_CACHE_MAX_RESTORE_SIZE",
             crate::cache::commands::parse_size,
         )?,
+        bisect: parsed(env, "KILN_BISECT", boolish)?,
     })
 }
 

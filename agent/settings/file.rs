@@ -124,6 +124,24 @@ pub struct TestConfig {
     /// e.g. "30m", "90s".
     #[serde(with = "humantime_serde_opt")]
     pub timeout: Option<Duration>,
+    /// How many times failing tests are re-run (only those tests, in a fresh process) before
+    /// they count as failures; 0 turns flaky-test detection off.
+    pub rerun_failures: u32,
+    /// The command that re-runs some tests: `{tests}` is replaced by their shell-quoted ids
+    /// (also in `$KILN_RERUN_TESTS`, one per line). Default: `python -m pytest {tests}` when
+    /// the test command runs pytest; other runners need this hook to get re-runs.
+    pub rerun_command: Option<String>,
+    /// What a build whose only failures are flaky tests is: `pass` (default) or `fail`.
+    pub flaky: FlakyPolicy,
+}
+
+/// What a build whose only failing tests passed on a re-run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FlakyPolicy {
+    #[default]
+    Pass,
+    Fail,
 }
 
 impl Default for TestConfig {
@@ -131,6 +149,9 @@ impl Default for TestConfig {
         Self {
             command: "python -m pytest".into(),
             timeout: Some(Duration::from_secs(60 * 60)),
+            rerun_failures: 1,
+            rerun_command: None,
+            flaky: FlakyPolicy::Pass,
         }
     }
 }
@@ -241,6 +262,26 @@ pub struct ReportConfig {
     pub mode: ReportMode,
     pub email: EmailConfig,
     pub github: GithubConfig,
+    pub bisect: BisectConfig,
+}
+
+/// Culprit finding: bisect a failing range of several commits to the first failing one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BisectConfig {
+    /// Off by default for `kiln run` (`--bisect` or `KILN_BISECT=1` turn it on).
+    pub enabled: bool,
+    /// At most this many builds per bisection; past it Kiln blames the whole range.
+    pub max_steps: u32,
+}
+
+impl Default for BisectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_steps: 8,
+        }
+    }
 }
 
 /// The whole `kiln.yml`.

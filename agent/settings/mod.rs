@@ -131,6 +131,20 @@ impl RunRequest {
         Ok(path)
     }
 
+    /// The request for one culprit-finding build: `sha` cloned into `workdir`, running
+    /// `test_command`, saving nothing (no summary file, no bisection of its own).
+    pub fn bisect_step(&self, sha: &str, workdir: &Path, test_command: &str) -> RunRequest {
+        let mut step = self.clone();
+        step.rev = sha.to_string();
+        step.checkout = CheckoutMode::Clone;
+        step.workdir = workdir.to_path_buf();
+        step.summary_json = None;
+        step.save_allowed = false;
+        step.overrides.test_command = Some(test_command.to_string());
+        step.overrides.bisect = Some(false);
+        step
+    }
+
     /// Load kiln.yml from the checkout and lay the flags and `KILN_*` over it.
     pub fn settle(self, checkout: &Path, env: Env) -> Result<Settings, UsageError> {
         let mut project = Config::load(&self.config_path(checkout)?)?;
@@ -225,6 +239,9 @@ fn apply(l: &Layer, c: &mut Config) {
     }
     if let Some(v) = l.report_mode {
         c.report.mode = v;
+    }
+    if let Some(v) = l.bisect {
+        c.report.bisect.enabled = v;
     }
 }
 

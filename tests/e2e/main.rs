@@ -17,6 +17,7 @@ mod cache_archive;
 mod cache_cli;
 mod cache_gha;
 mod cache_stores;
+mod culprit;
 mod index_ccache_remote;
 mod index_offline;
 mod index_serve;

@@ -23,6 +23,7 @@ fn summary() -> RunSummary {
         file: Some("tests/test_parse.py".into()),
         line: Some(12),
         message: "AssertionError: assert '' == 'x'".into(),
+        ..Default::default()
     });
     s
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::support::report::{header, rcpts, Repo, SmtpSink};
+use crate::support::report::{header, rcpts, Kiln, Repo, SmtpSink};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -64,116 +64,6 @@ fn project(smtp: Option<&str>, mode: &str) -> (Repo, String) {
         ],
     );
     (repo, green)
-}
-
-struct Run {
-    code: i32,
-    summary: Value,
-    stderr: String,
-}
-
-impl Run {
-    /// `notified` as sorted "channel:to" strings.
-    fn notified(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.summary["notified"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                format!(
-                    "{}:{}",
-                    n["channel"].as_str().unwrap(),
-                    n["to"].as_str().unwrap()
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// `blame` as sorted "author" names (one per commit and person).
-    fn blamed(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.summary["blame"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["author"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
-
-struct Kiln {
-    tmp: tempfile::TempDir,
-    env: Vec<(String, String)>,
-    runs: usize,
-    /// `--store`; None = a file store in the temp dir.
-    store_url: Option<String>,
-}
-
-impl Kiln {
-    fn new(env: &[(&str, String)]) -> Kiln {
-        Kiln {
-            tmp: tempfile::tempdir().unwrap(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            runs: 0,
-            store_url: None,
-        }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.tmp.path().join("store")
-    }
-
-    /// `kiln run` of the repository's `main` branch, as a CI system would start it.
-    async fn run(&mut self, repo: &Path) -> Run {
-        self.run_with(repo, &[]).await
-    }
-
-    async fn run_with(&mut self, repo: &Path, extra: &[&str]) -> Run {
-        self.runs += 1;
-        let summary_path = self.tmp.path().join(format!("summary-{}.json", self.runs));
-        // Isolated from the machine: own HOME and cache dir, no CI variables of the host.
-        let mut cmd = crate::support::kiln_home(&self.tmp.path().join("home"));
-        cmd.arg("run")
-            .arg("--repo")
-            .arg(repo)
-            .args(["--rev", "main"])
-            .arg("--workdir")
-            .arg(self.tmp.path().join("work"))
-            .arg("--store")
-            .arg(
-                self.store_url
-                    .clone()
-                    .unwrap_or_else(|| format!("file://{}", self.store().display())),
-            )
-            .arg("--summary-json")
-            .arg(&summary_path)
-            .args(extra);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let summary: Value = serde_json::from_str(
-            &std::fs::read_to_string(&summary_path)
-                .unwrap_or_else(|e| panic!("no summary JSON ({e}); stderr:\n{stderr}")),
-        )
-        .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            summary,
-            stderr,
-        }
-    }
 }
 
 /// A fake GitHub: logins per commit, statuses, check runs and comments (kept, so a later build
