@@ -76,7 +76,7 @@ impl Classify for crate::wheelhouse::WheelhouseError {
         use crate::wheelhouse::WheelhouseError as E;
         match self {
             E::Index(e) => e.exit(),
-            E::Io { .. } | E::StoreHashMismatch { .. } => Exit::Infrastructure,
+            E::Store(_) | E::Io { .. } | E::StoreHashMismatch { .. } => Exit::Infrastructure,
             // A missing, damaged or altered archive, or nothing to export: the input is wrong.
             _ => Exit::Usage,
         }

@@ -499,7 +499,7 @@ async fn spawn_producer(
 }
 
 async fn read_remote(
-    mut stream: opendal::FuturesBytesStream,
+    mut stream: super::store::ByteStream,
     mut meter: Meter,
     tx: tokio::sync::mpsc::Sender<Chunk>,
     transfer: Transfer,

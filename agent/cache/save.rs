@@ -9,6 +9,7 @@ use super::archive;
 use super::manifest::{self, Manifest};
 use super::progress::{human_bytes, Transfer};
 use super::restore::unique_id;
+use super::store::Upload;
 use super::{SaveOptions, SaveOutcome, Store};
 
 pub(super) async fn save(
@@ -218,7 +219,7 @@ async fn upload_archive(
     let t = transfer.clone();
     let progress = move |n: u64| t.set(n);
     match store
-        .retry(|| store.upload_file(object, tmp_path, &progress))
+        .retry(|| store.upload_file(object, tmp_path, Upload::Concurrent, &progress))
         .await
     {
         Ok(sent) => {

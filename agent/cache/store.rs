@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::stream::{BoxStream, StreamExt};
 use opendal::{ErrorKind, Operator};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +123,18 @@ impl Health {
             *g = None;
         }
     }
+}
+
+/// An object's bytes as they arrive from the store.
+pub type ByteStream = BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+/// How [`Store::upload_file`] sends a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upload {
+    /// 16 MiB parts, four in flight (cache archives: large, worth the parallelism).
+    Concurrent,
+    /// One write after another (wheels): needs no executor on the operator, any backend.
+    Sequential,
 }
 
 /// One listed object.
@@ -243,10 +256,6 @@ impl Store {
         &self.display
     }
 
-    pub fn operator(&self) -> &Operator {
-        &self.op
-    }
-
     /// The root directory of a `file://` store.
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()
@@ -317,7 +326,7 @@ impl Store {
     }
 
     /// Stream an object's bytes in large chunks, fetched concurrently where the backend allows.
-    pub async fn read_stream(&self, path: &str) -> Result<opendal::FuturesBytesStream, StoreError> {
+    pub async fn read_stream(&self, path: &str) -> Result<ByteStream, StoreError> {
         self.guard()?;
         let reader = self
             .op
@@ -326,17 +335,39 @@ impl Store {
             .concurrent(4)
             .await
             .map_err(|e| self.err("read", path, e))?;
-        reader
+        let stream = reader
             .into_bytes_stream(..)
             .await
-            .map_err(|e| self.err("read", path, e))
+            .map_err(|e| self.err("read", path, e))?;
+        Ok(stream.boxed())
     }
 
-    /// Upload a local file as object `path`, calling `progress` with the bytes sent so far.
+    /// Stream a byte range of an object with sequential reads (an HTTP range request).
+    pub async fn read_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<ByteStream, StoreError> {
+        self.guard()?;
+        let reader = self
+            .op
+            .reader(path)
+            .await
+            .map_err(|e| self.err("read", path, e))?;
+        let stream = reader
+            .into_bytes_stream(range)
+            .await
+            .map_err(|e| self.err("read", path, e))?;
+        Ok(stream.boxed())
+    }
+
+    /// Upload a local file as object `path` (never whole in memory), calling `progress` with the
+    /// bytes sent so far.
     pub async fn upload_file(
         &self,
         path: &str,
         local: &Path,
+        how: Upload,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, StoreError> {
         self.guard()?;
@@ -350,16 +381,21 @@ impl Store {
             )
         };
         let mut file = tokio::fs::File::open(local).await.map_err(io_err)?;
-        let mut writer = self
-            .op
-            .writer_with(path)
-            .chunk(16 << 20)
-            .concurrent(4)
-            .await
-            .map_err(|e| self.err("write", path, e))?;
+        let (writer, buf_size) = match how {
+            Upload::Concurrent => (
+                self.op
+                    .writer_with(path)
+                    .chunk(16 << 20)
+                    .concurrent(4)
+                    .await,
+                8 << 20,
+            ),
+            Upload::Sequential => (self.op.writer(path).await, 1 << 20),
+        };
+        let mut writer = writer.map_err(|e| self.err("write", path, e))?;
         let mut sent = 0u64;
         loop {
-            let mut buf = vec![0u8; 8 << 20];
+            let mut buf = vec![0u8; buf_size];
             let mut filled = 0;
             while filled < buf.len() {
                 let n = file.read(&mut buf[filled..]).await.map_err(io_err)?;
@@ -590,5 +626,74 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unsupported"));
+    }
+
+    #[test]
+    fn retry_policy_comes_from_the_environment_the_store_is_opened_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let env = |k: &str| match k {
+            "KILN_STORE_RETRIES" => Some("7".to_string()),
+            "KILN_STORE_RETRY_DELAY_MS" => Some("20".to_string()),
+            "KILN_STORE_TIMEOUT" => Some("9".to_string()),
+            _ => None,
+        };
+        let tuned = Store::from_url_with_env(&url, &env).unwrap();
+        assert_eq!(
+            tuned.retry_policy(),
+            RetryPolicy {
+                attempts: 7,
+                base_delay: Duration::from_millis(20),
+                timeout: Duration::from_secs(9),
+            }
+        );
+        let too_many = |k: &str| (k == "KILN_STORE_RETRIES").then(|| "99".to_string());
+        let clamped = Store::from_url_with_env(&url, &too_many).unwrap();
+        assert_eq!(clamped.retry_policy().attempts, 10);
+        let defaults = Store::from_url_with_env(&url, &|_| None).unwrap();
+        assert_eq!(
+            defaults.retry_policy(),
+            RetryPolicy {
+                attempts: 3,
+                base_delay: Duration::from_millis(500),
+                timeout: Duration::from_secs(5),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn sequential_upload_then_ranged_and_whole_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_url(&format!("file://{}", dir.path().join("s").display())).unwrap();
+        let local = dir.path().join("big.bin");
+        // Over one write buffer, so the upload takes several writes.
+        let body: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&local, &body).unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let sent = store
+            .upload_file("wheels/a/big.bin", &local, Upload::Sequential, &|n| {
+                seen.lock().unwrap().push(n)
+            })
+            .await
+            .unwrap();
+        assert_eq!(sent, body.len() as u64);
+        assert_eq!(seen.into_inner().unwrap().last(), Some(&sent));
+
+        let collect = |s: ByteStream| async move {
+            let parts: Vec<_> = s.collect().await;
+            parts
+                .into_iter()
+                .flat_map(|p| p.unwrap().to_vec())
+                .collect::<Vec<u8>>()
+        };
+        let range = store.read_range("wheels/a/big.bin", 10..1_000_010).await;
+        assert_eq!(collect(range.unwrap()).await, body[10..1_000_010]);
+        let whole = store.read_stream("wheels/a/big.bin").await.unwrap();
+        assert_eq!(collect(whole).await, body);
+        let missing = match store.read_range("wheels/a/nothing", 0..1).await {
+            Err(_) => true,
+            Ok(s) => s.collect::<Vec<_>>().await.iter().any(|p| p.is_err()),
+        };
+        assert!(missing, "reading a missing object fails");
     }
 }

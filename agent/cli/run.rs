@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// `clone` a fresh checkout, or `reuse` the --repo directory as it is [env: KILN_CHECKOUT]
     #[arg(long, value_enum)]
     pub checkout: Option<CheckoutMode>,
+    /// Commits of history to clone; 0 = all (default: 1 for a network remote, all for a local
+    /// path; blame fetches more when it needs it) [env: KILN_CHECKOUT_DEPTH]
+    #[arg(long, value_name = "N")]
+    pub checkout_depth: Option<u32>,
     /// When to notify people (overrides report.mode) [env: KILN_REPORT_MODE]
     #[arg(long, value_enum)]
     pub report_mode: Option<ReportMode>,
@@ -97,6 +101,7 @@ impl RunArgs {
             installer: self.installer,
             test_command: self.test_command,
             checkout: self.checkout,
+            checkout_depth: self.checkout_depth,
             report_mode: self.report_mode,
             no_save: self.no_save.then_some(true),
             offline: self.offline.then_some(true),

@@ -24,7 +24,7 @@ use tokio::io::AsyncReadExt;
 use super::metadata::{read_metadata, requires_python};
 use super::names::WheelName;
 use super::IndexError;
-use crate::cache::store::{Store, StoreError};
+use crate::cache::store::{Store, StoreError, Upload};
 
 /// Top-level prefix of published wheels in the store.
 pub const WHEELS_PREFIX: &str = "wheels/";
@@ -120,7 +120,11 @@ async fn publish_one(
     let blob = blob_path(wheel, &sha256);
     let mut uploaded = 0;
     if !exists(store, &blob).await? {
-        upload_file(store, path, &blob).await?;
+        // Wheels can be hundreds of MB: streamed, never whole in memory.
+        store
+            .upload_file(&blob, path, Upload::Sequential, &|_| {})
+            .await
+            .map_err(store_err)?;
         uploaded = size;
     }
     // PEP 658: the METADATA file beside the wheel, so resolvers need not download it.
@@ -221,67 +225,6 @@ pub async fn hash_file(path: &Path) -> Result<(String, u64), IndexError> {
         size += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), size))
-}
-
-/// Stream a local file into the store (wheels can be hundreds of MB: never whole in memory).
-/// Plain sequential writes: they need no executor on the operator, whatever the backend.
-async fn upload_file(store: &Store, local: &Path, to: &str) -> Result<(), IndexError> {
-    let io = |source| IndexError::Io {
-        path: local.to_path_buf(),
-        source,
-    };
-    let mut f = tokio::fs::File::open(local).await.map_err(io)?;
-    let mut w = store
-        .operator()
-        .writer(to)
-        .await
-        .map_err(|e| backend_err(store, "write", to, e))?;
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = f.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = w.write(bytes::Bytes::copy_from_slice(&buf[..n])).await {
-            let _ = w.abort().await;
-            return Err(backend_err(store, "write", to, e));
-        }
-    }
-    w.close()
-        .await
-        .map(|_| ())
-        .map_err(|e| backend_err(store, "write", to, e))
-}
-
-/// A backend error on `path`, in the store's own error type.
-pub fn backend_err(
-    store: &Store,
-    op: &'static str,
-    path: &str,
-    source: opendal::Error,
-) -> IndexError {
-    store_err(StoreError::Backend {
-        store: store.display().to_string(),
-        op,
-        path: path.to_string(),
-        source: Box::new(source),
-    })
-}
-
-/// Stream an object, or a byte range of it (sequential reads: no executor needed).
-pub async fn read_stream(
-    store: &Store,
-    path: &str,
-    range: std::ops::Range<u64>,
-) -> Result<opendal::FuturesBytesStream, IndexError> {
-    store
-        .operator()
-        .reader(path)
-        .await
-        .map_err(|e| backend_err(store, "read", path, e))?
-        .into_bytes_stream(range)
-        .await
-        .map_err(|e| backend_err(store, "read", path, e))
 }
 
 /// Every published sidecar path, grouped by project: `(project, sidecar paths)`, sorted.

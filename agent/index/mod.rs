@@ -2,15 +2,15 @@
 //!
 //! The save stage publishes every wheel of the run's wheelhouse into the store, one object per
 //! wheel (`layout`); `kiln index serve` answers PEP 503 / PEP 691 requests over those objects
-//! (`server`, `pages`), so developers and other machines install the exact wheels CI built with
+//! (`http`, `pages`), so developers and other machines install the exact wheels CI built with
 //! `pip install --extra-index-url http://buildhost:PORT/simple/ …`, hash-checked.
 
 pub mod auth;
+pub mod http;
 pub mod layout;
 pub mod metadata;
 pub mod names;
 pub mod pages;
-pub mod server;
 
 use std::path::PathBuf;
 
@@ -144,7 +144,7 @@ async fn serve_cli(args: ServeArgs) -> Result<(), IndexError> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    server::serve(listener, store, auth, shutdown_signal()).await
+    http::serve(listener, store, auth, shutdown_signal()).await
 }
 
 /// Ctrl-C or SIGTERM: finish the requests in flight, then exit 0.

@@ -1,8 +1,11 @@
 //! Checkout stage: a clean checkout of the exact commit with the git CLI.
 //!
-//! The target directory is always fresh: `git init` + `git fetch <repo> <rev>` + detached checkout.
-//! Fetching by rev (not cloning) works the same for a local path, a file:// URL and a remote URL,
-//! for branch names, tags and full SHAs.
+//! The target directory is always fresh: one `git clone` (`--branch <rev>` for a branch or a tag),
+//! which is what a person would type, and the fewest git processes: a clone of a local path
+//! hard-links its objects. A network remote is cloned shallow (`--depth 1`) unless
+//! `--checkout-depth` / `KILN_CHECKOUT_DEPTH` asks for more (0 = the whole history); blame fetches
+//! the history it needs when it needs it. A SHA or a full ref (`refs/pull/7/head`) is checked out
+//! detached, fetched by name when the clone did not bring it.
 
 use std::path::{Path, PathBuf};
 
@@ -50,64 +53,128 @@ pub async fn local_branch(repo: &str, rev: &str) -> Option<String> {
     (!name.is_empty() && name != "HEAD").then_some(name)
 }
 
-/// Fetch `rev` from `repo` into the empty directory `dir` and check it out detached.
+/// How much history a clone of `location` fetches: `depth` when given (0 = all of it), else one
+/// commit for a network remote and all of it for a local repository (a local clone hard-links
+/// its objects: the whole history costs nothing, and blame can walk it).
+pub fn clone_depth(location: &str, depth: Option<u32>) -> Option<u32> {
+    let remote = location.contains("://") && !location.starts_with("file://")
+        || location.contains('@') && location.contains(':');
+    match depth {
+        Some(0) => None,
+        Some(d) => Some(d),
+        None if remote => Some(1),
+        None => None,
+    }
+}
+
+/// Clone `repo` into the empty or missing directory `dir` at `rev`: one `git clone` for a branch,
+/// a tag or `HEAD`; a clone and a checkout (and a fetch when the clone lacks it) for a SHA or a
+/// full ref such as `refs/pull/7/head`. The depth is [`clone_depth`]'s default.
 pub async fn checkout(repo: &str, rev: &str, dir: &Path) -> Result<Checkout, CheckoutError> {
-    std::fs::create_dir_all(dir).map_err(|source| CheckoutError::Io {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    let location = crate::git::repo_location(repo);
-    git(dir, &["init", "--quiet"]).await?;
-    let looks_like_sha = rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
-    // Fetch the rev, plus branch heads so blame can walk history from the last green commit.
-    let refspec = if looks_like_sha || rev == "HEAD" || rev.starts_with("refs/") {
-        rev.to_string()
-    } else {
-        format!("+refs/heads/{rev}:refs/remotes/origin/{rev}")
-    };
-    let fetched = git(dir, &["fetch", "--quiet", "--no-tags", &location, &refspec]).await;
-    let target = match fetched {
-        Ok(_) if refspec == rev => "FETCH_HEAD".to_string(),
-        Ok(_) => format!("refs/remotes/origin/{rev}"),
-        // Not a branch: maybe a tag or an abbreviated SHA; fetch everything and resolve.
-        Err(_) => {
-            git(
-                dir,
-                &[
-                    "fetch",
-                    "--quiet",
-                    "--tags",
-                    &location,
-                    "+refs/heads/*:refs/remotes/origin/*",
-                ],
-            )
-            .await?;
-            rev.to_string()
-        }
-    };
-    let spec = format!("{target}^{{commit}}");
-    let sha = git(dir, &["rev-parse", "--verify", "--quiet", &spec])
-        .await
-        .map_err(|_| GitError::Failed {
-            what: "rev-parse".into(),
-            dir: dir.to_path_buf(),
-            tail: format!(
-                "revision {rev:?} not found in {}",
-                crate::cache::store::redact(&location)
-            ),
+    clone_at(repo, rev, dir, None).await
+}
+
+/// [`checkout`] with `depth` commits of history (0 = all), as [`clone_depth`] says.
+pub async fn clone_at(
+    repo: &str,
+    rev: &str,
+    dir: &Path,
+    depth: Option<u32>,
+) -> Result<Checkout, CheckoutError> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| CheckoutError::Io {
+            dir: parent.to_path_buf(),
+            source,
         })?;
-    git(dir, &["checkout", "--quiet", "--detach", &sha]).await?;
-    let branch = if looks_like_sha || rev == "HEAD" || rev.starts_with("refs/") {
-        rev.strip_prefix("refs/heads/").map(str::to_string)
-    } else if target.starts_with("refs/remotes/origin/") {
-        Some(rev.to_string())
+    }
+    let location = crate::git::repo_location(repo);
+    let depth = clone_depth(&location, depth).map(|d| d.to_string());
+    let mut clone: Vec<&str> = vec!["clone", "--quiet"];
+    if let Some(d) = &depth {
+        clone.extend(["--depth", d]);
+    }
+    let looks_like_sha = rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
+    let by_name = !looks_like_sha && !rev.starts_with("refs/");
+    if by_name && rev != "HEAD" {
+        clone.extend(["--branch", rev]);
+    }
+    if !by_name {
+        clone.push("--no-checkout");
+    }
+    let dest = dir.display().to_string();
+    clone.extend(["--", &location, &dest]);
+    let cwd = dir.parent().unwrap_or(Path::new("."));
+    let cloned = git(cwd, &clone).await;
+    if by_name && cloned.is_ok() {
+        return cloned_at(dir, rev).await;
+    }
+    if by_name {
+        // Not a branch or a tag: an abbreviated SHA, say. The whole history, then resolve it.
+        let _ = std::fs::remove_dir_all(dir);
+        git(
+            cwd,
+            &["clone", "--quiet", "--no-checkout", "--", &location, &dest],
+        )
+        .await?;
     } else {
-        None
-    };
+        cloned?;
+    }
+    detach_at(dir, rev, &location, depth.as_deref()).await
+}
+
+/// After `git clone --branch rev`: the commit, and the branch it names (`--abbrev-ref` of a tag
+/// is the tag's name, as it was when Kiln fetched instead of cloning).
+async fn cloned_at(dir: &Path, rev: &str) -> Result<Checkout, CheckoutError> {
+    let out = git(dir, &["rev-parse", "HEAD", "--abbrev-ref", rev]).await?;
+    let mut lines = out.lines().map(str::trim);
+    let sha = lines.next().unwrap_or_default().to_string();
+    let branch = lines
+        .next()
+        .filter(|b| !b.is_empty() && *b != "HEAD")
+        .map(str::to_string);
     Ok(Checkout {
         dir: dir.to_path_buf(),
         sha,
         branch,
+    })
+}
+
+/// Check out `rev` detached in the clone at `dir`, fetching it first when the clone lacks it.
+async fn detach_at(
+    dir: &Path,
+    rev: &str,
+    location: &str,
+    depth: Option<&str>,
+) -> Result<Checkout, CheckoutError> {
+    let spec = format!("{rev}^{{commit}}");
+    let mut sha = git(dir, &["rev-parse", "--verify", "--quiet", &spec]).await;
+    if sha.is_err() {
+        let mut fetch = vec!["fetch", "--quiet", "--no-tags"];
+        if let Some(d) = depth {
+            fetch.extend(["--depth", d]);
+        }
+        fetch.extend([location, rev]);
+        if git(dir, &fetch).await.is_ok() {
+            sha = git(
+                dir,
+                &["rev-parse", "--verify", "--quiet", "FETCH_HEAD^{commit}"],
+            )
+            .await;
+        }
+    }
+    let sha = sha.map_err(|_| GitError::Failed {
+        what: "rev-parse".into(),
+        dir: dir.to_path_buf(),
+        tail: format!(
+            "revision {rev:?} not found in {}",
+            crate::cache::store::redact(location)
+        ),
+    })?;
+    git(dir, &["checkout", "--quiet", "--detach", &sha]).await?;
+    Ok(Checkout {
+        dir: dir.to_path_buf(),
+        sha,
+        branch: rev.strip_prefix("refs/heads/").map(str::to_string),
     })
 }
 
@@ -132,7 +199,7 @@ pub async fn stage(req: &RunRequest, dir: &Path) -> Done<Result<Checkout, String
     let result = if reuse {
         self::reuse(Path::new(&req.repo)).await
     } else {
-        checkout(&req.repo, &req.rev, dir).await
+        clone_at(&req.repo, &req.rev, dir, req.checkout_depth).await
     };
     match result {
         Ok(mut c) => {
@@ -206,5 +273,67 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("no-such-branch"), "{err}");
+    }
+
+    #[test]
+    fn network_remotes_are_cloned_shallow_unless_told_otherwise() {
+        assert_eq!(clone_depth("https://github.com/o/r.git", None), Some(1));
+        assert_eq!(clone_depth("git@github.com:o/r.git", None), Some(1));
+        assert_eq!(clone_depth("ssh://git@host/r", None), Some(1));
+        assert_eq!(clone_depth("/srv/repo", None), None, "local: all history");
+        assert_eq!(clone_depth("file:///srv/repo", None), None);
+        assert_eq!(clone_depth("https://github.com/o/r.git", Some(0)), None);
+        assert_eq!(
+            clone_depth("https://github.com/o/r.git", Some(50)),
+            Some(50)
+        );
+        assert_eq!(clone_depth("file:///srv/repo", Some(2)), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_depth_clones_that_much_history_for_branch_tag_and_sha() {
+        let repo = tempfile::tempdir().unwrap();
+        sh(
+            repo.path(),
+            "git init -q -b main && for i in 1 2 3; do echo $i > f && git add f && git commit -qm c$i; done \
+             && git tag v3 && git branch side HEAD~1",
+        );
+        let url = format!("file://{}", repo.path().display());
+        let head = |dir: &Path, args: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("git {args}"))
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let work = tempfile::tempdir().unwrap();
+        let c = clone_at(&url, "main", &work.path().join("a"), Some(1))
+            .await
+            .unwrap();
+        assert_eq!(c.branch.as_deref(), Some("main"));
+        assert_eq!(head(&c.dir, "rev-parse --is-shallow-repository"), "true");
+        assert_eq!(head(&c.dir, "rev-list --count HEAD"), "1");
+        assert_eq!(std::fs::read_to_string(c.dir.join("f")).unwrap(), "3\n");
+
+        let c = clone_at(&url, "v3", &work.path().join("b"), Some(2))
+            .await
+            .unwrap();
+        assert_eq!(head(&c.dir, "rev-list --count HEAD"), "2");
+        assert_eq!(c.sha, head(repo.path(), "rev-parse v3"));
+
+        let side = head(repo.path(), "rev-parse side");
+        let c = clone_at(&url, &side, &work.path().join("c"), Some(1))
+            .await
+            .unwrap();
+        assert_eq!(c.sha, side, "a SHA the shallow clone lacked is fetched");
+        assert_eq!(std::fs::read_to_string(c.dir.join("f")).unwrap(), "2\n");
+
+        let c = clone_at(&url, "main", &work.path().join("d"), Some(0))
+            .await
+            .unwrap();
+        assert_eq!(head(&c.dir, "rev-parse --is-shallow-repository"), "false");
+        assert_eq!(head(&c.dir, "rev-list --count HEAD"), "3");
     }
 }

@@ -140,11 +140,15 @@ pub async fn execute(
         stages: Stages::new(hooks),
         out: Outputs::default(),
     };
-    let checked_out = x
+    let likely_python = x.request.likely_python();
+    let (checked_out, toolchain) = x
         .stages
         .time(
             Stage::Checkout,
-            checkout::stage(&x.request, &x.paths.checkout),
+            checkout_and_probe(
+                checkout::stage(&x.request, &x.paths.checkout),
+                &likely_python,
+            ),
         )
         .await;
     let co = match checked_out {
@@ -171,6 +175,7 @@ pub async fn execute(
         &store,
         &x.paths,
         &runner,
+        toolchain,
     )
     .await;
     let error = match &x.out.bootstrap {
@@ -178,6 +183,21 @@ pub async fn execute(
         _ => None,
     };
     Ok(x.finish(Some(settings), Some(store), error))
+}
+
+/// The checkout, with the interpreter and the compiler probed meanwhile (neither needs the
+/// sources; the restore stage takes the probe when kiln.yml names the same interpreter). Both
+/// are inside the checkout stage's time, so the stage times still add up to the run's.
+async fn checkout_and_probe(
+    checkout: impl std::future::Future<Output = stage::Done<Result<Checkout, String>>>,
+    python: &str,
+) -> stage::Done<(Result<Checkout, String>, toolchain::Toolchain)> {
+    let (done, toolchain) = tokio::join!(checkout, toolchain::probe(python));
+    stage::Done {
+        value: (done.value, toolchain),
+        outcome: done.outcome,
+        detail: done.detail,
+    }
 }
 
 /// How this run starts the project's code, resolved once (its warnings said once). A sandbox
@@ -220,6 +240,7 @@ async fn build_and_test(
     store: &Store,
     paths: &Paths,
     runner: &ProjectRunner,
+    toolchain: toolchain::Toolchain,
 ) {
     let project = &settings.project;
     let req = &settings.request;
@@ -230,6 +251,7 @@ async fn build_and_test(
                 project,
                 paths,
                 store,
+                toolchain: Some(toolchain),
             }),
         )
         .await;

@@ -12,7 +12,7 @@ use crate::settings::Config;
 use crate::summary::{CacheSummary, RestoreHit, StageOutcome};
 
 use super::stage::Done;
-use super::toolchain::{self, PythonError, PythonInfo};
+use super::toolchain::{self, PythonError, PythonInfo, Toolchain};
 use super::workdir::Paths;
 
 /// Why the cache keys could not be derived.
@@ -100,16 +100,18 @@ fn requirement_files(config: &Config, checkout: &Path) -> Result<Vec<(String, Ve
 }
 
 /// This run's keys, from the interpreter, the compiler and the requirement files. Also returns
-/// the interpreter's probe, which the bootstrap reuses.
+/// the interpreter's probe, which the bootstrap reuses. `early` is a probe made before kiln.yml
+/// was read: used when it probed the interpreter kiln.yml names.
 pub async fn derive_keys(
     project: &Config,
     checkout: &Path,
+    early: Option<Toolchain>,
 ) -> Result<(RunKeys, PythonInfo), KeyError> {
-    let (py, compiler) = tokio::join!(
-        toolchain::python_info(&project.python),
-        toolchain::compiler_id()
-    );
-    let py = py?;
+    let tc = match early.filter(|t| t.python == project.python) {
+        Some(t) => t,
+        None => toolchain::probe(&project.python).await,
+    };
+    let (py, compiler) = (tc.info?, tc.compiler);
     let inputs = KeyInputs {
         os: py.os.clone(),
         arch: py.arch.clone(),
@@ -131,6 +133,8 @@ pub struct RestoreInputs<'a> {
     pub project: &'a Config,
     pub paths: &'a Paths,
     pub store: &'a Store,
+    /// The toolchain probed during the checkout.
+    pub toolchain: Option<Toolchain>,
 }
 
 /// What the restore stage produced.
@@ -155,7 +159,7 @@ impl Restored {
 
 /// Derive the keys and restore every cache, concurrently.
 pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
-    let (keys, python) = match derive_keys(inp.project, &inp.paths.checkout).await {
+    let (keys, python) = match derive_keys(inp.project, &inp.paths.checkout, inp.toolchain).await {
         Ok(k) => k,
         Err(e) => {
             let msg = format!("cannot derive cache keys: {e}");
@@ -200,4 +204,44 @@ pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
         caches: summaries,
     };
     Done::new(restored, outcome, parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn early(python: &str) -> Toolchain {
+        Toolchain {
+            python: python.into(),
+            info: Err(PythonError {
+                python: python.into(),
+                detail: "probed during the checkout".into(),
+            }),
+            compiler: "gcc-0".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_use_the_early_probe_only_for_the_interpreter_kiln_yml_names() {
+        let checkout = tempfile::tempdir().unwrap();
+        let project = Config::default();
+        // The early probe of the same interpreter is used as it is (here: its failure).
+        let err = derive_keys(&project, checkout.path(), Some(early(&project.python)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("probed during the checkout"),
+            "{err}"
+        );
+        // kiln.yml names another interpreter: probed again, the early answer is not used.
+        let (keys, py) = derive_keys(&project, checkout.path(), Some(early("python9.99")))
+            .await
+            .unwrap();
+        assert!(py.tag.starts_with("cp3"), "{}", py.tag);
+        assert!(
+            keys.wheelhouse.key.contains(&py.tag),
+            "{}",
+            keys.wheelhouse.key
+        );
+    }
 }

@@ -71,6 +71,27 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
     }
 }
 
+/// The interpreter's probe and the compiler's identity, found together: two process starts that
+/// need no sources, so the executor runs them while the checkout clones.
+#[derive(Debug)]
+pub struct Toolchain {
+    /// The `python` setting that was probed.
+    pub python: String,
+    pub info: Result<PythonInfo, PythonError>,
+    /// As [`compiler_id`] says.
+    pub compiler: String,
+}
+
+/// Probe `python` and the C compiler, concurrently.
+pub async fn probe(python: &str) -> Toolchain {
+    let (info, compiler) = tokio::join!(python_info(python), compiler_id());
+    Toolchain {
+        python: python.to_string(),
+        info,
+        compiler,
+    }
+}
+
 /// "23.2.1" → (23, 2); anything else → None.
 fn parse_version(v: &str) -> Option<(u32, u32)> {
     let mut parts = v.trim().split('.');

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::config::AgentConfig;
+use super::agent_yml::AgentConfig;
 
 /// A commit to build, as decided from a delivery (or a poll).
 #[derive(Debug, Clone, PartialEq, Eq)]

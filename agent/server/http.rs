@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::config::AgentConfig;
+use super::agent_yml::AgentConfig;
 use super::events::{self, Decision, EventError};
 use super::metrics::Metrics;
 use super::queue::{Enqueued, Queue};

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{AgentConfig, TokenSource};
+use super::agent_yml::{AgentConfig, TokenSource};
 use crate::sandbox::{self, SandboxMode};
 
 /// The `sandbox:`, `allow_unsandboxed_forks:` and `fork_test_network:` keys of agent.yml.

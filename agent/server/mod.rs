@@ -4,10 +4,12 @@
 //!
 //! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
 //! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
-//! `poll` (polling GitHub), `metrics` (Prometheus text), `config` (agent.yml), `cli` (flags), `listen` (the bounded accept loop), `api_auth` (the read-API token).
+//! `poll` (polling GitHub), `metrics` (Prometheus text), `agent_yml` (the agent config file),
+//! `listen` (the bounded accept loop), `api_auth` (the read-API token). Its flags are
+//! `crate::cli::agent`.
 
+pub mod agent_yml;
 pub mod api_auth;
-pub mod config;
 pub mod events;
 pub mod http;
 pub mod isolation;
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use self::config::AgentConfig;
+use self::agent_yml::AgentConfig;
 use self::queue::Queue;
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};

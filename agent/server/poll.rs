@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{AgentConfig, RepoConfig};
+use super::agent_yml::{AgentConfig, RepoConfig};
 use super::events::BuildRequest;
 use super::queue::{Enqueued, Queue};
 

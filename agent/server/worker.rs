@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::config::{AgentConfig, RepoConfig};
+use super::agent_yml::{AgentConfig, RepoConfig};
 use super::metrics::Metrics;
 use super::procs;
 use super::queue::{Claim, Job, JobOutcome, Queue};
@@ -88,6 +88,48 @@ pub struct Worker {
     pub phase: watch::Receiver<Phase>,
 }
 
+/// A job ready to build: its repository, its paths, its open log.
+struct Prepared {
+    repo: RepoConfig,
+    timeout: Duration,
+    work: PathBuf,
+    summary: PathBuf,
+    log: std::fs::File,
+    /// The value of `procs::MARKER_VAR` in every process of this build.
+    marker: String,
+    /// `kiln run`'s sandbox flags for this job (see `isolation`).
+    sandbox_args: Vec<std::ffi::OsString>,
+}
+
+/// How a build's process ended.
+enum End {
+    Exited(Option<i32>),
+    WaitFailed(String),
+    TimedOut,
+    Superseded(u64),
+    /// The shutdown grace period ran out.
+    Abort,
+}
+
+/// What a finished job is recorded as.
+struct Verdict {
+    outcome: JobOutcome,
+    detail: String,
+    exit_code: Option<i32>,
+    superseded_by: Option<u64>,
+}
+
+impl Verdict {
+    fn error(detail: String) -> Verdict {
+        Verdict {
+            outcome: JobOutcome::Error,
+            detail,
+            exit_code: None,
+            superseded_by: None,
+        }
+    }
+}
+
 impl Worker {
     /// Build jobs until the queue stops handing them out.
     pub async fn run(mut self, n: usize) {
@@ -98,71 +140,48 @@ impl Worker {
         tracing::debug!("worker {n} stopped");
     }
 
+    /// One job: prepare its work dir and log, start `kiln run`, wait for it (or kill it), record
+    /// the outcome.
     async fn build(&mut self, claim: Claim) {
         let Claim {
             job,
             mut superseded,
         } = claim;
-        let id = job.id;
         let started = Instant::now();
-        let s = self.settings.clone();
-        let marker = procs::marker(&s.agent_id, id);
-        let Some(repo) = self.config.repo(&job.repo).cloned() else {
-            self.fail_before_start(
-                &job,
-                format!("repository {} is no longer in agent.yml", job.repo),
-                started,
-            )
-            .await;
-            return;
+        let mut prepared = match self.prepare(&job) {
+            Ok(p) => p,
+            Err(why) => return self.record(&job, Verdict::error(why), started, None).await,
         };
-        let timeout = repo.timeout.unwrap_or(s.default_timeout);
-        let sandbox_args = match s.isolation.run_args(job.fork) {
-            Ok(a) => a,
-            Err(msg) => {
-                tracing::warn!("job {id}: {msg}");
-                self.fail_before_start(&job, msg, started).await;
-                return;
-            }
+        let child = match self.spawn(&job, &mut prepared) {
+            Ok(c) => c,
+            Err(why) => return self.record(&job, Verdict::error(why), started, None).await,
         };
-        let work = s.work_dir(id);
-        let summary = s.summary_path(id);
-        let log = s.log_path(id);
-        let prepared = (|| -> std::io::Result<std::fs::File> {
-            if work.exists() {
-                std::fs::remove_dir_all(&work)?;
-            }
-            if let Some(p) = work.parent() {
-                std::fs::create_dir_all(p)?;
-            }
-            for p in [&summary, &log] {
-                if let Some(d) = p.parent() {
-                    std::fs::create_dir_all(d)?;
-                }
-            }
-            match std::fs::remove_file(&summary) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            std::os::unix::fs::OpenOptionsExt::mode(
-                std::fs::OpenOptions::new().create(true).append(true),
-                0o600,
-            )
-            .open(&log)
-        })();
-        let mut log_file = match prepared {
-            Ok(f) => f,
-            Err(e) => {
-                let msg = format!(
-                    "cannot prepare work dir {} or log {}: {e}",
-                    work.display(),
-                    log.display()
-                );
-                tracing::error!("job {id}: {msg}");
-                self.fail_before_start(&job, msg, started).await;
-                return;
-            }
-        };
+        let end = self.wait(child, &prepared, &mut superseded).await;
+        self.finish(&job, prepared, end, started).await;
+    }
+
+    /// The job's repository, a fresh work dir, an open log with the job's header line.
+    fn prepare(&self, job: &Job) -> Result<Prepared, String> {
+        let id = job.id;
+        let s = &self.settings;
+        let repo = self
+            .config
+            .repo(&job.repo)
+            .cloned()
+            .ok_or_else(|| format!("repository {} is no longer in agent.yml", job.repo))?;
+        let sandbox_args = s.isolation.run_args(job.fork).inspect_err(|msg| {
+            tracing::warn!("job {id}: {msg}");
+        })?;
+        let (work, summary, log) = (s.work_dir(id), s.summary_path(id), s.log_path(id));
+        let mut log_file = fresh_work_dir(&work, &summary, &log).map_err(|e| {
+            let msg = format!(
+                "cannot prepare work dir {} or log {}: {e}",
+                work.display(),
+                log.display()
+            );
+            tracing::error!("job {id}: {msg}");
+            msg
+        })?;
         let _ = writeln!(
             log_file,
             "=== kiln agent: job {id} attempt {} — {} {} ({}) at {} ===",
@@ -172,9 +191,21 @@ impl Worker {
             job.branch,
             chrono::Utc::now().to_rfc3339()
         );
+        Ok(Prepared {
+            timeout: repo.timeout.unwrap_or(s.default_timeout),
+            repo,
+            work,
+            summary,
+            log: log_file,
+            marker: procs::marker(&s.agent_id, id),
+            sandbox_args,
+        })
+    }
 
-        let mut cmd = self.kiln_run(&job, &repo, &marker, &sandbox_args, &mut log_file);
-        let (out, err) = match (log_file.try_clone(), log_file.try_clone()) {
+    /// Start `kiln run` for the job in its own process group, output to the job's log.
+    fn spawn(&self, job: &Job, p: &mut Prepared) -> Result<tokio::process::Child, String> {
+        let mut cmd = self.command(job, p);
+        let (out, err) = match (p.log.try_clone(), p.log.try_clone()) {
             (Ok(a), Ok(b)) => (Stdio::from(a), Stdio::from(b)),
             _ => (Stdio::null(), Stdio::null()),
         };
@@ -183,154 +214,41 @@ impl Worker {
             .stderr(err)
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = format!("cannot start {}: {e}", s.program.display());
-                tracing::error!("job {id}: {msg}");
-                self.fail_before_start(&job, msg, started).await;
-                return;
-            }
-        };
-        let pgid = child.id();
+        let child = cmd.spawn().map_err(|e| {
+            let msg = format!("cannot start {}: {e}", self.settings.program.display());
+            tracing::error!("job {}: {msg}", job.id);
+            msg
+        })?;
         tracing::info!(
-            "job {id}: building {} {} ({}), attempt {}",
+            "job {}: building {} {} ({}), attempt {}",
+            job.id,
             job.repo,
             &job.sha[..12.min(job.sha.len())],
             job.branch,
             job.attempts
         );
-
-        let mut phase = self.phase.clone();
-        enum End {
-            Exited(Option<i32>),
-            WaitFailed(String),
-            TimedOut,
-            Superseded(u64),
-            Abort,
-        }
-        let end = tokio::select! {
-            st = child.wait() => match st {
-                Ok(st) => End::Exited(st.code()),
-                Err(e) => End::WaitFailed(e.to_string()),
-            },
-            _ = tokio::time::sleep(timeout) => End::TimedOut,
-            by = superseded_by(&mut superseded) => End::Superseded(by),
-            _ = wait_phase(&mut phase, Phase::Abort) => End::Abort,
-        };
-        if !matches!(end, End::Exited(_)) {
-            let m = marker.clone();
-            let _ = tokio::task::spawn_blocking(move || procs::kill_build(pgid, &m)).await;
-            let _ = child.wait().await;
-        }
-        let summary_json = std::fs::read(&summary)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok());
-        let (outcome, detail, code, by) = match end {
-            End::Exited(code) => {
-                let (outcome, detail) = match &summary_json {
-                    Some(sum) => {
-                        let o = match sum.outcome {
-                            Outcome::Passed => JobOutcome::Passed,
-                            Outcome::Failed => JobOutcome::Failed,
-                            Outcome::Error => JobOutcome::Error,
-                        };
-                        let t = &sum.tests;
-                        let d = sum.error.clone().unwrap_or_else(|| {
-                            format!(
-                                "{} passed, {} failed, {} skipped",
-                                t.passed, t.failed, t.skipped
-                            )
-                        });
-                        (o, d)
-                    }
-                    None => (
-                        JobOutcome::Error,
-                        match code {
-                            Some(c) => format!(
-                                "kiln run exited with code {c} without a summary; see the job log"
-                            ),
-                            None => "kiln run was killed by a signal; see the job log".into(),
-                        },
-                    ),
-                };
-                (outcome, detail, code, None)
-            }
-            End::WaitFailed(e) => (
-                JobOutcome::Error,
-                format!("waiting for kiln run: {e}"),
-                None,
-                None,
-            ),
-            End::TimedOut => {
-                let d = format!("timed out after {}", humantime::format_duration(timeout));
-                tracing::warn!("job {id}: {d}");
-                (JobOutcome::TimedOut, d, None, None)
-            }
-            End::Superseded(by) => {
-                tracing::info!("job {id}: cancelled, superseded by job {by}");
-                (
-                    JobOutcome::Cancelled,
-                    format!("superseded by job {by}"),
-                    None,
-                    Some(by),
-                )
-            }
-            End::Abort => {
-                tracing::warn!(
-                    "job {id}: shutdown grace period over; killed, will run again after restart"
-                );
-                let _ = writeln!(log_file, "=== job {id}: interrupted by shutdown; it runs again when the agent restarts ===");
-                if let Err(e) = self.queue.requeue(id).await {
-                    tracing::error!("job {id}: {e}");
-                }
-                return;
-            }
-        };
-        // The work dir is scratch (checkout, venv); the log and summary are what is kept.
-        if let Err(e) = std::fs::remove_dir_all(&work) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("job {id}: cannot remove work dir {}: {e}", work.display());
-            }
-        }
-        let summary_ref = summary_json.as_ref().filter(|_| {
-            matches!(
-                outcome,
-                JobOutcome::Passed | JobOutcome::Failed | JobOutcome::Error
-            )
-        });
-        self.finish(&job, outcome, Some(detail), code, by, started, summary_ref)
-            .await;
+        Ok(child)
     }
 
-    /// The `kiln run` command of one job: its flags (sandbox included), the variables it reports
-    /// with, and the agent's own variables removed.
-    fn kiln_run(
-        &self,
-        job: &Job,
-        repo: &RepoConfig,
-        marker: &str,
-        sandbox_args: &[OsString],
-        log_file: &mut std::fs::File,
-    ) -> tokio::process::Command {
+    /// The `kiln run` command line and environment of a job.
+    fn command(&self, job: &Job, p: &mut Prepared) -> tokio::process::Command {
         let s = &self.settings;
-        let id = job.id;
         let mut cmd = tokio::process::Command::new(&s.program);
         cmd.args(&s.program_args)
             .arg("--repo")
-            .arg(&repo.clone_url)
+            .arg(&p.repo.clone_url)
             .arg("--rev")
             .arg(&job.sha)
             .arg("--branch")
             .arg(&job.branch)
             .arg("--workdir")
-            .arg(s.work_dir(id))
+            .arg(&p.work)
             .arg("--summary-json")
-            .arg(s.summary_path(id));
-        if let Some(store) = &repo.store {
+            .arg(&p.summary);
+        if let Some(store) = &p.repo.store {
             cmd.arg("--store").arg(store);
         }
-        cmd.args(sandbox_args);
+        cmd.args(&p.sandbox_args);
         for k in SCRUBBED_ENV
             .iter()
             .copied()
@@ -343,55 +261,132 @@ impl Worker {
         cmd.env("NO_COLOR", "1").env_remove("KILN_LOG_FORMAT");
         cmd.env("GITHUB_REPOSITORY", &job.repo)
             .env("KILN_GITHUB_REPOSITORY", &job.repo)
-            .env(procs::MARKER_VAR, marker);
+            .env(procs::MARKER_VAR, &p.marker);
         if let Some(n) = job.pr_number {
             // Statuses and checks belong on the PR's head commit (which is what we build).
             cmd.env("KILN_PR_NUMBER", n.to_string())
                 .env("KILN_HEAD_SHA", &job.sha);
         }
         if let Some(u) = &self.config.public_url {
-            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{id}/log"));
+            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{}/log", job.id));
         }
         if job.fork {
             // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
             // obeys; the variable tells the build's own scripts.
             cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
         }
-        match (&repo.token, !job.fork || repo.fork_token) {
-            (Some(src), true) => match src.read() {
-                Ok(t) => {
-                    cmd.env("GITHUB_TOKEN", t);
-                }
-                Err(e) => {
-                    tracing::warn!("job {id}: {e}; building without a token (no GitHub reports)");
-                    let _ = writeln!(
-                        log_file,
-                        "kiln agent: warning: {e}; building without a token"
-                    );
-                }
-            },
-            (Some(_), false) => {
-                let _ = writeln!(log_file, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
-            }
-            (None, _) => {}
+        if let Some(t) = self.token(job, &p.repo, &mut p.log) {
+            cmd.env("GITHUB_TOKEN", t);
         }
         cmd
     }
 
-    /// A job that could not start its build: recorded as an error with `why`.
-    async fn fail_before_start(&self, job: &Job, why: String, started: Instant) {
-        self.finish(job, JobOutcome::Error, Some(why), None, None, started, None)
-            .await;
+    /// The GitHub token the build reports with: the repository's configured token. Fork pull
+    /// requests get none unless `fork_token`. Problems are written to the job log, never the
+    /// token.
+    fn token(&self, job: &Job, repo: &RepoConfig, log: &mut std::fs::File) -> Option<String> {
+        let source = repo.token.as_ref()?;
+        if job.fork && !repo.fork_token {
+            let _ = writeln!(log, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
+            return None;
+        }
+        match source.read() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    "job {}: {e}; building without a token (no GitHub reports)",
+                    job.id
+                );
+                let _ = writeln!(log, "kiln agent: warning: {e}; building without a token");
+                None
+            }
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
+    /// Wait for the build to exit, time out, be superseded or be aborted by shutdown; in every
+    /// case but a plain exit, kill its whole process tree first.
+    async fn wait(
+        &self,
+        mut child: tokio::process::Child,
+        p: &Prepared,
+        superseded: &mut watch::Receiver<Option<u64>>,
+    ) -> End {
+        let pgid = child.id();
+        let mut phase = self.phase.clone();
+        let end = tokio::select! {
+            st = child.wait() => match st {
+                Ok(st) => End::Exited(st.code()),
+                Err(e) => End::WaitFailed(e.to_string()),
+            },
+            _ = tokio::time::sleep(p.timeout) => End::TimedOut,
+            by = superseded_by(superseded) => End::Superseded(by),
+            _ = wait_phase(&mut phase, Phase::Abort) => End::Abort,
+        };
+        if !matches!(end, End::Exited(_)) {
+            let m = p.marker.clone();
+            let _ = tokio::task::spawn_blocking(move || procs::kill_build(pgid, &m)).await;
+            let _ = child.wait().await;
+        }
+        end
+    }
+
+    /// Record how the build ended (or put it back in the queue when shutdown interrupted it) and
+    /// remove its work dir.
+    async fn finish(&self, job: &Job, mut p: Prepared, end: End, started: Instant) {
+        let id = job.id;
+        let summary = std::fs::read(&p.summary)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok());
+        let verdict = match end {
+            End::Exited(code) => exited(code, summary.as_ref()),
+            End::WaitFailed(e) => Verdict::error(format!("waiting for kiln run: {e}")),
+            End::TimedOut => {
+                let d = format!("timed out after {}", humantime::format_duration(p.timeout));
+                tracing::warn!("job {id}: {d}");
+                Verdict {
+                    outcome: JobOutcome::TimedOut,
+                    ..Verdict::error(d)
+                }
+            }
+            End::Superseded(by) => {
+                tracing::info!("job {id}: cancelled, superseded by job {by}");
+                Verdict {
+                    outcome: JobOutcome::Cancelled,
+                    superseded_by: Some(by),
+                    ..Verdict::error(format!("superseded by job {by}"))
+                }
+            }
+            End::Abort => {
+                tracing::warn!(
+                    "job {id}: shutdown grace period over; killed, will run again after restart"
+                );
+                let _ = writeln!(p.log, "=== job {id}: interrupted by shutdown; it runs again when the agent restarts ===");
+                if let Err(e) = self.queue.requeue(id).await {
+                    tracing::error!("job {id}: {e}");
+                }
+                return;
+            }
+        };
+        // The work dir is scratch (checkout, venv); the log and summary are what is kept.
+        if let Err(e) = std::fs::remove_dir_all(&p.work) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("job {id}: cannot remove work dir {}: {e}", p.work.display());
+            }
+        }
+        let summary = summary.as_ref().filter(|_| {
+            matches!(
+                verdict.outcome,
+                JobOutcome::Passed | JobOutcome::Failed | JobOutcome::Error
+            )
+        });
+        self.record(job, verdict, started, summary).await;
+    }
+
+    /// Count the build in the metrics, close its log with the verdict, store it in the queue.
+    async fn record(
         &self,
         job: &Job,
-        outcome: JobOutcome,
-        detail: Option<String>,
-        code: Option<i32>,
-        superseded: Option<u64>,
+        verdict: Verdict,
         started: Instant,
         summary: Option<&RunSummary>,
     ) {
@@ -405,23 +400,84 @@ impl Worker {
         {
             let _ = writeln!(
                 f,
-                "=== job {}: {}{} in {secs:.1}s ===",
+                "=== job {}: {} ({}) in {secs:.1}s ===",
                 job.id,
-                outcome.as_str(),
-                detail
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default()
+                verdict.outcome.as_str(),
+                verdict.detail
             );
         }
-        tracing::info!("job {}: {} in {secs:.1}s", job.id, outcome.as_str());
+        tracing::info!("job {}: {} in {secs:.1}s", job.id, verdict.outcome.as_str());
+        let Verdict {
+            outcome,
+            detail,
+            exit_code,
+            superseded_by,
+        } = verdict;
         if let Err(e) = self
             .queue
-            .finish(job.id, outcome, detail, code, superseded)
+            .finish(job.id, outcome, Some(detail), exit_code, superseded_by)
             .await
         {
             tracing::error!("job {}: {e}", job.id);
         }
+    }
+}
+
+/// Empty the job's work dir, make the summary's and log's folders, remove a stale summary, and
+/// open the log for appending (a re-run after restart keeps the first attempt's lines).
+fn fresh_work_dir(work: &Path, summary: &Path, log: &Path) -> std::io::Result<std::fs::File> {
+    if work.exists() {
+        std::fs::remove_dir_all(work)?;
+    }
+    if let Some(p) = work.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    for p in [summary, log] {
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+    }
+    match std::fs::remove_file(summary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(log)
+}
+
+/// The verdict on a build that exited by itself: its summary's outcome and counts (or error), or
+/// an error naming the exit code when it left no summary.
+fn exited(code: Option<i32>, summary: Option<&RunSummary>) -> Verdict {
+    let Some(sum) = summary else {
+        let detail = match code {
+            Some(c) => format!("kiln run exited with code {c} without a summary; see the job log"),
+            None => "kiln run was killed by a signal; see the job log".into(),
+        };
+        return Verdict {
+            exit_code: code,
+            ..Verdict::error(detail)
+        };
+    };
+    let outcome = match sum.outcome {
+        Outcome::Passed => JobOutcome::Passed,
+        Outcome::Failed => JobOutcome::Failed,
+        Outcome::Error => JobOutcome::Error,
+    };
+    let t = &sum.tests;
+    let detail = sum.error.clone().unwrap_or_else(|| {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            t.passed, t.failed, t.skipped
+        )
+    });
+    Verdict {
+        outcome,
+        detail,
+        exit_code: code,
+        superseded_by: None,
     }
 }
 

@@ -27,6 +27,7 @@ pub struct Layer {
     pub test_command: Option<String>,
     pub test_timeout: Option<Duration>,
     pub checkout: Option<CheckoutMode>,
+    pub checkout_depth: Option<u32>,
     pub report_mode: Option<ReportMode>,
     pub no_save: Option<bool>,
     pub offline: Option<bool>,
@@ -57,6 +58,7 @@ impl Layer {
             test_command: self.test_command.or(lower.test_command),
             test_timeout: self.test_timeout.or(lower.test_timeout),
             checkout: self.checkout.or(lower.checkout),
+            checkout_depth: self.checkout_depth.or(lower.checkout_depth),
             report_mode: self.report_mode.or(lower.report_mode),
             no_save: self.no_save.or(lower.no_save),
             offline: self.offline.or(lower.offline),
@@ -145,6 +147,10 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
         test_command: s("KILN_TEST_COMMAND"),
         test_timeout: below(&a.test_timeout, env, "KILN_TEST_TIMEOUT", duration)?,
         checkout: below(&a.checkout, env, "KILN_CHECKOUT", word::<CheckoutMode>)?,
+        checkout_depth: below(&a.checkout_depth, env, "KILN_CHECKOUT_DEPTH", |v| {
+            v.parse()
+                .map_err(|_| format!("{v:?} is not a number of commits (0 = all history)"))
+        })?,
         report_mode: below(&a.report_mode, env, "KILN_REPORT_MODE", word::<ReportMode>)?,
         no_save: below(&a.no_save, env, "KILN_NO_SAVE", boolish)?,
         offline: below(&a.offline, env, "KILN_OFFLINE", boolish)?,

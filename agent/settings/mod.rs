@@ -47,6 +47,9 @@ pub struct RunRequest {
     /// Branch for reporting state (flag, `KILN_BRANCH`, or what GitHub Actions says).
     pub branch: Option<String>,
     pub checkout: CheckoutMode,
+    /// Commits of history to clone (`--checkout-depth`, `KILN_CHECKOUT_DEPTH`; 0 = all); `None`:
+    /// one for a network remote, all for a local path.
+    pub checkout_depth: Option<u32>,
     /// `--config` as given (relative to the current directory or the checkout).
     pub config: Option<PathBuf>,
     /// Absolute work dir, emptied at the start of each run.
@@ -99,6 +102,7 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
             .clone()
             .or_else(|| ci.and_then(|c| c.branch.clone())),
         checkout: l.checkout.unwrap_or_default(),
+        checkout_depth: l.checkout_depth,
         config: l.config.clone(),
         workdir: absolute(l.workdir.clone().unwrap_or_else(|| default_workdir(&repo))),
         summary_json: l.summary_json.clone().map(absolute),
@@ -129,6 +133,15 @@ impl RunRequest {
             )));
         }
         Ok(path)
+    }
+
+    /// The interpreter a run will most likely use, before kiln.yml is read: `KILN_PYTHON`, else
+    /// the default (kiln.yml may still name another).
+    pub fn likely_python(&self) -> String {
+        self.overrides
+            .python
+            .clone()
+            .unwrap_or_else(|| Config::default().python)
     }
 
     /// The request for one culprit-finding build: `sha` cloned into `workdir`, running

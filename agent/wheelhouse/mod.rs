@@ -4,7 +4,7 @@
 //! with a manifest (names, tags, sha256); `import` verifies every hash before placing any wheel,
 //! by default into the directory `kiln run --offline` installs from.
 
-pub mod manifest;
+pub mod archive_manifest;
 pub mod offline;
 pub mod transfer;
 
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::cli::wheelhouse::{WheelhouseArgs, WheelhouseCommand};
 
-use crate::cache::store::{self, Store};
+use crate::cache::store::{self, Store, StoreError};
 use crate::index::IndexError;
 
 pub use transfer::{export_dir, export_store, import, ExportStats, ImportStats};
@@ -25,8 +25,12 @@ pub enum WheelhouseError {
         #[source]
         source: std::io::Error,
     },
+    /// Reading wheel files or sidecars (the index's layout) failed.
     #[error(transparent)]
     Index(IndexError),
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("no wheels to export in {source_desc}{}", if platforms.is_empty() { String::new() } else { format!(" for platform(s) {}", platforms.join(", ")) })]
     NoWheels {
         source_desc: String,
@@ -51,6 +55,16 @@ pub enum WheelhouseError {
     StoreHashMismatch { store: String, filename: String },
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<IndexError> for WheelhouseError {
+    /// A store fault met through the index's layout is still a store fault.
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::Store(s) => WheelhouseError::Store(*s),
+            other => WheelhouseError::Index(other),
+        }
+    }
 }
 
 /// Where `import` puts wheels by default and where `kiln run --offline` looks for them:
@@ -84,8 +98,7 @@ pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
                         None,
                         &crate::settings::process_env,
                     );
-                    let store = Store::from_url(&url)
-                        .map_err(|e| WheelhouseError::Index(IndexError::from(e)))?;
+                    let store = Store::from_url(&url)?;
                     export_store(&store, &a.platforms, &a.output).await?
                 }
             };

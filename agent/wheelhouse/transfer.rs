@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{
+use super::archive_manifest::{
     fits_platforms, Manifest, WheelEntry, FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, WHEELS_DIR,
 };
 use super::WheelhouseError;
@@ -54,7 +54,7 @@ pub fn export_dir(
     output: &Path,
 ) -> Result<ExportStats, WheelhouseError> {
     let mut ignored = PublishStats::default();
-    let files = layout::wheel_files(from, &mut ignored).map_err(WheelhouseError::Index)?;
+    let files = layout::wheel_files(from, &mut ignored)?;
     let mut entries = Vec::new();
     for (path, w) in files {
         if !fits_platforms(&w, platforms) {
@@ -79,9 +79,7 @@ pub async fn export_store(
     platforms: &[String],
     output: &Path,
 ) -> Result<ExportStats, WheelhouseError> {
-    let projects = layout::list_sidecars(store, None)
-        .await
-        .map_err(WheelhouseError::Index)?;
+    let projects = layout::list_sidecars(store, None).await?;
     let paths: Vec<String> = projects.into_iter().flat_map(|(_, p)| p).collect();
     let mut cars = layout::read_sidecars(store, &paths).await;
     cars.retain(|c| WheelName::parse(&c.filename).is_some_and(|w| fits_platforms(&w, platforms)));
@@ -127,14 +125,8 @@ pub async fn export_store(
 }
 
 async fn download(store: &Store, from: &str, to: &Path) -> Result<(), WheelhouseError> {
-    let size = store
-        .size(from)
-        .await
-        .map_err(|e| WheelhouseError::Index(e.into()))?
-        .unwrap_or(0);
-    let mut stream = layout::read_stream(store, from, 0..size)
-        .await
-        .map_err(WheelhouseError::Index)?;
+    let size = store.size(from).await?.unwrap_or(0);
+    let mut stream = store.read_range(from, 0..size).await?;
     let mut f = std::fs::File::create(to).map_err(io_err(to))?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(io_err(to))?;

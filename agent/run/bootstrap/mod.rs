@@ -184,8 +184,8 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     out.wheels = installed.wheels;
     out.build_seconds = installed.build_seconds;
     out.install_seconds = installed.install_seconds;
-    if let Some(c) = &ccache {
-        out.ccache = c.stats(&build_env).await;
+    if ccache.is_some() {
+        out.ccache = ccache::stats(paths);
         out.ccache_new_entries = out.ccache.misses > 0;
     }
     out.test_env = test_env(paths);

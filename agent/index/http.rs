@@ -370,9 +370,9 @@ async fn file(
     if method == Method::HEAD || start == end {
         return (status, h).into_response();
     }
-    match layout::read_stream(&st.store, &path, start..end).await {
+    match st.store.read_range(&path, start..end).await {
         Ok(s) => (status, h, Body::from_stream(s)).into_response(),
-        Err(e) => internal_error(e),
+        Err(e) => internal_error(e.into()),
     }
 }
 
