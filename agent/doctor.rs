@@ -52,30 +52,36 @@ fn check(name: &'static str, found: Option<String>, missing: Level, hint: &str) 
 }
 
 /// Run every check. `config` is the kiln.yml to validate (if it exists), `store_url` the store.
-pub async fn run(config: &Path, store_url: &str) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let cfg = match Config::load(config) {
+/// Is the config valid? Returns the check and the config to probe the tools with.
+fn config_check(config: &Path) -> (Check, Config) {
+    match Config::load(config) {
         Ok(c) => {
-            checks.push(Check {
+            let detail = if config.exists() {
+                format!("{} is valid", config.display())
+            } else {
+                format!("{} absent: defaults", config.display())
+            };
+            let check = Check {
                 name: "config",
                 level: Level::Ok,
-                detail: if config.exists() {
-                    format!("{} is valid", config.display())
-                } else {
-                    format!("{} absent: defaults", config.display())
-                },
-            });
-            c
+                detail,
+            };
+            (check, c)
         }
         Err(e) => {
-            checks.push(Check {
+            let check = Check {
                 name: "config",
                 level: Level::Fail,
                 detail: e.to_string(),
-            });
-            Config::default()
+            };
+            (check, Config::default())
         }
-    };
+    }
+}
+
+pub async fn run(config: &Path, store_url: &str) -> Vec<Check> {
+    let (config_check, cfg) = config_check(config);
+    let mut checks = vec![config_check];
     checks.push(check(
         "git",
         version("git", &["--version"]).await,

@@ -146,17 +146,8 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         &mut warnings,
     )
     .await?;
-    let tool = match &plan.strategy {
-        Strategy::Install(t) => Some(t),
-        Strategy::ProjectCommand(_) => None,
-    };
-    let v = installers::venv_cmd(tool, plan.host_pip, &py, &paths.venv)
-        .envs(&build_env)
-        .run()
-        .await?;
-    if !v.success {
-        return Err(BootstrapError::Venv(v.tail(20)));
-    }
+    let tool = plan.tool();
+    create_venv(&plan, &py, &paths.venv, &build_env).await?;
     let mut out = BootstrapOutput {
         venv_seconds: started.elapsed().as_secs_f64(),
         ..BootstrapOutput::default()
@@ -167,11 +158,7 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         env: &build_env,
         runner: &runner,
         // Building what the wheelhouse lacks downloads (unless --offline).
-        network: if inp.offline {
-            Network::Denied
-        } else {
-            Network::Allowed
-        },
+        network: network(inp.offline),
     };
     let installed = match &plan.strategy {
         Strategy::ProjectCommand(command) => project_command(command, paths, scope).await?,
@@ -194,6 +181,31 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         tracing::warn!("{w}");
     }
     Ok(out)
+}
+
+/// The fresh venv, by the plan's tool.
+async fn create_venv(
+    plan: &Plan,
+    py: &PythonInfo,
+    venv: &Path,
+    build_env: &[(OsString, OsString)],
+) -> Result<(), BootstrapError> {
+    let v = installers::venv_cmd(plan.tool(), plan.host_pip, py, venv)
+        .envs(build_env)
+        .run()
+        .await?;
+    if !v.success {
+        return Err(BootstrapError::Venv(v.tail(20)));
+    }
+    Ok(())
+}
+
+fn network(offline: bool) -> Network {
+    if offline {
+        Network::Denied
+    } else {
+        Network::Allowed
+    }
 }
 
 /// The test command's environment: the venv activated, the wheelhouse named.

@@ -31,6 +31,16 @@ pub struct Plan {
     pub reqs: Vec<OsString>,
 }
 
+impl Plan {
+    /// The installer, unless the project's own command installs.
+    pub fn tool(&self) -> Option<&Tool> {
+        match &self.strategy {
+            Strategy::Install(t) => Some(t),
+            Strategy::ProjectCommand(_) => None,
+        }
+    }
+}
+
 /// Decide the strategy (this may install uv into Kiln's tool dir).
 pub async fn plan(
     project: &Config,
