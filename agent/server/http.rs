@@ -78,6 +78,7 @@ fn refuse(
     )
 }
 
+/// `POST /webhook`: every check in the order of the module comment, then the durable enqueue.
 async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     if st.draining.load(Ordering::SeqCst) {
@@ -96,58 +97,17 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
             "webhooks are disabled: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE",
         );
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        format!(
-            "body larger than the {} byte limit (--max-body)",
-            st.max_body
-        )
-    };
-    if declared.is_some_and(|n| n > st.max_body) {
-        return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large());
-    }
-    // A client trickling its body must not hold a connection (and memory) forever.
-    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, st.max_body))
-        .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return refuse(&st, StatusCode::PAYLOAD_TOO_LARGE, "too_large", too_large()),
-        Err(_) => {
-            return refuse(
-                &st,
-                StatusCode::REQUEST_TIMEOUT,
-                "malformed",
-                format!("body not received within {}s", BODY_TIMEOUT.as_secs()),
-            )
-        }
+    let body = match read_body(&st, &headers, body).await {
+        Ok(b) => b,
+        Err(refused) => return *refused,
     };
     let sig = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(e) = secret.verify(sig, &body) {
         return refuse(&st, StatusCode::UNAUTHORIZED, "unauthorized", e);
     }
-    // GitHub's other content type wraps the JSON as `payload=<urlencoded JSON>`; the signature
-    // covers the form body as sent, so this unwrapping comes after the check.
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let body = if form {
-        match url::form_urlencoded::parse(&body).find(|(k, _)| k == "payload") {
-            Some((_, v)) => bytes::Bytes::from(v.into_owned().into_bytes()),
-            None => {
-                return refuse(
-                    &st,
-                    StatusCode::BAD_REQUEST,
-                    "malformed",
-                    "form-encoded delivery without a `payload` field",
-                )
-            }
-        }
-    } else {
-        body
+    let body = match unwrap_form(&st, &headers, body) {
+        Ok(b) => b,
+        Err(refused) => return *refused,
     };
     let Some(event) = headers.get("x-github-event").and_then(|v| v.to_str().ok()) else {
         return refuse(
@@ -162,23 +122,95 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|d| !d.is_empty() && d.len() <= 200);
-    let decision = match events::decide(event, &body, &st.config) {
-        Ok(d) => d,
-        Err(e @ EventError::Malformed(_)) => {
-            return refuse(&st, StatusCode::BAD_REQUEST, "malformed", e)
-        }
-        Err(e @ EventError::UnsupportedEvent(_)) => {
-            return refuse(
-                &st,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_event",
-                e,
-            )
-        }
-        Err(e @ EventError::UnknownRepo(_)) => {
-            return refuse(&st, StatusCode::UNPROCESSABLE_ENTITY, "unknown_repo", e)
-        }
+    match events::decide(event, &body, &st.config) {
+        Ok(decision) => act(&st, decision, delivery, started).await,
+        Err(e) => refuse_event(&st, e),
+    }
+}
+
+/// The body within `--max-body` (declared or actual) and [`BODY_TIMEOUT`], or the refusal.
+async fn read_body(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, Box<Response>> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        let message = format!(
+            "body larger than the {} byte limit (--max-body)",
+            st.max_body
+        );
+        Box::new(refuse(
+            st,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            message,
+        ))
     };
+    if declared.is_some_and(|n| n > st.max_body) {
+        return Err(too_large());
+    }
+    // A client trickling its body must not hold a connection (and memory) forever.
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, st.max_body)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(Box::new(refuse(
+            st,
+            StatusCode::REQUEST_TIMEOUT,
+            "malformed",
+            format!("body not received within {}s", BODY_TIMEOUT.as_secs()),
+        ))),
+    }
+}
+
+/// GitHub's other content type wraps the JSON as `payload=<urlencoded JSON>`; the signature
+/// covers the form body as sent, so this unwrapping comes after the check.
+fn unwrap_form(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes, Box<Response>> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Ok(body);
+    }
+    match url::form_urlencoded::parse(&body).find(|(k, _)| k == "payload") {
+        Some((_, v)) => Ok(bytes::Bytes::from(v.into_owned().into_bytes())),
+        None => Err(Box::new(refuse(
+            st,
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "form-encoded delivery without a `payload` field",
+        ))),
+    }
+}
+
+/// A delivery `events::decide` could not take: 400 malformed, 422 unsupported or unknown.
+fn refuse_event(st: &AppState, e: EventError) -> Response {
+    match e {
+        EventError::Malformed(_) => refuse(st, StatusCode::BAD_REQUEST, "malformed", e),
+        EventError::UnsupportedEvent(_) => {
+            refuse(st, StatusCode::UNPROCESSABLE_ENTITY, "unsupported_event", e)
+        }
+        EventError::UnknownRepo(_) => {
+            refuse(st, StatusCode::UNPROCESSABLE_ENTITY, "unknown_repo", e)
+        }
+    }
+}
+
+/// Answer what a delivery asks for: pong, ignored (202), or a build queued.
+async fn act(
+    st: &AppState,
+    decision: Decision,
+    delivery: Option<&str>,
+    started: Instant,
+) -> Response {
     match decision {
         Decision::Pong => {
             st.metrics.webhook("pong", 0.0);
@@ -194,29 +226,39 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
         }
         Decision::Build(req) => {
             let Some(delivery) = delivery else {
-                return refuse(&st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
+                return refuse(st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
             };
-            match st.queue.enqueue(delivery, req).await {
-                Ok(Enqueued::Accepted(id)) => {
-                    st.metrics
-                        .webhook("accepted", started.elapsed().as_secs_f64());
-                    tracing::info!("delivery {delivery}: queued job {id}");
-                    answer(StatusCode::ACCEPTED, json!({"status": "queued", "job": id}))
-                }
-                Ok(Enqueued::Duplicate(id)) => {
-                    st.metrics.webhook("duplicate", 0.0);
-                    tracing::info!("delivery {delivery}: duplicate of job {id}");
-                    answer(StatusCode::OK, json!({"status": "duplicate", "job": id}))
-                }
-                Err(e) => {
-                    st.metrics.webhook("error", 0.0);
-                    tracing::error!("delivery {delivery}: {e}");
-                    answer(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        json!({"status": "error", "message": e.to_string()}),
-                    )
-                }
-            }
+            enqueue(st, delivery, req, started).await
+        }
+    }
+}
+
+/// Queue `req` for `delivery` and answer: 202 queued, 200 duplicate, 500 not stored.
+async fn enqueue(
+    st: &AppState,
+    delivery: &str,
+    req: events::BuildRequest,
+    started: Instant,
+) -> Response {
+    match st.queue.enqueue(delivery, req).await {
+        Ok(Enqueued::Accepted(id)) => {
+            st.metrics
+                .webhook("accepted", started.elapsed().as_secs_f64());
+            tracing::info!("delivery {delivery}: queued job {id}");
+            answer(StatusCode::ACCEPTED, json!({"status": "queued", "job": id}))
+        }
+        Ok(Enqueued::Duplicate(id)) => {
+            st.metrics.webhook("duplicate", 0.0);
+            tracing::info!("delivery {delivery}: duplicate of job {id}");
+            answer(StatusCode::OK, json!({"status": "duplicate", "job": id}))
+        }
+        Err(e) => {
+            st.metrics.webhook("error", 0.0);
+            tracing::error!("delivery {delivery}: {e}");
+            answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"status": "error", "message": e.to_string()}),
+            )
         }
     }
 }
