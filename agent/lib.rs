@@ -16,6 +16,7 @@ pub mod index;
 pub mod init;
 pub mod logging;
 pub mod process;
+pub mod project;
 pub mod report;
 pub mod run;
 pub mod sandbox;

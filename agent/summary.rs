@@ -86,6 +86,24 @@ pub struct WheelSummary {
     pub built_names: Vec<String>,
 }
 
+/// The project's own install (the checkout as a package), when it is installed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ProjectSummary {
+    /// `editable` or `wheel`.
+    pub install: String,
+    /// Seconds of the install step that built the project (and local path dependencies).
+    pub seconds: f64,
+    /// Its compiled modules, each checked to import after the install.
+    #[serde(default)]
+    pub compiled_modules: Vec<String>,
+    /// Build requirements kept in the wheelhouse for its isolated build.
+    #[serde(default)]
+    pub build_requires: Vec<String>,
+    /// Kiln installed pytest because the dependencies did not bring it.
+    #[serde(default)]
+    pub pytest_added: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct CcacheSummary {
     pub hits: u64,
@@ -117,6 +135,9 @@ pub struct TestSummary {
     pub failed: u32,
     pub skipped: u32,
     pub failures: Vec<TestFailure>,
+    /// The test command wrote no JUnit report: the counts mean nothing (never "0 passed").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_counted: bool,
     /// Names of the tests that passed (to tell which re-run tests passed); not in the JSON.
     #[serde(skip)]
     pub passed_names: Vec<String>,
@@ -126,6 +147,9 @@ impl TestSummary {
     /// `3 passed, 1 failed, 0 skipped`: the one phrase for test counts, used by the test
     /// stage's detail line and every report (see `report::vocab`).
     pub fn counts(&self) -> String {
+        if self.not_counted {
+            return "tests not counted (no JUnit report)".into();
+        }
         format!(
             "{} passed, {} failed, {} skipped",
             self.passed, self.failed, self.skipped
@@ -194,6 +218,13 @@ pub struct RunSummary {
     /// Which tool installed the wheels: "uv" or "pip" (or "command" for bootstrap.command).
     #[serde(default)]
     pub installer: String,
+    /// Where the dependencies came from: uv.lock | pylock.toml | requirements | pyproject |
+    /// setup.py | none.
+    #[serde(default)]
+    pub deps_source: String,
+    /// The project's own install; absent when the project is not installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectSummary>,
     pub stages: Vec<StageSummary>,
     pub caches: Vec<CacheSummary>,
     pub wheels: WheelSummary,

@@ -54,6 +54,9 @@ pub fn render(s: &RunSummary) -> String {
         s.ccache.remote_hits,
         s.ccache.misses
     ));
+    if let Some(line) = vocab::project_line(s) {
+        out.push_str(&format!("  {line}\n"));
+    }
     out.push_str(&format!("  tests: {}\n", vocab::test_counts(&s.tests)));
     for f in &s.tests.failures {
         let loc = vocab::failure_location(f);

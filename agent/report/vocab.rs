@@ -97,6 +97,29 @@ pub fn wheel_counts(w: &WheelSummary) -> String {
 pub use crate::cache::progress::human_bytes;
 
 /// ccache's hit rate in percent, when it compiled anything.
+/// "dependencies from uv.lock; project editable (7.8s, 1 compiled module, pytest added)".
+pub fn project_line(s: &RunSummary) -> Option<String> {
+    if s.deps_source.is_empty() {
+        return None;
+    }
+    let project = match &s.project {
+        None => "project not installed".to_string(),
+        Some(p) => format!(
+            "project {} ({:.1}s, {} compiled module{}{})",
+            p.install,
+            p.seconds,
+            p.compiled_modules.len(),
+            if p.compiled_modules.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            if p.pytest_added { ", pytest added" } else { "" }
+        ),
+    };
+    Some(format!("dependencies from {}; {project}", s.deps_source))
+}
+
 pub fn ccache_hit_rate(s: &RunSummary) -> Option<f64> {
     let total = s.ccache.hits + s.ccache.misses;
     (total > 0).then(|| s.ccache.hits as f64 * 100.0 / total as f64)

@@ -15,6 +15,7 @@ pub fn collect_junit(dir: &Path) -> (TestSummary, Vec<String>) {
     let mut total = TestSummary::default();
     let mut warnings = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
+        total.not_counted = true;
         return (total, warnings);
     };
     let mut files: Vec<_> = rd
@@ -22,12 +23,14 @@ pub fn collect_junit(dir: &Path) -> (TestSummary, Vec<String>) {
         .filter(|p| p.extension().is_some_and(|x| x == "xml"))
         .collect();
     files.sort();
+    let mut read = 0;
     for f in files {
         match std::fs::read_to_string(&f)
             .map_err(|e| e.to_string())
             .and_then(|t| parse_junit(&t))
         {
             Ok(s) => {
+                read += 1;
                 total.passed += s.passed;
                 total.failed += s.failed;
                 total.skipped += s.skipped;
@@ -36,6 +39,15 @@ pub fn collect_junit(dir: &Path) -> (TestSummary, Vec<String>) {
             }
             Err(e) => warnings.push(format!("ignoring JUnit file {}: {e}", f.display())),
         }
+    }
+    if read == 0 {
+        total.not_counted = true;
+        warnings.push(
+            "the test command wrote no JUnit report (pytest's junitxml plugin disabled with \
+             `-p no:junitxml`, or another runner not writing to $KILN_JUNIT_DIR): tests not \
+             counted, only the exit code decides"
+                .into(),
+        );
     }
     (total, warnings)
 }
@@ -296,5 +308,16 @@ tests/test_app.py:9: AssertionError</failure></testcase>
         let (s, w) = collect_junit(d.path());
         assert_eq!(s.failed, 1);
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn no_report_means_tests_not_counted_never_zero_passed() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, w) = collect_junit(d.path());
+        assert!(s.not_counted);
+        assert_eq!(s.counts(), "tests not counted (no JUnit report)");
+        assert!(w[0].contains("-p no:junitxml"), "{w:?}");
+        std::fs::write(d.path().join("a.xml"), PYTEST).unwrap();
+        assert!(!collect_junit(d.path()).0.not_counted);
     }
 }

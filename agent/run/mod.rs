@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod checkout;
 pub mod junit;
+pub mod project;
 pub mod rerun;
 pub mod restore;
 pub mod save;
@@ -32,7 +33,7 @@ use crate::summary::{Outcome, RunSummary, StageOutcome};
 
 use bootstrap::{BootstrapInputs, BootstrapOutput};
 use checkout::Checkout;
-use restore::{RestoreInputs, Restored};
+use restore::{RestoreInputs, Restored, RunKeys};
 use save::{CacheSaved, SaveInputs};
 pub use stage::{NoHooks, Stage, StageHooks, Stages};
 use test::{TestInputs, Tested};
@@ -88,6 +89,8 @@ struct Outputs {
     bootstrap: Option<Result<BootstrapOutput, String>>,
     tested: Option<Tested>,
     saved: Vec<CacheSaved>,
+    /// Where the dependencies came from (`deps_source`).
+    deps_source: &'static str,
 }
 
 /// The executor's state between stages.
@@ -168,10 +171,24 @@ pub async fn execute(
     };
     let runner = project_runner(&settings, &store, &x.paths)?;
     x.out.checkout = Some(co);
+    let prepared = project::prepare(
+        &settings.project,
+        &x.paths,
+        settings.request.offline,
+        &settings.request.tools_dir,
+    )
+    .await
+    .map_err(|e| UsageError::Other(e.to_string()))?;
+    for w in &prepared.warnings {
+        tracing::warn!("{w}");
+    }
     build_and_test(
         &mut x.stages,
         &mut x.out,
-        &settings,
+        Job {
+            settings: &settings,
+            prepared: &prepared,
+        },
         &store,
         &x.paths,
         &runner,
@@ -232,34 +249,45 @@ fn project_runner(
     Ok(runner)
 }
 
+/// What the job is: its settings and the project they found in the checkout.
+struct Job<'a> {
+    settings: &'a Settings,
+    prepared: &'a project::Prepared,
+}
+
 /// restore → bootstrap → test → save.
 async fn build_and_test(
     stages: &mut Stages<'_>,
     out: &mut Outputs,
-    settings: &Settings,
+    job: Job<'_>,
     store: &Store,
     paths: &Paths,
     runner: &ProjectRunner,
     toolchain: toolchain::Toolchain,
 ) {
+    let (settings, prepared) = (job.settings, job.prepared);
     let project = &settings.project;
+    out.deps_source = prepared.detected.source.name();
     let req = &settings.request;
     out.restored = stages
         .time(
             Stage::Restore,
             restore::restore(RestoreInputs {
                 project,
+                detected: &prepared.detected,
                 paths,
                 store,
                 toolchain: Some(toolchain),
             }),
         )
         .await;
+    let wheels_before = bootstrap::installers::list_wheels(&paths.wheelhouse);
     let boot = stages
         .time(
             Stage::Bootstrap,
             bootstrap_stage(BootstrapInputs {
                 project,
+                prepared,
                 paths,
                 python: out.restored.python.as_ref(),
                 wheelhouse_exact: out.restored.wheelhouse_exact(),
@@ -284,11 +312,22 @@ async fn build_and_test(
             None
         }
     };
+    // A failed bootstrap keeps what it built (under a partial key the next run restores by
+    // prefix), so the next run retries only what failed.
+    let progress = boot
+        .is_err()
+        .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
+    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != wheels_before;
     let save = SaveInputs {
         allowed: req.save_allowed,
         store,
-        keys: out.restored.keys.as_ref(),
-        ccache_new_entries: boot.as_ref().ok().map(|b| b.ccache_new_entries),
+        keys: match &progress {
+            Some(partial) => partial.as_ref(),
+            None => out.restored.keys.as_ref(),
+        },
+        ccache_new_entries: Some(boot.as_ref().map_or(true, |b| b.ccache_new_entries)),
+        // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
+        wheelhouse_unchanged: boot.is_err() && !grew,
         paths,
         config: &project.cache,
     };
@@ -349,10 +388,12 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
             c.warnings.extend(saved.warnings.iter().cloned());
         }
     }
+    s.deps_source = out.deps_source.to_string();
     if let Some(Ok(b)) = &out.bootstrap {
         s.installer = b.installer.clone();
         s.wheels = b.wheels.clone();
         s.ccache = b.ccache.clone();
+        s.project = b.project.clone();
     }
     if let Some(t) = &out.tested {
         s.tests = t.tests.clone();

@@ -4,10 +4,11 @@
 //! A store fault or a missing key never fails the build: the stage ends `warning` and the
 //! bootstrap builds what it must.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cache::key::{CacheKey, KeyInputs};
 use crate::cache::{self, Store};
+use crate::project::{keys, Project, ProjectError};
 use crate::settings::Config;
 use crate::summary::{CacheSummary, RestoreHit, StageOutcome};
 
@@ -20,14 +21,8 @@ use super::workdir::Paths;
 pub enum KeyError {
     #[error(transparent)]
     Python(#[from] PythonError),
-    #[error("requirement file {0} does not exist in the checkout")]
-    MissingRequirements(PathBuf),
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Project(#[from] ProjectError),
 }
 
 /// One cache of a run.
@@ -67,6 +62,25 @@ pub struct RunKeys {
 }
 
 impl RunKeys {
+    /// The keys a failed bootstrap saves its progress under: the wheelhouse and ccache, each
+    /// under its exact key plus `-partial-<unix seconds>`. The exact key stays free for the run
+    /// that succeeds (stores such as GitHub's never overwrite), and the next run finds the
+    /// progress through the restore prefix.
+    pub fn partial(&self) -> RunKeys {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mark = |k: &CacheKey| CacheKey {
+            key: format!("{}-partial-{stamp}", k.key),
+            restore_keys: k.restore_keys.clone(),
+        };
+        RunKeys {
+            wheelhouse: mark(&self.wheelhouse),
+            ccache: mark(&self.ccache),
+            pip: None,
+        }
+    }
+
     /// Every cache this run uses, with its key.
     pub fn caches(&self) -> Vec<(CacheName, &CacheKey)> {
         let mut v = vec![
@@ -80,30 +94,12 @@ impl RunKeys {
     }
 }
 
-/// The requirement and constraint files that exist, as (relative path, contents).
-fn requirement_files(config: &Config, checkout: &Path) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
-    let default_only = config.requirements == Config::default().requirements;
-    let mut files = Vec::new();
-    for rel in config.requirements.iter().chain(&config.constraints) {
-        let path = checkout.join(rel);
-        match std::fs::read(&path) {
-            Ok(body) => files.push((rel.display().to_string(), body)),
-            // The default requirements.txt may be absent: a project with no dependencies.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && default_only => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyError::MissingRequirements(rel.clone()))
-            }
-            Err(source) => return Err(KeyError::Io { path, source }),
-        }
-    }
-    Ok(files)
-}
-
 /// This run's keys, from the interpreter, the compiler and the requirement files. Also returns
 /// the interpreter's probe, which the bootstrap reuses. `early` is a probe made before kiln.yml
 /// was read: used when it probed the interpreter kiln.yml names.
 pub async fn derive_keys(
     project: &Config,
+    detected: &Project,
     checkout: &Path,
     early: Option<Toolchain>,
 ) -> Result<(RunKeys, PythonInfo), KeyError> {
@@ -117,7 +113,7 @@ pub async fn derive_keys(
         arch: py.arch.clone(),
         python_tag: py.tag.clone(),
         compiler,
-        requirement_files: requirement_files(project, checkout)?,
+        requirement_files: keys::key_files(checkout, detected, &project.constraints)?,
         extra: project.cache.key_extra.clone(),
     };
     let keys = RunKeys {
@@ -131,6 +127,7 @@ pub async fn derive_keys(
 /// What the restore stage needs.
 pub struct RestoreInputs<'a> {
     pub project: &'a Config,
+    pub detected: &'a Project,
     pub paths: &'a Paths,
     pub store: &'a Store,
     /// The toolchain probed during the checkout.
@@ -159,7 +156,14 @@ impl Restored {
 
 /// Derive the keys and restore every cache, concurrently.
 pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
-    let (keys, python) = match derive_keys(inp.project, &inp.paths.checkout, inp.toolchain).await {
+    let (keys, python) = match derive_keys(
+        inp.project,
+        inp.detected,
+        &inp.paths.checkout,
+        inp.toolchain,
+    )
+    .await
+    {
         Ok(k) => k,
         Err(e) => {
             let msg = format!("cannot derive cache keys: {e}");
@@ -210,6 +214,30 @@ pub async fn restore(inp: RestoreInputs<'_>) -> Done<Restored> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn partial_keys_leave_the_exact_key_free_and_restore_by_prefix() {
+        let key = |k: &str| CacheKey {
+            key: format!("kiln-1-{k}-abc"),
+            restore_keys: vec![format!("kiln-1-{k}-")],
+        };
+        let keys = RunKeys {
+            wheelhouse: key("wheels"),
+            ccache: key("ccache"),
+            pip: Some(key("pip")),
+        };
+        let p = keys.partial();
+        assert!(p.wheelhouse.key.starts_with("kiln-1-wheels-abc-partial-"));
+        assert!(p
+            .wheelhouse
+            .key
+            .starts_with(&keys.wheelhouse.restore_keys[0]));
+        assert!(p.ccache.key.starts_with("kiln-1-ccache-abc-partial-"));
+        assert!(
+            p.pip.is_none(),
+            "a failed run's download cache is not worth a new key"
+        );
+    }
+
     fn early(python: &str) -> Toolchain {
         Toolchain {
             python: python.into(),
@@ -225,18 +253,34 @@ mod tests {
     async fn keys_use_the_early_probe_only_for_the_interpreter_kiln_yml_names() {
         let checkout = tempfile::tempdir().unwrap();
         let project = Config::default();
+        let detected = crate::project::detect(crate::project::detect::DetectInput {
+            checkout: checkout.path(),
+            config: &project.project,
+            requirements: None,
+        })
+        .unwrap();
         // The early probe of the same interpreter is used as it is (here: its failure).
-        let err = derive_keys(&project, checkout.path(), Some(early(&project.python)))
-            .await
-            .unwrap_err();
+        let err = derive_keys(
+            &project,
+            &detected,
+            checkout.path(),
+            Some(early(&project.python)),
+        )
+        .await
+        .unwrap_err();
         assert!(
             err.to_string().contains("probed during the checkout"),
             "{err}"
         );
         // kiln.yml names another interpreter: probed again, the early answer is not used.
-        let (keys, py) = derive_keys(&project, checkout.path(), Some(early("python9.99")))
-            .await
-            .unwrap();
+        let (keys, py) = derive_keys(
+            &project,
+            &detected,
+            checkout.path(),
+            Some(early("python9.99")),
+        )
+        .await
+        .unwrap();
         assert!(py.tag.starts_with("cp3"), "{}", py.tag);
         assert!(
             keys.wheelhouse.key.contains(&py.tag),

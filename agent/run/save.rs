@@ -19,6 +19,8 @@ pub struct SaveInputs<'a> {
     pub keys: Option<&'a RunKeys>,
     /// Whether ccache stored new results; `None` when the bootstrap produced nothing.
     pub ccache_new_entries: Option<bool>,
+    /// Skip the wheelhouse: nothing was added to it (a failed bootstrap that built nothing).
+    pub wheelhouse_unchanged: bool,
     pub paths: &'a Paths,
     pub config: &'a CacheConfig,
 }
@@ -61,6 +63,14 @@ pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
             continue;
         }
         let dir = name.dir(inp.paths).to_path_buf();
+        // An empty wheelhouse is worth nothing to the next run (and would hide an older one).
+        if name == CacheName::Wheelhouse
+            && (inp.wheelhouse_unchanged
+                || super::bootstrap::installers::list_wheels(&dir).is_empty())
+        {
+            parts.push(format!("{} not saved: empty or nothing new", name.as_str()));
+            continue;
+        }
         let out = cache::save(inp.store, &key.key, &[dir], &opts).await;
         parts.push(match (out.saved, &out.skipped_reason) {
             (true, _) => format!("{} saved ({} bytes)", name.as_str(), out.bytes),

@@ -58,6 +58,11 @@ const ALLOWED: &[&str] = &[
     "UV_EXTRA_INDEX_URL",
     "UV_DEFAULT_INDEX",
     "UV_INDEX",
+    // Where packages come from besides the index (a local mirror, an offline vendor dir).
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",

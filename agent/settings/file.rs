@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::project::ProjectConfig;
 use crate::sandbox::{PassName, SandboxMode};
 
 /// A configuration problem the user has to fix. Exit code 2.
@@ -295,6 +296,8 @@ pub struct Config {
     /// Constraint files, hashed into the wheelhouse key and passed with `-c`.
     pub constraints: Vec<PathBuf>,
     pub checkout: CheckoutMode,
+    /// What the project is: dependency source, extras/groups, how it is installed.
+    pub project: ProjectConfig,
     pub bootstrap: BootstrapConfig,
     pub test: TestConfig,
     pub cache: CacheConfig,
@@ -313,6 +316,7 @@ impl Default for Config {
             requirements: vec![PathBuf::from("requirements.txt")],
             constraints: Vec::new(),
             checkout: CheckoutMode::Clone,
+            project: ProjectConfig::default(),
             bootstrap: BootstrapConfig::default(),
             test: TestConfig::default(),
             cache: CacheConfig::default(),
@@ -481,6 +485,28 @@ mod tests {
         assert_eq!(c.bootstrap.installer, Installer::Pip);
         assert_eq!(c.test.timeout, Some(Duration::from_secs(90)));
         assert_eq!(c.cache.store.as_deref(), Some("s3://b/p"));
+    }
+
+    #[test]
+    fn project_section_parses_and_names_bad_values_by_line() {
+        let c = parse(
+            "project:\n  source: uv.lock\n  groups: [test]\n  extras: [speed]\n  install: wheel\n",
+        )
+        .unwrap();
+        assert_eq!(c.project.source, crate::project::SourceChoice::UvLock);
+        assert_eq!(c.project.groups, Some(vec!["test".to_string()]));
+        assert_eq!(c.project.install, Some(crate::project::InstallMode::Wheel));
+        let err = parse("project:\n  install: sometimes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("kiln.yml:2:"), "{err}");
+        assert!(err.contains("editable"), "{err}");
+        let err = parse("project:\n  source: poetry.lock\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("kiln.yml:2:"), "{err}");
+        let err = parse("project:\n  extra: [x]\n").unwrap_err().to_string();
+        assert!(err.starts_with("kiln.yml:2:3:"), "{err}");
     }
 
     #[test]

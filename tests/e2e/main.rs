@@ -26,6 +26,7 @@ mod index_ccache_remote;
 mod index_offline;
 mod index_serve;
 mod index_wheelhouse;
+mod projects;
 mod report_email;
 mod report_github;
 mod report_run;

@@ -12,6 +12,7 @@ use crate::summary::WheelSummary;
 use super::super::toolchain::PythonInfo;
 use super::super::untrusted::{self, Scope};
 use super::error::BootstrapError;
+use crate::project::plan::DepsPlan;
 
 /// Resolved installer.
 #[derive(Debug, Clone)]
@@ -93,6 +94,14 @@ pub struct WheelReport {
     /// Wheel file names the resolution used (built, downloaded or already there).
     pub used: BTreeSet<String>,
     pub reused: u32,
+}
+
+impl WheelReport {
+    pub fn merge(&mut self, other: WheelReport) {
+        self.built.extend(other.built);
+        self.used.extend(other.used);
+        self.reused += other.reused;
+    }
 }
 
 pub fn parse_pip_wheel(lines: &[String]) -> WheelReport {
@@ -206,6 +215,12 @@ pub struct Installed {
     pub wheels: WheelSummary,
     pub build_seconds: f64,
     pub install_seconds: f64,
+    /// The part of the install that built and installed the project itself.
+    pub project_seconds: f64,
+    /// Wheel files the build used (for pruning); `None` when nothing was built.
+    pub used: Option<BTreeSet<String>>,
+    /// pytest was installed because the test command needs it.
+    pub pytest_added: bool,
 }
 
 /// Installing the requirements with one tool from the wheelhouse, building what is missing.
@@ -215,16 +230,28 @@ pub struct Installing<'a> {
     pub py: &'a PythonInfo,
     pub venv_python: PathBuf,
     pub wheelhouse: &'a Path,
-    /// `-r … -c …`.
-    pub reqs: &'a [OsString],
-    /// The checkout and the build environment.
+    /// The dependencies: what `pip wheel` fetches, what the installer installs.
+    pub deps: &'a DepsPlan,
+    /// Installer arguments for the project itself and local path dependencies (`-e dir`).
+    pub project: Vec<OsString>,
+    /// What isolated builds of the project and local path dependencies need, kept in the
+    /// wheelhouse so a warm run builds them with no index.
+    pub build_requires: &'a [String],
+    /// Where the project's own wheel is built when its dependencies are only known from its
+    /// metadata (never the wheelhouse).
+    pub project_dist: PathBuf,
+    /// The project is installed and its dependencies are only known from its metadata
+    /// (setup.py, dynamic dependencies): a cold run builds its wheel to learn them.
+    pub dynamic_deps: bool,
+    /// The checkout, and the build environment.
     pub scope: Scope<'a>,
 }
 
 impl Installing<'_> {
-    /// `install --no-index --find-links <wheelhouse> <reqs>` into the venv.
-    fn install_cmd(&self) -> Cmd {
-        // Wheels only, from the wheelhouse: no network needed, none given.
+    /// `install --no-index --find-links <wheelhouse>` into the venv.
+    pub fn install_cmd(&self) -> Cmd {
+        // Wheels only, from the wheelhouse (the project's isolated build too): no network
+        // needed, none given.
         let scope = self.scope.offline();
         let base = match self.tool {
             Tool::Uv(uv) => untrusted::program(uv, scope)
@@ -245,7 +272,6 @@ impl Installing<'_> {
         };
         base.args(["--no-index", "--find-links"])
             .arg(self.wheelhouse)
-            .args(self.reqs.iter().cloned())
             .echo(true)
     }
 
@@ -257,40 +283,76 @@ impl Installing<'_> {
         }
     }
 
-    /// Install, timed.
-    async fn install(&self, extra: Vec<OsString>) -> Result<(Output, f64), BootstrapError> {
-        let t = Instant::now();
-        let o = self.install_cmd().args(extra).run().await?;
-        Ok((o, t.elapsed().as_secs_f64()))
+    /// Install the dependencies, then the project (its build: the project's seconds). A locked
+    /// set is complete: both with `--no-deps`. Returns the packages installed, the failing
+    /// output if any, and (install, project) seconds.
+    async fn install(&self, extra: &[OsString]) -> Result<InstallRun, BootstrapError> {
+        let no_deps: &[&str] = if self.deps.locked {
+            &["--no-deps"]
+        } else {
+            &[]
+        };
+        let mut run = InstallRun::default();
+        if !self.deps.install_args.is_empty() {
+            let t = Instant::now();
+            let o = self
+                .install_cmd()
+                .args(no_deps.iter().copied())
+                .args(self.deps.install_args.iter().cloned())
+                .args(extra.iter().cloned())
+                .run()
+                .await?;
+            run.install_seconds += t.elapsed().as_secs_f64();
+            run.installed += parse_installed(&o.lines);
+            if !o.success {
+                run.failed = Some(o);
+                return Ok(run);
+            }
+        }
+        if !self.project.is_empty() {
+            let t = Instant::now();
+            let o = self
+                .install_cmd()
+                .args(no_deps.iter().copied())
+                .args(self.project.iter().cloned())
+                .args(extra.iter().cloned())
+                .run()
+                .await?;
+            run.project_seconds = t.elapsed().as_secs_f64();
+            run.install_seconds += run.project_seconds;
+            if !o.success {
+                run.failed = Some(o);
+            }
+        }
+        Ok(run)
     }
 
-    /// Only wheels already here; a missing one is named, nothing is built.
+    /// Only wheels already here; a missing one is named, nothing is built but the project.
     pub async fn offline(&self) -> Result<Installed, BootstrapError> {
         let extra = crate::wheelhouse::offline::install_args(self.wheelhouse);
-        let (o, install_seconds) = self.install(extra).await?;
-        if !o.success {
+        let run = self.install(&extra).await?;
+        if let Some(o) = &run.failed {
             return Err(
                 match crate::wheelhouse::offline::explain(&o.lines, self.wheelhouse) {
                     Some((requirement, searched)) => BootstrapError::OfflineMissing {
                         requirement,
                         searched,
                     },
-                    None => self.failed(&o),
+                    None => self.failed(o),
                 },
             );
         }
-        Ok(reused(parse_installed(&o.lines), install_seconds))
+        Ok(reused(&run))
     }
 
     /// Same requirements as the run that saved this wheelhouse: every wheel should be there.
     /// `None` when one is missing (then build).
     pub async fn from_exact_wheelhouse(&self) -> Result<Option<Installed>, BootstrapError> {
-        let (o, install_seconds) = self.install(Vec::new()).await?;
-        Ok(o.success
-            .then(|| reused(parse_installed(&o.lines), install_seconds)))
+        let run = self.install(&[]).await?;
+        Ok(run.failed.is_none().then(|| reused(&run)))
     }
 
-    /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse> <reqs>` with the host's pip.
+    /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse>` with the host's pip.
     pub(super) fn pip_wheel_cmd(&self) -> Result<Cmd, BootstrapError> {
         if self.py.pip.is_none() {
             return Err(BootstrapError::NoPip {
@@ -303,37 +365,23 @@ impl Installing<'_> {
             .arg(self.wheelhouse)
             .arg("--find-links")
             .arg(self.wheelhouse)
-            .args(self.reqs.iter().cloned())
             .echo(true))
     }
 
-    /// `pip wheel` what the wheelhouse lacks (pip builds, whichever tool installs), prune
-    /// unused wheels, then install.
-    pub async fn build_then_install(
-        &self,
-        max_age: Option<Duration>,
-    ) -> Result<Installed, BootstrapError> {
+    /// `pip wheel` what the wheelhouse lacks — the dependencies, then what the project's own
+    /// install needs (see `project_needs`) — then install. The caller prunes with
+    /// `Installed::used`.
+    pub async fn build_then_install(&self) -> Result<Installed, BootstrapError> {
         let t = Instant::now();
-        let o = self.pip_wheel_cmd()?.run().await?;
-        if !o.success {
-            return Err(BootstrapError::WheelBuild {
-                code: o.code.unwrap_or(-1),
-                tail: o.tail(40),
-            });
+        let mut report = WheelReport::default();
+        if !self.deps.wheel_args.is_empty() {
+            report.merge(self.pip_wheel(self.deps.wheel_args.clone()).await?);
         }
+        self.project_needs(&mut report).await?;
         let build_seconds = t.elapsed().as_secs_f64();
-        let report = parse_pip_wheel(&o.lines);
-        let removed = prune_wheelhouse(self.wheelhouse, &report.used, max_age);
-        if !removed.is_empty() {
-            tracing::info!(
-                "pruned {} unused wheel(s): {}",
-                removed.len(),
-                removed.join(", ")
-            );
-        }
-        let (o, install_seconds) = self.install(Vec::new()).await?;
-        if !o.success {
-            return Err(self.failed(&o));
+        let run = self.install(&[]).await?;
+        if let Some(o) = &run.failed {
+            return Err(self.failed(o));
         }
         Ok(Installed {
             wheels: WheelSummary {
@@ -342,18 +390,188 @@ impl Installing<'_> {
                 built_names: report.built,
             },
             build_seconds,
-            install_seconds,
+            install_seconds: run.install_seconds,
+            project_seconds: run.project_seconds,
+            used: Some(report.used),
+            pytest_added: false,
         })
+    }
+
+    /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse> <args>`.
+    pub async fn pip_wheel(&self, args: Vec<OsString>) -> Result<WheelReport, BootstrapError> {
+        let o = self.pip_wheel_cmd()?.args(args).run().await?;
+        if !o.success {
+            return Err(BootstrapError::WheelBuild {
+                code: o.code.unwrap_or(-1),
+                failed: failed_package(&o.lines),
+                tail: o.tail(40),
+            });
+        }
+        Ok(parse_pip_wheel(&o.lines))
+    }
+
+    /// What the project's own install needs in the wheelhouse, after the dependencies: the
+    /// wheels of local path dependencies out (they are built in place every run), the build
+    /// requirements in, and — when only its metadata knows them — its dependencies.
+    pub async fn project_needs(&self, report: &mut WheelReport) -> Result<(), BootstrapError> {
+        for w in crate::project::plan::remove_local_wheels(
+            self.wheelhouse,
+            self.scope.cwd,
+            &self.deps.local_in_requirements,
+        ) {
+            report.used.remove(&w);
+        }
+        if !self.build_requires.is_empty() {
+            let reqs = self.build_requires.iter().map(OsString::from).collect();
+            report.merge(self.pip_wheel(reqs).await?);
+        }
+        if self.dynamic_deps && !self.deps.locked {
+            let wheel = self.project_wheel().await?;
+            report.merge(self.project_dependencies(&wheel).await?);
+        }
+        Ok(())
+    }
+
+    /// Install the project and local path dependencies only (the dependencies are in).
+    pub async fn install_project(&self) -> Result<f64, BootstrapError> {
+        if self.project.is_empty() {
+            return Ok(0.0);
+        }
+        let t = Instant::now();
+        let no_deps: &[&str] = if self.deps.locked {
+            &["--no-deps"]
+        } else {
+            &[]
+        };
+        let o = self
+            .install_cmd()
+            .args(no_deps.iter().copied())
+            .args(self.project.iter().cloned())
+            .run()
+            .await?;
+        if !o.success {
+            return Err(self.failed(&o));
+        }
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    /// Build the project's own wheel into `project_dist` (never the wheelhouse), with the
+    /// build requirements from the wheelhouse only.
+    async fn project_wheel(&self) -> Result<PathBuf, BootstrapError> {
+        let _ = std::fs::remove_dir_all(&self.project_dist);
+        let o = untrusted::program(&self.py.path, self.scope)
+            .args([
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-index",
+                "--wheel-dir",
+            ])
+            .arg(&self.project_dist)
+            .arg("--find-links")
+            .arg(self.wheelhouse)
+            .arg(self.scope.cwd)
+            .echo(true)
+            .run()
+            .await?;
+        let built = list_wheels(&self.project_dist).into_iter().next();
+        match (o.success, built) {
+            (true, Some(w)) => Ok(self.project_dist.join(w)),
+            _ => Err(BootstrapError::ProjectBuild {
+                tail: compiler_errors(&o.lines),
+            }),
+        }
+    }
+
+    /// The project's dependencies, from its built wheel's metadata, into the wheelhouse; the
+    /// project's own wheel is removed from it again.
+    async fn project_dependencies(&self, wheel: &Path) -> Result<WheelReport, BootstrapError> {
+        let spec = format!("{}{}", wheel.display(), self.extras_suffix());
+        let mut r = self
+            .pip_wheel(vec![
+                "--find-links".into(),
+                self.project_dist.clone().into(),
+                spec.into(),
+            ])
+            .await?;
+        if let Some(name) = wheel.file_name() {
+            let _ = std::fs::remove_file(self.wheelhouse.join(name));
+            r.used.remove(&name.to_string_lossy().into_owned());
+        }
+        Ok(r)
+    }
+
+    /// `[a,b]` when the project is installed with extras.
+    fn extras_suffix(&self) -> String {
+        self.project
+            .iter()
+            .find_map(|a| {
+                let a = a.to_string_lossy();
+                a.find('[').map(|i| a[i..].to_string())
+            })
+            .unwrap_or_default()
     }
 }
 
-fn reused(n: u32, install_seconds: f64) -> Installed {
+/// One install: packages installed, the failing output if any, and seconds.
+#[derive(Debug, Default)]
+struct InstallRun {
+    installed: u32,
+    failed: Option<Output>,
+    install_seconds: f64,
+    project_seconds: f64,
+}
+
+/// The package pip names when a download or build fails (hash mismatch, build error).
+pub fn failed_package(lines: &[String]) -> Option<String> {
+    for line in lines {
+        let l = line.trim();
+        // pip: "markupsafe==3.0.2 from https://…: Expected sha256 …" (hash mismatch)
+        if l.contains("Expected sha256") || l.contains("from file://") && l.contains("sha256") {
+            return l.split_whitespace().next().map(str::to_string);
+        }
+        // pip: "Failed to build fastsum" / "ERROR: Failed building wheel for fastsum"
+        if let Some(n) = l
+            .strip_prefix("ERROR: Failed building wheel for ")
+            .or_else(|| l.strip_prefix("Failed to build "))
+        {
+            return Some(n.trim().to_string());
+        }
+    }
+    None
+}
+
+/// The compiler's error lines (`error:`), else the tail of the output.
+pub fn compiler_errors(lines: &[String]) -> String {
+    let errors: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.contains("error:") || l.contains("Error:"))
+        .take(20)
+        .collect();
+    if errors.is_empty() {
+        lines
+            .iter()
+            .rev()
+            .take(30)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        errors.join("\n")
+    }
+}
+
+fn reused(run: &InstallRun) -> Installed {
     Installed {
         wheels: WheelSummary {
-            reused: n,
+            reused: run.installed,
             ..WheelSummary::default()
         },
-        install_seconds,
+        install_seconds: run.install_seconds,
+        project_seconds: run.project_seconds,
         ..Installed::default()
     }
 }

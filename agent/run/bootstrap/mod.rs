@@ -17,6 +17,7 @@ mod error;
 pub mod installers;
 pub mod parallel_build;
 pub mod plan;
+pub mod project;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -24,7 +25,7 @@ use std::time::Instant;
 
 use crate::sandbox::{Network, ProjectRunner, Trust};
 use crate::settings::Config;
-use crate::summary::{CcacheSummary, WheelSummary};
+use crate::summary::{CcacheSummary, ProjectSummary, WheelSummary};
 
 use super::toolchain::{self, PythonInfo};
 use super::untrusted::{self, Scope};
@@ -37,6 +38,8 @@ use plan::{Plan, Strategy};
 /// What the bootstrap stage needs.
 pub struct BootstrapInputs<'a> {
     pub project: &'a Config,
+    /// What the checkout is, and its locked set.
+    pub prepared: &'a super::project::Prepared,
     pub paths: &'a Paths,
     /// The interpreter, when the restore stage probed it.
     pub python: Option<&'a PythonInfo>,
@@ -58,6 +61,8 @@ pub struct BootstrapOutput {
     pub installer: String,
     pub wheels: WheelSummary,
     pub ccache: CcacheSummary,
+    /// The project's own install, when it is installed.
+    pub project: Option<ProjectSummary>,
     /// ccache stored new results in this run: its cache is worth saving.
     pub ccache_new_entries: bool,
     /// Environment for the test command (venv activated).
@@ -139,8 +144,9 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     let started = Instant::now();
     let plan = plan::plan(
         inp.project,
+        inp.prepared,
         &py,
-        &paths.checkout,
+        paths,
         inp.offline,
         inp.tools_dir,
         &mut warnings,
@@ -168,9 +174,23 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         Some(t) => t.name().into(),
         None => "command".into(),
     };
-    out.wheels = installed.wheels;
+    out.wheels = installed.wheels.clone();
     out.build_seconds = installed.build_seconds;
     out.install_seconds = installed.install_seconds;
+    if tool.is_some() && !plan.project.is_empty() {
+        let probe_env = test_env(paths);
+        let python = untrusted::program(
+            paths.venv.join("bin").join("python"),
+            Scope {
+                cwd: &paths.tmp,
+                env: &probe_env,
+                ..scope.offline()
+            },
+        );
+        let detected = &inp.prepared.detected;
+        out.project =
+            Some(project::summarize(detected, &plan, &installed, python, &paths.checkout).await?);
+    }
     if ccache.is_some() {
         out.ccache = ccache::stats(paths);
         out.ccache_new_entries = out.ccache.misses > 0;
@@ -218,7 +238,8 @@ fn test_env(paths: &Paths) -> Vec<(OsString, OsString)> {
     ]
 }
 
-/// Kiln's install: from the wheelhouse, building only what it lacks.
+/// Kiln's install: from the wheelhouse, building only what it lacks; then pytest when the test
+/// command needs it.
 async fn install(
     inp: &BootstrapInputs<'_>,
     py: &PythonInfo,
@@ -233,10 +254,43 @@ async fn install(
         py,
         venv_python: inp.paths.venv.join("bin").join("python"),
         wheelhouse: &inp.paths.wheelhouse,
-        reqs: &plan.reqs,
+        deps: &plan.deps,
+        project: plan.project.clone(),
+        build_requires: &plan.build_requires,
+        project_dist: inp.paths.tmp.join("project-dist"),
+        dynamic_deps: plan.dynamic_deps,
         scope,
     };
-    if plan.reqs.is_empty() {
+    let mut done = install_requirements(inp, &i, warnings).await?;
+    let (added, report) =
+        project::ensure_pytest(&i, &inp.project.test.command, inp.offline).await?;
+    done.pytest_added = added;
+    done.wheels.built += report.built.len() as u32;
+    done.wheels.built_names.extend(report.built);
+    if let Some(used) = done.used.as_mut() {
+        used.extend(report.used);
+        let removed = installers::prune_wheelhouse(
+            &inp.paths.wheelhouse,
+            used,
+            inp.project.cache.wheelhouse.max_age,
+        );
+        if !removed.is_empty() {
+            tracing::info!(
+                "pruned {} unused wheel(s): {}",
+                removed.len(),
+                removed.join(", ")
+            );
+        }
+    }
+    Ok(done)
+}
+
+async fn install_requirements(
+    inp: &BootstrapInputs<'_>,
+    i: &Installing<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Installed, BootstrapError> {
+    if plan_is_empty(i) {
         return Ok(Installed::default());
     }
     if inp.offline {
@@ -250,16 +304,33 @@ async fn install(
             "the restored wheelhouse lacks wheels for these requirements: building them".into(),
         );
     }
-    let max_age = inp.project.cache.wheelhouse.max_age;
-    match tool {
-        Tool::Uv(uv) => {
+    match tool_for_parallel_build(i) {
+        Some(uv) => {
             let constraints = parallel_build::constraints_path(&inp.paths.tmp);
             let uv_cache = plan::uv_cache(inp.paths);
-            i.uv_build_in_parallel(uv, &uv_cache, &constraints, max_age)
-                .await
+            i.uv_build_in_parallel(uv, &uv_cache, &constraints).await
         }
-        Tool::Pip => i.build_then_install(max_age).await,
+        None => i.build_then_install().await,
     }
+}
+
+/// uv builds the dependencies in parallel when it installs and the requirement files need no
+/// rewriting for the install (no lock, no hash or binary options): see `parallel_build`.
+fn tool_for_parallel_build<'a>(i: &Installing<'a>) -> Option<&'a std::path::Path> {
+    match i.tool {
+        Tool::Uv(uv)
+            if !i.deps.locked
+                && !i.deps.wheel_args.is_empty()
+                && i.deps.wheel_args == i.deps.install_args =>
+        {
+            Some(uv)
+        }
+        _ => None,
+    }
+}
+
+fn plan_is_empty(i: &Installing<'_>) -> bool {
+    i.deps.is_empty() && i.project.is_empty() && i.build_requires.is_empty()
 }
 
 /// The project's own bootstrap command, with Kiln's environment; the wheels it adds to the
@@ -279,6 +350,8 @@ async fn project_command(
         ("PATH".into(), plan::path_with(&[&bin, &masq])),
         ("PIP_FIND_LINKS".into(), wh.clone()),
         ("PIP_WHEEL_DIR".into(), wh.clone()),
+        // uv reads the wheelhouse too (`uv pip install` finds the wheels there).
+        ("UV_FIND_LINKS".into(), wh.clone()),
         ("KILN_WHEELHOUSE".into(), wh),
         ("KILN_VENV".into(), paths.venv.clone().into()),
     ]);

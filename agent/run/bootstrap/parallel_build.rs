@@ -19,13 +19,13 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::summary::WheelSummary;
 
 use super::super::untrusted;
 use super::error::BootstrapError;
-use super::installers::{self, Installed, Installing};
+use super::installers::{self, failed_package, Installed, Installing};
 
 /// At most this many sdists build at once: one per core.
 pub fn concurrent_builds() -> usize {
@@ -33,13 +33,13 @@ pub fn concurrent_builds() -> usize {
 }
 
 impl Installing<'_> {
-    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`; then prune the wheelhouse.
+    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`; then what the project's own
+    /// install needs, and the project. The caller prunes with `Installed::used`.
     pub async fn uv_build_in_parallel(
         &self,
         uv: &Path,
         uv_cache: &Path,
         constraints: &Path,
-        max_age: Option<Duration>,
     ) -> Result<Installed, BootstrapError> {
         let before = installers::list_wheels(self.wheelhouse);
         let t = Instant::now();
@@ -48,7 +48,7 @@ impl Installing<'_> {
             .arg(&self.venv_python)
             .arg("--find-links")
             .arg(self.wheelhouse)
-            .args(self.reqs.iter().cloned())
+            .args(self.deps.wheel_args.iter().cloned())
             .env("UV_CONCURRENT_BUILDS", concurrent_builds().to_string())
             .echo(true)
             .run()
@@ -56,6 +56,7 @@ impl Installing<'_> {
         if !o.success {
             return Err(BootstrapError::WheelBuild {
                 code: o.code.unwrap_or(-1),
+                failed: None,
                 tail: o.tail(40),
             });
         }
@@ -63,17 +64,12 @@ impl Installing<'_> {
         let harvested = harvest_built_wheels(uv_cache, self.wheelhouse);
         let t = Instant::now();
         self.pin_installed(uv, constraints).await?;
-        let report = self.collect_wheels(constraints).await?;
+        let mut report = self.collect_wheels(constraints).await?;
+        self.project_needs(&mut report).await?;
+        let build_seconds = install_seconds + t.elapsed().as_secs_f64();
+        let project_seconds = self.install_project().await?;
         let mut used = report.used.clone();
         used.extend(harvested.iter().cloned());
-        let removed = installers::prune_wheelhouse(self.wheelhouse, &used, max_age);
-        if !removed.is_empty() {
-            tracing::info!(
-                "pruned {} unused wheel(s): {}",
-                removed.len(),
-                removed.join(", ")
-            );
-        }
         let mut built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
         built.extend(report.built);
         Ok(Installed {
@@ -82,8 +78,11 @@ impl Installing<'_> {
                 reused: used.intersection(&before).count() as u32,
                 built_names: built.into_iter().collect(),
             },
-            build_seconds: install_seconds + t.elapsed().as_secs_f64(),
-            install_seconds: 0.0,
+            build_seconds,
+            install_seconds: project_seconds,
+            project_seconds,
+            used: Some(used),
+            pytest_added: false,
         })
     }
 
@@ -111,6 +110,7 @@ impl Installing<'_> {
     ) -> Result<installers::WheelReport, BootstrapError> {
         let o = self
             .pip_wheel_cmd()?
+            .args(self.deps.wheel_args.iter().cloned())
             .arg("-c")
             .arg(constraints)
             .run()
@@ -118,6 +118,7 @@ impl Installing<'_> {
         if !o.success {
             return Err(BootstrapError::WheelBuild {
                 code: o.code.unwrap_or(-1),
+                failed: failed_package(&o.lines),
                 tail: o.tail(40),
             });
         }

@@ -5,7 +5,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::project::plan::{self as project_plan, DepsPlan};
+use crate::project::InstallMode;
 use crate::settings::{Config, Installer};
+
+use super::super::project::Prepared;
 
 use super::super::toolchain::PythonInfo;
 use super::super::workdir::Paths;
@@ -27,8 +31,14 @@ pub struct Plan {
     pub strategy: Strategy,
     /// The host pip installs into a pip-less venv (saves ensurepip's ~6 s).
     pub host_pip: bool,
-    /// `-r file -c file …` for the requirement files that exist.
-    pub reqs: Vec<OsString>,
+    /// The dependencies: what `pip wheel` fetches and builds, what the installer installs.
+    pub deps: DepsPlan,
+    /// Installer arguments for the project itself and local path dependencies.
+    pub project: Vec<OsString>,
+    /// Build requirements of the project and local path dependencies (kept in the wheelhouse).
+    pub build_requires: Vec<String>,
+    /// The project is installed and only its metadata knows its dependencies.
+    pub dynamic_deps: bool,
 }
 
 impl Plan {
@@ -44,8 +54,9 @@ impl Plan {
 /// Decide the strategy (this may install uv into Kiln's tool dir).
 pub async fn plan(
     project: &Config,
+    prepared: &Prepared,
     py: &PythonInfo,
-    checkout: &Path,
+    paths: &Paths,
     offline: bool,
     tools_dir: &Path,
     warnings: &mut Vec<String>,
@@ -74,10 +85,37 @@ pub async fn plan(
     };
     let host_pip =
         matches!(strategy, Strategy::Install(Tool::Pip)) && py.pip.is_some_and(|v| v >= (22, 3));
+    let detected = &prepared.detected;
+    let checkout = &paths.checkout;
+    let deps = crate::project::plan::plan(
+        detected,
+        checkout,
+        &project.constraints,
+        prepared.locked.clone(),
+        &paths.wheelhouse,
+        &paths.tmp,
+    )?;
+    let mut project_args = project_plan::project_args(detected, checkout);
+    project_args.extend(project_plan::local_args(&deps.local, checkout));
+    let locals: Vec<(std::path::PathBuf, bool)> = deps
+        .local
+        .iter()
+        .cloned()
+        .chain(deps.local_in_requirements.iter().map(|d| (d.clone(), true)))
+        .collect();
+    let build_requires = super::project::build_requires(detected, &locals, checkout);
+    let dynamic_deps = detected.install != InstallMode::None
+        && detected
+            .pyproject
+            .as_ref()
+            .is_none_or(|p| p.project.is_none() || p.dynamic_dependencies());
     Ok(Plan {
         strategy,
         host_pip,
-        reqs: req_args(project, checkout),
+        deps,
+        project: project_args,
+        build_requires,
+        dynamic_deps,
     })
 }
 
@@ -112,19 +150,4 @@ pub fn path_with(prefix: &[&Path]) -> OsString {
         parts.extend(std::env::split_paths(&path));
     }
     std::env::join_paths(parts).unwrap_or_default()
-}
-
-fn req_args(config: &Config, checkout: &Path) -> Vec<OsString> {
-    let mut args = Vec::new();
-    for r in &config.requirements {
-        if checkout.join(r).exists() {
-            args.push("-r".into());
-            args.push(r.clone().into_os_string());
-        }
-    }
-    for c in &config.constraints {
-        args.push("-c".into());
-        args.push(c.clone().into_os_string());
-    }
-    args
 }

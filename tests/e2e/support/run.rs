@@ -67,6 +67,19 @@ pub fn run(
     store: &Path,
     extra: &[&str],
 ) -> Run {
+    run_env(home, repo, rev, workdir, store, extra, &[])
+}
+
+/// `run` with environment changes: `(name, Some(value))` sets, `(name, None)` removes.
+pub fn run_env(
+    home: &Path,
+    repo: &Path,
+    rev: &str,
+    workdir: &Path,
+    store: &Path,
+    extra: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> Run {
     let summary = workdir.with_extension("summary.json");
     let _ = std::fs::remove_file(&summary);
     let mut cmd = super::kiln_home(home);
@@ -82,7 +95,45 @@ pub fn run(
         .arg("--summary-json")
         .arg(&summary)
         .args(extra);
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     finish(cmd.output().expect("run kiln"), &summary)
+}
+
+/// A git repository at `dest` of a project (fixtures/make_project_repo.sh): one of ours from
+/// fixtures/projects, or a real project's released sdist; tag `release`.
+pub fn project_repo(name: &str, dest: &Path) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(super::root().join("fixtures/make_project_repo.sh"))
+        .arg(name)
+        .arg(dest)
+        .output()
+        .expect("run fixtures/make_project_repo.sh");
+    assert!(
+        out.status.success(),
+        "make_project_repo.sh {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dest.to_path_buf()
+}
+
+/// The offline package source (fixtures/fetch.sh), as pip and uv environment: the index is
+/// never asked, everything comes from .cache/fixtures/vendor.
+pub fn vendor_env() -> Vec<(&'static str, Option<String>)> {
+    let vendor = super::root()
+        .join(".cache/fixtures/vendor")
+        .display()
+        .to_string();
+    vec![
+        ("PIP_NO_INDEX", Some("1".into())),
+        ("PIP_FIND_LINKS", Some(vendor.clone())),
+        ("UV_NO_INDEX", Some("1".into())),
+        ("UV_FIND_LINKS", Some(vendor)),
+    ]
 }
 
 pub fn finish(out: Output, summary: &Path) -> Run {

@@ -1,0 +1,89 @@
+//! The project step, between checkout and restore: what the checkout is (where its dependencies
+//! come from, whether the project itself is installed, what its build needs) and, for a lock
+//! file, the locked set. Everything here is the user's to fix: an error ends the run with exit 2.
+
+use std::path::Path;
+
+use crate::project::locks::{self, LockedSet};
+use crate::project::{detect, DepsSource, Project, ProjectError};
+use crate::settings::Config;
+
+use super::bootstrap::installers;
+use super::bootstrap::plan::build_env;
+use super::toolchain;
+use super::workdir::Paths;
+
+/// The detected project and, for `uv.lock` / `pylock.toml`, the locked requirement set.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub detected: Project,
+    pub locked: Option<LockedSet>,
+    /// Said once, by the caller.
+    pub warnings: Vec<String>,
+}
+
+/// Why the project cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error("uv.lock needs uv to be read, and uv is not installed ({0}); install uv or set project.source")]
+    NoUv(String),
+}
+
+/// Detect the project and read its lock file.
+pub async fn prepare(
+    config: &Config,
+    paths: &Paths,
+    offline: bool,
+    tools_dir: &Path,
+) -> Result<Prepared, PrepareError> {
+    let named = (config.requirements != Config::default().requirements)
+        .then_some(config.requirements.as_slice());
+    let detected = detect::detect(detect::DetectInput {
+        checkout: &paths.checkout,
+        config: &config.project,
+        requirements: named,
+    })?;
+    let mut warnings = Vec::new();
+    let locked = match &detected.source {
+        DepsSource::UvLock { .. } => {
+            let py = toolchain::python_info(&config.python)
+                .await
+                .map_err(|e| PrepareError::NoUv(e.to_string()))?;
+            let uv = installers::find_or_install_uv(&py, offline, tools_dir, &mut warnings)
+                .await
+                .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
+            let env = build_env(paths, offline);
+            let (set, warning) = locks::export_uv_lock(
+                &uv,
+                &paths.checkout,
+                &detected.extras,
+                &detected.groups,
+                &env,
+            )
+            .await?;
+            warnings.extend(warning);
+            Some(set)
+        }
+        DepsSource::Pylock { lock } => Some(locks::read_pylock(
+            &paths.checkout.join(lock),
+            &detected.extras,
+            &detected.groups,
+        )?),
+        _ => None,
+    };
+    tracing::info!(
+        "dependencies from {}; the project {}",
+        detected.source.name(),
+        match detected.install {
+            crate::project::InstallMode::None => "is not installed".to_string(),
+            mode => format!("is installed ({})", mode.as_str()),
+        }
+    );
+    Ok(Prepared {
+        detected,
+        locked,
+        warnings,
+    })
+}
