@@ -11,6 +11,7 @@
 pub mod action;
 pub mod agent;
 pub mod index;
+pub mod postgres;
 pub mod report;
 pub mod run;
 
