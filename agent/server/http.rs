@@ -230,11 +230,11 @@ async fn act(
             let Some(delivery) = delivery else {
                 return refuse(st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
             };
-            enqueue(&st, delivery, req, started).await
+            enqueue(st, delivery, req, started).await
         }
         Decision::Rerun { repo, sha } => {
             let Some(delivery) = delivery else {
-                return refuse(&st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
+                return refuse(st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
             };
             let last = Filter {
                 repo: Some(repo.clone()),
@@ -243,7 +243,7 @@ async fn act(
                 ..Filter::default()
             };
             match st.queue.list(&last).await.map(|mut v| v.pop()) {
-                Ok(Some(job)) => enqueue(&st, delivery, job.request(), started).await,
+                Ok(Some(job)) => enqueue(st, delivery, job.request(), started).await,
                 Ok(None) => {
                     st.metrics.webhook("ignored", 0.0);
                     answer(
@@ -251,7 +251,7 @@ async fn act(
                         json!({"status": "ignored", "message": format!("{repo} {sha} was never built here: nothing to re-run")}),
                     )
                 }
-                Err(e) => queue_error(&st, delivery, e),
+                Err(e) => queue_error(st, delivery, e),
             }
         }
     }
