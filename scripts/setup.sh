@@ -7,8 +7,10 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # System packages: the compile cache, the sandbox for untrusted builds (bubblewrap), servers the
-# tests start on loopback, archivers the bench compares against.
-APT_PKGS="ccache nginx-extras redis-server zstd git gcc shellcheck bubblewrap"
+# tests start on loopback (PostgreSQL runs as an unprivileged cluster in a temp dir, started by the
+# tests), headless Chromium + chromedriver for the web page tests, archivers the bench compares
+# against, openssl for test keys.
+APT_PKGS="ccache nginx-extras redis-server zstd git gcc shellcheck bubblewrap postgresql chromium chromium-driver openssl"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -44,6 +44,16 @@ pub struct AgentArgs {
     /// and hourly. The newest job of each branch is always kept.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30d", env = "KILN_AGENT_RETAIN")]
     pub retain: Duration,
+    /// The job queue: `embedded` (one host; files under the data dir) or a PostgreSQL URL,
+    /// e.g. postgres://kiln@db.internal/kiln, shared by every agent of a fleet (the schema is
+    /// created and migrated at start). Put the password in PGPASSWORD or ~/.pgpass rather than
+    /// in the URL: command lines are visible to every user of the machine.
+    #[arg(long, default_value = "embedded", env = "KILN_AGENT_QUEUE")]
+    pub queue: String,
+    /// With the PostgreSQL queue: how long a host's claim on a job holds without a heartbeat.
+    /// When a host dies, another takes its jobs over this long after its last heartbeat.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", env = "KILN_AGENT_LEASE")]
+    pub lease: Duration,
     /// Largest webhook body accepted, e.g. 25MiB (GitHub's own cap), 512KiB. Larger ones get 413.
     #[arg(long, value_parser = parse_size, default_value = "25MiB", env = "KILN_AGENT_MAX_BODY")]
     pub max_body: usize,

@@ -12,6 +12,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::summary::short_sha;
+
 /// What one build of a commit said about the failing tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -83,7 +85,7 @@ pub async fn bisect(range: &[String], bisector: &dyn Bisector, max_steps: u32) -
             let why = format!(
                 "only commits that could not be built are left between {} and {}",
                 short(good, range),
-                &range[bad as usize][..12.min(range[bad as usize].len())]
+                short_sha(&range[bad as usize])
             );
             return Search {
                 culprit: None,
@@ -102,7 +104,7 @@ pub async fn bisect(range: &[String], bisector: &dyn Bisector, max_steps: u32) -
         }
         let sha = &range[i as usize];
         let v = bisector.verdict(sha).await;
-        tracing::info!("bisect: {} {}", &sha[..12.min(sha.len())], v.word());
+        tracing::info!("bisect: {} {}", short_sha(sha), v.word());
         tested.push((sha.clone(), v));
         match v {
             Verdict::Pass => good = i,
@@ -120,7 +122,7 @@ pub async fn bisect(range: &[String], bisector: &dyn Bisector, max_steps: u32) -
 fn short(i: isize, range: &[String]) -> String {
     match i {
         -1 => "the last green commit".into(),
-        i => range[i as usize][..12.min(range[i as usize].len())].to_string(),
+        i => short_sha(&range[i as usize]).to_string(),
     }
 }
 

@@ -63,12 +63,9 @@ pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
             continue;
         }
         let dir = name.dir(inp.paths).to_path_buf();
-        // An empty wheelhouse is worth nothing to the next run (and would hide an older one).
-        if name == CacheName::Wheelhouse
-            && (inp.wheelhouse_unchanged
-                || super::bootstrap::installers::list_wheels(&dir).is_empty())
-        {
-            parts.push(format!("{} not saved: empty or nothing new", name.as_str()));
+        // A wheelhouse restored exactly that gained nothing is already in the store.
+        if name == CacheName::Wheelhouse && inp.wheelhouse_unchanged {
+            parts.push(format!("{} not saved: nothing new", name.as_str()));
             continue;
         }
         let out = if key.growing {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::github_app::AppSettings;
 use crate::settings::file::{parse_yaml, ConfigError};
 
 /// Where a repository's GitHub token comes from.
@@ -73,6 +74,8 @@ pub struct Defaults {
     pub branches: Option<Vec<String>>,
     /// Build pull requests (opened, synchronize, reopened). Default true.
     pub pull_requests: Option<bool>,
+    /// Report as this GitHub App (installation tokens, check runs) instead of a token.
+    pub github_app: Option<AppSettings>,
 }
 
 /// One repository entry as written in the file.
@@ -100,6 +103,30 @@ struct RepoEntry {
     /// which could read it). Default false.
     #[serde(default)]
     fork_token: bool,
+    #[serde(default)]
+    github_app: Option<AppSettings>,
+}
+
+/// `web:`: who may see the agent's web page. The token is read from the environment or a file
+/// (never the webhook secret); without one the page is refused unless `public`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Anyone may read the pages (retry and cancel still need the token).
+    pub public: bool,
+}
+
+impl WebConfig {
+    /// The access token, if one is configured (read now: rotation needs a restart).
+    pub fn token(&self) -> Result<Option<String>, TokenError> {
+        match (&self.token_env, &self.token_file) {
+            (Some(v), _) => TokenSource::Env(v.clone()).read().map(Some),
+            (None, Some(p)) => TokenSource::File(p.clone()).read().map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -120,6 +147,7 @@ struct FileConfig {
     fork_test_network: bool,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
+    web: WebConfig,
 }
 
 /// A repository, with defaults applied.
@@ -135,6 +163,8 @@ pub struct RepoConfig {
     pub timeout: Option<Duration>,
     pub pull_requests: bool,
     pub fork_token: bool,
+    /// Builds get an installation token of this App (wins over `token`).
+    pub github_app: Option<AppSettings>,
 }
 
 impl RepoConfig {
@@ -156,6 +186,7 @@ pub struct AgentConfig {
     pub sandbox: super::isolation::SandboxPolicy,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
+    pub web: WebConfig,
 }
 
 impl AgentConfig {
@@ -241,6 +272,7 @@ impl AgentConfig {
                     .or(file.defaults.pull_requests)
                     .unwrap_or(true),
                 fork_token: r.fork_token,
+                github_app: r.github_app.or_else(|| file.defaults.github_app.clone()),
             });
         }
         if let Some(u) = &file.public_url {
@@ -249,6 +281,9 @@ impl AgentConfig {
                     "public_url {u:?} must be an http:// or https:// URL"
                 )));
             }
+        }
+        if file.web.token_env.is_some() && file.web.token_file.is_some() {
+            return Err(invalid("web: set token_env or token_file, not both".into()));
         }
         Ok(AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
@@ -261,6 +296,7 @@ impl AgentConfig {
             },
             defaults: file.defaults,
             repositories: repos,
+            web: file.web,
         })
     }
 

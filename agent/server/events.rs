@@ -22,6 +22,8 @@ pub struct BuildRequest {
     pub pr_number: Option<u64>,
     /// The pull request comes from another repository: its code is untrusted.
     pub fork: bool,
+    /// Who pushed, opened the pull request or asked for the re-run (GitHub login).
+    pub author: Option<String>,
 }
 
 /// The answer to a delivery that was understood.
@@ -29,6 +31,11 @@ pub struct BuildRequest {
 pub enum Decision {
     Pong,
     Build(BuildRequest),
+    /// Build `sha` of `repo` again as it was last built (a check run's "Re-run").
+    Rerun {
+        repo: String,
+        sha: String,
+    },
     /// Understood and deliberately not built (202 with this reason).
     Ignored(String),
 }
@@ -38,7 +45,7 @@ pub enum Decision {
 pub enum EventError {
     #[error("malformed payload: {0}")]
     Malformed(String),
-    #[error("event `{0}` is not handled (subscribe the webhook to push and pull_request only)")]
+    #[error("event `{0}` is not handled (subscribe the webhook to push, pull_request and check_run only)")]
     UnsupportedEvent(String),
     #[error("repository {0} is not configured in agent.yml")]
     UnknownRepo(String),
@@ -52,6 +59,16 @@ struct Repository {
 }
 
 #[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Pusher {
+    name: String,
+}
+
+#[derive(Deserialize)]
 struct Push {
     #[serde(rename = "ref")]
     git_ref: String,
@@ -59,6 +76,10 @@ struct Push {
     #[serde(default)]
     deleted: bool,
     repository: Repository,
+    #[serde(default)]
+    pusher: Option<Pusher>,
+    #[serde(default)]
+    sender: Option<User>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +94,8 @@ struct PrSide {
 #[derive(Deserialize)]
 struct PullRequest {
     head: PrSide,
+    #[serde(default)]
+    user: Option<User>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +103,18 @@ struct PrEvent {
     action: String,
     number: u64,
     pull_request: PullRequest,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct CheckRunBody {
+    head_sha: String,
+}
+
+#[derive(Deserialize)]
+struct CheckRunEvent {
+    action: String,
+    check_run: CheckRunBody,
     repository: Repository,
 }
 
@@ -120,6 +155,7 @@ pub fn decide(event: &str, body: &[u8], config: &AgentConfig) -> Result<Decision
                 event: "push".into(),
                 pr_number: None,
                 fork: false,
+                author: p.sender.map(|u| u.login).or(p.pusher.map(|u| u.name)),
             }))
         }
         "pull_request" => {
@@ -163,10 +199,34 @@ pub fn decide(event: &str, body: &[u8], config: &AgentConfig) -> Result<Decision
                 event: "pull_request".into(),
                 pr_number: Some(p.number),
                 fork,
+                author: p.pull_request.user.map(|u| u.login),
             }))
         }
+        "check_run" => rerun(body, config),
         other => Err(EventError::UnsupportedEvent(other.to_string())),
     }
+}
+
+/// `check_run` `rerequested` (GitHub's "Re-run" on one of our check runs): the commit is built
+/// again exactly as it was the last time (same lane, same fork flag), so a re-run can never
+/// turn a fork's commit into a trusted build.
+fn rerun(body: &[u8], config: &AgentConfig) -> Result<Decision, EventError> {
+    let p: CheckRunEvent =
+        serde_json::from_slice(body).map_err(|e| EventError::Malformed(e.to_string()))?;
+    let repo = config
+        .repo(&p.repository.full_name)
+        .ok_or_else(|| EventError::UnknownRepo(p.repository.full_name.clone()))?;
+    if p.action != "rerequested" {
+        return Ok(Decision::Ignored(format!(
+            "check_run action `{}` asks for no build",
+            p.action
+        )));
+    }
+    check_sha(&p.check_run.head_sha)?;
+    Ok(Decision::Rerun {
+        repo: repo.full_name.clone(),
+        sha: p.check_run.head_sha.to_ascii_lowercase(),
+    })
 }
 
 fn check_sha(sha: &str) -> Result<(), EventError> {

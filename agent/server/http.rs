@@ -1,4 +1,5 @@
-//! The HTTP side: `POST /webhook`, `GET /healthz`, `GET /metrics`, `GET /jobs[/{id}[/log]]`.
+//! The HTTP side: `POST /webhook`, `GET /healthz`, `GET /metrics`, `GET /jobs[/{id}[/log]]`
+//! (the web page and `POST /jobs/{id}/retry` are in `web`).
 //!
 //! A delivery goes: draining? (503) → body within the cap? (413) → signature (401) → headers
 //! (400) → event kind (422) → JSON (400) → repository (422) → durable enqueue → 202. Nothing is
@@ -15,13 +16,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::agent_yml::AgentConfig;
 use super::events::{self, Decision, EventError};
 use super::metrics::Metrics;
-use super::queue::{Enqueued, Queue};
+use super::queue::{Enqueued, Filter, JobQueue};
 use super::signature::Secret;
 use super::worker;
 
@@ -30,7 +30,7 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What every handler shares.
 pub struct AppState {
-    pub queue: Arc<Queue>,
+    pub queue: Arc<dyn JobQueue>,
     pub config: Arc<AgentConfig>,
     pub metrics: Arc<Metrics>,
     /// None: webhooks are off (poll-only agent).
@@ -43,7 +43,8 @@ pub struct AppState {
     pub api: super::api_auth::ApiAccess,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The HTTP API plus the web page (`web`).
+pub fn router(state: Arc<AppState>, web: Arc<super::web::WebState>) -> Router {
     let read_api = Router::new()
         .route("/metrics", get(metrics))
         .route("/jobs", get(jobs))
@@ -58,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .merge(read_api)
         .with_state(state)
+        .merge(super::web::router(web))
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
@@ -230,14 +232,45 @@ async fn act(
             };
             enqueue(st, delivery, req, started).await
         }
+        Decision::Rerun { repo, sha } => {
+            let Some(delivery) = delivery else {
+                return refuse(st, StatusCode::BAD_REQUEST, "malformed", "missing or invalid X-GitHub-Delivery header (needed to de-duplicate redeliveries)");
+            };
+            let last = Filter {
+                repo: Some(repo.clone()),
+                sha: Some(sha.clone()),
+                limit: Some(1),
+                ..Filter::default()
+            };
+            match st.queue.list(&last).await.map(|mut v| v.pop()) {
+                Ok(Some(job)) => enqueue(st, delivery, job.request(), started).await,
+                Ok(None) => {
+                    st.metrics.webhook("ignored", 0.0);
+                    answer(
+                        StatusCode::ACCEPTED,
+                        json!({"status": "ignored", "message": format!("{repo} {sha} was never built here: nothing to re-run")}),
+                    )
+                }
+                Err(e) => queue_error(st, delivery, e),
+            }
+        }
     }
+}
+
+fn queue_error(st: &AppState, delivery: &str, e: super::queue::QueueError) -> Response {
+    st.metrics.webhook("error", 0.0);
+    tracing::error!("delivery {delivery}: {e}");
+    answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"status": "error", "message": e.to_string()}),
+    )
 }
 
 /// Queue `req` for `delivery` and answer: 202 queued, 200 duplicate, 500 not stored.
 async fn enqueue(
     st: &AppState,
     delivery: &str,
-    req: events::BuildRequest,
+    req: super::events::BuildRequest,
     started: Instant,
 ) -> Response {
     match st.queue.enqueue(delivery, req).await {
@@ -252,19 +285,20 @@ async fn enqueue(
             tracing::info!("delivery {delivery}: duplicate of job {id}");
             answer(StatusCode::OK, json!({"status": "duplicate", "job": id}))
         }
-        Err(e) => {
-            st.metrics.webhook("error", 0.0);
-            tracing::error!("delivery {delivery}: {e}");
-            answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"status": "error", "message": e.to_string()}),
-            )
-        }
+        Err(e) => queue_error(st, delivery, e),
     }
 }
 
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
-    let c = st.queue.counts();
+    let c = match st.queue.counts().await {
+        Ok(c) => c,
+        Err(e) => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "queue_unavailable", "message": e.to_string()}),
+            )
+        }
+    };
     if st.draining.load(Ordering::SeqCst) {
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -279,21 +313,25 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let text = st.metrics.render(
-        &st.queue.counts(),
+        &st.queue.counts().await.unwrap_or_default(),
         st.workers,
         st.draining.load(Ordering::SeqCst),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
+async fn jobs(State(st): State<Arc<AppState>>, Query(f): Query<Filter>) -> Response {
+    match st.queue.list(&f).await {
+        Ok(jobs) => answer(StatusCode::OK, json!({ "jobs": jobs })),
+        Err(e) => unavailable(e),
+    }
 }
 
-async fn jobs(State(st): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).min(10_000);
-    answer(StatusCode::OK, json!({"jobs": st.queue.list(limit)}))
+fn unavailable(e: super::queue::QueueError) -> Response {
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"status": "error", "message": e.to_string()}),
+    )
 }
 
 fn bad_id(id: &str) -> Response {
@@ -314,15 +352,13 @@ async fn job(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> R
     let Ok(id) = id.parse::<u64>() else {
         return bad_id(&id);
     };
-    let Some(job) = st.queue.get(id) else {
-        return not_found(id);
+    let job = match st.queue.get(id).await {
+        Ok(Some(j)) => j,
+        Ok(None) => return not_found(id),
+        Err(e) => return unavailable(e),
     };
     let mut v = serde_json::to_value(&job).unwrap_or_default();
-    if let Some(summary) = tokio::fs::read(worker::summary_path(&st.data_dir, id))
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    {
+    if let Ok(Some(summary)) = st.queue.summary(id).await {
         v["summary"] = summary;
     }
     answer(StatusCode::OK, v)
@@ -332,8 +368,10 @@ async fn job_log(State(st): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) 
     let Ok(id) = id.parse::<u64>() else {
         return bad_id(&id);
     };
-    if st.queue.get(id).is_none() {
-        return not_found(id);
+    match st.queue.get(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(id),
+        Err(e) => return unavailable(e),
     }
     // Streamed: a build log can be far larger than we want to hold in memory.
     let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];

@@ -3,7 +3,8 @@
 //!
 //! `kiln run` itself is trusted (it holds the job's token to report); the project's code it runs
 //! is not. The agent tells `kiln run` what to hide from that code: its data dir (the queue, other
-//! jobs' logs, summaries and work dirs), agent.yml, the webhook secret file and every token file.
+//! jobs' logs, summaries and work dirs), agent.yml, the webhook secret file, the API token file
+//! and every repository's token file.
 //! A fork's pull request is untrusted (`--untrusted`: no network for its tests, no secrets even
 //! when its kiln.yml names them) and is built only in bubblewrap, unless agent.yml accepts the
 //! risk with `allow_unsandboxed_forks: true`.
@@ -43,6 +44,7 @@ impl Isolation {
     pub fn new(config: &AgentConfig, data_dir: PathBuf, config_path: PathBuf) -> Isolation {
         let mut hidden = vec![data_dir, config_path];
         hidden.extend(std::env::var_os("KILN_WEBHOOK_SECRET_FILE").map(PathBuf::from));
+        hidden.extend(config.api_token_file.clone());
         let mut scrubbed = Vec::new();
         for r in &config.repositories {
             match &r.token {

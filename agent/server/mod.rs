@@ -2,8 +2,9 @@
 //! N workers each running `kiln run` in its own process group and work dir, results out through
 //! `kiln run`'s own reporting.
 //!
-//! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (durable jobs),
-//! `worker` (running builds), `procs` (killing a build's processes), `http` (the HTTP routes),
+//! Modules: `signature` (HMAC check), `events` (what a delivery asks for), `queue` (the job
+//! queue: embedded or PostgreSQL), `worker` (running builds), `procs` (killing a build's
+//! processes), `http` (the HTTP routes), `web` (the web page), `github_app` (GitHub App auth),
 //! `poll` (polling GitHub), `metrics` (Prometheus text), `agent_yml` (the agent config file),
 //! `listen` (the bounded accept loop), `api_auth` (the read-API token). Its flags are
 //! `crate::cli::agent`.
@@ -11,6 +12,7 @@
 pub mod agent_yml;
 pub mod api_auth;
 pub mod events;
+pub mod github_app;
 pub mod http;
 pub mod isolation;
 pub mod listen;
@@ -19,6 +21,7 @@ pub mod poll;
 pub mod procs;
 pub mod queue;
 pub mod signature;
+pub mod web;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use self::agent_yml::AgentConfig;
-use self::queue::Queue;
+use self::queue::{Host, JobQueue};
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
 use crate::cli::agent::AgentArgs;
@@ -39,6 +42,10 @@ pub enum AgentError {
     Config(#[from] crate::settings::file::ConfigError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    App(#[from] github_app::AppError),
+    #[error("web access token: {0}")]
+    WebToken(#[from] agent_yml::TokenError),
     #[error("{0}")]
     Secret(String),
     #[error("{0}")]
@@ -126,11 +133,17 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, AgentError
 }
 
 /// Delete finished jobs older than `retain`, with their logs and summaries.
-fn prune(queue: &Queue, data_dir: &std::path::Path, retain: Duration) {
+async fn prune(queue: &dyn JobQueue, data_dir: &std::path::Path, retain: Duration) {
     let Ok(age) = chrono::Duration::from_std(retain) else {
         return;
     };
-    let ids = queue.prune(chrono::Utc::now() - age);
+    let ids = match queue.prune(chrono::Utc::now() - age).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!("cannot prune old jobs: {e}");
+            return;
+        }
+    };
     for &id in &ids {
         for path in [
             worker::log_path(data_dir, id),
@@ -153,6 +166,132 @@ fn prune(queue: &Queue, data_dir: &std::path::Path, retain: Duration) {
     }
 }
 
+/// Kill what is left of the builds this host ran before it last stopped (they run again).
+async fn kill_leftovers(queue: &dyn JobQueue, agent_id: &str) -> Result<(), AgentError> {
+    let recovered = queue.recover().await?;
+    if !recovered.is_empty() {
+        tracing::warn!(
+            "re-running {} job(s) interrupted by the last stop: {recovered:?}",
+            recovered.len()
+        );
+    }
+    // Builds that were running when the previous agent died may have outlived it; kill them
+    // before anything else so they cannot finish a second time alongside their re-run.
+    for id in recovered {
+        let marker = procs::marker(agent_id, id);
+        let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &marker))
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            tracing::warn!(
+                "job {id}: killed {killed} leftover process(es) of the interrupted build"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Keep this host in the fleet's host list (every 10 s) until `stop`.
+fn register(queue: Arc<dyn JobQueue>, host: Host, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|d| *d) => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = queue.beat(&host).await {
+                tracing::warn!("cannot register this agent in the fleet: {e}");
+            }
+        }
+    });
+}
+
+/// The web page's state: access token from agent.yml `web:`.
+fn web_state(
+    config: &AgentConfig,
+    queue: Arc<dyn JobQueue>,
+    data_dir: &std::path::Path,
+    host_id: &str,
+) -> Result<Arc<web::WebState>, AgentError> {
+    let access = web::access::Access::new(config.web.token()?, config.web.public);
+    if !access.has_token() && !config.web.public {
+        tracing::info!("web page: no access token configured (agent.yml web:), so it is closed");
+    }
+    Ok(Arc::new(web::WebState {
+        queue,
+        data_dir: data_dir.to_path_buf(),
+        access,
+        host_id: host_id.to_string(),
+    }))
+}
+
+/// Prune finished jobs hourly until `stop` (start-up already pruned once).
+fn spawn_pruner(
+    queue: Arc<dyn JobQueue>,
+    data_dir: std::path::PathBuf,
+    retain: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await; // the first tick is immediate
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|d| *d) => return,
+                _ = tick.tick() => {}
+            }
+            prune(queue.as_ref(), &data_dir, retain).await;
+        }
+    });
+}
+
+/// Let running builds finish within `grace`; then kill them (they run again at the next start,
+/// or on another host of the fleet).
+async fn drain_workers(
+    mut workers: tokio::task::JoinSet<()>,
+    grace: Duration,
+    phase: &watch::Sender<Phase>,
+) {
+    if !workers.is_empty() {
+        tracing::info!(
+            "waiting up to {} for running builds",
+            humantime::format_duration(grace)
+        );
+    }
+    let all_done = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        tracing::warn!(
+            "grace period over: killing running builds; they run again at the next start"
+        );
+        let _ = phase.send(Phase::Abort);
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// This agent as the fleet page lists it.
+fn this_host(agent_id: &str, local: std::net::SocketAddr, workers: usize) -> Host {
+    Host {
+        id: agent_id.to_string(),
+        name: hostname(),
+        url: Some(format!("http://{local}")),
+        workers,
+        busy: 0,
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: chrono::Utc::now(),
+        seen_at: chrono::Utc::now(),
+    }
+}
+
+/// This machine's name, for the fleet page.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -169,21 +308,22 @@ async fn shutdown_signal() {
     }
 }
 
-/// Run the agent until SIGTERM/SIGINT, then drain.
-pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
-    let secret = read_secret(&|k| std::env::var(k).ok())?;
-    if secret.is_none() && args.poll.is_none() {
-        return Err(AgentError::Secret(
-            "no webhook secret: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE (the same \
-             secret as on the GitHub webhook), or use --poll without webhooks"
-                .into(),
-        ));
-    }
+/// The data dir (created and locked), agent.yml, and this agent's id.
+struct Opened {
+    data_dir: std::path::PathBuf,
+    /// The data dir's flock, held for the agent's lifetime (released when dropped).
+    _lock: std::fs::File,
+    config: Arc<AgentConfig>,
+    config_path: std::path::PathBuf,
+    agent_id: String,
+}
+
+fn open_data_dir(args: &AgentArgs) -> Result<Opened, AgentError> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
     create_private_dir(&data_dir)
         .map_err(io(format!("cannot create data dir {}", data_dir.display())))?;
-    let _lock = lock_data_dir(&data_dir)?;
+    let lock = lock_data_dir(&data_dir)?;
     listen::raise_fd_limit();
     let config_path = args
         .config
@@ -202,38 +342,26 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             })?;
     }
     let config = Arc::new(config);
-    let isolation = isolation::Isolation::new(&config, data_dir.clone(), config_path.clone());
-    if let Some(w) = isolation.startup_warning() {
-        tracing::warn!("{w}");
-    }
     let agent_id = procs::agent_id(&data_dir).map_err(io(format!(
         "cannot read or create {}/agent-id",
         data_dir.display()
     )))?;
-    let queue = Arc::new(Queue::open(&data_dir)?);
-    if !queue.recovered().is_empty() {
-        tracing::warn!(
-            "re-running {} job(s) interrupted by the last stop: {:?}",
-            queue.recovered().len(),
-            queue.recovered()
-        );
+    Ok(Opened {
+        data_dir,
+        _lock: lock,
+        config,
+        config_path,
+        agent_id,
+    })
+}
+
+/// What every worker's builds run, where, and how they are isolated.
+fn worker_settings(args: &AgentArgs, o: &Opened) -> Result<WorkerSettings, AgentError> {
+    let (config, data_dir) = (&o.config, &o.data_dir);
+    let isolation = isolation::Isolation::new(config, data_dir.clone(), o.config_path.clone());
+    if let Some(w) = isolation.startup_warning() {
+        tracing::warn!("{w}");
     }
-    // Builds that were running when the previous agent died may have outlived it; kill them
-    // before anything else so they cannot finish a second time alongside their re-run.
-    for &id in queue.recovered() {
-        let marker = procs::marker(&agent_id, id);
-        let killed = tokio::task::spawn_blocking(move || procs::kill_build(None, &marker))
-            .await
-            .unwrap_or(0);
-        if killed > 0 {
-            tracing::warn!(
-                "job {id}: killed {killed} leftover process(es) of the interrupted build"
-            );
-        }
-    }
-    prune(&queue, &data_dir, args.retain);
-    let metrics = Arc::new(metrics::Metrics::default());
-    let draining = Arc::new(AtomicBool::new(false));
     // Builds run this very binary. `/proc/self/exe` rather than its path: after an upgrade
     // replaces the file on disk, the path names the new version (or nothing, " (deleted)"),
     // while `/proc/self/exe` still execs the version this agent is, until it restarts.
@@ -241,22 +369,49 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         p if p.exists() => p.to_path_buf(),
         _ => std::env::current_exe().map_err(io("cannot find the kiln executable"))?,
     };
-    let settings = Arc::new(WorkerSettings {
+    Ok(WorkerSettings {
         program,
         program_args: vec!["run".into()],
         data_dir: data_dir.clone(),
-        agent_id,
+        agent_id: o.agent_id.clone(),
         isolation,
         default_timeout: args
             .job_timeout
             .or(config.defaults.timeout)
             .unwrap_or(Duration::from_secs(3600)),
-    });
+    })
+}
+
+/// Run the agent until SIGTERM/SIGINT, then drain.
+pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let secret = read_secret(&|k| std::env::var(k).ok())?;
+    if secret.is_none() && args.poll.is_none() {
+        return Err(AgentError::Secret(
+            "no webhook secret: set KILN_WEBHOOK_SECRET or KILN_WEBHOOK_SECRET_FILE (the same \
+             secret as on the GitHub webhook), or use --poll without webhooks"
+                .into(),
+        ));
+    }
+    let opened = open_data_dir(&args)?;
+    let (data_dir, config) = (opened.data_dir.clone(), opened.config.clone());
+    let agent_id = opened.agent_id.clone();
+    let queue = queue::open(&args.queue, &data_dir, &agent_id, args.lease).await?;
+    kill_leftovers(queue.as_ref(), &agent_id).await?;
+    prune(queue.as_ref(), &data_dir, args.retain).await;
+    let github_api = std::env::var("GITHUB_API_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "https://api.github.com".into());
+    let apps = Arc::new(github_app::Apps::load(&config, &github_api)?);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let draining = Arc::new(AtomicBool::new(false));
+    let settings = Arc::new(worker_settings(&args, &opened)?);
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let mut workers = tokio::task::JoinSet::new();
     for n in 0..args.workers {
         let w = Worker {
             queue: queue.clone(),
+            apps: apps.clone(),
             config: config.clone(),
             metrics: metrics.clone(),
             settings: settings.clone(),
@@ -280,6 +435,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         config.repositories.len(),
         if secret.is_some() { "on" } else { "off" }
     );
+    let web = web_state(&config, queue.clone(), &data_dir, &agent_id)?;
     let api = api_auth::api_access(config.public_api, config.api_token_file.as_deref(), &|k| {
         std::env::var(k).ok()
     })
@@ -299,7 +455,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let mut server = tokio::spawn(async move {
         let mut rx = server_stop_rx;
         let limits = listen::ConnLimits::from_env(&|k| std::env::var(k).ok());
-        listen::serve(listener, http::router(state), limits, async move {
+        listen::serve(listener, http::router(state, web), limits, async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await;
@@ -307,32 +463,16 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     });
 
     let (drain_tx, drain_rx) = watch::channel(false);
-    {
-        let (queue, data_dir, retain, mut rx) = (
-            queue.clone(),
-            data_dir.clone(),
-            args.retain,
-            drain_rx.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            tick.tick().await; // the first tick is immediate; start-up already pruned
-            loop {
-                tokio::select! {
-                    _ = rx.wait_for(|d| *d) => return,
-                    _ = tick.tick() => {}
-                }
-                let (q, dir) = (queue.clone(), data_dir.clone());
-                let _ = tokio::task::spawn_blocking(move || prune(&q, &dir, retain)).await;
-            }
-        });
-    }
+    let host = this_host(&agent_id, local, args.workers);
+    register(queue.clone(), host, drain_rx.clone());
+    spawn_pruner(
+        queue.clone(),
+        data_dir.clone(),
+        args.retain,
+        drain_rx.clone(),
+    );
     if let Some(interval) = args.poll {
-        let api = std::env::var("GITHUB_API_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "https://api.github.com".into());
-        let poller = poll::Poller::new(queue.clone(), config.clone(), api);
+        let poller = poll::Poller::new(queue.clone(), config.clone(), github_api);
         let mut rx = drain_rx.clone();
         tokio::spawn(poller.run(interval, async move {
             let _ = rx.wait_for(|d| *d).await;
@@ -356,21 +496,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     draining.store(true, Ordering::SeqCst);
     let _ = drain_tx.send(true);
     queue.stop();
-    let running = queue.counts().running;
-    if running > 0 {
-        tracing::info!(
-            "waiting up to {} for {running} running build(s)",
-            humantime::format_duration(args.grace)
-        );
-    }
-    let all_done = async { while workers.join_next().await.is_some() {} };
-    if tokio::time::timeout(args.grace, all_done).await.is_err() {
-        tracing::warn!(
-            "grace period over: killing running builds; they run again at the next start"
-        );
-        let _ = phase_tx.send(Phase::Abort);
-        while workers.join_next().await.is_some() {}
-    }
+    drain_workers(workers, args.grace, &phase_tx).await;
     let _ = server_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("kiln agent stopped");

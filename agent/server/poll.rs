@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::agent_yml::{AgentConfig, RepoConfig};
 use super::events::BuildRequest;
-use super::queue::{Enqueued, Queue};
+use super::queue::{Enqueued, JobQueue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
@@ -39,7 +39,7 @@ struct RepoInfo {
 }
 
 pub struct Poller {
-    pub queue: Arc<Queue>,
+    pub queue: Arc<dyn JobQueue>,
     pub config: Arc<AgentConfig>,
     /// `GITHUB_API_URL` or `https://api.github.com`.
     pub api: String,
@@ -49,7 +49,7 @@ pub struct Poller {
 const PAGE: usize = 100;
 
 impl Poller {
-    pub fn new(queue: Arc<Queue>, config: Arc<AgentConfig>, api: String) -> Poller {
+    pub fn new(queue: Arc<dyn JobQueue>, config: Arc<AgentConfig>, api: String) -> Poller {
         let client = reqwest::Client::builder()
             .user_agent(concat!("kiln-agent/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30))
@@ -135,7 +135,7 @@ impl Poller {
                 }
                 let sha = b.commit.sha.to_ascii_lowercase();
                 let lane = format!("{}@{}", repo.full_name, b.name);
-                if self.queue.has_build(&lane, &sha) {
+                if self.queue.has_build(&lane, &sha).await? {
                     continue;
                 }
                 let delivery = format!("poll:{}:{}:{sha}", repo.full_name, b.name);
@@ -147,6 +147,7 @@ impl Poller {
                     event: "poll".into(),
                     pr_number: None,
                     fork: false,
+                    author: None,
                 };
                 if let Enqueued::Accepted(id) = self.queue.enqueue(&delivery, req).await? {
                     tracing::info!(
@@ -181,6 +182,8 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::queue::embedded::EmbeddedQueue;
+    use crate::server::queue::Filter;
     use std::path::Path;
     use wiremock::matchers::{header, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -227,7 +230,8 @@ mod tests {
             .mount(&server)
             .await;
         let dir = tempfile::tempdir().unwrap();
-        let queue = Arc::new(Queue::open(dir.path()).unwrap());
+        let queue: Arc<dyn JobQueue> =
+            Arc::new(EmbeddedQueue::open(dir.path(), "test-host").unwrap());
         // A webhook already queued main's head: the poller leaves it alone rather than
         // superseding that build with a copy of itself.
         let webhook = BuildRequest {
@@ -238,18 +242,21 @@ mod tests {
             event: "push".into(),
             pr_number: None,
             fork: false,
+            author: None,
         };
         queue.enqueue("webhook-1", webhook).await.unwrap();
         let p = Poller::new(queue.clone(), config.clone(), server.uri());
         let ids = p.poll_once().await;
         assert_eq!(ids.len(), 2, "release/1 and plain's default branch");
         assert_eq!(
-            queue.get(1).unwrap().outcome,
+            queue.get(1).await.unwrap().unwrap().outcome,
             None,
             "the webhook's build is not cancelled"
         );
         let mut built: Vec<(String, String)> = queue
-            .list(10)
+            .list(&Filter::default())
+            .await
+            .unwrap()
             .into_iter()
             .map(|j| (j.repo, j.branch))
             .collect();
@@ -265,7 +272,8 @@ mod tests {
         // Same heads again, even after a restart: nothing new.
         drop(p);
         drop(queue);
-        let queue = Arc::new(Queue::open(dir.path()).unwrap());
+        let queue: Arc<dyn JobQueue> =
+            Arc::new(EmbeddedQueue::open(dir.path(), "test-host").unwrap());
         let p = Poller::new(queue.clone(), config, server.uri());
         assert!(p.poll_once().await.is_empty());
         let requests = server.received_requests().await.unwrap();
@@ -297,7 +305,8 @@ mod tests {
             .unwrap(),
         );
         let dir = tempfile::tempdir().unwrap();
-        let queue = Arc::new(Queue::open(dir.path()).unwrap());
+        let queue: Arc<dyn JobQueue> =
+            Arc::new(EmbeddedQueue::open(dir.path(), "test-host").unwrap());
         let p = Poller::new(queue, config.clone(), server.uri());
         let e = p
             .poll_repo(&config.repositories[0])

@@ -30,7 +30,7 @@ pub fn agent_id(data_dir: &Path) -> std::io::Result<String> {
     let f = std::fs::File::open("/dev/urandom")?;
     std::io::Read::read_exact(&mut &f, &mut bytes)?;
     let id = hex::encode(bytes);
-    super::queue::write_durably(data_dir, &path, format!("{id}\n").as_bytes())?;
+    super::queue::embedded::write_durably(data_dir, &path, format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 

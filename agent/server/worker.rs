@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::agent_yml::{AgentConfig, RepoConfig};
+use super::github_app::Apps;
 use super::metrics::Metrics;
 use super::procs;
-use super::queue::{Claim, Job, JobOutcome, Queue};
+use super::queue::{Claim, Finished, Job, JobOutcome, JobQueue, LEASE_LOST};
 use crate::summary::{Outcome, RunSummary};
 
 /// Environment variables of the agent that a build must never see: the webhook secret, and
@@ -81,7 +82,9 @@ pub fn summary_path(data_dir: &Path, id: u64) -> PathBuf {
 }
 
 pub struct Worker {
-    pub queue: Arc<Queue>,
+    pub queue: Arc<dyn JobQueue>,
+    /// The GitHub Apps of agent.yml, ready to mint installation tokens.
+    pub apps: Arc<Apps>,
     pub config: Arc<AgentConfig>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<WorkerSettings>,
@@ -99,6 +102,8 @@ struct Prepared {
     marker: String,
     /// `kiln run`'s sandbox flags for this job (see `isolation`).
     sandbox_args: Vec<std::ffi::OsString>,
+    /// The GitHub token the build reports with (see `token`).
+    token: Option<String>,
 }
 
 /// How a build's process ended.
@@ -152,6 +157,9 @@ impl Worker {
             Ok(p) => p,
             Err(why) => return self.record(&job, Verdict::error(why), started, None).await,
         };
+        prepared.token = self
+            .token(&job, &prepared.repo.clone(), &mut prepared.log)
+            .await;
         let child = match self.spawn(&job, &mut prepared) {
             Ok(c) => c,
             Err(why) => return self.record(&job, Verdict::error(why), started, None).await,
@@ -199,6 +207,7 @@ impl Worker {
             log: log_file,
             marker: procs::marker(&s.agent_id, id),
             sandbox_args,
+            token: None,
         })
     }
 
@@ -268,39 +277,17 @@ impl Worker {
                 .env("KILN_HEAD_SHA", &job.sha);
         }
         if let Some(u) = &self.config.public_url {
-            cmd.env("KILN_RUN_URL", format!("{u}/jobs/{}/log", job.id));
+            cmd.env("KILN_RUN_URL", format!("{u}/builds/{}", job.id));
         }
         if job.fork {
             // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
             // obeys; the variable tells the build's own scripts.
             cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
         }
-        if let Some(t) = self.token(job, &p.repo, &mut p.log) {
+        if let Some(t) = p.token.take() {
             cmd.env("GITHUB_TOKEN", t);
         }
         cmd
-    }
-
-    /// The GitHub token the build reports with: the repository's configured token. Fork pull
-    /// requests get none unless `fork_token`. Problems are written to the job log, never the
-    /// token.
-    fn token(&self, job: &Job, repo: &RepoConfig, log: &mut std::fs::File) -> Option<String> {
-        let source = repo.token.as_ref()?;
-        if job.fork && !repo.fork_token {
-            let _ = writeln!(log, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
-            return None;
-        }
-        match source.read() {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!(
-                    "job {}: {e}; building without a token (no GitHub reports)",
-                    job.id
-                );
-                let _ = writeln!(log, "kiln agent: warning: {e}; building without a token");
-                None
-            }
-        }
     }
 
     /// Wait for the build to exit, time out, be superseded or be aborted by shutdown; in every
@@ -348,6 +335,22 @@ impl Worker {
                     ..Verdict::error(d)
                 }
             }
+            End::Superseded(LEASE_LOST) => {
+                // Recorded by nobody: the job's current claim belongs to another agent.
+                tracing::warn!("job {id}: stopped: its lease passed to another agent");
+                let d = "stopped here: another agent took the job over (lease expired)";
+                Verdict {
+                    outcome: JobOutcome::Cancelled,
+                    ..Verdict::error(d.into())
+                }
+            }
+            End::Superseded(by) if by == id => {
+                tracing::info!("job {id}: cancelled on request");
+                Verdict {
+                    outcome: JobOutcome::Cancelled,
+                    ..Verdict::error("cancelled on request".into())
+                }
+            }
             End::Superseded(by) => {
                 tracing::info!("job {id}: cancelled, superseded by job {by}");
                 Verdict {
@@ -382,6 +385,34 @@ impl Worker {
         self.record(job, verdict, started, summary).await;
     }
 
+    /// The GitHub token the build reports with: an installation token of the repository's
+    /// GitHub App (scoped to that repository), else its configured token. Fork pull requests
+    /// get none unless `fork_token`. Problems are written to the job log, never the token.
+    async fn token(&self, job: &Job, repo: &RepoConfig, log: &mut std::fs::File) -> Option<String> {
+        if job.fork && !repo.fork_token {
+            if repo.token.is_some() || repo.github_app.is_some() {
+                let _ = writeln!(log, "kiln agent: fork pull request: built without a token (set fork_token: true to change)");
+            }
+            return None;
+        }
+        let got = match (self.apps.for_repo(repo), &repo.token) {
+            (Some(app), _) => app.token_for(&job.repo).await.map_err(|e| e.to_string()),
+            (None, Some(src)) => src.read().map_err(|e| e.to_string()),
+            (None, None) => return None,
+        };
+        match got {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    "job {}: {e}; building without a token (no GitHub reports)",
+                    job.id
+                );
+                let _ = writeln!(log, "kiln agent: warning: {e}; building without a token");
+                None
+            }
+        }
+    }
+
     /// Count the build in the metrics, close its log with the verdict, store it in the queue.
     async fn record(
         &self,
@@ -407,17 +438,18 @@ impl Worker {
             );
         }
         tracing::info!("job {}: {} in {secs:.1}s", job.id, verdict.outcome.as_str());
-        let Verdict {
-            outcome,
-            detail,
-            exit_code,
-            superseded_by,
-        } = verdict;
-        if let Err(e) = self
-            .queue
-            .finish(job.id, outcome, Some(detail), exit_code, superseded_by)
-            .await
-        {
+        if let Some(sum) = summary.and_then(|s| serde_json::to_value(s).ok()) {
+            if let Err(e) = self.queue.save_summary(job.id, &sum).await {
+                tracing::warn!("job {}: cannot keep the run summary: {e}", job.id);
+            }
+        }
+        let end = Finished {
+            outcome: verdict.outcome,
+            detail: Some(verdict.detail),
+            exit_code: verdict.exit_code,
+            superseded_by: verdict.superseded_by,
+        };
+        if let Err(e) = self.queue.finish(job.id, end).await {
             tracing::error!("job {}: {e}", job.id);
         }
     }

@@ -439,4 +439,42 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
+
+    #[test]
+    fn an_untrusted_build_s_kiln_yml_cannot_choose_its_sandbox() {
+        let yml = "sandbox: none\nenv: [TEST_SHARDS]\n";
+        let s = settle(Layer::default(), &|_| None, yml);
+        assert_eq!(s.sandbox.mode, crate::sandbox::SandboxMode::None);
+        assert_eq!(s.sandbox.pass_env.len(), 1);
+        let untrusted = Layer {
+            untrusted: Some(true),
+            ..Layer::default()
+        };
+        let s = settle(untrusted.clone(), &|_| None, yml);
+        assert_eq!(s.sandbox.mode, crate::sandbox::SandboxMode::Auto);
+        assert_eq!(s.sandbox.trust, Trust::Untrusted);
+        assert!(!s.request.save_allowed, "untrusted code never saves");
+        let env = |k: &str| (k == "KILN_SANDBOX").then(|| "bwrap".to_string());
+        let s = settle(untrusted, &env, yml);
+        assert_eq!(s.sandbox.mode, crate::sandbox::SandboxMode::Bwrap);
+    }
+
+    #[test]
+    fn an_untrusted_build_cannot_name_an_interpreter_it_brought() {
+        let untrusted = Layer {
+            untrusted: Some(true),
+            ..Layer::default()
+        };
+        for python in ["./evil-python", "bin/python"] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("kiln.yml"), format!("python: {python}\n")).unwrap();
+            let err = resolve(untrusted.clone(), &|_| None, None)
+                .unwrap()
+                .settle(dir.path(), &|_| None)
+                .unwrap_err();
+            assert!(err.to_string().contains("could have brought"), "{err}");
+        }
+        let s = settle(untrusted, &|_| None, "python: python3\n");
+        assert_eq!(s.project.python, "python3");
+    }
 }

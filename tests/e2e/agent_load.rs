@@ -4,14 +4,21 @@
 //! The agent runs with `--workers 0`: deliveries are queued durably (fsync'd) but not built, so
 //! this measures the accept path. `KILN_AGENT_LOAD_N` / `KILN_AGENT_LOAD_CLIENTS` change the size;
 //! `KILN_AGENT_BENCH=1` also runs a single-client pass and prints both side by side
-//! (`bench/agent.sh`).
+//! (`bench/agent.sh`). A second test puts the embedded queue beside PostgreSQL with two agents:
+//! accepted deliveries/s and job-claim latency (`KILN_AGENT_FLEET_N`, `KILN_AGENT_CLAIMS`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kiln::server::events::BuildRequest;
+use kiln::server::queue::embedded::EmbeddedQueue;
+use kiln::server::queue::postgres::PgQueue;
+use kiln::server::queue::{Finished, JobOutcome, JobQueue};
+
 use crate::support::agent::*;
+use crate::support::postgres::Cluster;
 
 fn env_usize(k: &str, default: usize) -> usize {
     std::env::var(k)
@@ -21,8 +28,9 @@ fn env_usize(k: &str, default: usize) -> usize {
 }
 
 struct Stats {
+    /// The column header.
+    label: String,
     n: usize,
-    clients: usize,
     seconds: f64,
     latencies_ms: Vec<f64>,
 }
@@ -32,13 +40,19 @@ impl Stats {
         self.n as f64 / self.seconds
     }
     fn pct(&self, p: f64) -> f64 {
-        let i = ((self.latencies_ms.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_ms[i]
+        pct(&self.latencies_ms, p)
     }
 }
 
-/// Deliver `n` distinct pushes from `clients` concurrent clients; returns timing and job ids.
-async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64>) {
+/// The `p` quantile of sorted `v`.
+fn pct(v: &[f64], p: f64) -> f64 {
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// Deliver `n` distinct pushes from `clients` concurrent clients, spread over `urls` in turn;
+/// returns timing and job ids.
+async fn load(urls: &[String], n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64>) {
     // Payloads are built and signed before the clock starts: we measure the agent.
     let bodies: Arc<Vec<(String, Vec<u8>, String)>> = Arc::new(
         (0..n)
@@ -53,8 +67,8 @@ async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let (bodies, next, url) = (bodies.clone(), next.clone(), url.to_string());
+    for k in 0..clients {
+        let (bodies, next, url) = (bodies.clone(), next.clone(), urls[k % urls.len()].clone());
         set.spawn(async move {
             let client = api_client();
             let mut out = Vec::new();
@@ -96,8 +110,8 @@ async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64
     latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     (
         Stats {
+            label: format!("{clients} client(s)"),
             n,
-            clients,
             seconds,
             latencies_ms,
         },
@@ -106,9 +120,18 @@ async fn load(url: &str, n: usize, clients: usize, tag: &str) -> (Stats, Vec<u64
 }
 
 fn start(tmp: &std::path::Path) -> (Agent, std::path::PathBuf) {
+    start_with(tmp, "data", &[])
+}
+
+/// An agent with `--workers 0` and `extra` flags, data dir `tmp/<name>`.
+fn start_with(tmp: &std::path::Path, name: &str, extra: &[&str]) -> (Agent, std::path::PathBuf) {
     let config = tmp.join("agent.yml");
     write_config(&config, "/nonexistent/never-built", &tmp.join("store"));
-    let agent = Agent::start(&tmp.join("data"), &config, &AgentOpts::default());
+    let opts = AgentOpts {
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..AgentOpts::default()
+    };
+    let agent = Agent::start(&tmp.join(name), &config, &opts);
     (agent, config)
 }
 
@@ -120,7 +143,7 @@ async fn a_thousand_deliveries_from_fifty_clients_none_lost_none_duplicated() {
     let (mut agent, config) = start(tmp.path());
     let (stats, ids) = tokio::time::timeout(
         Duration::from_secs(300),
-        load(&agent.url, n, clients, "load"),
+        load(std::slice::from_ref(&agent.url), n, clients, "load"),
     )
     .await
     .expect("load did not finish within 300 s");
@@ -175,18 +198,21 @@ async fn a_thousand_deliveries_from_fifty_clients_none_lost_none_duplicated() {
     if std::env::var("KILN_AGENT_BENCH").is_ok_and(|v| v == "1") {
         let tmp1 = tempfile::tempdir().unwrap();
         let (a1, _) = start(tmp1.path());
-        let (s1, _) = load(&a1.url, n, 1, "seq").await;
+        let (s1, _) = load(std::slice::from_ref(&a1.url), n, 1, "seq").await;
         rows.insert(0, s1);
     }
-    print_table(&rows);
+    print_table(
+        "kiln agent accept path (loopback, fsync'd queue, --workers 0)",
+        &rows,
+    );
 }
 
-fn print_table(rows: &[Stats]) {
+fn print_table(title: &str, rows: &[Stats]) {
     println!();
-    println!("kiln agent accept path (loopback, fsync'd queue, --workers 0)");
+    println!("{title}");
     print!("{:<22}", "");
     for r in rows {
-        print!("{:>16}", format!("{} client(s)", r.clients));
+        print!("{:>16}", r.label);
     }
     if rows.len() == 2 {
         print!("{:>10}", "ratio");
@@ -208,6 +234,113 @@ fn print_table(rows: &[Stats]) {
     line("p50 accept ms", &|r| r.pct(0.50), 2);
     line("p99 accept ms", &|r| r.pct(0.99), 2);
     line("max accept ms", &|r| r.pct(1.0), 2);
+}
+
+/// Time from a job's enqueue (durable) to its claim by one of 2 idle workers on each of the
+/// `hosts` (queue clients, one per agent), for `m` jobs one after another; sorted milliseconds.
+async fn claim_latency(hosts: Vec<Arc<dyn JobQueue>>, m: usize) -> Vec<f64> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let mut workers = tokio::task::JoinSet::new();
+    for q in &hosts {
+        for _ in 0..2 {
+            let (q, tx) = (q.clone(), tx.clone());
+            workers.spawn(async move {
+                while let Some(c) = q.claim().await {
+                    let _ = tx.send((c.job.id, Instant::now()));
+                    let end = Finished {
+                        outcome: JobOutcome::Passed,
+                        detail: None,
+                        exit_code: Some(0),
+                        superseded_by: None,
+                    };
+                    q.finish(c.job.id, end).await.unwrap();
+                }
+            });
+        }
+    }
+    let mut ms = Vec::with_capacity(m);
+    for i in 0..m {
+        let q = &hosts[i % hosts.len()];
+        let req = BuildRequest {
+            repo: REPO.into(),
+            sha: format!("{:040x}", i + 1),
+            branch: format!("claim/{i}"),
+            lane: format!("{REPO}@claim/{i}"),
+            event: "push".into(),
+            pr_number: None,
+            fork: false,
+            author: None,
+        };
+        let id = q.enqueue(&format!("claim-{i}"), req).await.unwrap().id();
+        let queued = Instant::now();
+        let (claimed, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("claimed within 30 s")
+            .unwrap();
+        assert_eq!(claimed, id, "the one queued job is the one claimed");
+        ms.push((at - queued).as_secs_f64() * 1000.0);
+    }
+    for q in &hosts {
+        q.stop();
+    }
+    while workers.join_next().await.is_some() {}
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    ms
+}
+
+/// The embedded queue (one agent) beside PostgreSQL (two agents on one database, deliveries
+/// alternating between them): every delivery accepted and stored once in each; accepted/s,
+/// accept latency and job-claim latency printed side by side (`bench/agent.sh`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_and_postgres_queues_side_by_side() {
+    let n = env_usize("KILN_AGENT_FLEET_N", 300);
+    let m = env_usize("KILN_AGENT_CLAIMS", 100);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = api_client();
+    let (embedded, _) = start_with(tmp.path(), "embedded", &[]);
+    let (mut e, ids) = load(std::slice::from_ref(&embedded.url), n, 50, "emb").await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), n);
+    e.label = "embedded, 1 agent".into();
+
+    let db = Cluster::get().database("bench");
+    let flags = ["--queue", db.as_str()];
+    let (a, _) = start_with(tmp.path(), "pg-a", &flags);
+    let (b, _) = start_with(tmp.path(), "pg-b", &flags);
+    let (mut p, ids) = load(&[a.url.clone(), b.url.clone()], n, 50, "pg").await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), n);
+    assert_eq!(
+        jobs(&c, &b).await.len(),
+        n,
+        "one queue: every agent sees every job"
+    );
+    p.label = "postgres, 2 agents".into();
+
+    let e_claims = claim_latency(
+        vec![Arc::new(
+            EmbeddedQueue::open(&tmp.path().join("claims"), "h").unwrap(),
+        )],
+        m,
+    )
+    .await;
+    let db = Cluster::get().database("claims");
+    let lease = Duration::from_secs(30);
+    let mut hosts: Vec<Arc<dyn JobQueue>> = Vec::new();
+    for h in ["h1", "h2"] {
+        hosts.push(Arc::new(PgQueue::connect(&db, h, lease).await.unwrap()));
+    }
+    let p_claims = claim_latency(hosts, m).await;
+
+    let rows = [e, p];
+    print_table("kiln agent queues side by side (50 clients, --workers 0; claims: 2 idle workers per agent)", &rows);
+    let claims = [e_claims, p_claims];
+    for (name, q) in [("p50 claim ms", 0.50), ("p99 claim ms", 0.99)] {
+        println!(
+            "{name:<22}{:>16.2}{:>16.2}{:>9.2}x",
+            pct(&claims[0], q),
+            pct(&claims[1], q),
+            pct(&claims[1], q) / pct(&claims[0], q)
+        );
+    }
 }
 
 /// 300 idle connections and 20 clients sending their request head a byte at a time are held
@@ -257,7 +390,7 @@ async fn idle_and_slow_header_clients_do_not_block_deliveries() {
     }
     let (stats, ids) = tokio::time::timeout(
         Duration::from_secs(120),
-        load(&agent.url, 200, 8, "hostile"),
+        load(std::slice::from_ref(&agent.url), 200, 8, "hostile"),
     )
     .await
     .expect("deliveries did not finish within 120 s while hostile clients held sockets");

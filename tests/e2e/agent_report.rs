@@ -96,8 +96,8 @@ async fn builds_report_status_and_check_run_on_the_built_commit() {
     assert_eq!(main_status["state"], "success");
     assert_eq!(
         main_status["target_url"],
-        format!("http://ci.example.test/jobs/{}/log", ids[0]),
-        "statuses link to the agent's job log"
+        format!("http://ci.example.test/builds/{}", ids[0]),
+        "statuses link to the build page"
     );
     assert!(
         on(&pr_sha).is_some(),

@@ -23,7 +23,8 @@ const VENDORED: [&str; 8] = [
     "setuptools-",
     "wheel-",
 ];
-const SECRETS: [&str; 6] = [
+const SECRETS: [&str; 7] = [
+    API_TOKEN,
     "ghs_testtoken",
     "ghs_other_env_token",
     "ghs_other_file_token",
@@ -160,7 +161,7 @@ async fn a_hostile_fork_build_cannot_steal_poison_or_outlive_and_main_stays_clea
             ..Default::default()
         },
     );
-    let client = reqwest::Client::new();
+    let client = api_client();
     let (c, url) = (&client, &agent.url);
 
     // 1. An honest push builds green in the sandbox and fills the store.
@@ -301,7 +302,7 @@ async fn without_bubblewrap_fork_pull_requests_are_refused_unless_the_risk_is_ac
                 ..Default::default()
             },
         );
-        let c = reqwest::Client::new();
+        let c = api_client();
         let push_sha = project.commit("main", "echo trusted-ran");
         let fork_sha = project.commit("fork-head", "echo fork-ran");
         let push_id = deliver(&c, &agent.url, "push", "n-1", &push("main", &push_sha))

@@ -13,6 +13,7 @@ pub mod action;
 pub mod agent;
 pub mod gha_fake;
 pub mod index;
+pub mod postgres;
 pub mod report;
 pub mod run;
 

@@ -1,4 +1,4 @@
-//! The durable job queue: one JSON file per job under `<data-dir>/queue/`.
+//! The embedded queue (one host, the default): one JSON file per job under `<data-dir>/queue/`.
 //!
 //! Every state change is written to a temporary file, fsync'd, renamed over the job's file, and
 //! the directory fsync'd, so after a crash each file holds either the old or the new state, never
@@ -17,130 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
-use super::events::BuildRequest;
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("cannot create queue directory {path}: {source} (check --data-dir permissions)")]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read queue directory {path}: {source}")]
-    ReadDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write job file {path}: {source} (is the disk full or read-only?)")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("job {0} does not exist")]
-    NoSuchJob(u64),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Running,
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobOutcome {
-    Passed,
-    Failed,
-    Error,
-    Cancelled,
-    TimedOut,
-}
-
-impl JobOutcome {
-    pub const ALL: [JobOutcome; 5] = [
-        JobOutcome::Passed,
-        JobOutcome::Failed,
-        JobOutcome::Error,
-        JobOutcome::Cancelled,
-        JobOutcome::TimedOut,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobOutcome::Passed => "passed",
-            JobOutcome::Failed => "failed",
-            JobOutcome::Error => "error",
-            JobOutcome::Cancelled => "cancelled",
-            JobOutcome::TimedOut => "timed_out",
-        }
-    }
-}
-
-/// One build job, as stored and as served by `GET /jobs/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Job {
-    pub id: u64,
-    /// `X-GitHub-Delivery` (or `poll:<repo>:<branch>:<sha>` for polled heads).
-    pub delivery: String,
-    pub event: String,
-    pub repo: String,
-    pub sha: String,
-    pub branch: String,
-    pub lane: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pr_number: Option<u64>,
-    #[serde(default)]
-    pub fork: bool,
-    pub state: JobState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<JobOutcome>,
-    /// One line on why the job ended as it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// How many times a build was started (more than 1 after a restart mid-build).
-    #[serde(default)]
-    pub attempts: u32,
-    pub created_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub superseded_by: Option<u64>,
-}
-
-/// What `enqueue` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Enqueued {
-    /// Durably stored as job `id`.
-    Accepted(u64),
-    /// This delivery ID was accepted before, as job `id`; nothing new queued.
-    Duplicate(u64),
-}
-
-/// Counts for `/metrics` and `/healthz`.
-#[derive(Debug, Clone, Default)]
-pub struct Counts {
-    pub queued: usize,
-    pub running: usize,
-    pub done: HashMap<JobOutcome, usize>,
-}
-
-/// A claimed job and the channel that tells its worker to cancel it (Some(id of the newer job)).
-pub struct Claim {
-    pub job: Job,
-    pub superseded: watch::Receiver<Option<u64>>,
-}
+use super::{
+    Claim, Counts, Enqueued, Filter, Finished, Host, Job, JobOutcome, JobQueue, JobState,
+    QueueError,
+};
+use crate::server::events::BuildRequest;
 
 #[derive(Default)]
 struct Inner {
@@ -205,11 +88,18 @@ pub struct Queue {
     /// Serialises writes of one job's file so the last rename carries the newest state.
     write_locks: Vec<Mutex<()>>,
     recovered: Vec<u64>,
+    /// This agent's id, recorded in the jobs it runs.
+    host: String,
 }
 
 impl Queue {
     /// Open (or create) the queue in `data_dir/queue` and recover what a previous run left.
     pub fn open(data_dir: &Path) -> Result<Queue, QueueError> {
+        Queue::open_as(data_dir, "")
+    }
+
+    /// `open`, for the agent whose id is `host`.
+    pub fn open_as(data_dir: &Path, host: &str) -> Result<Queue, QueueError> {
         let dir = data_dir.join("queue");
         std::fs::create_dir_all(&dir).map_err(|source| QueueError::CreateDir {
             path: dir.clone(),
@@ -260,6 +150,7 @@ impl Queue {
             stopping: AtomicBool::new(false),
             write_locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             recovered: Vec::new(),
+            host: host.to_string(),
         };
         let mut queue = queue;
         let mut changed = Vec::new();
@@ -381,29 +272,7 @@ impl Queue {
             }
             let id = self.next_id.fetch_add(1, Ordering::SeqCst);
             inner.activate(&req.lane, id);
-            inner.jobs.insert(
-                id,
-                Job {
-                    id,
-                    delivery: delivery.to_string(),
-                    event: req.event,
-                    repo: req.repo,
-                    sha: req.sha,
-                    branch: req.branch,
-                    lane: req.lane,
-                    pr_number: req.pr_number,
-                    fork: req.fork,
-                    state: JobState::Queued,
-                    outcome: None,
-                    detail: None,
-                    exit_code: None,
-                    attempts: 0,
-                    created_at: Utc::now(),
-                    started_at: None,
-                    finished_at: None,
-                    superseded_by: None,
-                },
-            );
+            inner.jobs.insert(id, Job::new(id, delivery, req));
             id
         };
         let written = self.persist_async(id).await;
@@ -477,6 +346,7 @@ impl Queue {
                     job.state = JobState::Running;
                     job.attempts += 1;
                     job.started_at = Some(Utc::now());
+                    job.host = Some(self.host.clone());
                     let job = job.clone();
                     let (tx, rx) = watch::channel(None);
                     inner.cancel.insert(id, tx);
@@ -500,24 +370,17 @@ impl Queue {
     }
 
     /// Record a finished job durably.
-    pub async fn finish(
-        self: &Arc<Self>,
-        id: u64,
-        outcome: JobOutcome,
-        detail: Option<String>,
-        exit_code: Option<i32>,
-        superseded_by: Option<u64>,
-    ) -> Result<(), QueueError> {
+    pub async fn finish(self: &Arc<Self>, id: u64, end: Finished) -> Result<(), QueueError> {
         {
             let mut inner = self.lock();
             inner.cancel.remove(&id);
             inner.deactivate(id);
             let job = inner.jobs.get_mut(&id).ok_or(QueueError::NoSuchJob(id))?;
             job.state = JobState::Done;
-            job.outcome = Some(outcome);
-            job.detail = detail;
-            job.exit_code = exit_code;
-            job.superseded_by = superseded_by;
+            job.outcome = Some(end.outcome);
+            job.detail = end.detail;
+            job.exit_code = end.exit_code;
+            job.superseded_by = end.superseded_by;
             job.finished_at = Some(Utc::now());
         }
         self.persist_async(id).await
@@ -594,15 +457,43 @@ impl Queue {
         ids
     }
 
-    /// The newest `limit` jobs, newest first.
-    pub fn list(&self, limit: usize) -> Vec<Job> {
+    /// The newest jobs passing `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Vec<Job> {
         self.lock()
             .jobs
             .values()
             .rev()
-            .take(limit)
+            .filter(|j| filter.matches(j))
+            .take(filter.limit())
             .cloned()
             .collect()
+    }
+
+    /// Cancel on request: a queued job at once, a running one through its worker.
+    pub async fn cancel(self: &Arc<Self>, id: u64) -> Result<bool, QueueError> {
+        let queued = {
+            let mut inner = self.lock();
+            let state = inner.jobs.get(&id).ok_or(QueueError::NoSuchJob(id))?.state;
+            match state {
+                JobState::Done => return Ok(false),
+                JobState::Running => {
+                    if let Some(tx) = inner.cancel.get(&id) {
+                        let _ = tx.send(Some(id));
+                    }
+                    return Ok(true);
+                }
+                JobState::Queued => {
+                    inner.cancel_superseded(id, id);
+                    if let Some(j) = inner.jobs.get_mut(&id) {
+                        j.superseded_by = None;
+                        j.detail = Some("cancelled on request".into());
+                    }
+                    id
+                }
+            }
+        };
+        self.persist_async(queued).await?;
+        Ok(true)
     }
 
     pub fn counts(&self) -> Counts {
@@ -620,6 +511,98 @@ impl Queue {
             }
         }
         c
+    }
+}
+
+/// The file queue behind the [`JobQueue`] trait, with this host's registration.
+pub struct EmbeddedQueue {
+    queue: Arc<Queue>,
+    data_dir: PathBuf,
+    me: Mutex<Option<Host>>,
+}
+
+impl EmbeddedQueue {
+    pub fn open(data_dir: &Path, host: &str) -> Result<EmbeddedQueue, QueueError> {
+        Ok(EmbeddedQueue {
+            queue: Arc::new(Queue::open_as(data_dir, host)?),
+            data_dir: data_dir.to_path_buf(),
+            me: Mutex::new(None),
+        })
+    }
+
+    fn summary_path(&self, id: u64) -> PathBuf {
+        self.data_dir.join("summaries").join(format!("{id}.json"))
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for EmbeddedQueue {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+    async fn enqueue(&self, delivery: &str, req: BuildRequest) -> Result<Enqueued, QueueError> {
+        self.queue.enqueue(delivery, req).await
+    }
+    async fn claim(&self) -> Option<Claim> {
+        self.queue.claim().await
+    }
+    async fn finish(&self, id: u64, end: Finished) -> Result<(), QueueError> {
+        self.queue.finish(id, end).await
+    }
+    async fn requeue(&self, id: u64) -> Result<(), QueueError> {
+        self.queue.requeue(id).await
+    }
+    fn stop(&self) {
+        self.queue.stop()
+    }
+    async fn recover(&self) -> Result<Vec<u64>, QueueError> {
+        Ok(self.queue.recovered().to_vec())
+    }
+    async fn cancel(&self, id: u64) -> Result<bool, QueueError> {
+        self.queue.cancel(id).await
+    }
+    async fn get(&self, id: u64) -> Result<Option<Job>, QueueError> {
+        Ok(self.queue.get(id))
+    }
+    async fn summary(&self, id: u64) -> Result<Option<serde_json::Value>, QueueError> {
+        // Written by the build itself (`kiln run --summary-json`) into the data dir.
+        Ok(tokio::fs::read(self.summary_path(id))
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+    async fn save_summary(&self, _id: u64, _summary: &serde_json::Value) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn has_build(&self, lane: &str, sha: &str) -> Result<bool, QueueError> {
+        Ok(self.queue.has_build(lane, sha))
+    }
+    async fn prune(&self, cutoff: DateTime<Utc>) -> Result<Vec<u64>, QueueError> {
+        let q = self.queue.clone();
+        tokio::task::spawn_blocking(move || q.prune(cutoff))
+            .await
+            .map_err(|e| QueueError::Database(e.to_string()))
+    }
+    async fn list(&self, filter: &Filter) -> Result<Vec<Job>, QueueError> {
+        Ok(self.queue.list(filter))
+    }
+    async fn counts(&self) -> Result<Counts, QueueError> {
+        Ok(self.queue.counts())
+    }
+    async fn beat(&self, host: &Host) -> Result<(), QueueError> {
+        *self.me.lock().unwrap_or_else(|p| p.into_inner()) = Some(host.clone());
+        Ok(())
+    }
+    async fn hosts(&self) -> Result<Vec<Host>, QueueError> {
+        let me = self.me.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let running = self.queue.counts().running;
+        Ok(me
+            .map(|mut h| {
+                h.busy = running;
+                h.seen_at = Utc::now();
+                vec![h]
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -653,6 +636,22 @@ pub fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<(
 mod tests {
     use super::*;
 
+    fn ended(outcome: JobOutcome, exit_code: Option<i32>) -> Finished {
+        Finished {
+            outcome,
+            detail: None,
+            exit_code,
+            superseded_by: None,
+        }
+    }
+
+    fn upto(limit: usize) -> Filter {
+        Filter {
+            limit: Some(limit),
+            ..Filter::default()
+        }
+    }
+
     fn req(lane: &str) -> BuildRequest {
         BuildRequest {
             repo: "o/r".into(),
@@ -662,6 +661,7 @@ mod tests {
             event: "push".into(),
             pr_number: None,
             fork: false,
+            author: None,
         }
     }
 
@@ -714,7 +714,7 @@ mod tests {
             }
         }
         assert_eq!(accepted, 4);
-        assert_eq!(q.list(100).len(), 4);
+        assert_eq!(q.list(&upto(100)).len(), 4);
     }
 
     #[tokio::test]
@@ -739,7 +739,7 @@ mod tests {
         assert_eq!(q.get(1).unwrap().outcome, Some(JobOutcome::Cancelled));
         let c = q.claim().await.unwrap();
         assert_eq!(c.job.id, 3);
-        q.finish(3, JobOutcome::Passed, None, Some(0), None)
+        q.finish(3, ended(JobOutcome::Passed, Some(0)))
             .await
             .unwrap();
         drop(q);
@@ -761,7 +761,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("queue/000000000009.json"), b"garbage").unwrap();
         let q = Queue::open(dir.path()).unwrap();
-        assert_eq!(q.list(10).len(), 1);
+        assert_eq!(q.list(&upto(10)).len(), 1);
         assert!(dir.path().join("queue/000000000009.json.corrupt").exists());
         assert!(!dir.path().join("queue/.000000000002.json.1.1.tmp").exists());
     }
@@ -775,13 +775,13 @@ mod tests {
         }
         // Lane c: job 3 was superseded by 4 (cancelled, done). Finish 1 and 4; 2 stays queued.
         let c = q.claim().await.unwrap();
-        q.finish(c.job.id, JobOutcome::Passed, None, Some(0), None)
+        q.finish(c.job.id, ended(JobOutcome::Passed, Some(0)))
             .await
             .unwrap();
         q.enqueue("d5", req("a")).await.unwrap();
         let c = q.claim().await.unwrap();
         assert_eq!(c.job.id, 2);
-        q.finish(2, JobOutcome::Failed, None, Some(1), None)
+        q.finish(2, ended(JobOutcome::Failed, Some(1)))
             .await
             .unwrap();
         let pruned = q.prune(Utc::now() + chrono::Duration::seconds(1));
@@ -795,7 +795,7 @@ mod tests {
         );
         drop(q);
         let q = Queue::open(dir.path()).unwrap();
-        let ids: Vec<u64> = q.list(10).iter().map(|j| j.id).collect();
+        let ids: Vec<u64> = q.list(&upto(10)).iter().map(|j| j.id).collect();
         assert_eq!(ids, vec![6, 5, 4, 2]);
         assert!(q.prune(Utc::now() - chrono::Duration::days(1)).is_empty());
     }
