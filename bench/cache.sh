@@ -8,8 +8,10 @@
 #       in many files, generated once under .cache/bench-cache/ (git-ignored) and reused.
 # Same zstd level (3) for Kiln and zstd. MB/s = uncompressed content MB / wall seconds.
 # Median of KILN_BENCH_RUNS (default 5) interleaved rounds: each round times Kiln's save, tar|zstd,
-# Kiln's restore, zstd|tar and tar xzf (the .tgz is made once). Kiln's restore includes what tar
-# does not do: sha256 of the archive, the safety checks, the staging directory and the swap.
+# Kiln's restore, zstd|tar and tar xzf (the .tgz is made once), Kiln first in odd rounds and
+# second in even ones, the sources re-read into the page cache before each save. Kiln's restore
+# includes what tar does not do: sha256 of the archive, the safety checks, the staging directory
+# and the swap.
 # With KILN_BENCH_RATIOS=FILE, appends "name measured goal" lines for bench/run.sh.
 # Usage: bench/cache.sh [path/to/kiln]   (default: target/release/kiln, built if missing)
 #        KILN_BENCH_SIZE_MB=256 bench/cache.sh   (smaller mixed tree)
@@ -105,27 +107,44 @@ rec() { echo "$3" >>"$series/$1 $2"; } # rec TREE TOOL.OP SECONDS
 # bench NAME SRC...   (Kiln archives every SRC dir; tar archives their common parent's entries)
 bench() {
   local name="$1" parent="$2"; shift 2
-  local dirs=("$@") paths=() kp=() d i t store key
+  local dirs=("$@") paths=() kp=() d i t store key order tool
   for d in "${dirs[@]}"; do paths+=(--path "$parent/$d"); kp+=(--path "$work/out-kiln/$d"); done
   du -sb "${dirs[@]/#/$parent/}" | awk '{s+=$1} END {print s}' >"$series/$name mb"
-  find "${dirs[@]/#/$parent/}" -type f -exec cat {} + >/dev/null   # warm the page cache for all
+  local files=()
+  mapfile -d '' files < <(find "${dirs[@]/#/$parent/}" -type f -print0)
+  cat "${files[@]}" >/dev/null   # warm the page cache for all
 
   t=$(now); tar -czf "$work/$name.tgz" -C "$parent" "${dirs[@]}"; rec "$name" gzip.save "$(since "$t")"
   fsize "$work/$name.tgz" >"$series/$name gzip.size"
   for i in $(seq "$runs"); do
     store="$work/store-$i" key="bench-$name-$i-$$"
-    t=$(now); "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null
-    rec "$name" kiln.save "$(since "$t")"
-    t=$(now); tar -cf - -C "$parent" "${dirs[@]}" | zstd -T0 -3 -q -f -o "$work/$name.tar.zst"
-    rec "$name" zstd.save "$(since "$t")"
-    t=$(now); "$kiln" cache restore --key "$key" "${kp[@]}" --store "file://$store" | grep -q '^exact'
-    rec "$name" kiln.restore "$(since "$t")"
-    mkdir -p "$work/out-zstd"
-    t=$(now); zstd -d -q -c "$work/$name.tar.zst" | tar -xf - -C "$work/out-zstd"
-    rec "$name" zstd.restore "$(since "$t")"
-    mkdir -p "$work/out-gz"
-    t=$(now); tar -xzf "$work/$name.tgz" -C "$work/out-gz"
-    rec "$name" gzip.restore "$(since "$t")"
+    # Odd rounds Kiln first, even rounds tar first: whichever runs second would otherwise
+    # always find the page cache and the inode tables as the first one left them.
+    if [ $((i % 2)) -eq 1 ]; then order="kiln zstd"; else order="zstd kiln"; fi
+    for tool in $order; do
+      cat "${files[@]}" >/dev/null   # the sources warm in the page cache before every save
+      if [ "$tool" = kiln ]; then
+        t=$(now); "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null
+        rec "$name" kiln.save "$(since "$t")"
+      else
+        t=$(now); tar -cf - -C "$parent" "${dirs[@]}" | zstd -T0 -3 -q -f -o "$work/$name.tar.zst"
+        rec "$name" zstd.save "$(since "$t")"
+      fi
+    done
+    mkdir -p "$work/out-zstd" "$work/out-gz"
+    for tool in $order gzip; do
+      case $tool in
+        kiln)
+          t=$(now); "$kiln" cache restore --key "$key" "${kp[@]}" --store "file://$store" | grep -q '^exact'
+          rec "$name" kiln.restore "$(since "$t")" ;;
+        zstd)
+          t=$(now); zstd -d -q -c "$work/$name.tar.zst" | tar -xf - -C "$work/out-zstd"
+          rec "$name" zstd.restore "$(since "$t")" ;;
+        gzip)
+          t=$(now); tar -xzf "$work/$name.tgz" -C "$work/out-gz"
+          rec "$name" gzip.restore "$(since "$t")" ;;
+      esac
+    done
     find "$store/caches" -name '*.tar.zst' -printf '%s\n' | head -1 >"$series/$name kiln.size"
     fsize "$work/$name.tar.zst" >"$series/$name zstd.size"
     rm -rf "$work/out-kiln" "$work/out-zstd" "$work/out-gz" "$store" "$work/$name.tar.zst"

@@ -12,6 +12,7 @@ mod backends;
 pub mod catalog;
 pub mod commands;
 pub mod extract;
+mod frames;
 pub mod gha;
 mod growing;
 pub mod key;
@@ -20,6 +21,7 @@ pub mod progress;
 pub mod prune;
 mod restore;
 mod save;
+mod sources;
 pub mod store;
 mod writers;
 
