@@ -328,6 +328,7 @@ async fn build_and_test(
         ccache_new_entries: Some(boot.as_ref().map_or(true, |b| b.ccache_new_entries)),
         // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
         wheelhouse_unchanged: boot.is_err() && !grew,
+        wheelhouse_used: boot.as_ref().map_or(true, |b| b.wheelhouse_used),
         paths,
         config: &project.cache,
     };

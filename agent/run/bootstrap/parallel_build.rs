@@ -54,11 +54,7 @@ impl Installing<'_> {
             .run()
             .await?;
         if !o.success {
-            return Err(BootstrapError::WheelBuild {
-                code: o.code.unwrap_or(-1),
-                failed: None,
-                tail: o.tail(40),
-            });
+            return Err(self.keep_what_built(uv_cache, &o).await);
         }
         let install_seconds = t.elapsed().as_secs_f64();
         let harvested = harvest_built_wheels(uv_cache, self.wheelhouse);
@@ -84,6 +80,30 @@ impl Installing<'_> {
             used: Some(used),
             pytest_added: false,
         })
+    }
+
+    /// uv stops at its first failed build. Nothing built is lost: the wheels uv finished go into
+    /// the wheelhouse, then `pip wheel` builds the rest one by one (keeping each wheel that
+    /// builds), so the next run retries only what failed. Returns the failure to report.
+    async fn keep_what_built(
+        &self,
+        uv_cache: &Path,
+        uv: &crate::process::Output,
+    ) -> BootstrapError {
+        let kept = harvest_built_wheels(uv_cache, self.wheelhouse);
+        tracing::info!(
+            "uv's build failed; keeping the {} wheel(s) it built and building the rest with pip",
+            kept.len()
+        );
+        let uv_failure = BootstrapError::WheelBuild {
+            code: uv.code.unwrap_or(-1),
+            failed: failed_package(&uv.lines),
+            tail: uv.tail(40),
+        };
+        match self.pip_wheel(self.deps.wheel_args.clone()).await {
+            Err(e @ BootstrapError::WheelBuild { .. }) => e,
+            _ => uv_failure,
+        }
     }
 
     /// `name==version` of every distribution uv installed, as a constraints file for pip.

@@ -1,0 +1,270 @@
+//! What a bootstrap keeps and says (issue 11): an empty wheelhouse is never saved nor shared, a
+//! failed bootstrap keeps what it built, compile probes do not make every warm run save the
+//! ccache, the ccache figures count uncacheable calls and the hit rate, and a
+//! `bootstrap.command` keeps the wheelhouse and ccache. Offline: every package comes from
+//! .cache/fixtures/vendor or from sdists the tests make.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::run::*;
+use kiln::summary::{RestoreHit, RunSummary};
+
+/// `kiln run` with the vendor dir as the only package source.
+fn run_offline(t: &Path, repo: &Path, rev: &str, work: &str, extra: &[&str]) -> Run {
+    let env = vendor_env();
+    let env: Vec<(&str, Option<&str>)> = env.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+    run_env(
+        &t.join("home"),
+        repo,
+        rev,
+        &t.join(work),
+        &t.join("store"),
+        extra,
+        &env,
+    )
+}
+
+fn git_repo(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    sh(
+        dir,
+        "git init -q -b main && git add -A && git commit -qm init && git tag release",
+    );
+    dir.to_path_buf()
+}
+
+fn save_detail(s: &RunSummary) -> String {
+    s.stage("save")
+        .and_then(|st| st.detail.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_project_with_nothing_to_install_saves_no_wheelhouse_and_gets_no_other_projects() {
+    let t = tempfile::tempdir().unwrap();
+    // A: no dependency files, tests run by pytest, which Kiln keeps in the wheelhouse.
+    let a = git_repo(
+        &t.path().join("a"),
+        &[("tests/test_a.py", "def test_a():\n    assert True\n")],
+    );
+    let r = run_offline(t.path(), &a, "release", "wa", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.summary().project.is_none());
+    assert!(
+        r.summary().cache("wheelhouse").unwrap().saved,
+        "pytest is kept"
+    );
+
+    // B: no dependency files either, and a test command that needs nothing installed.
+    let b = git_repo(&t.path().join("b"), &[("check.sh", "exit 0\n")]);
+    for work in ["wb1", "wb2"] {
+        let r = run_offline(
+            t.path(),
+            &b,
+            "release",
+            work,
+            &["--test-command", "sh check.sh"],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let s = r.summary();
+        let wh = s.cache("wheelhouse").unwrap();
+        // B's key is not A's (A's pytest wheels may come back by prefix, as any project's do)
+        // and B keeps nothing: no exact hit on an empty or borrowed wheelhouse, ever.
+        assert_ne!(wh.restore, RestoreHit::Exact, "{work}: {wh:?}");
+        assert!(!wh.saved, "{work}: {wh:?}");
+        let why = "wheelhouse not saved: nothing to install";
+        assert!(save_detail(s).contains(why), "{}", save_detail(s));
+        assert!(r.stderr.contains(why), "the console says so:\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn compile_probes_in_temp_dirs_do_not_make_warm_runs_save_ccache() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = project_repo("probe", &t.path().join("repo"));
+    let cold = run_offline(t.path(), &repo, "release", "cold", &[]);
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    let s = cold.summary();
+    assert_eq!(s.tests.passed, 1, "the probe found clock_gettime");
+    // The project's extension and the probe compiled; both links are uncacheable.
+    assert_eq!((s.ccache.hits, s.ccache.misses), (0, 2), "{:?}", s.ccache);
+    assert!(s.ccache.uncacheable >= 2, "{:?}", s.ccache);
+    assert_eq!(s.ccache.hit_rate, Some(0.0));
+    assert!(s.cache("ccache").unwrap().saved);
+
+    for work in ["warm1", "warm2"] {
+        let r = run_offline(t.path(), &repo, "release", work, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let s = r.summary();
+        // The extension hits; the probe's random temp file misses, as it always will.
+        assert_eq!(
+            (s.ccache.hits, s.ccache.misses),
+            (1, 1),
+            "{work}: {:?}",
+            s.ccache
+        );
+        assert_eq!(s.ccache.kept_misses, 0, "{work}: {:?}", s.ccache);
+        assert_eq!(s.ccache.hit_rate, Some(50.0));
+        let cc = s.cache("ccache").unwrap();
+        assert!(!cc.saved, "{work}: nothing a later run can hit: {cc:?}");
+        assert!(
+            save_detail(s).contains("ccache unchanged"),
+            "{}",
+            save_detail(s)
+        );
+        assert!(
+            r.stderr.contains("ccache: 1 hit, 1 miss, ")
+                && r.stderr.contains("uncacheable (50.0% hit rate)"),
+            "the console has the figures:\n{}",
+            r.stderr
+        );
+    }
+
+    // A change to the project's own C code is kept.
+    sh(
+        &repo,
+        "printf 'int probe_edit(void) { return 2; }\\n' >> src/probe/_fast.c && \
+         git commit -qam edit && git tag edited",
+    );
+    let r = run_offline(t.path(), &repo, "edited", "edited", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.ccache.kept_misses, 1, "{:?}", s.ccache);
+    assert!(s.cache("ccache").unwrap().saved);
+}
+
+/// An sdist (a tar.gz of a setuptools source tree) of `brokenpkg` 1.0 with two C extensions;
+/// `bad` decides whether `_bad.c` compiles.
+fn brokenpkg_sdist(into: &Path, bad: bool) {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("brokenpkg-1.0");
+    let module = |name: &str, body: &str| {
+        format!(
+            "#include <Python.h>\n{body}\nstatic struct PyModuleDef m = {{PyModuleDef_HEAD_INIT, \"{name}\", NULL, -1, NULL}};\n\
+             PyMODINIT_FUNC PyInit_{name}(void) {{ return PyModule_Create(&m); }}\n"
+        )
+    };
+    let files = [
+        ("pyproject.toml", "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"brokenpkg\"\nversion = \"1.0\"\n".to_string()),
+        ("PKG-INFO", "Metadata-Version: 2.1\nName: brokenpkg\nVersion: 1.0\n".to_string()),
+        ("setup.py", "from setuptools import Extension, setup\n\nsetup(ext_modules=[Extension(\"_good\", [\"good.c\"]), Extension(\"_bad\", [\"bad.c\"])])\n".to_string()),
+        ("good.c", module("_good", "static int good = 1;")),
+        ("bad.c", module("_bad", if bad { "static int bad = ;" } else { "static int bad = 2;" })),
+    ];
+    std::fs::create_dir_all(&root).unwrap();
+    for (name, body) in files {
+        std::fs::write(root.join(name), body).unwrap();
+    }
+    let out = into.join("brokenpkg-1.0.tar.gz");
+    sh(
+        src.path(),
+        &format!("tar -czf {} brokenpkg-1.0", out.display()),
+    );
+}
+
+#[test]
+fn a_failed_bootstrap_keeps_its_wheels_and_compiles_and_the_next_run_builds_only_the_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("repo");
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    for name in ["fastsum-", "vecmath-"] {
+        let f = vendor_file(name);
+        std::fs::copy(&f, vendor.join(f.file_name().unwrap())).unwrap();
+    }
+    brokenpkg_sdist(&vendor, true);
+    let repo = git_repo(
+        &dir,
+        &[
+            (
+                "requirements.txt",
+                "--find-links vendor\nfastsum==1.0\nvecmath==1.0\nbrokenpkg==1.0\n",
+            ),
+            ("check.sh", "exit 0\n"),
+        ],
+    );
+    let cmd = ["--test-command", "sh check.sh"];
+    let r = run_offline(t.path(), &repo, "release", "w1", &cmd);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let s = r.summary();
+    assert!(
+        s.error.as_deref().unwrap_or("").contains("brokenpkg"),
+        "{:?}",
+        s.error
+    );
+    let wh = s.cache("wheelhouse").unwrap();
+    assert!(wh.saved, "the two wheels that built are kept: {wh:?}");
+    assert!(s.cache("ccache").unwrap().saved, "and the compiles");
+
+    brokenpkg_sdist(&vendor, false);
+    sh(&repo, "git commit -qam 'fix bad.c' && git tag fixed");
+    let r = run_offline(t.path(), &repo, "fixed", "w2", &cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Partial);
+    assert_eq!(s.wheels.built, 1, "{:?}", s.wheels);
+    assert!(
+        s.wheels
+            .built_names
+            .iter()
+            .all(|n| n.starts_with("brokenpkg")),
+        "{:?}",
+        s.wheels
+    );
+    assert_eq!(
+        s.wheels.reused, 2,
+        "fastsum and vecmath from the failed run: {:?}",
+        s.wheels
+    );
+    // good.c compiled in the failed run: a hit now; only the fixed bad.c compiles.
+    assert_eq!((s.ccache.hits, s.ccache.misses), (1, 1), "{:?}", s.ccache);
+}
+
+#[test]
+fn a_bootstrap_command_keeps_the_wheelhouse_and_ccache_and_its_venv_has_pip() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("repo");
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    // fastsum and its build backend (the command's pip finds only these and the wheelhouse).
+    for name in ["fastsum-", "setuptools-"] {
+        let f = vendor_file(name);
+        std::fs::copy(&f, vendor.join(f.file_name().unwrap())).unwrap();
+    }
+    // As README says: `pip wheel` writes into the wheelhouse (PIP_WHEEL_DIR), pip and uv read
+    // it (PIP_FIND_LINKS, UV_FIND_LINKS); compiles go through ccache.
+    let yml = "bootstrap:\n  command: python -m pip wheel -q -r requirements.txt && python -m pip install -q -r requirements.txt\n\
+               test:\n  command: python -c 'import fastsum; assert fastsum.total([1, 2]) == 3'\n";
+    let repo = git_repo(
+        &dir,
+        &[
+            ("requirements.txt", "--find-links vendor\nfastsum==1.0\n"),
+            ("kiln.yml", yml),
+        ],
+    );
+    let r = run_offline(t.path(), &repo, "release", "cold", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.installer, "command");
+    assert_eq!(s.wheels.built_names.len(), 1, "{:?}", s.wheels);
+    assert_eq!(s.ccache.misses, 1, "{:?}", s.ccache);
+    assert!(s.cache("wheelhouse").unwrap().saved);
+    assert!(s.cache("ccache").unwrap().saved);
+
+    let r = run_offline(t.path(), &repo, "release", "warm", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
+    assert_eq!(s.wheels.built, 0, "{:?}", s.wheels);
+    assert_eq!(s.ccache.misses, 0, "{:?}", s.ccache);
+    // The venv's pip is the interpreter's bundled one, installed without ensurepip.
+    let pip = std::fs::read_dir(t.path().join("warm/venv/lib"))
+        .unwrap()
+        .flatten()
+        .any(|py| py.path().join("site-packages/pip").is_dir());
+    assert!(pip, "the command's venv has pip");
+}
