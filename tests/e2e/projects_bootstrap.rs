@@ -268,3 +268,64 @@ fn a_bootstrap_command_keeps_the_wheelhouse_and_ccache_and_its_venv_has_pip() {
         .any(|py| py.path().join("site-packages/pip").is_dir());
     assert!(pip, "the command's venv has pip");
 }
+
+/// A prebuilt wheel of fastsum 1.0 that is not the source's: its `total` adds 100. A run that
+/// installs it instead of building fastsum from source fails its test.
+fn foreign_fastsum_wheel(into: &Path) {
+    let src = tempfile::tempdir().unwrap();
+    sh(
+        src.path(),
+        &format!(
+            "cp -r {pkg} fastsum && sed -i 's/return PyFloat_FromDouble(total);/return PyFloat_FromDouble(total + 100);/' fastsum/src/fastsum.c && \
+             python3 -m pip wheel -q --no-deps --no-index --find-links {vendor} -w {into} ./fastsum",
+            pkg = crate::support::root().join("fixtures/packages/fastsum").display(),
+            vendor = vendor_file("setuptools-").parent().unwrap().display(),
+            into = into.display(),
+        ),
+    );
+}
+
+#[test]
+fn no_binary_in_a_requirement_file_builds_from_source_and_installs_the_built_wheel() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("repo");
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    let sdist = vendor_file("fastsum-");
+    std::fs::copy(&sdist, vendor.join(sdist.file_name().unwrap())).unwrap();
+    foreign_fastsum_wheel(&vendor);
+    let check =
+        "python -c 'import fastsum; assert fastsum.total([1, 2]) == 3, fastsum.total([1, 2])'";
+    let repo = git_repo(
+        &dir,
+        &[(
+            "requirements.txt",
+            "--find-links vendor\n--no-binary fastsum\nfastsum==1.0\n",
+        )],
+    );
+    for installer in ["uv", "pip"] {
+        let cmd = ["--test-command", check, "--installer", installer];
+        let cold = format!("cold-{installer}");
+        let r = run_offline(t.path(), &repo, "release", &cold, &cmd);
+        assert_eq!(r.code, 0, "{installer}: {}", r.stderr);
+        let s = r.summary();
+        if installer == "uv" {
+            // Built from the sdist, through ccache, into the wheelhouse.
+            assert_eq!(s.wheels.built_names, ["fastsum"], "{:?}", s.wheels);
+            assert_eq!(s.ccache.misses, 1, "{:?}", s.ccache);
+        }
+        let warm = format!("warm-{installer}");
+        let r = run_offline(t.path(), &repo, "release", &warm, &cmd);
+        assert_eq!(r.code, 0, "{installer}: {}", r.stderr);
+        let s = r.summary();
+        assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
+        assert_eq!(s.wheels.built, 0, "{installer}: {:?}", s.wheels);
+        assert_eq!(s.ccache.misses, 0, "{installer}: {:?}", s.ccache);
+        let warnings = r.stderr.contains("the restored wheelhouse lacks wheels");
+        assert!(
+            !warnings,
+            "{installer}: the built wheel was used:\n{}",
+            r.stderr
+        );
+    }
+}
