@@ -66,7 +66,7 @@ pub fn plan(
             .filter(|r| !in_wheelhouse(r, &present))
             .collect();
         if !missing.is_empty() {
-            let f = write("kiln-locked-build.txt", &LockedSet::hashed_file(&missing))?;
+            let f = write("kiln-locked-build.txt", &set.hashed_file(&missing))?;
             p.wheel_args = vec!["--no-deps".into(), "-r".into(), f.into()];
         }
         if !set.requirements.is_empty() {

@@ -329,3 +329,89 @@ fn no_binary_in_a_requirement_file_builds_from_source_and_installs_the_built_whe
         );
     }
 }
+
+fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn pylock_path_entries_install_from_the_lock_s_files_and_directories_build_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("repo");
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    let mut hashes = Vec::new();
+    for name in ["fastsum-", "iniconfig-"] {
+        let f = vendor_file(name);
+        let dest = vendor.join(f.file_name().unwrap());
+        std::fs::copy(&f, &dest).unwrap();
+        hashes.push(sha256(&dest));
+    }
+    copy_tree(
+        &crate::support::root().join("fixtures/projects/localdep/lib"),
+        &dir.join("lib"),
+    );
+    let lock = format!(
+        "lock-version = \"1.0\"\ncreated-by = \"hand\"\n\n\
+         [[packages]]\nname = \"fastsum\"\nversion = \"1.0\"\n\
+         sdist = {{ path = \"vendor/fastsum-1.0.tar.gz\", hashes = {{ sha256 = \"{}\" }} }}\n\n\
+         [[packages]]\nname = \"iniconfig\"\nversion = \"2.3.1\"\n\
+         wheels = [{{ path = \"vendor/iniconfig-2.3.1-py3-none-any.whl\", hashes = {{ sha256 = \"{}\" }} }}]\n\n\
+         [[packages]]\nname = \"helper\"\ndirectory = {{ path = \"lib/helper\", editable = true }}\n",
+        hashes[0], hashes[1]
+    );
+    let check = "python -c 'import fastsum, iniconfig; from helper._triple import triple; \
+                 assert fastsum.total([1, 2]) == 3 and triple(14) == 42'";
+    let repo = git_repo(&dir, &[("pylock.toml", lock.as_str())]);
+    let cmd = ["--test-command", check];
+    let r = run_offline(t.path(), &repo, "release", "cold", &cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.deps_source, "pylock.toml");
+    assert!(
+        s.wheels.built_names.contains(&"fastsum".to_string()),
+        "the lock's sdist, built: {:?}",
+        s.wheels
+    );
+    let kept = std::fs::read_dir(t.path().join("cold/wheelhouse"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    assert!(kept.iter().any(|w| w.starts_with("iniconfig-")), "{kept:?}");
+    assert!(
+        !kept.iter().any(|w| w.starts_with("helper-")),
+        "never kept: {kept:?}"
+    );
+
+    // Warm: nothing built, the directory compiled again from ccache.
+    let r = run_offline(t.path(), &repo, "release", "warm", &cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
+    assert_eq!(s.wheels.built, 0, "{:?}", s.wheels);
+    assert_eq!((s.ccache.hits, s.ccache.misses), (1, 0), "{:?}", s.ccache);
+
+    // A local file whose hash is not the lock's fails, naming it.
+    sh(
+        &repo,
+        &format!(
+            "sed -i 's/{}/{}/' pylock.toml && git commit -qam 'bad hash' && git tag bad",
+            hashes[0],
+            "0".repeat(64)
+        ),
+    );
+    let t2 = tempfile::tempdir().unwrap();
+    let r = run_offline(t2.path(), &repo, "bad", "w", &cmd);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("fastsum"), "{}", r.stderr);
+    assert!(r.stderr.contains("DO NOT MATCH THE HASHES"), "{}", r.stderr);
+}
