@@ -9,7 +9,6 @@
 //! kept apart: they are built through ccache like the project, never cached as releases.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -74,12 +73,16 @@ impl LockedSet {
 /// lock out of date with `pyproject.toml` (exit 2, "run `uv lock`"). When uv cannot decide that
 /// without the network (offline, index unreachable), the lock is exported as it is (`--frozen`)
 /// and the returned warning says the check was skipped.
+///
+/// Checking the lock may run the project's build backend (its `setup.py`, for dynamic
+/// metadata): untrusted code, so `sandboxed` wraps each command like every other step that
+/// runs the project's code (the sandbox and the allow-listed environment).
 pub async fn export_uv_lock(
     uv: &Path,
     checkout: &Path,
     extras: &[String],
     groups: &[String],
-    env: &[(OsString, OsString)],
+    sandboxed: &(dyn Fn(Cmd) -> Cmd + Sync),
 ) -> Result<(LockedSet, Option<String>), ProjectError> {
     let export = |mode: &'static str| {
         let mut cmd = Cmd::new(uv)
@@ -96,7 +99,7 @@ pub async fn export_uv_lock(
         for g in groups {
             cmd = cmd.args(["--group", g.as_str()]);
         }
-        cmd.cwd(checkout).envs(env)
+        sandboxed(cmd.cwd(checkout))
     };
     let run = |cmd: Cmd| async move {
         cmd.run()

@@ -176,6 +176,7 @@ pub async fn execute(
         &x.paths,
         settings.request.offline,
         &settings.request.tools_dir,
+        &runner,
     )
     .await
     .map_err(|e| UsageError::Other(e.to_string()))?;

@@ -415,3 +415,77 @@ fn pylock_path_entries_install_from_the_lock_s_files_and_directories_build_in_pl
     assert!(r.stderr.contains("fastsum"), "{}", r.stderr);
     assert!(r.stderr.contains("DO NOT MATCH THE HASHES"), "{}", r.stderr);
 }
+
+#[test]
+fn uv_export_runs_the_project_s_build_backend_in_the_sandbox() {
+    // Outside /tmp (which the sandbox replaces): a place setup.py must not be able to write.
+    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mark = t.path().join("setup-py-was-here");
+    let dir = t.path().join("repo");
+    // Dynamic dependencies: checking uv.lock runs setup.py (uv needs the project's metadata).
+    let setup = format!(
+        "import os\n\
+         try:\n    open({mark:?}, 'a').write('ran\\n')\nexcept OSError:\n    pass\n\
+         if os.environ.get('GITHUB_TOKEN'):\n    raise SystemExit('setup.py saw GITHUB_TOKEN')\n\
+         from setuptools import setup\nsetup(install_requires=['iniconfig==2.3.1'], py_modules=['dyn'])\n",
+        mark = mark.display().to_string()
+    );
+    let pyproject = "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+                     [project]\nname = \"dyn\"\nversion = \"1.0\"\nrequires-python = \">=3.11\"\ndynamic = [\"dependencies\"]\n";
+    for (name, body) in [
+        ("pyproject.toml", pyproject),
+        ("setup.py", setup.as_str()),
+        ("dyn.py", "X = 1\n"),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let mut lock = std::process::Command::new("uv");
+    lock.args(["lock", "--quiet"]).current_dir(&dir);
+    lock.env("UV_CACHE_DIR", t.path().join("uv-cache"));
+    for (k, v) in vendor_env() {
+        lock.env(k, v.unwrap());
+    }
+    let out = lock.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&mark).unwrap();
+    let repo = git_repo(&dir, &[]);
+
+    let check = ["--test-command", "python -c 'import dyn, iniconfig'"];
+    let env = vendor_env();
+    let mut env: Vec<(&str, Option<&str>)> = env.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+    env.push(("GITHUB_TOKEN", Some("ghs_uv_export_must_not_see_this")));
+    let run = |work: &str, extra: &[&str]| {
+        let args: Vec<&str> = check.iter().chain(extra).copied().collect();
+        run_env(
+            &t.path().join("home"),
+            &repo,
+            "release",
+            &t.path().join(work),
+            &t.path().join("store"),
+            &args,
+            &env,
+        )
+    };
+    let r = run("sandboxed", &["--sandbox", "bwrap"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary().deps_source, "uv.lock");
+    assert!(
+        !r.stderr
+            .contains("could not check that uv.lock is up to date"),
+        "the lock was checked (setup.py ran, without the token):\n{}",
+        r.stderr
+    );
+    assert!(
+        !mark.exists(),
+        "setup.py wrote outside the work dir during the export or the build"
+    );
+    // Without the sandbox the same setup.py reaches that place: the check above can fail.
+    let r = run("unsandboxed", &["--sandbox", "none"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(mark.exists(), "setup.py ran unsandboxed");
+}
