@@ -320,7 +320,7 @@ async fn build_and_test(
         .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
     let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != wheels_before;
     let save = SaveInputs {
-        allowed: req.save_allowed,
+        refused: save_refusal(req, &project.cache, out),
         store,
         keys: match &progress {
             Some(partial) => partial.as_ref(),
@@ -373,6 +373,25 @@ fn test_stage<'a>(
         ),
         runner,
     })
+}
+
+/// Why this run saves no caches: `--no-save`, a fork, or a branch outside `cache.save_on`.
+fn save_refusal(
+    req: &RunRequest,
+    cache: &settings::file::CacheConfig,
+    out: &Outputs,
+) -> Option<String> {
+    if !req.save_allowed {
+        return Some("saving disabled for this run (fork pull request or --no-save)".into());
+    }
+    let branch = out.checkout.as_ref().and_then(|c| c.branch.as_deref());
+    settings::save_on::refusal(
+        &cache.save_on,
+        settings::save_on::BuildRef {
+            branch: branch.or(req.branch.as_deref()),
+            pull_request: req.pull_request,
+        },
+    )
 }
 
 /// The run summary from the stage outputs (stages and totals are filled in later).

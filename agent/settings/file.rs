@@ -206,6 +206,9 @@ pub struct CacheConfig {
     pub max_restore_size: u64,
     /// The most entries (files, directories, links) one restore may create.
     pub max_restore_entries: u64,
+    /// Branches (names or globs) whose builds save caches; empty = every build that may save.
+    /// Pull requests never match.
+    pub save_on: Vec<super::save_on::BranchPattern>,
 }
 
 impl CacheConfig {
@@ -231,6 +234,7 @@ impl Default for CacheConfig {
             publish_wheels: true,
             max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
             max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
+            save_on: Vec::new(),
         }
     }
 }
