@@ -434,9 +434,7 @@ pub(crate) mod size_serde {
         }
         match Size::deserialize(d)? {
             Size::Bytes(n) => Ok(n),
-            Size::Text(s) => {
-                crate::cache::commands::parse_size(&s).map_err(serde::de::Error::custom)
-            }
+            Size::Text(s) => crate::size::parse_size(&s).map_err(serde::de::Error::custom),
         }
     }
 }
