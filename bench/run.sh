@@ -4,7 +4,8 @@
 #   bench/pipeline.sh  cold / warm / partial-hit runs vs uv and the hand-made floor, Kiln's own CPU
 #   bench/cache.sh     archive save/restore vs tar|zstd and tar xzf, on the fixture's caches and
 #                      a 1 GiB mixed tree
-# then the other benches (bootstrap per installer, agent, sharing, action), each printing its own table.
+# then the other benches (bootstrap per installer, a bootstrap.command venv, agent, sharing, action),
+# each printing its own table.
 # Usage: bench/run.sh [speed|all]   (default all; `speed` stops after the ratio table)
 #        KILN_BENCH_RUNS=5 (runs per median; at least 5 for figures you quote)
 set -euo pipefail
@@ -38,7 +39,7 @@ for line in open(sys.argv[1]):
 PY
 [ "$what" = speed ] && exit 0
 
-for b in bench/bootstrap.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
+for b in bench/bootstrap.sh bench/command.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
   [ -f "$b" ] || continue
   echo
   echo "== $b"

@@ -261,12 +261,23 @@ fn a_bootstrap_command_keeps_the_wheelhouse_and_ccache_and_its_venv_has_pip() {
     assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
     assert_eq!(s.wheels.built, 0, "{:?}", s.wheels);
     assert_eq!(s.ccache.misses, 0, "{:?}", s.ccache);
-    // The venv's pip is the interpreter's bundled one, installed without ensurepip.
-    let pip = std::fs::read_dir(t.path().join("warm/venv/lib"))
+    // The venv's pip is the interpreter's bundled one, put there by uv (its INSTALLER record),
+    // not by ensurepip (which records "pip").
+    let site = std::fs::read_dir(t.path().join("warm/venv/lib"))
         .unwrap()
         .flatten()
-        .any(|py| py.path().join("site-packages/pip").is_dir());
-    assert!(pip, "the command's venv has pip");
+        .map(|py| py.path().join("site-packages"))
+        .find(|site| site.join("pip").is_dir())
+        .expect("the command's venv has pip");
+    let installer = std::fs::read_dir(&site)
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("pip-") && name.ends_with(".dist-info")
+        })
+        .map(|d| std::fs::read_to_string(d.path().join("INSTALLER")).unwrap_or_default());
+    assert_eq!(installer.as_deref().map(str::trim), Some("uv"), "no ensurepip");
 }
 
 /// A prebuilt wheel of fastsum 1.0 that is not the source's: its `total` adds 100. A run that
