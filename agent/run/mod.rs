@@ -326,7 +326,11 @@ async fn build_and_test(
             Some(partial) => partial.as_ref(),
             None => out.restored.keys.as_ref(),
         },
-        ccache_new_entries: Some(boot.as_ref().map_or(true, |b| b.ccache_new_entries)),
+        // A failed bootstrap's compiles are worth keeping, if there were any.
+        ccache_new_entries: Some(match &boot {
+            Ok(b) => b.ccache_new_entries,
+            Err(_) => bootstrap::ccache::stats(paths, &[]).misses > 0,
+        }),
         // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
         wheelhouse_unchanged: boot.is_err() && !grew,
         wheelhouse_used: boot.as_ref().map_or(true, |b| b.wheelhouse_used),

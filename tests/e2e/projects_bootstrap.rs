@@ -225,6 +225,34 @@ fn a_failed_bootstrap_keeps_its_wheels_and_compiles_and_the_next_run_builds_only
 }
 
 #[test]
+fn a_bootstrap_that_fails_before_compiling_anything_saves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = git_repo(
+        &t.path().join("repo"),
+        &[
+            ("requirements.txt", "no-such-package==1.0\n"),
+            ("check.sh", "exit 0\n"),
+        ],
+    );
+    let r = run_offline(
+        t.path(),
+        &repo,
+        "release",
+        "w",
+        &["--test-command", "sh check.sh"],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let s = r.summary();
+    for cache in ["wheelhouse", "ccache"] {
+        let c = s.cache(cache).unwrap();
+        assert!(
+            !c.saved,
+            "an empty partial {cache} is not worth a store entry: {c:?}"
+        );
+    }
+}
+
+#[test]
 fn a_bootstrap_command_keeps_the_wheelhouse_and_ccache_and_its_venv_has_pip() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("repo");
@@ -277,7 +305,11 @@ fn a_bootstrap_command_keeps_the_wheelhouse_and_ccache_and_its_venv_has_pip() {
             name.starts_with("pip-") && name.ends_with(".dist-info")
         })
         .map(|d| std::fs::read_to_string(d.path().join("INSTALLER")).unwrap_or_default());
-    assert_eq!(installer.as_deref().map(str::trim), Some("uv"), "no ensurepip");
+    assert_eq!(
+        installer.as_deref().map(str::trim),
+        Some("uv"),
+        "no ensurepip"
+    );
 }
 
 /// A prebuilt wheel of fastsum 1.0 that is not the source's: its `total` adds 100. A run that
