@@ -312,13 +312,41 @@ async fn build_and_test(
             None
         }
     };
+    let mut boot = boot;
+    out.saved = stages
+        .time(
+            Stage::Save,
+            save_stage(&mut boot, out, req, store, paths, &project.cache, &wheels_before),
+        )
+        .await;
+    out.bootstrap = Some(boot);
+}
+
+/// The save stage: the wheels still being collected first (they belong in the wheelhouse),
+/// then the caches.
+async fn save_stage(
+    boot: &mut Result<BootstrapOutput, String>,
+    out: &Outputs,
+    req: &RunRequest,
+    store: &Store,
+    paths: &Paths,
+    config: &settings::file::CacheConfig,
+    wheels_before: &std::collections::BTreeSet<String>,
+) -> stage::Done<Vec<CacheSaved>> {
+    if let Ok(b) = boot.as_mut() {
+        if req.save_allowed {
+            bootstrap::finish_wheelhouse(b).await;
+        } else {
+            b.pending = None; // nothing will save them: stop collecting
+        }
+    }
     // A failed bootstrap keeps what it built (under a partial key the next run restores by
     // prefix), so the next run retries only what failed.
     let progress = boot
         .is_err()
         .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
-    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != wheels_before;
-    let save = SaveInputs {
+    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != *wheels_before;
+    save::save(SaveInputs {
         allowed: req.save_allowed,
         store,
         keys: match &progress {
@@ -329,10 +357,9 @@ async fn build_and_test(
         // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
         wheelhouse_unchanged: boot.is_err() && !grew,
         paths,
-        config: &project.cache,
-    };
-    out.saved = stages.time(Stage::Save, save::save(save)).await;
-    out.bootstrap = Some(boot);
+        config,
+    })
+    .await
 }
 
 async fn bootstrap_stage(inp: BootstrapInputs<'_>) -> stage::Done<Result<BootstrapOutput, String>> {
