@@ -371,9 +371,14 @@ mod tests {
         sh(work.path(), &format!("git clone -q --depth 1 {url} co"));
         let co = work.path().join("co");
         let head = &shas[119];
-        let commits = git_commits(&co, &url, Some(&shas[116]), head).await.unwrap();
+        let commits = git_commits(&co, &url, Some(&shas[116]), head)
+            .await
+            .unwrap();
         let got: Vec<_> = commits.iter().map(|c| c.sha.clone()).collect();
-        assert_eq!(got, vec![shas[119].clone(), shas[118].clone(), shas[117].clone()]);
+        assert_eq!(
+            got,
+            vec![shas[119].clone(), shas[118].clone(), shas[117].clone()]
+        );
         assert_eq!(sh(&co, "git rev-parse --is-shallow-repository"), "true");
         let held: usize = sh(&co, "git rev-list --count HEAD").parse().unwrap();
         assert!(held <= MAX_COMMITS + 1, "fetched {held} of 120 commits");

@@ -195,7 +195,11 @@ async fn deepen_to_config(req: &RunRequest, c: Checkout) -> Result<Checkout, Che
     }
     let location = crate::git::repo_location(&req.repo);
     let depth_arg = format!("--depth={depth}");
-    let how = if depth == 0 { "--unshallow" } else { &depth_arg };
+    let how = if depth == 0 {
+        "--unshallow"
+    } else {
+        &depth_arg
+    };
     tracing::info!("kiln.yml checkout.depth {depth}: fetching more history ({how})");
     git(
         &c.dir,

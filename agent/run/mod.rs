@@ -316,7 +316,15 @@ async fn build_and_test(
     out.saved = stages
         .time(
             Stage::Save,
-            save_stage(&mut boot, out, req, store, paths, &project.cache, &wheels_before),
+            save_stage(
+                &mut boot,
+                out,
+                req,
+                store,
+                paths,
+                &project.cache,
+                &wheels_before,
+            ),
         )
         .await;
     out.bootstrap = Some(boot);

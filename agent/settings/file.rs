@@ -123,7 +123,8 @@ impl<'de> Deserialize<'de> for CheckoutConfig {
                 self,
                 map: A,
             ) -> Result<CheckoutConfig, A::Error> {
-                let t = CheckoutTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let t =
+                    CheckoutTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(CheckoutConfig {
                     mode: t.mode,
                     depth: t.depth,
@@ -560,13 +561,21 @@ mod tests {
 
     #[test]
     fn checkout_is_a_mode_word_or_a_mapping_with_a_depth() {
-        assert_eq!(parse("checkout: reuse\n").unwrap().checkout.mode, CheckoutMode::Reuse);
+        assert_eq!(
+            parse("checkout: reuse\n").unwrap().checkout.mode,
+            CheckoutMode::Reuse
+        );
         let c = parse("checkout:\n  depth: 50\n").unwrap().checkout;
         assert_eq!((c.mode, c.depth), (CheckoutMode::Clone, Some(50)));
-        let c = parse("checkout: {mode: clone, depth: 0}\n").unwrap().checkout;
+        let c = parse("checkout: {mode: clone, depth: 0}\n")
+            .unwrap()
+            .checkout;
         assert_eq!(c.depth, Some(0));
         for (text, at) in [
-            ("python: python3\ncheckout:\n  depth: -1\n", "kiln.yml:3:10:"),
+            (
+                "python: python3\ncheckout:\n  depth: -1\n",
+                "kiln.yml:3:10:",
+            ),
             ("checkout:\n  depth: many\n", "kiln.yml:2:10:"),
             ("checkout:\n  depht: 5\n", "kiln.yml:2:3:"),
             ("checkout: sometimes\n", "kiln.yml:1:11:"),

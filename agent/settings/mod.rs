@@ -17,7 +17,9 @@ use crate::ci::CiEnv;
 use crate::sandbox::{SandboxSettings, Trust};
 
 pub use env::Layer;
-pub use file::{CheckoutConfig, CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls};
+pub use file::{
+    CheckoutConfig, CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls,
+};
 
 /// How settings read the environment: the process's (see [`process_env`]) or a test's map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;

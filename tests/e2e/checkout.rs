@@ -59,7 +59,10 @@ fn project(dir: &Path, depth: &str, expect: u32) {
     std::fs::create_dir_all(dir).unwrap();
     sh(dir, "git init -q -b main");
     for i in 1..=4 {
-        sh(dir, &format!("echo {i} > f && git add f && git commit -qm c{i}"));
+        sh(
+            dir,
+            &format!("echo {i} > f && git add f && git commit -qm c{i}"),
+        );
     }
     std::fs::write(
         dir.join("kiln.yml"),

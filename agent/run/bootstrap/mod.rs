@@ -307,7 +307,10 @@ pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
     };
     match pending.finish().await {
         Ok(c) => {
-            tracing::info!("collected {} ready-made wheel(s) into the wheelhouse", c.added.len());
+            tracing::info!(
+                "collected {} ready-made wheel(s) into the wheelhouse",
+                c.added.len()
+            );
             log_pruned(&c.pruned);
         }
         Err(e) => tracing::warn!(

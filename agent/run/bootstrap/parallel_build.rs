@@ -27,8 +27,8 @@ use crate::index::names::{normalize, Version, WheelName};
 use crate::summary::WheelSummary;
 
 use super::super::untrusted;
-use super::error::BootstrapError;
 use super::collect::Pending;
+use super::error::BootstrapError;
 use super::installers::{self, failed_package, Installed, Installing};
 
 /// At most this many sdists build at once: one per core.
