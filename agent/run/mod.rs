@@ -341,8 +341,9 @@ async fn save_stage(
     config: &settings::file::CacheConfig,
     wheels_before: &std::collections::BTreeSet<String>,
 ) -> stage::Done<Vec<CacheSaved>> {
+    let refused = save_refusal(req, config, out);
     if let Ok(b) = boot.as_mut() {
-        if req.save_allowed {
+        if refused.is_none() {
             bootstrap::finish_wheelhouse(b).await;
         } else {
             b.pending = None; // nothing will save them: stop collecting
@@ -355,7 +356,7 @@ async fn save_stage(
         .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
     let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != *wheels_before;
     save::save(SaveInputs {
-        allowed: req.save_allowed,
+        refused,
         store,
         keys: match &progress {
             Some(partial) => partial.as_ref(),
@@ -406,6 +407,25 @@ fn test_stage<'a>(
         ),
         runner,
     })
+}
+
+/// Why this run saves no caches: `--no-save`, a fork, or a branch outside `cache.save_on`.
+fn save_refusal(
+    req: &RunRequest,
+    cache: &settings::file::CacheConfig,
+    out: &Outputs,
+) -> Option<String> {
+    if !req.save_allowed {
+        return Some("saving disabled for this run (fork pull request or --no-save)".into());
+    }
+    let branch = out.checkout.as_ref().and_then(|c| c.branch.as_deref());
+    settings::save_on::refusal(
+        &cache.save_on,
+        settings::save_on::BuildRef {
+            branch: branch.or(req.branch.as_deref()),
+            pull_request: req.pull_request,
+        },
+    )
 }
 
 /// The run summary from the stage outputs (stages and totals are filled in later).

@@ -12,8 +12,8 @@ use super::workdir::Paths;
 
 /// What the save stage needs.
 pub struct SaveInputs<'a> {
-    /// False for fork pull requests and `--no-save`.
-    pub allowed: bool,
+    /// Why nothing may be saved (fork pull request, `--no-save`, `cache.save_on`).
+    pub refused: Option<String>,
     pub store: &'a Store,
     /// `None` when the restore stage could not derive keys.
     pub keys: Option<&'a RunKeys>,
@@ -36,12 +36,8 @@ pub struct CacheSaved {
 
 /// Save what changed.
 pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
-    if !inp.allowed {
-        return Done::new(
-            Vec::new(),
-            StageOutcome::Skipped,
-            "saving disabled for this run (fork pull request or --no-save)".to_string(),
-        );
+    if let Some(why) = inp.refused {
+        return Done::new(Vec::new(), StageOutcome::Skipped, why);
     }
     let (Some(keys), Some(ccache_new)) = (inp.keys, inp.ccache_new_entries) else {
         return Done::new(

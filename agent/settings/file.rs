@@ -255,6 +255,9 @@ pub struct CacheConfig {
     pub max_restore_size: u64,
     /// The most entries (files, directories, links) one restore may create.
     pub max_restore_entries: u64,
+    /// Branches (names or globs) whose builds save caches; empty = every build that may save.
+    /// Pull requests never match.
+    pub save_on: Vec<super::save_on::BranchPattern>,
 }
 
 impl CacheConfig {
@@ -280,6 +283,7 @@ impl Default for CacheConfig {
             publish_wheels: true,
             max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
             max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
+            save_on: Vec::new(),
         }
     }
 }
@@ -480,9 +484,7 @@ pub(crate) mod size_serde {
         }
         match Size::deserialize(d)? {
             Size::Bytes(n) => Ok(n),
-            Size::Text(s) => {
-                crate::cache::commands::parse_size(&s).map_err(serde::de::Error::custom)
-            }
+            Size::Text(s) => crate::size::parse_size(&s).map_err(serde::de::Error::custom),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod env;
 pub mod file;
+pub mod save_on;
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,8 @@ pub struct RunRequest {
     pub summary_json: Option<PathBuf>,
     /// Whether caches and report state may be saved (false for `--no-save` and fork PRs).
     pub save_allowed: bool,
+    /// A pull request build (what CI says, or `KILN_PR_NUMBER` from `kiln agent`).
+    pub pull_request: bool,
     /// Install only from wheels already on this machine, building nothing.
     pub offline: bool,
     /// The code being built is a fork's pull request (`--untrusted`, or what CI says).
@@ -109,6 +112,8 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
         workdir: absolute(l.workdir.clone().unwrap_or_else(|| default_workdir(&repo))),
         summary_json: l.summary_json.clone().map(absolute),
         save_allowed,
+        pull_request: ci.is_some_and(|c| c.pr_number.is_some())
+            || env("KILN_PR_NUMBER").is_some_and(|n| !n.trim().is_empty()),
         offline: l.offline.unwrap_or(false),
         untrusted,
         ccache_bin: env::ccache_bin(env),
@@ -220,7 +225,8 @@ fn untrusted_python(python: &str, checkout: &Path, workdir: &Path) -> Result<(),
     };
     if brought {
         return Err(UsageError::Other(format!(
-            "python {python:?} is a path this untrusted build could have brought; name an              interpreter on PATH (python3) or an absolute path outside the checkout"
+            "python {python:?} is a path this untrusted build could have brought; name an \
+             interpreter on PATH (python3) or an absolute path outside the checkout"
         )));
     }
     Ok(())
