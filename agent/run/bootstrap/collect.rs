@@ -29,6 +29,9 @@ pub struct Pending {
     pub used: BTreeSet<String>,
     /// `cache.wheelhouse.max_age`, for the prune after the pass.
     pub max_age: Option<Duration>,
+    /// The checkout and its local path dependencies, whose wheels never go in the wheelhouse
+    /// (they are built in place every run).
+    local: (PathBuf, Vec<PathBuf>),
 }
 
 impl std::fmt::Debug for Pending {
@@ -44,6 +47,9 @@ pub struct Collected {
     pub added: Vec<String>,
     /// Wheels pruned from the wheelhouse after it.
     pub pruned: Vec<String>,
+    /// Distributions the pass built (pip reports `Successfully built …`): those uv took
+    /// ready-made from an index pip was not allowed to use.
+    pub built: Vec<String>,
 }
 
 impl Pending {
@@ -56,7 +62,14 @@ impl Pending {
             wheelhouse: wheelhouse.to_path_buf(),
             used,
             max_age: None,
+            local: (PathBuf::new(), Vec::new()),
         }
+    }
+
+    /// Keep the wheels of these local projects (`dirs` in `checkout`) out of the wheelhouse.
+    pub fn without_local(mut self, checkout: &Path, dirs: &[PathBuf]) -> Pending {
+        self.local = (checkout.to_path_buf(), dirs.to_vec());
+        self
     }
 
     /// Wait for the pass, move its wheels into the wheelhouse (those not there yet), then prune
@@ -72,7 +85,11 @@ impl Pending {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(e) => return Err(e.to_string()),
         };
-        let report = parse_pip_wheel(&out.lines);
+        let mut report = parse_pip_wheel(&out.lines);
+        let (checkout, dirs) = &self.local;
+        for w in crate::project::plan::remove_local_wheels(&self.dir, checkout, dirs) {
+            report.used.remove(&w);
+        }
         let mut added = Vec::new();
         for name in installers::list_wheels(&self.dir) {
             let dest = self.wheelhouse.join(&name);
@@ -87,7 +104,11 @@ impl Pending {
         let _ = std::fs::remove_dir_all(&self.dir);
         self.used.extend(report.used);
         let pruned = installers::prune_wheelhouse(&self.wheelhouse, &self.used, self.max_age);
-        Ok(Collected { added, pruned })
+        Ok(Collected {
+            added,
+            pruned,
+            built: report.built,
+        })
     }
 }
 
@@ -109,7 +130,7 @@ mod tests {
         let script = format!(
             "mkdir -p {d} && touch {d}/pytest-9.2.0-py3-none-any.whl {d}/kept-1-py3-none-any.whl \
              && echo 'Saved {d}/pytest-9.2.0-py3-none-any.whl' \
-             && echo 'Saved {d}/kept-1-py3-none-any.whl'",
+             && echo 'Saved {d}/kept-1-py3-none-any.whl' && echo 'Successfully built kept'",
             d = dir.display()
         );
         Cmd::shell(&script)
@@ -132,6 +153,7 @@ mod tests {
         let c = p.finish().await.unwrap();
         assert_eq!(c.added, vec!["pytest-9.2.0-py3-none-any.whl"]);
         assert_eq!(c.pruned, vec!["stale-1-py3-none-any.whl"]);
+        assert_eq!(c.built, vec!["kept"]);
         assert_eq!(
             std::fs::read_to_string(wh.join("kept-1-py3-none-any.whl")).unwrap(),
             "kept-1-py3-none-any.whl",

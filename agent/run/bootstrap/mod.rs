@@ -312,6 +312,12 @@ pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
                 c.added.len()
             );
             log_pruned(&c.pruned);
+            for name in c.built {
+                if !out.wheels.built_names.contains(&name) {
+                    out.wheels.built_names.push(name);
+                    out.wheels.built += 1;
+                }
+            }
         }
         Err(e) => tracing::warn!(
             "could not collect the ready-made wheels ({e}): the wheelhouse is saved without them"

@@ -77,7 +77,8 @@ impl Installing<'_> {
                 .arg("-c")
                 .arg(&constraints)
                 .echo(false);
-            pending = Some(Pending::start(cmd, dir, self.wheelhouse, BTreeSet::new()));
+            let p = Pending::start(cmd, dir, self.wheelhouse, BTreeSet::new());
+            pending = Some(p.without_local(self.scope.cwd, &self.deps.local_in_requirements));
         }
         self.project_needs(&mut report).await?;
         let build_seconds = install_seconds + t.elapsed().as_secs_f64();
