@@ -5,7 +5,8 @@
 #   bench/cold_project.sh  a real C-extension project's (msgpack) cold bootstrap vs uv
 #   bench/cache.sh     archive save/restore vs tar|zstd and tar xzf, on the fixture's caches and
 #                      a 1 GiB mixed tree
-# then the other benches (bootstrap per installer, agent, sharing, action), each printing its own table.
+# then the other benches (bootstrap per installer, a bootstrap.command venv, agent, sharing, action),
+# each printing its own table.
 # Usage: bench/run.sh [speed|all]   (default all; `speed` stops after the ratio table)
 #        KILN_BENCH_RUNS=5 (runs per median; at least 5 for figures you quote)
 set -euo pipefail
@@ -42,7 +43,7 @@ for line in open(sys.argv[1]):
 PY
 [ "$what" = speed ] && exit 0
 
-for b in bench/bootstrap.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
+for b in bench/bootstrap.sh bench/command.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
   [ -f "$b" ] || continue
   echo
   echo "== $b"

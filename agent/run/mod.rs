@@ -176,6 +176,7 @@ pub async fn execute(
         &x.paths,
         settings.request.offline,
         &settings.request.tools_dir,
+        &runner,
     )
     .await
     .map_err(|e| UsageError::Other(e.to_string()))?;
@@ -362,9 +363,14 @@ async fn save_stage(
             Some(partial) => partial.as_ref(),
             None => out.restored.keys.as_ref(),
         },
-        ccache_new_entries: Some(boot.as_ref().map_or(true, |b| b.ccache_new_entries)),
+        // A failed bootstrap's compiles are worth keeping, if there were any.
+        ccache_new_entries: Some(match &boot {
+            Ok(b) => b.ccache_new_entries,
+            Err(_) => bootstrap::ccache::stats(paths, &[]).misses > 0,
+        }),
         // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
         wheelhouse_unchanged: boot.is_err() && !grew,
+        wheelhouse_used: boot.as_ref().map_or(true, |b| b.wheelhouse_used),
         paths,
         config,
     })

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
+use crate::process::Cmd;
 use crate::project::locks::{self, LockedSet};
 use crate::project::{detect, DepsSource, Project, ProjectError};
+use crate::sandbox::{Network, ProjectRunner};
 use crate::settings::Config;
 
 use super::bootstrap::installers;
@@ -31,12 +33,26 @@ pub enum PrepareError {
     NoUv(String),
 }
 
-/// Detect the project and read its lock file.
+/// `runner` with `programs` (the interpreter, uv) shown read-only inside its sandbox: they may
+/// live under a hidden `$HOME` (pyenv, Kiln's tool dir).
+fn runner_with(runner: &ProjectRunner, programs: &[&Path]) -> ProjectRunner {
+    let mut runner = runner.clone();
+    for program in programs {
+        if let Err(e) = runner.expose_tool(program) {
+            tracing::warn!("the sandbox cannot show {}: {e}", program.display());
+        }
+    }
+    runner
+}
+
+/// Detect the project and read its lock file. `uv export` runs the project's code (its build
+/// backend) through `runner`, like every other step that does.
 pub async fn prepare(
     config: &Config,
     paths: &Paths,
     offline: bool,
     tools_dir: &Path,
+    runner: &ProjectRunner,
 ) -> Result<Prepared, PrepareError> {
     let named = (config.requirements != Config::default().requirements)
         .then_some(config.requirements.as_slice());
@@ -55,12 +71,19 @@ pub async fn prepare(
                 .await
                 .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
             let env = build_env(paths, offline);
+            let runner = runner_with(runner, &[&py.path, &uv]);
+            let network = if offline {
+                Network::Denied
+            } else {
+                Network::Allowed
+            };
+            let sandboxed = |cmd: Cmd| runner.command(cmd, &env, network);
             let (set, warning) = locks::export_uv_lock(
                 &uv,
                 &paths.checkout,
                 &detected.extras,
                 &detected.groups,
-                &env,
+                &sandboxed,
             )
             .await?;
             warnings.extend(warning);

@@ -28,6 +28,7 @@ mod index_offline;
 mod index_serve;
 mod index_wheelhouse;
 mod projects;
+mod projects_bootstrap;
 mod report_email;
 mod report_github;
 mod report_run;

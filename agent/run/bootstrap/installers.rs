@@ -539,6 +539,14 @@ pub fn failed_package(lines: &[String]) -> Option<String> {
         if l.contains("Expected sha256") || l.contains("from file://") && l.contains("sha256") {
             return l.split_whitespace().next().map(str::to_string);
         }
+        // uv: "× Failed to build `fastsum==1.0`" / "… `fastsum @ file:///…`"
+        if let Some((_, rest)) = l.split_once("Failed to build `") {
+            let spec = rest.split('`').next().unwrap_or(rest);
+            let name = spec
+                .split([' ', '=', '<', '>', '~', '!', '@', '[', ';'])
+                .next();
+            return name.filter(|n| !n.is_empty()).map(str::to_string);
+        }
         // pip: "Failed to build fastsum" / "ERROR: Failed building wheel for fastsum"
         if let Some(n) = l
             .strip_prefix("ERROR: Failed building wheel for ")
@@ -590,6 +598,16 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn names_the_package_pip_or_uv_failed_to_build() {
+        let uv = lines("  × Failed to build `brokenpkg @ file:///w/vendor/brokenpkg-1.0.tar.gz`\n  ├─▶ The build backend returned an error");
+        assert_eq!(failed_package(&uv).as_deref(), Some("brokenpkg"));
+        let uv = lines("  × Failed to build `fastsum==1.0`");
+        assert_eq!(failed_package(&uv).as_deref(), Some("fastsum"));
+        let pip = lines("ERROR: Failed building wheel for vecmath");
+        assert_eq!(failed_package(&pip).as_deref(), Some("vecmath"));
     }
 
     #[test]

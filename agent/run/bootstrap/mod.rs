@@ -14,6 +14,7 @@
 
 pub mod ccache;
 pub mod collect;
+mod command_venv;
 mod error;
 pub mod installers;
 pub mod parallel_build;
@@ -66,6 +67,9 @@ pub struct BootstrapOutput {
     pub project: Option<ProjectSummary>,
     /// ccache stored new results in this run: its cache is worth saving.
     pub ccache_new_entries: bool,
+    /// The install used the wheelhouse (false: nothing to install, so nothing worth saving —
+    /// a wheelhouse restored by prefix from another project is not this one's to save).
+    pub wheelhouse_used: bool,
     /// Environment for the test command (venv activated).
     pub test_env: Vec<(OsString, OsString)>,
     /// Seconds spent creating the venv, building wheels and installing.
@@ -178,6 +182,7 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         None => "command".into(),
     };
     out.wheels = installed.wheels.clone();
+    out.wheelhouse_used = tool.is_none() || !plan.installs_nothing() || installed.pytest_added;
     out.build_seconds = installed.build_seconds;
     out.install_seconds = installed.install_seconds;
     if tool.is_some() && !plan.project.is_empty() {
@@ -195,8 +200,12 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
             Some(project::summarize(detected, &plan, &installed, python, &paths.checkout).await?);
     }
     if ccache.is_some() {
-        out.ccache = ccache::stats(paths);
-        out.ccache_new_entries = out.ccache.misses > 0;
+        out.ccache = ccache::stats(paths, &source_dirs(&plan, paths));
+        // New results are worth a save when a later run can hit them: the sources are still
+        // there (the project, local path dependencies), or wheels were built (their sources
+        // were in temp build dirs, but the next partial restore builds the same sdists).
+        out.ccache_new_entries =
+            out.ccache.kept_misses > 0 || (out.ccache.misses > 0 && out.wheels.built > 0);
     }
     out.test_env = test_env(paths);
     out.runner = Some(runner);
@@ -207,6 +216,16 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     Ok(out)
 }
 
+/// The directories this run compiles from in place: the checkout, its local path
+/// dependencies, the work dir (builds in its temp dir).
+fn source_dirs(plan: &Plan, paths: &Paths) -> Vec<std::path::PathBuf> {
+    let locals = plan.deps.local.iter().map(|(dir, _)| dir);
+    let locals = locals.chain(plan.deps.local_in_requirements.iter());
+    let mut dirs = vec![paths.checkout.clone(), paths.workdir.clone()];
+    dirs.extend(locals.map(|d| paths.checkout.join(d)));
+    dirs
+}
+
 /// The fresh venv, by the plan's tool.
 async fn create_venv(
     plan: &Plan,
@@ -214,6 +233,9 @@ async fn create_venv(
     venv: &Path,
     build_env: &[(OsString, OsString)],
 ) -> Result<(), BootstrapError> {
+    if plan.tool().is_none() {
+        return command_venv::create(py, venv, build_env).await;
+    }
     let v = installers::venv_cmd(plan.tool(), plan.host_pip, py, venv)
         .envs(build_env)
         .run()

@@ -49,7 +49,7 @@ impl Installing<'_> {
     ) -> Result<Installed, BootstrapError> {
         let before = installers::list_wheels(self.wheelhouse);
         let t = Instant::now();
-        self.uv_install(uv).await?;
+        self.uv_install(uv, uv_cache).await?;
         let install_seconds = t.elapsed().as_secs_f64();
         let harvested = harvest_built_wheels(uv_cache, self.wheelhouse);
         let t = Instant::now();
@@ -103,7 +103,7 @@ impl Installing<'_> {
     }
 
     /// Step 1: `uv pip install --find-links <wheelhouse> <reqs>`, building in parallel.
-    async fn uv_install(&self, uv: &Path) -> Result<(), BootstrapError> {
+    async fn uv_install(&self, uv: &Path, uv_cache: &Path) -> Result<(), BootstrapError> {
         let o = untrusted::program(uv, self.scope)
             .args(["pip", "install", "--python"])
             .arg(&self.venv_python)
@@ -115,13 +115,33 @@ impl Installing<'_> {
             .run()
             .await?;
         if !o.success {
-            return Err(BootstrapError::WheelBuild {
-                code: o.code.unwrap_or(-1),
-                failed: None,
-                tail: o.tail(40),
-            });
+            return Err(self.keep_what_built(uv_cache, &o).await);
         }
         Ok(())
+    }
+
+    /// uv stops at its first failed build. Nothing built is lost: the wheels uv finished go into
+    /// the wheelhouse, then `pip wheel` builds the rest one by one (keeping each wheel that
+    /// builds), so the next run retries only what failed. Returns the failure to report.
+    async fn keep_what_built(
+        &self,
+        uv_cache: &Path,
+        uv: &crate::process::Output,
+    ) -> BootstrapError {
+        let kept = harvest_built_wheels(uv_cache, self.wheelhouse);
+        tracing::info!(
+            "uv's build failed; keeping the {} wheel(s) it built and building the rest with pip",
+            kept.len()
+        );
+        let uv_failure = BootstrapError::WheelBuild {
+            code: uv.code.unwrap_or(-1),
+            failed: failed_package(&uv.lines),
+            tail: uv.tail(40),
+        };
+        match self.pip_wheel(self.deps.wheel_args.clone()).await {
+            Err(e @ BootstrapError::WheelBuild { .. }) => e,
+            _ => uv_failure,
+        }
     }
 
     /// `name==version` of every distribution uv installed, as a constraints file for pip;
