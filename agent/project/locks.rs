@@ -322,21 +322,7 @@ fn pylock_spec(
     lock_dir: &Path,
     find_links: &mut Vec<PathBuf>,
 ) -> Result<(String, Vec<String>), ProjectError> {
-    let local = |rel: &Path| -> Result<PathBuf, ProjectError> {
-        let abs = lock_dir.join(rel);
-        if abs.is_file() {
-            Ok(abs)
-        } else {
-            Err(lock_error(
-                file,
-                format!(
-                    "package {}: its file {} does not exist (paths are relative to the lock file)",
-                    p.name,
-                    abs.display()
-                ),
-            ))
-        }
-    };
+    let local = |rel: &Path| local_file(lock_dir, rel, &p.name, file);
     let hashes_of = |f: &PylockFile| {
         f.hashes
             .iter()
@@ -380,6 +366,26 @@ fn pylock_spec(
     let mut hashes: Vec<String> = p.wheels.iter().flat_map(hashes_of).collect();
     hashes.extend(p.sdist.iter().flat_map(hashes_of));
     Ok((format!("{}=={version}", p.name), hashes))
+}
+
+/// A `path` of the lock (relative to its directory), which must exist.
+fn local_file(
+    lock_dir: &Path,
+    rel: &Path,
+    package: &str,
+    file: &str,
+) -> Result<PathBuf, ProjectError> {
+    let abs = lock_dir.join(rel);
+    if abs.is_file() {
+        return Ok(abs);
+    }
+    Err(lock_error(
+        file,
+        format!(
+            "package {package}: its file {} does not exist (paths are relative to the lock file)",
+            abs.display()
+        ),
+    ))
 }
 
 enum Selection {

@@ -33,6 +33,48 @@ pub enum PrepareError {
     NoUv(String),
 }
 
+/// What exporting `uv.lock` needs.
+struct LockExport<'a> {
+    python: &'a str,
+    paths: &'a Paths,
+    offline: bool,
+    tools_dir: &'a Path,
+    runner: &'a ProjectRunner,
+}
+
+/// `uv export` of the checkout's `uv.lock`, in the sandbox (checking the lock may run the
+/// project's build backend).
+async fn export_uv_lock(
+    inp: LockExport<'_>,
+    detected: &Project,
+    warnings: &mut Vec<String>,
+) -> Result<LockedSet, PrepareError> {
+    let py = toolchain::python_info(inp.python)
+        .await
+        .map_err(|e| PrepareError::NoUv(e.to_string()))?;
+    let uv = installers::find_or_install_uv(&py, inp.offline, inp.tools_dir, warnings)
+        .await
+        .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
+    let env = build_env(inp.paths, inp.offline);
+    let runner = runner_with(inp.runner, &[&py.path, &uv]);
+    let network = if inp.offline {
+        Network::Denied
+    } else {
+        Network::Allowed
+    };
+    let sandboxed = |cmd: Cmd| runner.command(cmd, &env, network);
+    let (set, warning) = locks::export_uv_lock(
+        &uv,
+        &inp.paths.checkout,
+        &detected.extras,
+        &detected.groups,
+        &sandboxed,
+    )
+    .await?;
+    warnings.extend(warning);
+    Ok(set)
+}
+
 /// `runner` with `programs` (the interpreter, uv) shown read-only inside its sandbox: they may
 /// live under a hidden `$HOME` (pyenv, Kiln's tool dir).
 fn runner_with(runner: &ProjectRunner, programs: &[&Path]) -> ProjectRunner {
@@ -64,30 +106,14 @@ pub async fn prepare(
     let mut warnings = Vec::new();
     let locked = match &detected.source {
         DepsSource::UvLock { .. } => {
-            let py = toolchain::python_info(&config.python)
-                .await
-                .map_err(|e| PrepareError::NoUv(e.to_string()))?;
-            let uv = installers::find_or_install_uv(&py, offline, tools_dir, &mut warnings)
-                .await
-                .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
-            let env = build_env(paths, offline);
-            let runner = runner_with(runner, &[&py.path, &uv]);
-            let network = if offline {
-                Network::Denied
-            } else {
-                Network::Allowed
+            let inp = LockExport {
+                python: &config.python,
+                paths,
+                offline,
+                tools_dir,
+                runner,
             };
-            let sandboxed = |cmd: Cmd| runner.command(cmd, &env, network);
-            let (set, warning) = locks::export_uv_lock(
-                &uv,
-                &paths.checkout,
-                &detected.extras,
-                &detected.groups,
-                &sandboxed,
-            )
-            .await?;
-            warnings.extend(warning);
-            Some(set)
+            Some(export_uv_lock(inp, &detected, &mut warnings).await?)
         }
         DepsSource::Pylock { lock } => Some(locks::read_pylock(
             &paths.checkout.join(lock),
