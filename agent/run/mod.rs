@@ -313,14 +313,51 @@ async fn build_and_test(
             None
         }
     };
+    let mut boot = boot;
+    out.saved = stages
+        .time(
+            Stage::Save,
+            save_stage(
+                &mut boot,
+                out,
+                req,
+                store,
+                paths,
+                &project.cache,
+                &wheels_before,
+            ),
+        )
+        .await;
+    out.bootstrap = Some(boot);
+}
+
+/// The save stage: the wheels still being collected first (they belong in the wheelhouse),
+/// then the caches.
+async fn save_stage(
+    boot: &mut Result<BootstrapOutput, String>,
+    out: &Outputs,
+    req: &RunRequest,
+    store: &Store,
+    paths: &Paths,
+    config: &settings::file::CacheConfig,
+    wheels_before: &std::collections::BTreeSet<String>,
+) -> stage::Done<Vec<CacheSaved>> {
+    let refused = save_refusal(req, config, out);
+    if let Ok(b) = boot.as_mut() {
+        if refused.is_none() {
+            bootstrap::finish_wheelhouse(b).await;
+        } else {
+            b.pending = None; // nothing will save them: stop collecting
+        }
+    }
     // A failed bootstrap keeps what it built (under a partial key the next run restores by
     // prefix), so the next run retries only what failed.
     let progress = boot
         .is_err()
         .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
-    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != wheels_before;
-    let save = SaveInputs {
-        refused: save_refusal(req, &project.cache, out),
+    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != *wheels_before;
+    save::save(SaveInputs {
+        refused,
         store,
         keys: match &progress {
             Some(partial) => partial.as_ref(),
@@ -335,10 +372,9 @@ async fn build_and_test(
         wheelhouse_unchanged: boot.is_err() && !grew,
         wheelhouse_used: boot.as_ref().map_or(true, |b| b.wheelhouse_used),
         paths,
-        config: &project.cache,
-    };
-    out.saved = stages.time(Stage::Save, save::save(save)).await;
-    out.bootstrap = Some(boot);
+        config,
+    })
+    .await
 }
 
 async fn bootstrap_stage(inp: BootstrapInputs<'_>) -> stage::Done<Result<BootstrapOutput, String>> {

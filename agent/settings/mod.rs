@@ -18,7 +18,9 @@ use crate::ci::CiEnv;
 use crate::sandbox::{SandboxSettings, Trust};
 
 pub use env::Layer;
-pub use file::{CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls};
+pub use file::{
+    CheckoutConfig, CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls,
+};
 
 /// How settings read the environment: the process's (see [`process_env`]) or a test's map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -124,7 +126,7 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
 impl RunRequest {
     /// The kiln.yml this run reads: `--config` (relative to the current directory if it exists
     /// there, else to the checkout), or `kiln.yml` at the checkout's root.
-    fn config_path(&self, checkout: &Path) -> Result<PathBuf, UsageError> {
+    pub(crate) fn config_path(&self, checkout: &Path) -> Result<PathBuf, UsageError> {
         let path = match &self.config {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) if p.exists() => absolute(p.clone()),

@@ -21,6 +21,7 @@ mod cache_archive;
 mod cache_cli;
 mod cache_gha;
 mod cache_stores;
+mod checkout;
 mod culprit;
 mod index_ccache_remote;
 mod index_offline;

@@ -13,6 +13,7 @@
 //! [`installers`] runs uv/pip; this file puts them in order.
 
 pub mod ccache;
+pub mod collect;
 mod command_venv;
 mod error;
 pub mod installers;
@@ -56,7 +57,7 @@ pub struct BootstrapInputs<'a> {
 }
 
 /// What bootstrap produced, for the test and save stages and the summary.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct BootstrapOutput {
     /// "uv", "pip" or "command".
     pub installer: String,
@@ -77,6 +78,8 @@ pub struct BootstrapOutput {
     pub install_seconds: f64,
     /// The runner with the interpreter (and uv) shown inside the sandbox, for the tests.
     pub runner: Option<ProjectRunner>,
+    /// Ready-made wheels still being collected: [`finish_wheelhouse`] before the save.
+    pub pending: Option<collect::Pending>,
 }
 
 /// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
@@ -206,6 +209,7 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     }
     out.test_env = test_env(paths);
     out.runner = Some(runner);
+    out.pending = installed.pending;
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -289,22 +293,58 @@ async fn install(
     done.pytest_added = added;
     done.wheels.built += report.built.len() as u32;
     done.wheels.built_names.extend(report.built);
+    let max_age = inp.project.cache.wheelhouse.max_age;
     if let Some(used) = done.used.as_mut() {
         used.extend(report.used);
-        let removed = installers::prune_wheelhouse(
-            &inp.paths.wheelhouse,
-            used,
-            inp.project.cache.wheelhouse.max_age,
-        );
-        if !removed.is_empty() {
-            tracing::info!(
-                "pruned {} unused wheel(s): {}",
-                removed.len(),
-                removed.join(", ")
-            );
+        match done.pending.as_mut() {
+            // The prune waits for the wheels still being collected.
+            Some(pending) => {
+                pending.used.extend(std::mem::take(used));
+                pending.max_age = max_age;
+            }
+            None => {
+                let removed = installers::prune_wheelhouse(&inp.paths.wheelhouse, used, max_age);
+                log_pruned(&removed);
+            }
         }
     }
     Ok(done)
+}
+
+pub(crate) fn log_pruned(removed: &[String]) {
+    if !removed.is_empty() {
+        tracing::info!(
+            "pruned {} unused wheel(s): {}",
+            removed.len(),
+            removed.join(", ")
+        );
+    }
+}
+
+/// Wait for the ready-made wheels still being collected (see [`collect`]) and put them in the
+/// wheelhouse: before the save stage, which saves the wheelhouse.
+pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
+    let Some(pending) = out.pending.take() else {
+        return;
+    };
+    match pending.finish().await {
+        Ok(c) => {
+            tracing::info!(
+                "collected {} ready-made wheel(s) into the wheelhouse",
+                c.added.len()
+            );
+            log_pruned(&c.pruned);
+            for name in c.built {
+                if !out.wheels.built_names.contains(&name) {
+                    out.wheels.built_names.push(name);
+                    out.wheels.built += 1;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(
+            "could not collect the ready-made wheels ({e}): the wheelhouse is saved without them"
+        ),
+    }
 }
 
 async fn install_requirements(
@@ -328,9 +368,8 @@ async fn install_requirements(
     }
     match tool_for_parallel_build(i) {
         Some(uv) => {
-            let constraints = parallel_build::constraints_path(&inp.paths.tmp);
             let uv_cache = plan::uv_cache(inp.paths);
-            i.uv_build_in_parallel(uv, &uv_cache, &constraints).await
+            i.uv_build_in_parallel(uv, &uv_cache, &inp.paths.tmp).await
         }
         None => i.build_then_install().await,
     }
