@@ -22,6 +22,7 @@ pub mod run;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod size;
 pub mod summary;
 pub mod wheelhouse;
 pub mod yaml;

@@ -114,6 +114,27 @@ pub struct CcacheSummary {
     /// False when ccache is not installed (compiles went uncached).
     #[serde(default)]
     pub enabled: bool,
+    /// Compiler calls ccache cannot cache (links, preprocessing only, failed compiles,
+    /// unsupported options): they ran every time.
+    #[serde(default)]
+    pub uncacheable: u64,
+    /// Hits in percent of the cacheable calls (hits + misses); `None` when nothing cacheable ran.
+    #[serde(default)]
+    pub hit_rate: Option<f64>,
+    /// Misses whose results a later run can hit (a compile probe's random temp file is gone
+    /// after the bootstrap: its result is never hit again, and not worth a save).
+    #[serde(default)]
+    pub kept_misses: u64,
+}
+
+impl CcacheSummary {
+    /// Fill in `hit_rate` from the counts (one decimal).
+    pub fn with_hit_rate(mut self) -> Self {
+        let cacheable = self.hits + self.misses;
+        self.hit_rate =
+            (cacheable > 0).then(|| (self.hits as f64 * 1000.0 / cacheable as f64).round() / 10.0);
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -28,7 +28,7 @@ def secs(hms):
     return int(h) * 3600 + int(m) * 60 + float(s)
 started, rows, t0 = {}, [], None
 for line in open(trace):
-    m = re.match(r"(\d+) (\S+) (.*)", line)
+    m = re.match(r"(\d+)\s+(\S+) (.*)", line)  # strace pads short pids with spaces
     if not m:
         continue
     pid, t, rest = m.group(1), secs(m.group(2)), m.group(3)

@@ -2,9 +2,11 @@
 # Every Kiln benchmark in one run. First the speed goals (issue 16), each ratio with its goal
 # beside it, medians of interleaved runs:
 #   bench/pipeline.sh  cold / warm / partial-hit runs vs uv and the hand-made floor, Kiln's own CPU
+#   bench/cold_project.sh  a real C-extension project's (msgpack) cold bootstrap vs uv
 #   bench/cache.sh     archive save/restore vs tar|zstd and tar xzf, on the fixture's caches and
 #                      a 1 GiB mixed tree
-# then the other benches (bootstrap per installer, agent, sharing, action), each printing its own table.
+# then the other benches (bootstrap per installer, a bootstrap.command venv, agent, sharing, action),
+# each printing its own table.
 # Usage: bench/run.sh [speed|all]   (default all; `speed` stops after the ratio table)
 #        KILN_BENCH_RUNS=5 (runs per median; at least 5 for figures you quote)
 set -euo pipefail
@@ -22,6 +24,9 @@ export KILN_BENCH_RATIOS="$scratch/ratios.tsv"
 echo "== bench/pipeline.sh"
 KILN_BENCH_KEEP="$scratch/fixture" bash bench/pipeline.sh "$kiln"
 echo
+echo "== bench/cold_project.sh"
+bash bench/cold_project.sh "$kiln" msgpack
+echo
 echo "== bench/cache.sh"
 KILN_BENCH_FIXTURE="$scratch/fixture" bash bench/cache.sh "$kiln"
 echo
@@ -38,7 +43,7 @@ for line in open(sys.argv[1]):
 PY
 [ "$what" = speed ] && exit 0
 
-for b in bench/bootstrap.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
+for b in bench/bootstrap.sh bench/command.sh bench/culprit.sh bench/agent.sh bench/sharing.sh bench/action.sh; do
   [ -f "$b" ] || continue
   echo
   echo "== $b"

@@ -18,31 +18,6 @@ use crate::cli::cache::{
 use crate::exit::Exit;
 use crate::settings::Compression;
 
-/// `500M`, `5G`, `1GiB`, `1024` → bytes (K/M/G/T are powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try 500M or 5G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use K, M, G or T)"
-            ))
-        }
-    };
-    Ok((n * mult as f64) as u64)
-}
-
 /// Open the store `--store` names (or the default one, see `settings::store_url`).
 fn open(arg: &StoreArg) -> Result<Store, Exit> {
     let url = crate::settings::store_url(arg.store.clone(), None, &crate::settings::process_env);
@@ -272,19 +247,4 @@ async fn prune_cmd(a: PruneArgs) -> Exit {
         human_bytes(report.kept_bytes)
     );
     Exit::Success
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
-        assert_eq!(parse_size("5G").unwrap(), 5 << 30);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        assert_eq!(parse_size("42").unwrap(), 42);
-        assert!(parse_size("5X").is_err());
-        assert!(parse_size("lots").is_err());
-    }
 }

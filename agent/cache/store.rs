@@ -147,6 +147,21 @@ impl Health {
 /// An object's bytes as they arrive from the store.
 pub type ByteStream = BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
+/// A stream that ends after its first error. OpenDAL 0.59's byte streams repeat the error for
+/// ever (a missing object yields `NotFound` on every poll), which would spin any reader that
+/// skips errors.
+fn ends_at_first_error(
+    s: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+) -> ByteStream {
+    let mut failed = false;
+    s.take_while(move |item| {
+        let go = !failed;
+        failed |= item.is_err();
+        std::future::ready(go)
+    })
+    .boxed()
+}
+
 /// How [`Store::upload_file`] sends a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upload {
@@ -460,7 +475,7 @@ impl Store {
             .into_bytes_stream(..)
             .await
             .map_err(|e| self.err("read", path, e))?;
-        Ok(stream.boxed())
+        Ok(ends_at_first_error(stream))
     }
 
     /// Stream a byte range of an object with sequential reads (an HTTP range request).
@@ -479,7 +494,7 @@ impl Store {
             .into_bytes_stream(range)
             .await
             .map_err(|e| self.err("read", path, e))?;
-        Ok(stream.boxed())
+        Ok(ends_at_first_error(stream))
     }
 
     /// Upload a local file as object `path` (never whole in memory), calling `progress` with the

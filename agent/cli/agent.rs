@@ -55,47 +55,6 @@ pub struct AgentArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", env = "KILN_AGENT_LEASE")]
     pub lease: Duration,
     /// Largest webhook body accepted, e.g. 25MiB (GitHub's own cap), 512KiB. Larger ones get 413.
-    #[arg(long, value_parser = parse_size, default_value = "25MiB", env = "KILN_AGENT_MAX_BODY")]
+    #[arg(long, value_parser = crate::size::parse_size_usize, default_value = "25MiB", env = "KILN_AGENT_MAX_BODY")]
     pub max_body: usize,
-}
-
-/// `123`, `64KiB`, `25MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 25MiB"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1024,
-        "mb" => 1000 * 1000,
-        "mib" | "m" => 1024 * 1024,
-        "gb" => 1000 * 1000 * 1000,
-        "gib" | "g" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} (use B, KiB, MiB, GiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("25MiB"), Ok(25 * 1024 * 1024));
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert_eq!(parse_size("1MB"), Ok(1_000_000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-    }
 }

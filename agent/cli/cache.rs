@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::cache::commands::parse_size;
 use crate::settings::Compression;
+use crate::size::parse_size;
 
 #[derive(Args, Debug)]
 pub struct CacheArgs {

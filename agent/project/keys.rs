@@ -21,11 +21,14 @@ const DEPENDENCY_TABLES: [&[&str]; 8] = [
     &["tool", "uv", "workspace"],
 ];
 
-/// (name, bytes) pairs for `KeyInputs::requirement_files`.
+/// (name, bytes) pairs for `KeyInputs::requirement_files`. `pytest`: the test command needs
+/// pytest, which Kiln keeps in the wheelhouse when the dependencies do not bring it — so a
+/// project that needs nothing never gets an "exact hit" on another project's pytest wheels.
 pub fn key_files(
     checkout: &Path,
     project: &Project,
     constraints: &[PathBuf],
+    pytest: bool,
 ) -> Result<Vec<(String, Vec<u8>)>, ProjectError> {
     let mut files = Vec::new();
     match &project.source {
@@ -59,7 +62,7 @@ pub fn key_files(
     files.push((
         "kiln#selection".into(),
         format!(
-            "source={} extras={} groups={} install={}",
+            "source={} extras={} groups={} install={} pytest={pytest}",
             project.source.name(),
             project.extras.join(","),
             project.groups.join(","),
@@ -123,7 +126,7 @@ mod tests {
             requirements: None,
         })
         .unwrap();
-        key_files(d.path(), &p, &[]).unwrap()
+        key_files(d.path(), &p, &[], true).unwrap()
     }
 
     const BASE: &str =
@@ -161,9 +164,11 @@ mod tests {
             requirements: None,
         })
         .unwrap();
-        let files = key_files(d.path(), &p, &[]).unwrap();
+        let files = key_files(d.path(), &p, &[], true).unwrap();
         assert_eq!(files[0], ("uv.lock".to_string(), b"version = 1\n".to_vec()));
         let selection = String::from_utf8(files[1].1.clone()).unwrap();
         assert!(selection.contains("groups=test"), "{selection}");
+        let without = key_files(d.path(), &p, &[], false).unwrap();
+        assert_ne!(files, without, "whether pytest is kept decides the key too");
     }
 }

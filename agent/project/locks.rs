@@ -9,7 +9,6 @@
 //! kept apart: they are built through ccache like the project, never cached as releases.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -37,12 +36,19 @@ pub struct LockedSet {
     pub requirements: Vec<LockedReq>,
     /// (path relative to the checkout, editable).
     pub local: Vec<(PathBuf, bool)>,
+    /// Directories of the lock's local wheels and sdists (`path` entries of `pylock.toml`):
+    /// pip finds them there, checking their hashes like a download's.
+    pub find_links: Vec<PathBuf>,
 }
 
 impl LockedSet {
-    /// A requirement file with hashes (pip checks what it downloads), for the given requirements.
-    pub fn hashed_file(reqs: &[&LockedReq]) -> String {
+    /// A requirement file with hashes (pip checks what it downloads and the lock's local
+    /// files), for the given requirements.
+    pub fn hashed_file(&self, reqs: &[&LockedReq]) -> String {
         let mut out = String::new();
+        for dir in &self.find_links {
+            out.push_str(&format!("--find-links {}\n", dir.display()));
+        }
         for r in reqs {
             out.push_str(&r.spec);
             for h in &r.hashes {
@@ -67,12 +73,16 @@ impl LockedSet {
 /// lock out of date with `pyproject.toml` (exit 2, "run `uv lock`"). When uv cannot decide that
 /// without the network (offline, index unreachable), the lock is exported as it is (`--frozen`)
 /// and the returned warning says the check was skipped.
+///
+/// Checking the lock may run the project's build backend (its `setup.py`, for dynamic
+/// metadata): untrusted code, so `sandboxed` wraps each command like every other step that
+/// runs the project's code (the sandbox and the allow-listed environment).
 pub async fn export_uv_lock(
     uv: &Path,
     checkout: &Path,
     extras: &[String],
     groups: &[String],
-    env: &[(OsString, OsString)],
+    sandboxed: &(dyn Fn(Cmd) -> Cmd + Sync),
 ) -> Result<(LockedSet, Option<String>), ProjectError> {
     let export = |mode: &'static str| {
         let mut cmd = Cmd::new(uv)
@@ -89,7 +99,7 @@ pub async fn export_uv_lock(
         for g in groups {
             cmd = cmd.args(["--group", g.as_str()]);
         }
-        cmd.cwd(checkout).envs(env)
+        sandboxed(cmd.cwd(checkout))
     };
     let run = |cmd: Cmd| async move {
         cmd.run()
@@ -236,6 +246,8 @@ struct PylockVcs {
 #[derive(Debug, Deserialize)]
 struct PylockFile {
     url: Option<String>,
+    /// A local file, relative to the lock file's directory (or absolute).
+    path: Option<PathBuf>,
     #[serde(default)]
     hashes: BTreeMap<String, String>,
 }
@@ -283,7 +295,8 @@ pub fn read_pylock(
             }
             continue;
         }
-        let (spec, hashes) = pylock_spec(&p, &file)?;
+        let lock_dir = path.parent().unwrap_or(Path::new("."));
+        let (spec, hashes) = pylock_spec(&p, &file, lock_dir, &mut set.find_links)?;
         let spec = if marker.is_empty() {
             spec
         } else {
@@ -299,7 +312,17 @@ pub fn read_pylock(
     Ok(set)
 }
 
-fn pylock_spec(p: &PylockPackage, file: &str) -> Result<(String, Vec<String>), ProjectError> {
+/// `name==version` (or `name @ url`) and its hashes. Local files (`path`): an archive becomes
+/// a `file://` URL; wheels and sdists add their directory to `find_links`, so pip picks the
+/// one that fits this interpreter and checks its hash. A path that does not exist is an error
+/// naming the package.
+fn pylock_spec(
+    p: &PylockPackage,
+    file: &str,
+    lock_dir: &Path,
+    find_links: &mut Vec<PathBuf>,
+) -> Result<(String, Vec<String>), ProjectError> {
+    let local = |rel: &Path| local_file(lock_dir, rel, &p.name, file);
     let hashes_of = |f: &PylockFile| {
         f.hashes
             .iter()
@@ -314,8 +337,22 @@ fn pylock_spec(p: &PylockPackage, file: &str) -> Result<(String, Vec<String>), P
         ));
     }
     if let Some(archive) = &p.archive {
-        let url = archive.url.as_deref().unwrap_or_default();
+        let url = match &archive.path {
+            Some(rel) => format!("file://{}", local(rel)?.display()),
+            None => archive.url.clone().unwrap_or_default(),
+        };
         return Ok((format!("{} @ {url}", p.name), hashes_of(archive)));
+    }
+    for f in p.wheels.iter().chain(p.sdist.iter()) {
+        if let Some(rel) = &f.path {
+            let dir = local(rel)?
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            if !find_links.contains(&dir) {
+                find_links.push(dir);
+            }
+        }
     }
     let version = p.version.as_deref().ok_or_else(|| {
         lock_error(
@@ -329,6 +366,26 @@ fn pylock_spec(p: &PylockPackage, file: &str) -> Result<(String, Vec<String>), P
     let mut hashes: Vec<String> = p.wheels.iter().flat_map(hashes_of).collect();
     hashes.extend(p.sdist.iter().flat_map(hashes_of));
     Ok((format!("{}=={version}", p.name), hashes))
+}
+
+/// A `path` of the lock (relative to its directory), which must exist.
+fn local_file(
+    lock_dir: &Path,
+    rel: &Path,
+    package: &str,
+    file: &str,
+) -> Result<PathBuf, ProjectError> {
+    let abs = lock_dir.join(rel);
+    if abs.is_file() {
+        return Ok(abs);
+    }
+    Err(lock_error(
+        file,
+        format!(
+            "package {package}: its file {} does not exist (paths are relative to the lock file)",
+            abs.display()
+        ),
+    ))
 }
 
 enum Selection {
@@ -451,7 +508,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            LockedSet::hashed_file(&[&set.requirements[0]]),
+            set.hashed_file(&[&set.requirements[0]]),
             "attrs==25.3.0 --hash=sha256:aa --hash=sha256:bb\n"
         );
         assert!(!set.install_file().contains("--hash"));
@@ -528,6 +585,42 @@ directory = { path = ".", editable = true }
             specs.contains(&"sphinx==8.0 ; python_version >= \"0\" and python_version >= '3.10'"),
             "{specs:?}"
         );
+    }
+
+    #[test]
+    fn pylock_local_files_are_found_where_the_lock_says() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("ci/wheels")).unwrap();
+        std::fs::write(d.path().join("ci/wheels/a-1.0-py3-none-any.whl"), "").unwrap();
+        std::fs::write(d.path().join("ci/wheels/b-2.0.tar.gz"), "").unwrap();
+        std::fs::write(d.path().join("ci/c-3.0.zip"), "").unwrap();
+        let lock = "lock-version = \"1.0\"\n\
+            [[packages]]\nname = \"a\"\nversion = \"1.0\"\n\
+            wheels = [{ path = \"wheels/a-1.0-py3-none-any.whl\", hashes = { sha256 = \"aa\" } }]\n\
+            [[packages]]\nname = \"b\"\nversion = \"2.0\"\n\
+            sdist = { path = \"wheels/b-2.0.tar.gz\", hashes = { sha256 = \"bb\" } }\n\
+            [[packages]]\nname = \"c\"\narchive = { path = \"c-3.0.zip\", hashes = { sha256 = \"cc\" } }\n";
+        let p = d.path().join("ci/pylock.toml");
+        std::fs::write(&p, lock).unwrap();
+        let set = read_pylock(&p, &[], &[]).unwrap();
+        assert_eq!(set.find_links, [d.path().join("ci/wheels")]);
+        let specs: Vec<&str> = set.requirements.iter().map(|r| r.spec.as_str()).collect();
+        let archive = format!("c @ file://{}", d.path().join("ci/c-3.0.zip").display());
+        assert_eq!(specs, ["a==1.0", "b==2.0", archive.as_str()]);
+        let all: Vec<&LockedReq> = set.requirements.iter().collect();
+        let file = set.hashed_file(&all);
+        assert!(
+            file.starts_with(&format!(
+                "--find-links {}\n",
+                d.path().join("ci/wheels").display()
+            )),
+            "{file}"
+        );
+        assert!(file.contains("b==2.0 --hash=sha256:bb\n"), "{file}");
+
+        std::fs::write(&p, lock.replace("c-3.0.zip", "gone.zip")).unwrap();
+        let e = read_pylock(&p, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("package c") && e.contains("gone.zip"), "{e}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn plan(
             .filter(|r| !in_wheelhouse(r, &present))
             .collect();
         if !missing.is_empty() {
-            let f = write("kiln-locked-build.txt", &LockedSet::hashed_file(&missing))?;
+            let f = write("kiln-locked-build.txt", &set.hashed_file(&missing))?;
             p.wheel_args = vec!["--no-deps".into(), "-r".into(), f.into()];
         }
         if !set.requirements.is_empty() {
@@ -151,8 +151,12 @@ fn refuses_wheels(text: &str) -> bool {
 }
 
 /// A requirement file without hash and binary options; nested files and find-links made
-/// absolute (the copy lives elsewhere). Nested files are used as they are.
+/// absolute (the copy lives elsewhere). Nested files are used as they are. A file with
+/// `--no-binary`/`--only-binary` also loses its package sources (`--find-links`, index URLs):
+/// `pip wheel` put every wheel it resolved into the wheelhouse, and a ready-made wheel found
+/// elsewhere must not replace the one built from source.
 pub fn strip_for_install(text: &str, dir: &Path) -> String {
+    let wheelhouse_only = text.contains("--no-binary") || text.contains("--only-binary");
     let joined = text.replace("\\\n", " ");
     let mut out = String::new();
     for line in joined.lines() {
@@ -166,7 +170,19 @@ pub fn strip_for_install(text: &str, dir: &Path) -> String {
                 }
                 continue;
             }
-            if t.starts_with("--no-binary") || t.starts_with("--only-binary") {
+            let source = [
+                "-f",
+                "--find-links",
+                "-i",
+                "--index-url",
+                "--extra-index-url",
+            ]
+            .iter()
+            .any(|o| t == *o || t.starts_with(&format!("{o}=")));
+            if t.starts_with("--no-binary")
+                || t.starts_with("--only-binary")
+                || (wheelhouse_only && source)
+            {
                 if !t.contains('=') {
                     tokens.next();
                 }
@@ -346,8 +362,14 @@ mod tests {
                     markupsafe==3.0.2 ; sys_platform == 'linux' \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n\
                     six==1.0 --hash sha256:cc  # pinned\n";
         let out = strip_for_install(text, d.path());
+        // `--no-binary`: only the wheelhouse (with the wheel built from source) is a source.
         assert_eq!(
             out,
+            "markupsafe==3.0.2 ; sys_platform == 'linux'\nsix==1.0\n"
+        );
+        let hashed_only = text.replace("--no-binary markupsafe\n", "");
+        assert_eq!(
+            strip_for_install(&hashed_only, d.path()),
             format!(
                 "--find-links {}\nmarkupsafe==3.0.2 ; sys_platform == 'linux'\nsix==1.0\n",
                 d.path().join("vendor").display()

@@ -161,10 +161,7 @@ fn builds(s: &RunSummary, md: &mut String) {
         md.push_str(&format!("Built: {}  \n", names.join(", ")));
     }
     match ccache_hit_rate(s) {
-        Some(rate) => md.push_str(&format!(
-            "**ccache:** {} hits, {} misses ({rate:.1}% hit rate)\n\n",
-            s.ccache.hits, s.ccache.misses
-        )),
+        Some(_) => md.push_str(&format!("**ccache:** {}\n\n", vocab::ccache_counts(s))),
         None if !s.ccache.enabled && s.stage(Stage::Bootstrap.as_str()).is_some() => {
             md.push_str("**ccache:** no compiles went through ccache\n\n")
         }
@@ -352,6 +349,8 @@ mod tests {
                 misses: 1,
                 remote_hits: 0,
                 enabled: true,
+                uncacheable: 4,
+                ..Default::default()
             },
             tests: TestSummary {
                 passed: 3,
@@ -430,7 +429,10 @@ mod tests {
         assert!(md.contains("| wheelhouse | exact | 3.0 MiB | not saved | `kiln-1-wheels-linux-x86_64-cp311-abc` |"), "{md}");
         assert!(md.contains("| ccache | miss | 0 B | 2.0 KiB |"));
         assert!(md.contains("**Wheels:** 1 built, 4 reused, installed with uv"));
-        assert!(md.contains("(90.0% hit rate)"));
+        assert!(
+            md.contains("**ccache:** 9 hits, 1 miss, 4 uncacheable (90.0% hit rate)"),
+            "{md}"
+        );
         assert!(
             md.contains(
                 "| `tests.test_math::test_add` | `tests/test_math.py:12` | assert 3 == 4 |"

@@ -2,8 +2,9 @@
 //! their authors and co-authors (Jenkins' "culprits", Buildbot's "blamelist").
 //!
 //! The range comes from git in the checkout. A checkout may not hold the last green commit (a
-//! shallow clone, a fresh machine): it is then fetched from the repository; when that fails the
-//! caller asks GitHub's compare API, and as a last resort blames the tested commit alone.
+//! shallow clone, a fresh machine): the range is then fetched from the repository (never the whole
+//! history); when that fails the caller asks GitHub's compare API, and as a last resort blames the
+//! tested commit alone.
 
 use std::path::{Path, PathBuf};
 
@@ -174,15 +175,25 @@ async fn has_commit(dir: &Path, sha: &str) -> bool {
     matches!(git::run(dir, &["cat-file", "-e", &spec]).await, Ok(o) if o.success)
 }
 
+/// Whether `base` is in the checkout and reachable from `head` there: then `base..head` is whole.
+async fn connected(dir: &Path, base: &str, head: &str) -> bool {
+    has_commit(dir, base).await
+        && matches!(git::run(dir, &["merge-base", "--is-ancestor", base, head]).await, Ok(o) if o.success)
+}
+
 /// Make sure `base` and the history from it to `head` are in the checkout, fetching from `repo`
-/// (a path or URL git understands) when they are not.
-async fn ensure_history(dir: &Path, repo: &str, base: &str) -> Result<(), BlameError> {
+/// (a path or URL git understands) only what is missing. A shallow clone is deepened by
+/// [`MAX_COMMITS`] (all the range blame reads), never unshallowed: a repository's whole history
+/// can be gigabytes. A base further back (or not an ancestor, after a force push) is then
+/// fetched on its own, one commit deep.
+async fn ensure_history(dir: &Path, repo: &str, base: &str, head: &str) -> Result<(), BlameError> {
     let shallow = git::stdout(dir, &["rev-parse", "--is-shallow-repository"])
         .await
         .map(|s| s.trim() == "true")
         .unwrap_or(false);
-    if shallow {
-        let out = git::run(dir, &["fetch", "--quiet", "--no-tags", "--unshallow", repo]).await?;
+    if shallow && !connected(dir, base, head).await {
+        let deepen = format!("--deepen={MAX_COMMITS}");
+        let out = git::run(dir, &["fetch", "--quiet", "--no-tags", &deepen, repo, head]).await?;
         if !out.success {
             return Err(BlameError::Shallow {
                 sha: base.to_string(),
@@ -194,7 +205,12 @@ async fn ensure_history(dir: &Path, repo: &str, base: &str) -> Result<(), BlameE
         return Ok(());
     }
     tracing::debug!("fetching last green commit {base} from the repository");
-    let _ = git::run(dir, &["fetch", "--quiet", "--no-tags", repo, base]).await?;
+    let mut fetch = vec!["fetch", "--quiet", "--no-tags"];
+    if shallow {
+        fetch.push("--depth=1");
+    }
+    fetch.extend([repo, base]);
+    let _ = git::run(dir, &fetch).await?;
     if has_commit(dir, base).await {
         Ok(())
     } else {
@@ -240,7 +256,7 @@ pub async fn git_commits(
 ) -> Result<Vec<Commit>, BlameError> {
     let range = match base {
         Some(base) => {
-            ensure_history(dir, repo, base).await?;
+            ensure_history(dir, repo, base, head).await?;
             format!("{base}..{head}")
         }
         None => head.to_string(),
@@ -340,6 +356,40 @@ mod tests {
                 "echo '{msg}' >> log && git add log && GIT_AUTHOR_NAME='{name}' GIT_AUTHOR_EMAIL='{email}' git commit -q -F - <<'EOF'\n{msg}\nEOF\ngit rev-parse HEAD"
             ),
         )
+    }
+
+    #[tokio::test]
+    async fn a_shallow_clone_fetches_the_range_not_the_whole_history() {
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        sh(r, "git init -q -b main");
+        let shas: Vec<String> = (0..120)
+            .map(|i| commit_as(r, "Alice", "alice@example.com", &format!("c{i}")))
+            .collect();
+        let url = format!("file://{}", r.display());
+        let work = tempfile::tempdir().unwrap();
+        sh(work.path(), &format!("git clone -q --depth 1 {url} co"));
+        let co = work.path().join("co");
+        let head = &shas[119];
+        let commits = git_commits(&co, &url, Some(&shas[116]), head)
+            .await
+            .unwrap();
+        let got: Vec<_> = commits.iter().map(|c| c.sha.clone()).collect();
+        assert_eq!(
+            got,
+            vec![shas[119].clone(), shas[118].clone(), shas[117].clone()]
+        );
+        assert_eq!(sh(&co, "git rev-parse --is-shallow-repository"), "true");
+        let held: usize = sh(&co, "git rev-list --count HEAD").parse().unwrap();
+        assert!(held <= MAX_COMMITS + 1, "fetched {held} of 120 commits");
+
+        // A base further back than blame reads: the newest MAX_COMMITS, the base alone fetched.
+        let commits = git_commits(&co, &url, Some(&shas[10]), head).await.unwrap();
+        assert_eq!(commits.len(), MAX_COMMITS);
+        assert_eq!(commits[0].sha, shas[119]);
+        assert_eq!(commits[MAX_COMMITS - 1].sha, shas[119 - MAX_COMMITS + 1]);
+        let held: usize = sh(&co, "git rev-list --count --all").parse().unwrap();
+        assert!(held < 110, "fetched {held} of 120 commits");
     }
 
     #[tokio::test]

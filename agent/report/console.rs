@@ -43,16 +43,14 @@ pub fn render(s: &RunSummary) -> String {
     let mut out = header(s);
     tables(s, &mut out);
     out.push_str(&format!(
-        "  wheels: {} ({}); ccache: {} hits ({} remote), {} misses\n",
+        "  wheels: {} ({}); ccache: {}\n",
         vocab::wheel_counts(&s.wheels),
         if s.installer.is_empty() {
             "-"
         } else {
             &s.installer
         },
-        s.ccache.hits,
-        s.ccache.remote_hits,
-        s.ccache.misses
+        vocab::ccache_counts(s)
     ));
     if let Some(line) = vocab::project_line(s) {
         out.push_str(&format!("  {line}\n"));

@@ -103,10 +103,9 @@ pub fn check_run(b: &Build<'_>) -> CheckRun {
     if !s.caches.is_empty() {
         md.push_str(&markdown::cache_table(s));
         md.push_str(&format!(
-            "Wheels: {}. ccache: {} hits, {} misses.\n",
+            "Wheels: {}. ccache: {}.\n",
             vocab::wheel_counts(&s.wheels),
-            s.ccache.hits,
-            s.ccache.misses
+            vocab::ccache_counts(s)
         ));
     }
     if !s.tests.failures.is_empty() {

@@ -96,7 +96,6 @@ pub fn wheel_counts(w: &WheelSummary) -> String {
 /// Bytes as a person reads them (the cache engine's progress lines use the same words).
 pub use crate::cache::progress::human_bytes;
 
-/// ccache's hit rate in percent, when it compiled anything.
 /// "dependencies from uv.lock; project editable (7.8s, 1 compiled module, pytest added)".
 pub fn project_line(s: &RunSummary) -> Option<String> {
     if s.deps_source.is_empty() {
@@ -120,9 +119,33 @@ pub fn project_line(s: &RunSummary) -> Option<String> {
     Some(format!("dependencies from {}; {project}", s.deps_source))
 }
 
+/// ccache's hit rate in percent of the cacheable calls, when it compiled anything.
 pub fn ccache_hit_rate(s: &RunSummary) -> Option<f64> {
     let total = s.ccache.hits + s.ccache.misses;
     (total > 0).then(|| s.ccache.hits as f64 * 100.0 / total as f64)
+}
+
+/// `12 hits (2 remote), 1 miss, 5 uncacheable (92.3% hit rate)`: every reporter's words for
+/// this run's compiles.
+pub fn ccache_counts(s: &RunSummary) -> String {
+    let c = &s.ccache;
+    let remote = if c.remote_hits > 0 {
+        format!(" ({} remote)", c.remote_hits)
+    } else {
+        String::new()
+    };
+    let rate = match ccache_hit_rate(s) {
+        Some(r) => format!(" ({r:.1}% hit rate)"),
+        None => String::new(),
+    };
+    format!(
+        "{} hit{}{remote}, {} miss{}, {} uncacheable{rate}",
+        c.hits,
+        if c.hits == 1 { "" } else { "s" },
+        c.misses,
+        if c.misses == 1 { "" } else { "es" },
+        c.uncacheable
+    )
 }
 
 /// `file:line`, `file`, or empty.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::git::GitError;
 use crate::process::ProcessError;
-use crate::settings::{CheckoutMode, RunRequest};
+use crate::settings::{CheckoutMode, Config, RunRequest};
 use crate::summary::{short_sha, StageOutcome};
 
 use super::stage::Done;
@@ -178,6 +178,37 @@ async fn detach_at(
     })
 }
 
+/// kiln.yml's `checkout.depth` (read when no flag or `KILN_CHECKOUT_DEPTH` chose a depth, so
+/// the clone took the default): a shallow clone is deepened to it, 0 = the whole history. A
+/// kiln.yml that cannot be read is left for the settings to report (exit 2).
+async fn deepen_to_config(req: &RunRequest, c: Checkout) -> Result<Checkout, CheckoutError> {
+    let Some(depth) = req
+        .config_path(&c.dir)
+        .ok()
+        .and_then(|path| Config::load(&path).ok())
+        .and_then(|config| config.checkout.depth)
+    else {
+        return Ok(c);
+    };
+    if git(&c.dir, &["rev-parse", "--is-shallow-repository"]).await? != "true" {
+        return Ok(c);
+    }
+    let location = crate::git::repo_location(&req.repo);
+    let depth_arg = format!("--depth={depth}");
+    let how = if depth == 0 {
+        "--unshallow"
+    } else {
+        &depth_arg
+    };
+    tracing::info!("kiln.yml checkout.depth {depth}: fetching more history ({how})");
+    git(
+        &c.dir,
+        &["fetch", "--quiet", "--no-tags", how, &location, &c.sha],
+    )
+    .await?;
+    Ok(c)
+}
+
 /// Use an existing working tree as it is (`checkout: reuse`).
 pub async fn reuse(dir: &Path) -> Result<Checkout, CheckoutError> {
     let sha = git(dir, &["rev-parse", "--verify", "HEAD^{commit}"]).await?;
@@ -199,7 +230,10 @@ pub async fn stage(req: &RunRequest, dir: &Path) -> Done<Result<Checkout, String
     let result = if reuse {
         self::reuse(Path::new(&req.repo)).await
     } else {
-        clone_at(&req.repo, &req.rev, dir, req.checkout_depth).await
+        match clone_at(&req.repo, &req.rev, dir, req.checkout_depth).await {
+            Ok(c) if req.checkout_depth.is_none() => deepen_to_config(req, c).await,
+            other => other,
+        }
     };
     match result {
         Ok(mut c) => {

@@ -176,6 +176,7 @@ pub async fn execute(
         &x.paths,
         settings.request.offline,
         &settings.request.tools_dir,
+        &runner,
     )
     .await
     .map_err(|e| UsageError::Other(e.to_string()))?;
@@ -312,27 +313,68 @@ async fn build_and_test(
             None
         }
     };
+    let mut boot = boot;
+    out.saved = stages
+        .time(
+            Stage::Save,
+            save_stage(
+                &mut boot,
+                out,
+                req,
+                store,
+                paths,
+                &project.cache,
+                &wheels_before,
+            ),
+        )
+        .await;
+    out.bootstrap = Some(boot);
+}
+
+/// The save stage: the wheels still being collected first (they belong in the wheelhouse),
+/// then the caches.
+async fn save_stage(
+    boot: &mut Result<BootstrapOutput, String>,
+    out: &Outputs,
+    req: &RunRequest,
+    store: &Store,
+    paths: &Paths,
+    config: &settings::file::CacheConfig,
+    wheels_before: &std::collections::BTreeSet<String>,
+) -> stage::Done<Vec<CacheSaved>> {
+    let refused = save_refusal(req, config, out);
+    if let Ok(b) = boot.as_mut() {
+        if refused.is_none() {
+            bootstrap::finish_wheelhouse(b).await;
+        } else {
+            b.pending = None; // nothing will save them: stop collecting
+        }
+    }
     // A failed bootstrap keeps what it built (under a partial key the next run restores by
     // prefix), so the next run retries only what failed.
     let progress = boot
         .is_err()
         .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
-    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != wheels_before;
-    let save = SaveInputs {
-        allowed: req.save_allowed,
+    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != *wheels_before;
+    save::save(SaveInputs {
+        refused,
         store,
         keys: match &progress {
             Some(partial) => partial.as_ref(),
             None => out.restored.keys.as_ref(),
         },
-        ccache_new_entries: Some(boot.as_ref().map_or(true, |b| b.ccache_new_entries)),
+        // A failed bootstrap's compiles are worth keeping, if there were any.
+        ccache_new_entries: Some(match &boot {
+            Ok(b) => b.ccache_new_entries,
+            Err(_) => bootstrap::ccache::stats(paths, &[]).misses > 0,
+        }),
         // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
         wheelhouse_unchanged: boot.is_err() && !grew,
+        wheelhouse_used: boot.as_ref().map_or(true, |b| b.wheelhouse_used),
         paths,
-        config: &project.cache,
-    };
-    out.saved = stages.time(Stage::Save, save::save(save)).await;
-    out.bootstrap = Some(boot);
+        config,
+    })
+    .await
 }
 
 async fn bootstrap_stage(inp: BootstrapInputs<'_>) -> stage::Done<Result<BootstrapOutput, String>> {
@@ -371,6 +413,25 @@ fn test_stage<'a>(
         ),
         runner,
     })
+}
+
+/// Why this run saves no caches: `--no-save`, a fork, or a branch outside `cache.save_on`.
+fn save_refusal(
+    req: &RunRequest,
+    cache: &settings::file::CacheConfig,
+    out: &Outputs,
+) -> Option<String> {
+    if !req.save_allowed {
+        return Some("saving disabled for this run (fork pull request or --no-save)".into());
+    }
+    let branch = out.checkout.as_ref().and_then(|c| c.branch.as_deref());
+    settings::save_on::refusal(
+        &cache.save_on,
+        settings::save_on::BuildRef {
+            branch: branch.or(req.branch.as_deref()),
+            pull_request: req.pull_request,
+        },
+    )
 }
 
 /// The run summary from the stage outputs (stages and totals are filled in later).

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
+use crate::process::Cmd;
 use crate::project::locks::{self, LockedSet};
 use crate::project::{detect, DepsSource, Project, ProjectError};
+use crate::sandbox::{Network, ProjectRunner};
 use crate::settings::Config;
 
 use super::bootstrap::installers;
@@ -31,12 +33,68 @@ pub enum PrepareError {
     NoUv(String),
 }
 
-/// Detect the project and read its lock file.
+/// What exporting `uv.lock` needs.
+struct LockExport<'a> {
+    python: &'a str,
+    paths: &'a Paths,
+    offline: bool,
+    tools_dir: &'a Path,
+    runner: &'a ProjectRunner,
+}
+
+/// `uv export` of the checkout's `uv.lock`, in the sandbox (checking the lock may run the
+/// project's build backend).
+async fn export_uv_lock(
+    inp: LockExport<'_>,
+    detected: &Project,
+    warnings: &mut Vec<String>,
+) -> Result<LockedSet, PrepareError> {
+    let py = toolchain::python_info(inp.python)
+        .await
+        .map_err(|e| PrepareError::NoUv(e.to_string()))?;
+    let uv = installers::find_or_install_uv(&py, inp.offline, inp.tools_dir, warnings)
+        .await
+        .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
+    let env = build_env(inp.paths, inp.offline);
+    let runner = runner_with(inp.runner, &[&py.path, &uv]);
+    let network = if inp.offline {
+        Network::Denied
+    } else {
+        Network::Allowed
+    };
+    let sandboxed = |cmd: Cmd| runner.command(cmd, &env, network);
+    let (set, warning) = locks::export_uv_lock(
+        &uv,
+        &inp.paths.checkout,
+        &detected.extras,
+        &detected.groups,
+        &sandboxed,
+    )
+    .await?;
+    warnings.extend(warning);
+    Ok(set)
+}
+
+/// `runner` with `programs` (the interpreter, uv) shown read-only inside its sandbox: they may
+/// live under a hidden `$HOME` (pyenv, Kiln's tool dir).
+fn runner_with(runner: &ProjectRunner, programs: &[&Path]) -> ProjectRunner {
+    let mut runner = runner.clone();
+    for program in programs {
+        if let Err(e) = runner.expose_tool(program) {
+            tracing::warn!("the sandbox cannot show {}: {e}", program.display());
+        }
+    }
+    runner
+}
+
+/// Detect the project and read its lock file. `uv export` runs the project's code (its build
+/// backend) through `runner`, like every other step that does.
 pub async fn prepare(
     config: &Config,
     paths: &Paths,
     offline: bool,
     tools_dir: &Path,
+    runner: &ProjectRunner,
 ) -> Result<Prepared, PrepareError> {
     let named = (config.requirements != Config::default().requirements)
         .then_some(config.requirements.as_slice());
@@ -48,23 +106,14 @@ pub async fn prepare(
     let mut warnings = Vec::new();
     let locked = match &detected.source {
         DepsSource::UvLock { .. } => {
-            let py = toolchain::python_info(&config.python)
-                .await
-                .map_err(|e| PrepareError::NoUv(e.to_string()))?;
-            let uv = installers::find_or_install_uv(&py, offline, tools_dir, &mut warnings)
-                .await
-                .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
-            let env = build_env(paths, offline);
-            let (set, warning) = locks::export_uv_lock(
-                &uv,
-                &paths.checkout,
-                &detected.extras,
-                &detected.groups,
-                &env,
-            )
-            .await?;
-            warnings.extend(warning);
-            Some(set)
+            let inp = LockExport {
+                python: &config.python,
+                paths,
+                offline,
+                tools_dir,
+                runner,
+            };
+            Some(export_uv_lock(inp, &detected, &mut warnings).await?)
         }
         DepsSource::Pylock { lock } => Some(locks::read_pylock(
             &paths.checkout.join(lock),

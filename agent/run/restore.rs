@@ -115,7 +115,12 @@ pub async fn derive_keys(
         arch: py.arch.clone(),
         python_tag: py.tag.clone(),
         compiler,
-        requirement_files: keys::key_files(checkout, detected, &project.constraints)?,
+        requirement_files: keys::key_files(
+            checkout,
+            detected,
+            &project.constraints,
+            super::bootstrap::project::runs_pytest(&project.test.command),
+        )?,
         extra: project.cache.key_extra.clone(),
     };
     let keys = RunKeys {

@@ -12,8 +12,8 @@ use super::workdir::Paths;
 
 /// What the save stage needs.
 pub struct SaveInputs<'a> {
-    /// False for fork pull requests and `--no-save`.
-    pub allowed: bool,
+    /// Why nothing may be saved (fork pull request, `--no-save`, `cache.save_on`).
+    pub refused: Option<String>,
     pub store: &'a Store,
     /// `None` when the restore stage could not derive keys.
     pub keys: Option<&'a RunKeys>,
@@ -21,6 +21,8 @@ pub struct SaveInputs<'a> {
     pub ccache_new_entries: Option<bool>,
     /// Skip the wheelhouse: nothing was added to it (a failed bootstrap that built nothing).
     pub wheelhouse_unchanged: bool,
+    /// The bootstrap installed something from the wheelhouse (false: nothing to install).
+    pub wheelhouse_used: bool,
     pub paths: &'a Paths,
     pub config: &'a CacheConfig,
 }
@@ -34,14 +36,29 @@ pub struct CacheSaved {
     pub warnings: Vec<String>,
 }
 
+/// Why the wheelhouse is not worth a save, if it is not. A project with nothing to install
+/// keeps nothing (an empty wheelhouse would give every other such project an "exact hit" on
+/// nothing, and one restored by prefix is another project's); a failed bootstrap that added no
+/// wheel has nothing new.
+fn wheelhouse_not_worth_saving(
+    dir: &std::path::Path,
+    inp: &SaveInputs<'_>,
+) -> Option<&'static str> {
+    if !inp.wheelhouse_used {
+        Some("nothing to install")
+    } else if super::bootstrap::installers::list_wheels(dir).is_empty() {
+        Some("empty")
+    } else if inp.wheelhouse_unchanged {
+        Some("nothing new")
+    } else {
+        None
+    }
+}
+
 /// Save what changed.
 pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
-    if !inp.allowed {
-        return Done::new(
-            Vec::new(),
-            StageOutcome::Skipped,
-            "saving disabled for this run (fork pull request or --no-save)".to_string(),
-        );
+    if let Some(why) = inp.refused {
+        return Done::new(Vec::new(), StageOutcome::Skipped, why);
     }
     let (Some(keys), Some(ccache_new)) = (inp.keys, inp.ccache_new_entries) else {
         return Done::new(
@@ -63,10 +80,11 @@ pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
             continue;
         }
         let dir = name.dir(inp.paths).to_path_buf();
-        // A wheelhouse restored exactly that gained nothing is already in the store.
-        if name == CacheName::Wheelhouse && inp.wheelhouse_unchanged {
-            parts.push(format!("{} not saved: nothing new", name.as_str()));
-            continue;
+        if name == CacheName::Wheelhouse {
+            if let Some(why) = wheelhouse_not_worth_saving(&dir, &inp) {
+                parts.push(format!("{} not saved: {why}", name.as_str()));
+                continue;
+            }
         }
         let out = if key.growing {
             cache::save_growing(inp.store, key, &[dir], &opts).await

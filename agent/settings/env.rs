@@ -166,7 +166,7 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
             &a.max_restore_size,
             env,
             "KILN_CACHE_MAX_RESTORE_SIZE",
-            crate::cache::commands::parse_size,
+            crate::size::parse_size,
         )?,
         bisect: parsed(env, "KILN_BISECT", boolish)?,
     })

@@ -86,6 +86,55 @@ pub enum CheckoutMode {
     Reuse,
 }
 
+/// kiln.yml's `checkout:`: a mode word (`clone`, `reuse`) or a mapping with `mode` and `depth`.
+///
+/// `depth` is for projects whose tests read history (`git describe`, setuptools-scm): the commits
+/// a clone must hold, 0 = all. It can only add history: a clone that already holds more (a local
+/// repository is cloned whole) is left as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct CheckoutConfig {
+    pub mode: CheckoutMode,
+    pub depth: Option<u32>,
+}
+
+/// The mapping form of [`CheckoutConfig`], strictly.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutTable {
+    #[serde(default)]
+    mode: CheckoutMode,
+    #[serde(default)]
+    depth: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for CheckoutConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = CheckoutConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`clone`, `reuse` or a mapping with `mode` and `depth`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CheckoutConfig, E> {
+                let mode = CheckoutMode::deserialize(serde::de::value::StrDeserializer::new(v))?;
+                Ok(CheckoutConfig { mode, depth: None })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<CheckoutConfig, A::Error> {
+                let t =
+                    CheckoutTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(CheckoutConfig {
+                    mode: t.mode,
+                    depth: t.depth,
+                })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// When to tell people about the build (see the report module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -206,6 +255,9 @@ pub struct CacheConfig {
     pub max_restore_size: u64,
     /// The most entries (files, directories, links) one restore may create.
     pub max_restore_entries: u64,
+    /// Branches (names or globs) whose builds save caches; empty = every build that may save.
+    /// Pull requests never match.
+    pub save_on: Vec<super::save_on::BranchPattern>,
 }
 
 impl CacheConfig {
@@ -231,6 +283,7 @@ impl Default for CacheConfig {
             publish_wheels: true,
             max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
             max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
+            save_on: Vec::new(),
         }
     }
 }
@@ -295,7 +348,8 @@ pub struct Config {
     pub requirements: Vec<PathBuf>,
     /// Constraint files, hashed into the wheelhouse key and passed with `-c`.
     pub constraints: Vec<PathBuf>,
-    pub checkout: CheckoutMode,
+    /// `clone` / `reuse`, or `{mode, depth}` (see [`CheckoutConfig`]).
+    pub checkout: CheckoutConfig,
     /// What the project is: dependency source, extras/groups, how it is installed.
     pub project: ProjectConfig,
     pub bootstrap: BootstrapConfig,
@@ -315,7 +369,7 @@ impl Default for Config {
             python: "python3".into(),
             requirements: vec![PathBuf::from("requirements.txt")],
             constraints: Vec::new(),
-            checkout: CheckoutMode::Clone,
+            checkout: CheckoutConfig::default(),
             project: ProjectConfig::default(),
             bootstrap: BootstrapConfig::default(),
             test: TestConfig::default(),
@@ -430,9 +484,7 @@ pub(crate) mod size_serde {
         }
         match Size::deserialize(d)? {
             Size::Bytes(n) => Ok(n),
-            Size::Text(s) => {
-                crate::cache::commands::parse_size(&s).map_err(serde::de::Error::custom)
-            }
+            Size::Text(s) => crate::size::parse_size(&s).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -507,6 +559,32 @@ mod tests {
         assert!(err.starts_with("kiln.yml:2:"), "{err}");
         let err = parse("project:\n  extra: [x]\n").unwrap_err().to_string();
         assert!(err.starts_with("kiln.yml:2:3:"), "{err}");
+    }
+
+    #[test]
+    fn checkout_is_a_mode_word_or_a_mapping_with_a_depth() {
+        assert_eq!(
+            parse("checkout: reuse\n").unwrap().checkout.mode,
+            CheckoutMode::Reuse
+        );
+        let c = parse("checkout:\n  depth: 50\n").unwrap().checkout;
+        assert_eq!((c.mode, c.depth), (CheckoutMode::Clone, Some(50)));
+        let c = parse("checkout: {mode: clone, depth: 0}\n")
+            .unwrap()
+            .checkout;
+        assert_eq!(c.depth, Some(0));
+        for (text, at) in [
+            (
+                "python: python3\ncheckout:\n  depth: -1\n",
+                "kiln.yml:3:10:",
+            ),
+            ("checkout:\n  depth: many\n", "kiln.yml:2:10:"),
+            ("checkout:\n  depht: 5\n", "kiln.yml:2:3:"),
+            ("checkout: sometimes\n", "kiln.yml:1:11:"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(at), "{text:?}: {err}");
+        }
     }
 
     #[test]

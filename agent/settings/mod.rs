@@ -9,6 +9,7 @@
 
 pub mod env;
 pub mod file;
+pub mod save_on;
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,9 @@ use crate::ci::CiEnv;
 use crate::sandbox::{SandboxSettings, Trust};
 
 pub use env::Layer;
-pub use file::{CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls};
+pub use file::{
+    CheckoutConfig, CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls,
+};
 
 /// How settings read the environment: the process's (see [`process_env`]) or a test's map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -58,6 +61,8 @@ pub struct RunRequest {
     pub summary_json: Option<PathBuf>,
     /// Whether caches and report state may be saved (false for `--no-save` and fork PRs).
     pub save_allowed: bool,
+    /// A pull request build (what CI says, or `KILN_PR_NUMBER` from `kiln agent`).
+    pub pull_request: bool,
     /// Install only from wheels already on this machine, building nothing.
     pub offline: bool,
     /// The code being built is a fork's pull request (`--untrusted`, or what CI says).
@@ -107,6 +112,8 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
         workdir: absolute(l.workdir.clone().unwrap_or_else(|| default_workdir(&repo))),
         summary_json: l.summary_json.clone().map(absolute),
         save_allowed,
+        pull_request: ci.is_some_and(|c| c.pr_number.is_some())
+            || env("KILN_PR_NUMBER").is_some_and(|n| !n.trim().is_empty()),
         offline: l.offline.unwrap_or(false),
         untrusted,
         ccache_bin: env::ccache_bin(env),
@@ -119,7 +126,7 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
 impl RunRequest {
     /// The kiln.yml this run reads: `--config` (relative to the current directory if it exists
     /// there, else to the checkout), or `kiln.yml` at the checkout's root.
-    fn config_path(&self, checkout: &Path) -> Result<PathBuf, UsageError> {
+    pub(crate) fn config_path(&self, checkout: &Path) -> Result<PathBuf, UsageError> {
         let path = match &self.config {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) if p.exists() => absolute(p.clone()),
@@ -218,7 +225,8 @@ fn untrusted_python(python: &str, checkout: &Path, workdir: &Path) -> Result<(),
     };
     if brought {
         return Err(UsageError::Other(format!(
-            "python {python:?} is a path this untrusted build could have brought; name an              interpreter on PATH (python3) or an absolute path outside the checkout"
+            "python {python:?} is a path this untrusted build could have brought; name an \
+             interpreter on PATH (python3) or an absolute path outside the checkout"
         )));
     }
     Ok(())

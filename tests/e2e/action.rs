@@ -17,10 +17,11 @@ fn action_dir() -> PathBuf {
 }
 
 /// A small project whose "tests" write a JUnit file with one pass and one failure (so the test
-/// needs no pytest): the failure is in tests/test_math.py, line 12.
+/// needs no pytest): the failure is in tests/test_math.py, line 12. It has one dependency (a
+/// vendored wheel), so its wheelhouse is worth saving and the next job's exact hit is real.
 fn sample_project(dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("tests")).unwrap();
-    std::fs::write(dir.join("requirements.txt"), "").unwrap();
+    support::run::vendored_dependency(dir);
     std::fs::write(
         dir.join("run_tests.sh"),
         r#"#!/bin/sh

@@ -1,5 +1,5 @@
 //! `kiln agent` building for real: each job runs `kiln run` on a local git repository (a trivial
-//! project: empty requirements, a shell test command) with a `file://` store.
+//! project: one vendored dependency, a shell test command) with a `file://` store.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ const BUILD: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_and_pull_requests_build_with_the_right_environment() {
     let w = World::new();
+    w.project.with_dependency();
     // Into the job's log: a fork's build is sandboxed and can write nothing outside its work dir.
     let record = "echo \"ENV|$GITHUB_REPOSITORY|${GITHUB_TOKEN:-none}|${KILN_NO_SAVE:-0}|${KILN_PR_NUMBER:-none}|${KILN_WEBHOOK_SECRET:-unset}|$(git rev-parse HEAD)\"";
     let main_sha = w.project.commit("main", record);

@@ -80,9 +80,10 @@ async fn sigkill_during_a_delivery_storm_loses_no_acknowledged_delivery() {
     let mut agent = w.start(0, &[]);
     let url = agent.url.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut set = tokio::task::JoinSet::new();
     for k in 0..20 {
-        let (url, stop) = (url.clone(), stop.clone());
+        let (url, stop, acks) = (url.clone(), stop.clone(), acks.clone());
         set.spawn(async move {
             let client = api_client_builder()
                 .timeout(Duration::from_secs(5))
@@ -106,7 +107,10 @@ async fn sigkill_during_a_delivery_storm_loses_no_acknowledged_delivery() {
                     .send()
                     .await;
                 match sent {
-                    Ok(r) if r.status().as_u16() == 202 => acked.push(delivery),
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        acked.push(delivery);
+                        acks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Ok(r) => panic!("unexpected answer {}", r.status()),
                     // The agent died under us: this one was never acknowledged.
                     Err(_) => break,
@@ -115,7 +119,17 @@ async fn sigkill_during_a_delivery_storm_loses_no_acknowledged_delivery() {
             acked
         });
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill in the middle of the storm: once enough deliveries were acknowledged (however slow
+    // the machine), while the senders keep going.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acks.load(std::sync::atomic::Ordering::SeqCst) < 80 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent acknowledged only {} deliveries in 60 s",
+            acks.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     agent.kill9();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut acked = Vec::new();

@@ -8,6 +8,7 @@ use std::process::Output;
 
 use crate::support;
 use crate::support::gha_fake::{Faults, GhaFake, RUNTIME_TOKEN};
+use crate::support::noise;
 
 /// `kiln cache ARGS` with the job's cache environment pointing at `fake`.
 fn kiln_cache(fake: &GhaFake, home: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
@@ -68,19 +69,6 @@ fn restore(fake: &GhaFake, home: &Path, key: &str, prefixes: &[&str], dir: &Path
         "the token is never printed: {err}"
     );
     out.trim().to_string()
-}
-
-/// Noise that compresses badly, so archives have a predictable size.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
@@ -305,7 +293,7 @@ fn an_upload_cut_midway_is_retried_and_a_dead_one_commits_nothing() {
     let fake = GhaFake::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    write_tree(&src, &[("blob", &noise(300 << 10, 7))]);
+    write_tree(&src, &[("blob", &noise(7, 300 << 10))]);
     let small_blocks = [
         ("KILN_GHA_BLOCK_SIZE", "65536"),
         ("KILN_GHA_UPLOAD_CONCURRENCY", "1"),
@@ -345,7 +333,7 @@ fn an_archive_larger_than_one_block_is_uploaded_in_order() {
     let fake = GhaFake::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let big = noise(1 << 20, 11);
+    let big = noise(11, 1 << 20);
     write_tree(&src, &[("big.bin", &big), ("small.txt", b"hello")]);
     save(
         &fake,
@@ -382,7 +370,7 @@ fn prune_lists_and_deletes_through_the_rest_api() {
             &src,
             &[
                 ("k", key.as_bytes()),
-                ("n", &noise(20 << 10, key.len() as u64)),
+                ("n", &noise(key.len() as u64, 20 << 10)),
             ],
         );
         save(&fake, tmp.path(), key, &src, &[]);

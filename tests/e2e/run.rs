@@ -151,20 +151,7 @@ fn changed_requirements_restore_partially_and_prune_unused_wheels() {
     let repo = t.path().join("repo");
     copy_tree(&seed().repo, &repo);
     sh(&repo, "git checkout -q green && git checkout -q -b slim");
-    // Drop wrapt: requirements change (new key), the app gets a plain-Python decorator.
-    let req = std::fs::read_to_string(repo.join("requirements.txt")).unwrap();
-    std::fs::write(
-        repo.join("requirements.txt"),
-        req.replace("wrapt==2.5.2\n", ""),
-    )
-    .unwrap();
-    let app = std::fs::read_to_string(repo.join("app/report.py")).unwrap();
-    let app = app.replace("import wrapt\n", "").replace(
-        "@wrapt.decorator\ndef traced(wrapped, instance, args, kwargs):\n    CALLS.append(wrapped.__name__)\n    return wrapped(*args, **kwargs)\n",
-        "def traced(f):\n    def inner(*args, **kwargs):\n        CALLS.append(f.__name__)\n        return f(*args, **kwargs)\n    return inner\n",
-    );
-    assert!(!app.contains("wrapt"), "fixture changed: update this test");
-    std::fs::write(repo.join("app/report.py"), app).unwrap();
+    drop_wrapt(&repo);
     sh(&repo, "git commit -qam 'Drop wrapt'");
     let r = run(
         &t.path().join("home"),
@@ -195,6 +182,84 @@ fn changed_requirements_restore_partially_and_prune_unused_wheels() {
         "unused wheel pruned: {names:?}"
     );
     assert!(names.iter().any(|n| n.starts_with("fastsum-")), "{names:?}");
+}
+
+/// Drop wrapt: the requirements change (a new wheelhouse key, restored partially), the app gets
+/// a plain-Python decorator. Commits nothing.
+fn drop_wrapt(repo: &std::path::Path) {
+    let req = std::fs::read_to_string(repo.join("requirements.txt")).unwrap();
+    std::fs::write(
+        repo.join("requirements.txt"),
+        req.replace("wrapt==2.5.2\n", ""),
+    )
+    .unwrap();
+    let app = std::fs::read_to_string(repo.join("app/report.py")).unwrap();
+    let app = app.replace("import wrapt\n", "").replace(
+        "@wrapt.decorator\ndef traced(wrapped, instance, args, kwargs):\n    CALLS.append(wrapped.__name__)\n    return wrapped(*args, **kwargs)\n",
+        "def traced(f):\n    def inner(*args, **kwargs):\n        CALLS.append(f.__name__)\n        return f(*args, **kwargs)\n    return inner\n",
+    );
+    assert!(!app.contains("wrapt"), "fixture changed: update this test");
+    std::fs::write(repo.join("app/report.py"), app).unwrap();
+}
+
+#[test]
+fn save_on_lets_only_the_chosen_branches_write_the_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let store = seeded_store(t.path());
+    let repo = t.path().join("repo");
+    copy_tree(&seed().repo, &repo);
+    sh(
+        &repo,
+        "git checkout -q green && git checkout -q -b feature/slim",
+    );
+    drop_wrapt(&repo);
+    let yml = std::fs::read_to_string(repo.join("kiln.yml")).unwrap();
+    std::fs::write(
+        repo.join("kiln.yml"),
+        format!("{yml}cache:\n  save_on: [main, \"release/*\"]\n"),
+    )
+    .unwrap();
+    sh(
+        &repo,
+        "git commit -qam 'Drop wrapt, save caches from main only'",
+    );
+    let home = t.path().join("home");
+    let wheelhouse_saved = |work: &str, extra: &[&str], env: &[(&str, Option<&str>)]| {
+        let r = run_env(
+            &home,
+            &repo,
+            "feature/slim",
+            &t.path().join(work),
+            &store,
+            extra,
+            env,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let s = r.summary().clone();
+        (s.cache("wheelhouse").unwrap().saved, s, r.stderr)
+    };
+    // A feature branch restores the caches but writes nothing.
+    let (saved, s, err) = wheelhouse_saved("w1", &[], &[]);
+    assert!(!saved, "a branch outside save_on saved the wheelhouse");
+    let save = s.stage("save").unwrap();
+    assert_eq!(save.outcome, StageOutcome::Skipped);
+    assert!(
+        err.contains("branch feature/slim is not in cache.save_on (main, release/*)"),
+        "{err}"
+    );
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Partial);
+    // A pull request never saves, even from a listed branch.
+    let pr = [("KILN_PR_NUMBER", Some("7"))];
+    let (saved, _, err) = wheelhouse_saved("w2", &["--branch", "main"], &pr);
+    assert!(!saved, "a pull request saved: {err}");
+    assert!(err.contains("not by pull requests"), "{err}");
+    // The same commit built as a release branch saves its new wheelhouse key.
+    let (saved, s, err) = wheelhouse_saved("w3", &["--branch", "release/2.0"], &[]);
+    assert!(saved, "a branch matching release/* did not save: {err}");
+    assert_eq!(s.stage("save").unwrap().outcome, StageOutcome::Ok);
+    // …which the next feature-branch run restores exactly.
+    let (_, s, _) = wheelhouse_saved("w4", &[], &[]);
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
 }
 
 #[test]

@@ -76,24 +76,86 @@ pub fn stats_log(paths: &Paths) -> PathBuf {
     paths.tmp.join("ccache-stats.log")
 }
 
-/// This run's hits and misses, from the stats log (no log: nothing was compiled).
-pub fn stats(paths: &Paths) -> CcacheSummary {
+/// ccache's counters for calls it cannot cache (`ccache -s` counts them as "uncacheable").
+const UNCACHEABLE: [&str; 19] = [
+    "autoconf_test",
+    "bad_compiler_arguments",
+    "called_for_link",
+    "called_for_preprocessing",
+    "compile_failed",
+    "compiler_produced_empty_output",
+    "compiler_produced_no_output",
+    "compiler_produced_stdout",
+    "could_not_use_modules",
+    "could_not_use_precompiled_header",
+    "disabled",
+    "multiple_source_files",
+    "no_input_file",
+    "output_to_stdout",
+    "preprocessor_error",
+    "unsupported_code_directive",
+    "unsupported_compiler_option",
+    "unsupported_environment_variable",
+    "unsupported_source_language",
+];
+
+/// This run's hits, misses and uncacheable calls, from the stats log (no log: nothing was
+/// compiled). `sources` are the directories Kiln builds from (the checkout, local path
+/// dependencies, the work dir): a miss counts as kept when its source is still there in one
+/// of them after the bootstrap (see [`still_there`]).
+pub fn stats(paths: &Paths, sources: &[PathBuf]) -> CcacheSummary {
     let mut s = CcacheSummary {
         enabled: true,
         ..Default::default()
     };
     let Ok(log) = std::fs::read_to_string(stats_log(paths)) else {
-        return s;
+        return s.with_hit_rate();
     };
-    for counter in log.lines().map(str::trim) {
-        match counter {
+    let mut source = "";
+    for line in log.lines().map(str::trim) {
+        if let Some(path) = line.strip_prefix('#') {
+            source = path.trim();
+            continue;
+        }
+        match line {
             "direct_cache_hit" | "preprocessed_cache_hit" => s.hits += 1,
-            "cache_miss" => s.misses += 1,
+            "cache_miss" => {
+                s.misses += 1;
+                if still_there(source, sources) {
+                    s.kept_misses += 1;
+                }
+            }
             "remote_storage_hit" => s.remote_hits += 1,
+            c if UNCACHEABLE.contains(&c) => s.uncacheable += 1,
             _ => {}
         }
     }
-    s
+    s.with_hit_rate()
+}
+
+/// Whether a compiled source is still there after the bootstrap, so a later run compiles the
+/// same path again and hits. A compile probe (setup.py's `has_function`, feature checks) writes
+/// a randomly named file in a temp dir and deletes it: its result can never be hit, and must
+/// not make every warm run save the ccache again. The log names the source as the compiler got
+/// it, made relative to the compile's directory when under `CCACHE_BASEDIR`; that directory is
+/// not logged, so a relative path is tried under each source directory, as it is and with its
+/// leading `..` (the climb out of a build dir) removed.
+pub fn still_there(source: &str, sources: &[PathBuf]) -> bool {
+    use std::path::Component;
+    let path = Path::new(source);
+    if source.is_empty() {
+        return false;
+    }
+    if path.is_absolute() {
+        return path.is_file();
+    }
+    let below: PathBuf = path
+        .components()
+        .skip_while(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        .collect();
+    sources
+        .iter()
+        .any(|dir| dir.join(path).is_file() || dir.join(&below).is_file())
 }
 
 /// Put ccache in front of the compilers for `env`: returns the directory to put first on PATH,
@@ -130,21 +192,46 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let paths = Paths::new(d.path());
         std::fs::create_dir_all(&paths.tmp).unwrap();
-        assert_eq!(
-            stats(&paths).hits + stats(&paths).misses,
-            0,
-            "no log: nothing compiled"
-        );
+        let none = stats(&paths, &[]);
+        assert_eq!(none.hits + none.misses, 0, "no log: nothing compiled");
+        assert_eq!(none.hit_rate, None);
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join("lib")).unwrap();
+        std::fs::write(src.join("lib/a.c"), "int a;").unwrap();
         // As ccache 4 writes it: a comment naming the source, then one counter per line.
         std::fs::write(
             stats_log(&paths),
-            "# src/a.c\ncache_miss\ndirect_cache_miss\nlocal_storage_miss\npreprocessed_cache_miss\n\
-             # src/a.c\ndirect_cache_hit\nlocal_storage_hit\n\
-             # src/b.c\npreprocessed_cache_hit\nremote_storage_hit\n",
+            "# lib/a.c\ncache_miss\ndirect_cache_miss\nlocal_storage_miss\npreprocessed_cache_miss\n\
+             # lib/a.c\ndirect_cache_hit\nlocal_storage_hit\n\
+             # src/b.c\npreprocessed_cache_hit\nremote_storage_hit\n\
+             # ../tmp/tmpk3x9q1zz/clock_gettimeab12cd.c\ncache_miss\n\
+             # lib/a.o\ncalled_for_link\n# conftest.c\nunsupported_compiler_option\n",
         )
         .unwrap();
-        let s = stats(&paths);
+        let s = stats(&paths, &[src.clone(), d.path().to_path_buf()]);
         assert!(s.enabled);
-        assert_eq!((s.hits, s.misses, s.remote_hits), (2, 1, 1));
+        assert_eq!((s.hits, s.misses, s.remote_hits), (2, 2, 1));
+        assert_eq!(s.uncacheable, 2, "the link and the unsupported option");
+        assert_eq!(s.hit_rate, Some(50.0));
+        assert_eq!(s.kept_misses, 1, "the probe's source is gone: {s:?}");
+    }
+
+    #[test]
+    fn a_source_is_found_below_a_build_dir_climb() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("pkg")).unwrap();
+        std::fs::write(d.path().join("pkg/x.c"), "").unwrap();
+        let dirs = [d.path().to_path_buf()];
+        assert!(still_there("pkg/x.c", &dirs));
+        assert!(
+            still_there("../../pkg/x.c", &dirs),
+            "from a build dir below"
+        );
+        assert!(still_there(
+            &d.path().join("pkg/x.c").display().to_string(),
+            &[]
+        ));
+        assert!(!still_there("../tmpabc/x.c", &dirs));
+        assert!(!still_there("", &dirs));
     }
 }

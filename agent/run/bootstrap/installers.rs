@@ -210,7 +210,7 @@ pub fn venv_cmd(tool: Option<&Tool>, host_pip: bool, py: &PythonInfo, venv: &Pat
 }
 
 /// What the install produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Installed {
     pub wheels: WheelSummary,
     pub build_seconds: f64,
@@ -221,6 +221,8 @@ pub struct Installed {
     pub used: Option<BTreeSet<String>>,
     /// pytest was installed because the test command needs it.
     pub pytest_added: bool,
+    /// The ready-made wheels still being collected (see `collect`); it prunes when done.
+    pub pending: Option<super::collect::Pending>,
 }
 
 /// Installing the requirements with one tool from the wheelhouse, building what is missing.
@@ -354,6 +356,11 @@ impl Installing<'_> {
 
     /// `pip wheel --wheel-dir <wheelhouse> --find-links <wheelhouse>` with the host's pip.
     pub(super) fn pip_wheel_cmd(&self) -> Result<Cmd, BootstrapError> {
+        self.pip_wheel_into(self.wheelhouse)
+    }
+
+    /// `pip wheel --wheel-dir <dir> --find-links <wheelhouse>` with the host's pip.
+    pub(super) fn pip_wheel_into(&self, dir: &Path) -> Result<Cmd, BootstrapError> {
         if self.py.pip.is_none() {
             return Err(BootstrapError::NoPip {
                 python: self.py.path.display().to_string(),
@@ -362,7 +369,7 @@ impl Installing<'_> {
         }
         Ok(untrusted::program(&self.py.path, self.scope)
             .args(["-m", "pip", "wheel", "--wheel-dir"])
-            .arg(self.wheelhouse)
+            .arg(dir)
             .arg("--find-links")
             .arg(self.wheelhouse)
             .echo(true))
@@ -394,6 +401,7 @@ impl Installing<'_> {
             project_seconds: run.project_seconds,
             used: Some(report.used),
             pytest_added: false,
+            pending: None,
         })
     }
 
@@ -531,6 +539,14 @@ pub fn failed_package(lines: &[String]) -> Option<String> {
         if l.contains("Expected sha256") || l.contains("from file://") && l.contains("sha256") {
             return l.split_whitespace().next().map(str::to_string);
         }
+        // uv: "× Failed to build `fastsum==1.0`" / "… `fastsum @ file:///…`"
+        if let Some((_, rest)) = l.split_once("Failed to build `") {
+            let spec = rest.split('`').next().unwrap_or(rest);
+            let name = spec
+                .split([' ', '=', '<', '>', '~', '!', '@', '[', ';'])
+                .next();
+            return name.filter(|n| !n.is_empty()).map(str::to_string);
+        }
         // pip: "Failed to build fastsum" / "ERROR: Failed building wheel for fastsum"
         if let Some(n) = l
             .strip_prefix("ERROR: Failed building wheel for ")
@@ -582,6 +598,16 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn names_the_package_pip_or_uv_failed_to_build() {
+        let uv = lines("  × Failed to build `brokenpkg @ file:///w/vendor/brokenpkg-1.0.tar.gz`\n  ├─▶ The build backend returned an error");
+        assert_eq!(failed_package(&uv).as_deref(), Some("brokenpkg"));
+        let uv = lines("  × Failed to build `fastsum==1.0`");
+        assert_eq!(failed_package(&uv).as_deref(), Some("fastsum"));
+        let pip = lines("ERROR: Failed building wheel for vecmath");
+        assert_eq!(failed_package(&pip).as_deref(), Some("vecmath"));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! [`installers`] runs uv/pip; this file puts them in order.
 
 pub mod ccache;
+pub mod collect;
+mod command_venv;
 mod error;
 pub mod installers;
 pub mod parallel_build;
@@ -55,7 +57,7 @@ pub struct BootstrapInputs<'a> {
 }
 
 /// What bootstrap produced, for the test and save stages and the summary.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct BootstrapOutput {
     /// "uv", "pip" or "command".
     pub installer: String,
@@ -65,6 +67,9 @@ pub struct BootstrapOutput {
     pub project: Option<ProjectSummary>,
     /// ccache stored new results in this run: its cache is worth saving.
     pub ccache_new_entries: bool,
+    /// The install used the wheelhouse (false: nothing to install, so nothing worth saving —
+    /// a wheelhouse restored by prefix from another project is not this one's to save).
+    pub wheelhouse_used: bool,
     /// Environment for the test command (venv activated).
     pub test_env: Vec<(OsString, OsString)>,
     /// Seconds spent creating the venv, building wheels and installing.
@@ -73,6 +78,8 @@ pub struct BootstrapOutput {
     pub install_seconds: f64,
     /// The runner with the interpreter (and uv) shown inside the sandbox, for the tests.
     pub runner: Option<ProjectRunner>,
+    /// Ready-made wheels still being collected: [`finish_wheelhouse`] before the save.
+    pub pending: Option<collect::Pending>,
 }
 
 /// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
@@ -175,6 +182,7 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         None => "command".into(),
     };
     out.wheels = installed.wheels.clone();
+    out.wheelhouse_used = tool.is_none() || !plan.installs_nothing() || installed.pytest_added;
     out.build_seconds = installed.build_seconds;
     out.install_seconds = installed.install_seconds;
     if tool.is_some() && !plan.project.is_empty() {
@@ -192,15 +200,30 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
             Some(project::summarize(detected, &plan, &installed, python, &paths.checkout).await?);
     }
     if ccache.is_some() {
-        out.ccache = ccache::stats(paths);
-        out.ccache_new_entries = out.ccache.misses > 0;
+        out.ccache = ccache::stats(paths, &source_dirs(&plan, paths));
+        // New results are worth a save when a later run can hit them: the sources are still
+        // there (the project, local path dependencies), or wheels were built (their sources
+        // were in temp build dirs, but the next partial restore builds the same sdists).
+        out.ccache_new_entries =
+            out.ccache.kept_misses > 0 || (out.ccache.misses > 0 && out.wheels.built > 0);
     }
     out.test_env = test_env(paths);
     out.runner = Some(runner);
+    out.pending = installed.pending;
     for w in warnings {
         tracing::warn!("{w}");
     }
     Ok(out)
+}
+
+/// The directories this run compiles from in place: the checkout, its local path
+/// dependencies, the work dir (builds in its temp dir).
+fn source_dirs(plan: &Plan, paths: &Paths) -> Vec<std::path::PathBuf> {
+    let locals = plan.deps.local.iter().map(|(dir, _)| dir);
+    let locals = locals.chain(plan.deps.local_in_requirements.iter());
+    let mut dirs = vec![paths.checkout.clone(), paths.workdir.clone()];
+    dirs.extend(locals.map(|d| paths.checkout.join(d)));
+    dirs
 }
 
 /// The fresh venv, by the plan's tool.
@@ -210,6 +233,9 @@ async fn create_venv(
     venv: &Path,
     build_env: &[(OsString, OsString)],
 ) -> Result<(), BootstrapError> {
+    if plan.tool().is_none() {
+        return command_venv::create(py, venv, build_env).await;
+    }
     let v = installers::venv_cmd(plan.tool(), plan.host_pip, py, venv)
         .envs(build_env)
         .run()
@@ -267,22 +293,58 @@ async fn install(
     done.pytest_added = added;
     done.wheels.built += report.built.len() as u32;
     done.wheels.built_names.extend(report.built);
+    let max_age = inp.project.cache.wheelhouse.max_age;
     if let Some(used) = done.used.as_mut() {
         used.extend(report.used);
-        let removed = installers::prune_wheelhouse(
-            &inp.paths.wheelhouse,
-            used,
-            inp.project.cache.wheelhouse.max_age,
-        );
-        if !removed.is_empty() {
-            tracing::info!(
-                "pruned {} unused wheel(s): {}",
-                removed.len(),
-                removed.join(", ")
-            );
+        match done.pending.as_mut() {
+            // The prune waits for the wheels still being collected.
+            Some(pending) => {
+                pending.used.extend(std::mem::take(used));
+                pending.max_age = max_age;
+            }
+            None => {
+                let removed = installers::prune_wheelhouse(&inp.paths.wheelhouse, used, max_age);
+                log_pruned(&removed);
+            }
         }
     }
     Ok(done)
+}
+
+pub(crate) fn log_pruned(removed: &[String]) {
+    if !removed.is_empty() {
+        tracing::info!(
+            "pruned {} unused wheel(s): {}",
+            removed.len(),
+            removed.join(", ")
+        );
+    }
+}
+
+/// Wait for the ready-made wheels still being collected (see [`collect`]) and put them in the
+/// wheelhouse: before the save stage, which saves the wheelhouse.
+pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
+    let Some(pending) = out.pending.take() else {
+        return;
+    };
+    match pending.finish().await {
+        Ok(c) => {
+            tracing::info!(
+                "collected {} ready-made wheel(s) into the wheelhouse",
+                c.added.len()
+            );
+            log_pruned(&c.pruned);
+            for name in c.built {
+                if !out.wheels.built_names.contains(&name) {
+                    out.wheels.built_names.push(name);
+                    out.wheels.built += 1;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(
+            "could not collect the ready-made wheels ({e}): the wheelhouse is saved without them"
+        ),
+    }
 }
 
 async fn install_requirements(
@@ -306,9 +368,8 @@ async fn install_requirements(
     }
     match tool_for_parallel_build(i) {
         Some(uv) => {
-            let constraints = parallel_build::constraints_path(&inp.paths.tmp);
             let uv_cache = plan::uv_cache(inp.paths);
-            i.uv_build_in_parallel(uv, &uv_cache, &constraints).await
+            i.uv_build_in_parallel(uv, &uv_cache, &inp.paths.tmp).await
         }
         None => i.build_then_install().await,
     }

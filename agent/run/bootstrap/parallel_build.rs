@@ -8,10 +8,12 @@
 //!    each compile through ccache (the build environment's PATH);
 //! 2. the wheels uv built are copied from its cache (the work dir's `tmp/uv-cache`, where uv keeps
 //!    each built wheel as a `.whl` file under `sdists-v*/`) into the wheelhouse;
-//! 3. `pip wheel --find-links <wheelhouse> -c <what uv installed> <reqs>` adds the wheels that came
-//!    ready-made (downloaded or from the project's own `--find-links`) and reports what the
-//!    requirements use, for pruning. It builds nothing, since every built wheel is there by now,
-//!    and the constraints pin it to the versions uv installed.
+//! 3. the wheels uv took ready-made (downloaded or from the project's own `--find-links`) are
+//!    collected with `pip wheel --find-links <wheelhouse> -c <what uv installed> <reqs>`, which
+//!    builds nothing (every built wheel is there by now, and the constraints pin it to the
+//!    versions uv installed). When every installed distribution already has its wheel in the
+//!    wheelhouse there is nothing to collect; otherwise the pass runs in the background while
+//!    the run goes on, and is waited for before the save ([`super::collect`]).
 //!
 //! The venv is already complete after step 1, so there is no second install. Should a future uv
 //! keep its built wheels elsewhere, step 2 finds nothing and step 3 builds them one by one, as
@@ -21,9 +23,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::index::names::{normalize, Version, WheelName};
 use crate::summary::WheelSummary;
 
 use super::super::untrusted;
+use super::collect::Pending;
 use super::error::BootstrapError;
 use super::installers::{self, failed_package, Installed, Installing};
 
@@ -33,38 +37,49 @@ pub fn concurrent_builds() -> usize {
 }
 
 impl Installing<'_> {
-    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`; then what the project's own
-    /// install needs, and the project. The caller prunes with `Installed::used`.
+    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`, scratch files in `tmp`; then
+    /// what the project's own install needs, and the project. Step 3 runs in the background
+    /// (see `collect`) unless the project's metadata must be built to learn its dependencies.
+    /// The caller prunes with `Installed::used`, or `Installed::pending` does when it finishes.
     pub async fn uv_build_in_parallel(
         &self,
         uv: &Path,
         uv_cache: &Path,
-        constraints: &Path,
+        tmp: &Path,
     ) -> Result<Installed, BootstrapError> {
         let before = installers::list_wheels(self.wheelhouse);
         let t = Instant::now();
-        let o = untrusted::program(uv, self.scope)
-            .args(["pip", "install", "--python"])
-            .arg(&self.venv_python)
-            .arg("--find-links")
-            .arg(self.wheelhouse)
-            .args(self.deps.wheel_args.iter().cloned())
-            .env("UV_CONCURRENT_BUILDS", concurrent_builds().to_string())
-            .echo(true)
-            .run()
-            .await?;
-        if !o.success {
-            return Err(BootstrapError::WheelBuild {
-                code: o.code.unwrap_or(-1),
-                failed: None,
-                tail: o.tail(40),
-            });
-        }
+        self.uv_install(uv, uv_cache).await?;
         let install_seconds = t.elapsed().as_secs_f64();
         let harvested = harvest_built_wheels(uv_cache, self.wheelhouse);
         let t = Instant::now();
-        self.pin_installed(uv, constraints).await?;
-        let mut report = self.collect_wheels(constraints).await?;
+        let constraints = constraints_path(tmp);
+        let pins = self.pin_installed(uv, &constraints).await?;
+        let covered = covered_by(&pins, &installers::list_wheels(self.wheelhouse));
+        let mut report = installers::WheelReport {
+            used: covered.wheels,
+            ..Default::default()
+        };
+        let mut pending = None;
+        if covered.missing.is_empty() {
+            tracing::debug!("every installed distribution has its wheel in the wheelhouse");
+        } else if self.dynamic_deps {
+            report.merge(self.collect_wheels(&constraints).await?);
+        } else {
+            tracing::info!(
+                "collecting {} ready-made wheel(s) for the wheelhouse while the run goes on",
+                covered.missing.len()
+            );
+            let dir = tmp.join("wheel-collect");
+            let cmd = self
+                .pip_wheel_into(&dir)?
+                .args(self.deps.wheel_args.iter().cloned())
+                .arg("-c")
+                .arg(&constraints)
+                .echo(false);
+            let p = Pending::start(cmd, dir, self.wheelhouse, BTreeSet::new());
+            pending = Some(p.without_local(self.scope.cwd, &self.deps.local_in_requirements));
+        }
         self.project_needs(&mut report).await?;
         let build_seconds = install_seconds + t.elapsed().as_secs_f64();
         let project_seconds = self.install_project().await?;
@@ -83,11 +98,55 @@ impl Installing<'_> {
             project_seconds,
             used: Some(used),
             pytest_added: false,
+            pending,
         })
     }
 
-    /// `name==version` of every distribution uv installed, as a constraints file for pip.
-    async fn pin_installed(&self, uv: &Path, constraints: &Path) -> Result<(), BootstrapError> {
+    /// Step 1: `uv pip install --find-links <wheelhouse> <reqs>`, building in parallel.
+    async fn uv_install(&self, uv: &Path, uv_cache: &Path) -> Result<(), BootstrapError> {
+        let o = untrusted::program(uv, self.scope)
+            .args(["pip", "install", "--python"])
+            .arg(&self.venv_python)
+            .arg("--find-links")
+            .arg(self.wheelhouse)
+            .args(self.deps.wheel_args.iter().cloned())
+            .env("UV_CONCURRENT_BUILDS", concurrent_builds().to_string())
+            .echo(true)
+            .run()
+            .await?;
+        if !o.success {
+            return Err(self.keep_what_built(uv_cache, &o).await);
+        }
+        Ok(())
+    }
+
+    /// uv stops at its first failed build. Nothing built is lost: the wheels uv finished go into
+    /// the wheelhouse, then `pip wheel` builds the rest one by one (keeping each wheel that
+    /// builds), so the next run retries only what failed. Returns the failure to report.
+    async fn keep_what_built(
+        &self,
+        uv_cache: &Path,
+        uv: &crate::process::Output,
+    ) -> BootstrapError {
+        let kept = harvest_built_wheels(uv_cache, self.wheelhouse);
+        tracing::info!(
+            "uv's build failed; keeping the {} wheel(s) it built and building the rest with pip",
+            kept.len()
+        );
+        let uv_failure = BootstrapError::WheelBuild {
+            code: uv.code.unwrap_or(-1),
+            failed: failed_package(&uv.lines),
+            tail: uv.tail(40),
+        };
+        match self.pip_wheel(self.deps.wheel_args.clone()).await {
+            Err(e @ BootstrapError::WheelBuild { .. }) => e,
+            _ => uv_failure,
+        }
+    }
+
+    /// `name==version` of every distribution uv installed, as a constraints file for pip;
+    /// returns the file's text.
+    async fn pin_installed(&self, uv: &Path, constraints: &Path) -> Result<String, BootstrapError> {
         let o = untrusted::program(uv, self.scope)
             .args(["pip", "freeze", "--python"])
             .arg(&self.venv_python)
@@ -96,11 +155,13 @@ impl Installing<'_> {
         if !o.success {
             return Err(self.failed(&o));
         }
-        std::fs::write(constraints, pins(&o.lines)).map_err(|e| BootstrapError::Install {
+        let pins = pins(&o.lines);
+        std::fs::write(constraints, &pins).map_err(|e| BootstrapError::Install {
             installer: "uv".into(),
             code: -1,
             tail: format!("cannot write {}: {e}", constraints.display()),
-        })
+        })?;
+        Ok(pins)
     }
 
     /// `pip wheel` into the wheelhouse, pinned to `constraints`: the ready-made wheels.
@@ -192,6 +253,36 @@ fn find_wheels(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The wheels of `wheels` (file names) that are the pinned distributions of `pins`
+/// (`name==version` lines), and the pins none of them is.
+#[derive(Debug, Default, PartialEq)]
+pub struct Covered {
+    pub wheels: BTreeSet<String>,
+    pub missing: Vec<String>,
+}
+
+/// Match `pins` to `wheels` by PEP 503 name and PEP 440 version.
+pub fn covered_by(pins: &str, wheels: &BTreeSet<String>) -> Covered {
+    let parsed: Vec<WheelName> = wheels.iter().filter_map(|w| WheelName::parse(w)).collect();
+    let mut out = Covered::default();
+    for pin in pins.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some((name, version)) = pin.split_once("==") else {
+            continue;
+        };
+        let (name, version) = (normalize(name), Version::parse(version));
+        let matching: Vec<&WheelName> = parsed
+            .iter()
+            .filter(|w| w.project == name && Version::parse(&w.version) == version)
+            .collect();
+        if matching.is_empty() {
+            out.missing.push(pin.to_string());
+        }
+        out.wheels
+            .extend(matching.into_iter().map(|w| w.filename.clone()));
+    }
+    out
+}
+
 /// `zope_interface-6.0-cp311-….whl` → `zope_interface`.
 fn dist_name(wheel: &str) -> String {
     wheel.split('-').next().unwrap_or(wheel).to_string()
@@ -219,6 +310,34 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(pins(&lines), "fastsum==1.0\nzope.interface==6.4.post2\n");
+    }
+
+    #[test]
+    fn pins_are_matched_to_wheels_by_normalized_name_and_version() {
+        let wheels: BTreeSet<String> = [
+            "zope_interface-6.4.post2-cp311-cp311-linux_x86_64.whl",
+            "MarkupSafe-3.0.2-cp311-cp311-linux_x86_64.whl",
+            "pytest-9.2.0-py3-none-any.whl",
+            "pytest-9.1.0-py3-none-any.whl",
+            "notes.txt",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = covered_by(
+            "zope.interface==6.4.post2\nmarkupsafe==3.0.2\npytest==9.2.0\npluggy==1.7.0\n",
+            &wheels,
+        );
+        assert_eq!(c.missing, vec!["pluggy==1.7.0"]);
+        assert_eq!(
+            c.wheels.into_iter().collect::<Vec<_>>(),
+            [
+                "MarkupSafe-3.0.2-cp311-cp311-linux_x86_64.whl",
+                "pytest-9.2.0-py3-none-any.whl",
+                "zope_interface-6.4.post2-cp311-cp311-linux_x86_64.whl"
+            ]
+        );
+        assert!(covered_by("", &wheels).missing.is_empty());
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Kiln's install has nothing to put in the venv (pytest aside): no dependency, no project,
+    /// no build requirement.
+    pub fn installs_nothing(&self) -> bool {
+        self.deps.is_empty() && self.project.is_empty() && self.build_requires.is_empty()
+    }
+
     /// The installer, unless the project's own command installs.
     pub fn tool(&self) -> Option<&Tool> {
         match &self.strategy {

@@ -45,9 +45,15 @@ pub fn runs_pytest(test_command: &str) -> bool {
         .any(|w| w == "pytest" || w.ends_with("/pytest") || w == "py.test")
 }
 
-/// `import pytest` would work in the venv (asked in the sandbox: the interpreter's start runs
-/// the project's `.pth` files).
+/// `import pytest` would work in the venv: its `pytest-*.dist-info` is in the venv's
+/// site-packages (no process needed), else the interpreter is asked (in the sandbox: its start
+/// runs the project's `.pth` files, which may bring pytest from elsewhere).
 async fn has_pytest(i: &Installing<'_>) -> bool {
+    if let Some(venv) = i.venv_python.parent().and_then(Path::parent) {
+        if installed_in_venv(venv, "pytest") {
+            return true;
+        }
+    }
     untrusted::program(&i.venv_python, i.scope.offline())
         .args([
             "-c",
@@ -56,6 +62,23 @@ async fn has_pytest(i: &Installing<'_>) -> bool {
         .run()
         .await
         .is_ok_and(|o| o.success)
+}
+
+/// Whether `venv/lib/*/site-packages` holds `<name>-<version>.dist-info` (`name` normalized as
+/// installers write it: lowercase, `_` for runs of `-_.`).
+fn installed_in_venv(venv: &Path, name: &str) -> bool {
+    let prefix = format!("{name}-");
+    let Ok(libs) = std::fs::read_dir(venv.join("lib")) else {
+        return false;
+    };
+    libs.flatten().any(|lib| {
+        std::fs::read_dir(lib.path().join("site-packages")).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+                n.starts_with(&prefix) && n.ends_with(".dist-info")
+            })
+        })
+    })
 }
 
 /// Install pytest when the test command needs it and the venv lacks it: from the wheelhouse,
@@ -147,6 +170,21 @@ pub async fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pytest_is_found_by_its_dist_info_in_the_venv() {
+        let d = tempfile::tempdir().unwrap();
+        let site = d.path().join("lib/python3.11/site-packages");
+        std::fs::create_dir_all(site.join("pytest_cov-6.0.dist-info")).unwrap();
+        std::fs::create_dir_all(site.join("pytest")).unwrap();
+        assert!(
+            !installed_in_venv(d.path(), "pytest"),
+            "pytest-cov is not pytest"
+        );
+        std::fs::create_dir_all(site.join("pytest-9.2.0.dist-info")).unwrap();
+        assert!(installed_in_venv(d.path(), "pytest"));
+        assert!(!installed_in_venv(&d.path().join("none"), "pytest"));
+    }
 
     #[test]
     fn recognizes_pytest_commands() {

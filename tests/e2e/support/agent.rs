@@ -90,6 +90,12 @@ impl Project {
         Project { dir }
     }
 
+    /// Give the project one dependency (a vendored wheel), so its wheelhouse is saved and the
+    /// next build restores it exactly (an empty wheelhouse is never saved).
+    pub fn with_dependency(&self) {
+        super::run::vendored_dependency(&self.dir);
+    }
+
     /// Commit a kiln.yml whose test command is `command` on `branch` (GitHub reporting off);
     /// returns the SHA.
     pub fn commit(&self, branch: &str, command: &str) -> String {

@@ -74,3 +74,17 @@ pub fn kiln_home(home: &Path) -> Command {
         .env("XDG_CACHE_HOME", home.join(".cache"));
     c
 }
+
+/// Incompressible bytes (xorshift64), the same for the same seed: archives of them have a
+/// predictable size.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -136,6 +136,46 @@ pub fn vendor_env() -> Vec<(&'static str, Option<String>)> {
     ]
 }
 
+/// A file of the offline package source (fixtures/fetch.sh, run when missing) whose name
+/// starts with `prefix`, e.g. `iniconfig-`.
+pub fn vendor_file(prefix: &str) -> PathBuf {
+    let vendor = super::root().join(".cache/fixtures/vendor");
+    let find = || {
+        std::fs::read_dir(&vendor)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+    };
+    if let Some(p) = find() {
+        return p;
+    }
+    let ok = Command::new("bash")
+        .arg(super::root().join("fixtures/fetch.sh"))
+        .status()
+        .expect("run fixtures/fetch.sh");
+    assert!(ok.success(), "fixtures/fetch.sh failed");
+    find().unwrap_or_else(|| panic!("no {prefix}* in {}", vendor.display()))
+}
+
+/// Give the project at `dir` one real dependency, offline: `iniconfig` (a small pure-Python
+/// wheel) from `vendor/`, named by its requirements.txt.
+pub fn vendored_dependency(dir: &Path) {
+    let wheel = vendor_file("iniconfig-");
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    std::fs::copy(&wheel, vendor.join(wheel.file_name().unwrap())).unwrap();
+    std::fs::write(
+        dir.join("requirements.txt"),
+        "--no-index\n--find-links vendor\niniconfig==2.3.1\n",
+    )
+    .unwrap();
+}
+
 pub fn finish(out: Output, summary: &Path) -> Run {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let summary = std::fs::read(summary)
