@@ -5,14 +5,12 @@
 //! directories and each is restored to the position the caller names (like actions/cache).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-
-use super::frames::{self, FrameEncoder};
-use super::sources::{Source, Sources};
 
 use crate::settings::file::Compression;
 
@@ -101,7 +99,7 @@ impl ContentDigest {
 }
 
 /// One item found while walking a slot.
-pub(super) enum Item {
+enum Item {
     Dir {
         rel: String,
         mode: u32,
@@ -119,7 +117,7 @@ pub(super) enum Item {
 
 /// Walk `root` in sorted order (so the digest is stable), calling `f` for each item. A missing
 /// root is an empty slot. Entries that could never be restored are reported in `skipped`.
-pub(super) fn walk_slot(
+fn walk_slot(
     root: &Path,
     skipped: &mut Vec<String>,
     mut f: impl FnMut(Item) -> Result<(), ArchiveError>,
@@ -289,10 +287,17 @@ pub fn effective_level(compression: Compression, level: Option<i32>) -> i32 {
     }
 }
 
+/// zstd worker threads: every core, since a save is usually the only thing running.
+fn zstd_threads() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(2)
+        .max(1)
+}
+
 /// Write the archive of `paths` (slot `i` = `paths[i]`), compressed, into `out`. Returns the
-/// writer back with the stats. zstd archives are independent frames compressed on every core
-/// (see [`super::frames`]).
-pub fn write_archive<W: Write + Send + 'static>(
+/// writer back with the stats.
+pub fn write_archive<W: Write>(
     out: W,
     paths: &[PathBuf],
     compression: Compression,
@@ -301,167 +306,155 @@ pub fn write_archive<W: Write + Send + 'static>(
     let level = effective_level(compression, level);
     match compression {
         Compression::Zstd => {
-            let enc = FrameEncoder::new(out, level, frames::frame_threads())
+            let mut enc =
+                zstd::stream::write::Encoder::new(out, level).map_err(ArchiveError::Write)?;
+            enc.multithread(zstd_threads())
                 .map_err(ArchiveError::Write)?;
+            // A per-frame checksum: corruption is caught by the decoder itself, not only by the
+            // manifest's sha256.
+            enc.include_checksum(true).map_err(ArchiveError::Write)?;
+            // Bigger jobs keep every worker busy on small-file trees.
+            let _ = enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(4 << 20));
             let (enc, stats) = write_tar(enc, paths)?;
             let out = enc.finish().map_err(ArchiveError::Write)?;
             Ok((out, stats))
         }
         Compression::Gzip => {
             let enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level as u32));
-            let (enc, stats) = write_tar(io::BufWriter::with_capacity(1 << 20, enc), paths)?;
-            let enc = enc
-                .into_inner()
-                .map_err(|e| ArchiveError::Write(e.into_error()))?;
+            let (enc, stats) = write_tar(enc, paths)?;
             let out = enc.finish().map_err(ArchiveError::Write)?;
             Ok((out, stats))
         }
     }
 }
 
-/// The tar stream of `paths` into `out`, with the stats and the content digest. Files are read
-/// ahead on their own thread ([`Sources`]).
+/// Files up to this size are read in one call (most ccache and wheel files).
+const SMALL_FILE: u64 = 8 << 20;
+
 fn write_tar<W: Write>(out: W, paths: &[PathBuf]) -> Result<(W, BuildStats), ArchiveError> {
-    // Unbuffered: both callers buffer (the frame encoder in whole frames).
     let counting = CountingWriter {
-        inner: out,
+        inner: io::BufWriter::with_capacity(1 << 20, out),
         count: 0,
     };
     let mut builder = tar::Builder::new(counting);
     let mut stats = BuildStats::default();
     let mut digest = ContentDigest::default();
-    let sources = Sources::spawn(paths);
-    while let Some(source) = sources.next() {
-        append_source(&mut builder, &sources, source?, &mut digest, &mut stats)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut skipped = Vec::new();
+    for (slot, root) in paths.iter().enumerate() {
+        walk_slot(root, &mut skipped, |item| {
+            let mut header = tar::Header::new_gnu();
+            match item {
+                Item::Dir { rel, mode } => {
+                    digest.entry(slot, &rel, b'5', mode, 0);
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(mode & 0o7777);
+                    header.set_size(0);
+                    header.set_mtime(0);
+                    let name = slot_name(slot, &rel, true);
+                    builder
+                        .append_data(&mut header, name, io::empty())
+                        .map_err(ArchiveError::Write)?;
+                }
+                Item::File { rel, path, meta } => {
+                    let mode = meta.permissions().mode() & 0o7777;
+                    let read_err = |e: io::Error| ArchiveError::ReadSource {
+                        path: path.clone(),
+                        source: e,
+                    };
+                    let mut file = fs::File::open(&path).map_err(read_err)?;
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(mode);
+                    header.set_mtime(mtime_secs(&meta));
+                    let name = slot_name(slot, &rel, false);
+                    if meta.len() <= SMALL_FILE {
+                        buf.clear();
+                        file.read_to_end(&mut buf).map_err(read_err)?;
+                        let len = buf.len() as u64;
+                        digest.entry(slot, &rel, b'0', mode, len);
+                        digest.bytes(&buf);
+                        header.set_size(len);
+                        builder
+                            .append_data(&mut header, name, buf.as_slice())
+                            .map_err(ArchiveError::Write)?;
+                        stats.content_bytes += len;
+                    } else {
+                        // Large file: stream it, hashing as it goes. The size in the header must
+                        // match what we read, so a file growing meanwhile is cut at its size.
+                        let len = meta.len();
+                        digest.entry(slot, &rel, b'0', mode, len);
+                        header.set_size(len);
+                        let reader = DigestReader {
+                            inner: BufReader::with_capacity(1 << 20, file).take(len),
+                            digest: &mut digest,
+                            count: 0,
+                        };
+                        let mut reader = reader;
+                        builder
+                            .append_data(&mut header, name, &mut reader)
+                            .map_err(ArchiveError::Write)?;
+                        if reader.count != len {
+                            return Err(ArchiveError::ReadSource {
+                                path: path.clone(),
+                                source: io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "file shrank while being archived",
+                                ),
+                            });
+                        }
+                        stats.content_bytes += len;
+                    }
+                    stats.files += 1;
+                }
+                Item::Symlink { rel, target } => {
+                    digest.entry(slot, &rel, b'2', 0o777, 0);
+                    digest.bytes(target.as_os_str().as_encoded_bytes());
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    header.set_mtime(0);
+                    let name = slot_name(slot, &rel, false);
+                    builder
+                        .append_link(&mut header, name, &target)
+                        .map_err(ArchiveError::Write)?;
+                }
+            }
+            Ok(())
+        })?;
     }
-    stats.skipped = sources.finish();
     builder.finish().map_err(ArchiveError::Write)?;
     let counting = builder.into_inner().map_err(ArchiveError::Write)?;
     stats.tar_bytes = counting.count;
+    let out = counting
+        .inner
+        .into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?;
     stats.content_digest = digest.finish();
-    Ok((counting.inner, stats))
+    stats.skipped = skipped;
+    Ok((out, stats))
 }
 
-/// One entry into the tar stream and the digest.
-fn append_source<W: Write>(
-    builder: &mut tar::Builder<W>,
-    sources: &Sources,
-    source: Source,
-    digest: &mut ContentDigest,
-    stats: &mut BuildStats,
-) -> Result<(), ArchiveError> {
-    let mut header = tar::Header::new_gnu();
-    header.set_mtime(0);
-    match source {
-        Source::Dir { slot, rel, mode } => {
-            digest.entry(slot, &rel, b'5', mode, 0);
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(mode & 0o7777);
-            header.set_size(0);
-            let name = slot_name(slot, &rel, true);
-            builder.append_data(&mut header, name, io::empty())
-        }
-        Source::File {
-            slot,
-            rel,
-            mode,
-            mtime,
-            data,
-        } => {
-            let len = data.len() as u64;
-            digest.entry(slot, &rel, b'0', mode, len);
-            digest.bytes(&data);
-            file_header(&mut header, mode, mtime, len);
-            stats.files += 1;
-            stats.content_bytes += len;
-            let name = slot_name(slot, &rel, false);
-            let appended = builder.append_data(&mut header, name, data.as_slice());
-            sources.recycle(data);
-            appended
-        }
-        Source::Large {
-            slot,
-            rel,
-            mode,
-            mtime,
-            len,
-        } => {
-            digest.entry(slot, &rel, b'0', mode, len);
-            file_header(&mut header, mode, mtime, len);
-            stats.files += 1;
-            stats.content_bytes += len;
-            let mut pieces = Pieces {
-                sources,
-                digest,
-                left: len,
-                cur: Vec::new(),
-                pos: 0,
-                failed: None,
-            };
-            let name = slot_name(slot, &rel, false);
-            let appended = builder.append_data(&mut header, name, &mut pieces);
-            if let Some(e) = pieces.failed {
-                return Err(e);
-            }
-            appended
-        }
-        Source::Piece(_) => Err(io::Error::other("a file piece without its file")),
-        Source::Symlink { slot, rel, target } => {
-            digest.entry(slot, &rel, b'2', 0o777, 0);
-            digest.bytes(target.as_os_str().as_encoded_bytes());
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_mode(0o777);
-            header.set_size(0);
-            builder.append_link(&mut header, slot_name(slot, &rel, false), &target)
-        }
-    }
-    .map_err(ArchiveError::Write)
-}
-
-fn file_header(header: &mut tar::Header, mode: u32, mtime: u64, len: u64) {
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(mode);
-    header.set_mtime(mtime);
-    header.set_size(len);
-}
-
-/// The pieces of one large file from the reader thread, exactly `left` bytes, digested on the
-/// way. A read error the reader sent instead is kept in `failed`.
-struct Pieces<'a> {
-    sources: &'a Sources,
+struct DigestReader<'a, R> {
+    inner: R,
     digest: &'a mut ContentDigest,
-    left: u64,
-    cur: Vec<u8>,
-    pos: usize,
-    failed: Option<ArchiveError>,
+    count: u64,
 }
 
-impl Read for Pieces<'_> {
+impl<R: Read> Read for DigestReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.cur.len() {
-            if self.left == 0 {
-                return Ok(0);
-            }
-            match self.sources.next() {
-                Some(Ok(Source::Piece(p))) if p.len() as u64 <= self.left => {
-                    self.left -= p.len() as u64;
-                    self.digest.bytes(&p);
-                    let used = std::mem::replace(&mut self.cur, p);
-                    self.sources.recycle(used);
-                    self.pos = 0;
-                }
-                Some(Err(e)) => {
-                    self.failed = Some(e);
-                    return Err(io::Error::other("reading a file to archive failed"));
-                }
-                _ => return Err(io::Error::other("the file reader sent something else")),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        let n = self.inner.read(buf)?;
+        self.digest.bytes(&buf[..n]);
+        self.count += n as u64;
         Ok(n)
     }
+}
+
+fn mtime_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn slot_name(slot: usize, rel: &str, dir: bool) -> String {

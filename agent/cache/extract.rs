@@ -21,7 +21,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::archive::{check_symlink_target, ArchiveError, ExtractStats};
-use super::frames;
 use super::writers::{FileJob, WriterPool};
 use crate::settings::file::Compression;
 
@@ -460,8 +459,7 @@ fn pump(
 }
 
 /// Decompress `compressed` with `compression` and extract it (see [`extract_tar`]). The tar
-/// parser and the decompressor run on two threads, like `zstd -d | tar x`; an archive of small
-/// zstd frames (Kiln's own, see [`super::frames`]) is decompressed on every core.
+/// parser and the decompressor run on two threads, like `zstd -d | tar x`.
 pub fn extract_archive<R: io::BufRead + Send + 'static>(
     compressed: R,
     compression: Compression,
@@ -472,20 +470,6 @@ pub fn extract_archive<R: io::BufRead + Send + 'static>(
     // Consumed chunks come back for reuse: no allocation or zeroing per chunk.
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     let decomp = std::thread::spawn(move || -> Result<(), ArchiveError> {
-        let mut compressed = compressed;
-        let framed = match compressed.fill_buf() {
-            Ok(head) => {
-                compression == Compression::Zstd && frames::small_frame_size(head).is_some()
-            }
-            Err(e) => {
-                let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                return Err(decode_error(e));
-            }
-        };
-        if framed {
-            let threads = frames::frame_threads();
-            return frames::pump_frames(compressed, limits.max_tar_bytes, threads, tx, recycle_rx);
-        }
         let reader = decoder(compressed, compression).map_err(decode_error)?;
         pump(reader, limits.max_tar_bytes, tx, recycle_rx)
     });

@@ -12,7 +12,6 @@ mod backends;
 pub mod catalog;
 pub mod commands;
 pub mod extract;
-mod frames;
 pub mod gha;
 mod growing;
 pub mod key;
@@ -21,7 +20,6 @@ pub mod progress;
 pub mod prune;
 mod restore;
 mod save;
-mod sources;
 pub mod store;
 mod writers;
 
