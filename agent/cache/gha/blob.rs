@@ -163,28 +163,36 @@ async fn azure_message(r: reqwest::Response) -> String {
     code.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string())
 }
 
-/// The blob's bytes as a stream (plain `GET` on the signed URL).
-pub async fn download(
-    http: &reqwest::Client,
-    url: &str,
-) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>, GhaError> {
-    let resp = http
-        .get(url)
+/// Send a request to a signed blob URL; a transport error or a non-2xx answer is `op`'s error.
+async fn send_ok(
+    op: &'static str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, GhaError> {
+    let resp = req
         .header("x-ms-version", MS_VERSION)
         .send()
         .await
         .map_err(|e| GhaError::Blob {
-            op: "download",
+            op,
             status: None,
             message: super::error_chain(&e),
         })?;
     if !resp.status().is_success() {
         return Err(GhaError::Blob {
-            op: "download",
+            op,
             status: Some(resp.status().as_u16()),
             message: azure_message(resp).await,
         });
     }
+    Ok(resp)
+}
+
+/// The blob's bytes as a stream (plain `GET` on the signed URL).
+pub async fn download(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<Bytes>>, GhaError> {
+    let resp = send_ok("download", http.get(url)).await?;
     Ok(resp
         .bytes_stream()
         .map_err(|e| std::io::Error::other(super::error_chain(&e)))
@@ -193,23 +201,7 @@ pub async fn download(
 
 /// The blob's size (`HEAD` on the signed URL).
 pub async fn size(http: &reqwest::Client, url: &str) -> Result<u64, GhaError> {
-    let resp = http
-        .head(url)
-        .header("x-ms-version", MS_VERSION)
-        .send()
-        .await
-        .map_err(|e| GhaError::Blob {
-            op: "stat",
-            status: None,
-            message: super::error_chain(&e),
-        })?;
-    if !resp.status().is_success() {
-        return Err(GhaError::Blob {
-            op: "stat",
-            status: Some(resp.status().as_u16()),
-            message: azure_message(resp).await,
-        });
-    }
+    let resp = send_ok("stat", http.head(url)).await?;
     Ok(resp
         .headers()
         .get(reqwest::header::CONTENT_LENGTH)
