@@ -12,6 +12,7 @@ pub mod cli;
 pub mod doctor;
 pub mod exit;
 pub mod git;
+pub mod html;
 pub mod index;
 pub mod init;
 pub mod logging;

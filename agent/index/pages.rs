@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::layout::Sidecar;
 use super::names::Version;
+use crate::html::esc;
 
 pub const JSON_V1: &str = "application/vnd.pypi.simple.v1+json";
 pub const HTML_V1: &str = "application/vnd.pypi.simple.v1+html";
@@ -78,22 +79,6 @@ pub fn negotiate(accept: Option<&str>) -> Option<Format> {
         }
     }
     best.map(|(_, f)| f)
-}
-
-/// Escape text for HTML content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `/simple/`: every project.

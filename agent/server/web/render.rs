@@ -6,24 +6,9 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+pub use crate::html::esc;
 use crate::server::queue::{Filter, Host, Job, JobOutcome, JobState};
 use crate::summary::{RestoreHit, RunSummary};
-
-/// `s` safe inside HTML text and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1f2328}
 header{background:#24292f;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}
