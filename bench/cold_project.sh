@@ -26,7 +26,9 @@ trap 'rm -rf "$tmp"' EXIT
 repo="$tmp/repo"
 bash "$root/fixtures/make_project_repo.sh" "$project" "$repo" >/dev/null
 export HOME="$tmp/home" XDG_CACHE_HOME="$tmp/home/.cache" KILN_NO_PROGRESS=1 RUST_LOG=warn
-export PIP_NO_INDEX=1 PIP_FIND_LINKS="$vendor" UV_NO_INDEX=1 UV_FIND_LINKS="$vendor"
+# uv 0.13 does not read UV_NO_INDEX: UV_OFFLINE keeps both sides (and the build environments'
+# resolution) off the network.
+export PIP_NO_INDEX=1 PIP_FIND_LINKS="$vendor" UV_NO_INDEX=1 UV_FIND_LINKS="$vendor" UV_OFFLINE=1
 mkdir -p "$HOME" "$tmp/t"
 now() { echo "${EPOCHREALTIME/,/.}"; }
 

@@ -2,12 +2,13 @@
 //!
 //! After `uv pip install` built what the wheelhouse lacked (see `parallel_build`), the venv is
 //! complete. What the wheelhouse may still lack are the wheels uv took ready-made (downloaded, or
-//! from the project's own `--find-links`): uv keeps those only unpacked, so `pip wheel`, pinned
-//! to what uv installed, fetches them. Nothing before the save stage needs them, so that pass
-//! runs in the background — beside the project's install and the tests — into a directory of its
-//! own (it never races with the wheelhouse), and [`Pending::finish`] moves its wheels in and
-//! prunes the wheelhouse just before the save. When every installed distribution already has its
-//! wheel in the wheelhouse (a partial hit, say) there is no pass at all.
+//! from the project's own `--find-links`) and the build requirements of the project's isolated
+//! build: uv keeps those only unpacked, so `pip wheel`, pinned to what uv installed, fetches them.
+//! Nothing before the save stage needs them, so those passes run in the background — beside the
+//! tests — into a directory of their own (they never race with the wheelhouse), and
+//! [`Pending::finish`] moves their wheels in and prunes the wheelhouse just before the save. When
+//! every installed distribution already has its wheel in the wheelhouse and there is no build
+//! requirement (a partial hit, say) there is no pass at all.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,10 @@ use crate::process::{Cmd, Output, ProcessError};
 
 use super::installers::{self, parse_pip_wheel};
 
-/// A `pip wheel` pass running in the background; dropped unfinished, it is stopped.
+/// `pip wheel` passes running in the background, one after the other; dropped unfinished, they
+/// are stopped.
 pub struct Pending {
-    task: Option<JoinHandle<Result<Output, ProcessError>>>,
+    task: Option<JoinHandle<Result<Vec<Output>, ProcessError>>>,
     /// Where the pass saves wheels (not the wheelhouse).
     dir: PathBuf,
     wheelhouse: PathBuf,
@@ -53,9 +55,20 @@ pub struct Collected {
 }
 
 impl Pending {
-    /// Start `cmd` (a `pip wheel --wheel-dir <dir>` pass) now.
-    pub fn start(cmd: Cmd, dir: PathBuf, wheelhouse: &Path, used: BTreeSet<String>) -> Pending {
-        let task = tokio::spawn(async move { cmd.run().await });
+    /// Start `passes` (`pip wheel --wheel-dir <dir>` commands, run in turn) now.
+    pub fn start(
+        passes: Vec<Cmd>,
+        dir: PathBuf,
+        wheelhouse: &Path,
+        used: BTreeSet<String>,
+    ) -> Pending {
+        let task = tokio::spawn(async move {
+            let mut outputs = Vec::with_capacity(passes.len());
+            for cmd in passes {
+                outputs.push(cmd.run().await?);
+            }
+            Ok(outputs)
+        });
         Pending {
             task: Some(task),
             dir,
@@ -72,20 +85,26 @@ impl Pending {
         self
     }
 
-    /// Wait for the pass, move its wheels into the wheelhouse (those not there yet), then prune
-    /// the wheels the requirements no longer use. A failed pass only costs those wheels: the
-    /// wheelhouse is saved without them and not pruned (what is used is not known).
+    /// Wait for the passes, move their wheels into the wheelhouse (those not there yet), then
+    /// prune the wheels the requirements no longer use. A failed pass only costs those wheels:
+    /// the wheelhouse is saved without them and not pruned (what is used is not known).
     pub async fn finish(mut self) -> Result<Collected, String> {
         let Some(task) = self.task.take() else {
             return Ok(Collected::default());
         };
-        let out = match task.await {
-            Ok(Ok(o)) if o.success => o,
-            Ok(Ok(o)) => return Err(format!("pip wheel exited with {:?}: {}", o.code, o.tail(5))),
+        let outputs = match task.await {
+            Ok(Ok(outputs)) => outputs,
             Ok(Err(e)) => return Err(e.to_string()),
             Err(e) => return Err(e.to_string()),
         };
-        let mut report = parse_pip_wheel(&out.lines);
+        let mut report = super::installers::WheelReport::default();
+        for o in outputs {
+            if !o.success {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return Err(format!("pip wheel exited with {:?}: {}", o.code, o.tail(5)));
+            }
+            report.merge(parse_pip_wheel(&o.lines));
+        }
         let (checkout, dirs) = &self.local;
         for w in crate::project::plan::remove_local_wheels(&self.dir, checkout, dirs) {
             report.used.remove(&w);
@@ -149,7 +168,7 @@ mod tests {
             std::fs::write(wh.join(n), n).unwrap();
         }
         let used = ["built-1-cp311-cp311-linux_x86_64.whl".to_string()].into();
-        let p = Pending::start(fake_pass(&dir), dir.clone(), &wh, used);
+        let p = Pending::start(vec![fake_pass(&dir)], dir.clone(), &wh, used);
         let c = p.finish().await.unwrap();
         assert_eq!(c.added, vec!["pytest-9.2.0-py3-none-any.whl"]);
         assert_eq!(c.pruned, vec!["stale-1-py3-none-any.whl"]);
@@ -169,7 +188,10 @@ mod tests {
         std::fs::create_dir_all(&wh).unwrap();
         std::fs::write(wh.join("stale-1-py3-none-any.whl"), b"x").unwrap();
         let p = Pending::start(
-            Cmd::shell("echo 'no network' >&2; exit 1"),
+            vec![
+                Cmd::shell("echo 'saved nothing'"),
+                Cmd::shell("echo 'no network' >&2; exit 1"),
+            ],
             t.path().join("collect"),
             &wh,
             BTreeSet::from(["other-1-py3-none-any.whl".to_string()]),

@@ -20,6 +20,8 @@ pub mod installers;
 pub mod parallel_build;
 pub mod plan;
 pub mod project;
+pub mod ready_made;
+pub mod venv_dists;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -290,7 +292,7 @@ async fn install(
     let mut done = install_requirements(inp, &i, warnings).await?;
     let (added, report) =
         project::ensure_pytest(&i, &inp.project.test.command, inp.offline).await?;
-    done.pytest_added = added;
+    done.pytest_added |= added;
     done.wheels.built += report.built.len() as u32;
     done.wheels.built_names.extend(report.built);
     let max_age = inp.project.cache.wheelhouse.max_age;
@@ -369,19 +371,22 @@ async fn install_requirements(
     match tool_for_parallel_build(i) {
         Some(uv) => {
             let uv_cache = plan::uv_cache(inp.paths);
-            i.uv_build_in_parallel(uv, &uv_cache, &inp.paths.tmp).await
+            let pytest = project::runs_pytest(&inp.project.test.command);
+            i.uv_build_in_parallel(uv, &uv_cache, &inp.paths.tmp, pytest)
+                .await
         }
         None => i.build_then_install().await,
     }
 }
 
-/// uv builds the dependencies in parallel when it installs and the requirement files need no
-/// rewriting for the install (no lock, no hash or binary options): see `parallel_build`.
+/// uv builds the dependencies and the project in parallel when it installs and the requirement
+/// files need no rewriting for the install (no lock, no hash or binary options): see
+/// `parallel_build`.
 fn tool_for_parallel_build<'a>(i: &Installing<'a>) -> Option<&'a std::path::Path> {
     match i.tool {
         Tool::Uv(uv)
             if !i.deps.locked
-                && !i.deps.wheel_args.is_empty()
+                && (!i.deps.wheel_args.is_empty() || !i.project.is_empty())
                 && i.deps.wheel_args == i.deps.install_args =>
         {
             Some(uv)

@@ -1,35 +1,42 @@
-//! Building the wheels the wheelhouse lacks in parallel, with uv.
+//! Building what the wheelhouse lacks in parallel, with uv, in one install.
 //!
 //! `pip wheel` builds one sdist at a time; uv builds as many as there are cores. So when uv is the
 //! installer, a cold or partial bootstrap is:
 //!
-//! 1. `uv pip install --find-links <wheelhouse> <reqs>` into the venv: uv resolves, takes every
-//!    wheel the wheelhouse has, and builds the rest concurrently (`UV_CONCURRENT_BUILDS` = cores),
-//!    each compile through ccache (the build environment's PATH);
+//! 1. one `uv pip install --find-links <wheelhouse> <reqs> <project>` into the venv: uv resolves
+//!    the dependencies and the project's own (from its metadata when only that knows them), takes
+//!    every wheel the wheelhouse has, and builds the rest and the project concurrently
+//!    (`UV_CONCURRENT_BUILDS` = cores), each compile through ccache (the build environment's
+//!    PATH). When the test command runs pytest and nothing can bring it (no dependencies at all),
+//!    pytest is in the same install; otherwise it follows when the venv still lacks it;
 //! 2. the wheels uv built are copied from its cache (the work dir's `tmp/uv-cache`, where uv keeps
-//!    each built wheel as a `.whl` file under `sdists-v*/`) into the wheelhouse;
-//! 3. the wheels uv took ready-made (downloaded or from the project's own `--find-links`) are
-//!    collected with `pip wheel --find-links <wheelhouse> -c <what uv installed> <reqs>`, which
-//!    builds nothing (every built wheel is there by now, and the constraints pin it to the
-//!    versions uv installed). When every installed distribution already has its wheel in the
-//!    wheelhouse there is nothing to collect; otherwise the pass runs in the background while
-//!    the run goes on, and is waited for before the save ([`super::collect`]).
+//!    each built wheel as a `.whl` file under `sdists-v*/`) into the wheelhouse — never the
+//!    project's or a local path dependency's (installed from a directory: built every run);
+//! 3. what the venv holds is read from its `*.dist-info` directories; the distributions whose
+//!    wheel the wheelhouse lacks (those uv took ready-made) and the build requirements (uv keeps
+//!    them only in its build environments) are collected in the background with `pip wheel`,
+//!    pinned to the versions uv installed, while the run goes on; the save stage waits for them
+//!    ([`super::collect`]).
 //!
-//! The venv is already complete after step 1, so there is no second install. Should a future uv
-//! keep its built wheels elsewhere, step 2 finds nothing and step 3 builds them one by one, as
-//! before: slower, with the same wheelhouse.
+//! The venv is complete after step 1, so there is no second install. Should a future uv keep its
+//! built wheels elsewhere, step 2 finds nothing and step 3 builds them one by one, as before:
+//! slower, with the same wheelhouse.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::index::names::{normalize, Version, WheelName};
+use crate::process::Cmd;
 use crate::summary::WheelSummary;
 
 use super::super::untrusted;
 use super::collect::Pending;
 use super::error::BootstrapError;
-use super::installers::{self, failed_package, Installed, Installing};
+use super::installers::{self, compiler_errors, failed_package, Installed, Installing};
+use super::ready_made::{self, Unpacked};
+use super::venv_dists::{self, Dist};
 
 /// At most this many sdists build at once: one per core.
 pub fn concurrent_builds() -> usize {
@@ -37,87 +44,140 @@ pub fn concurrent_builds() -> usize {
 }
 
 impl Installing<'_> {
-    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`, scratch files in `tmp`; then
-    /// what the project's own install needs, and the project. Step 3 runs in the background
-    /// (see `collect`) unless the project's metadata must be built to learn its dependencies.
-    /// The caller prunes with `Installed::used`, or `Installed::pending` does when it finishes.
+    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`, scratch files in `tmp`;
+    /// `pytest`: the test command runs pytest. The caller prunes with `Installed::used`, or
+    /// `Installed::pending` does when it finishes.
     pub async fn uv_build_in_parallel(
         &self,
         uv: &Path,
         uv_cache: &Path,
         tmp: &Path,
+        pytest: bool,
     ) -> Result<Installed, BootstrapError> {
         let before = installers::list_wheels(self.wheelhouse);
+        // Nothing but the project (which has no dependencies) is installed: pytest cannot come
+        // from anything else, so it joins the install.
+        let with_pytest = pytest && self.deps.is_empty() && !self.dynamic_deps;
         let t = Instant::now();
-        self.uv_install(uv, uv_cache).await?;
-        let install_seconds = t.elapsed().as_secs_f64();
-        let harvested = harvest_built_wheels(uv_cache, self.wheelhouse);
-        let t = Instant::now();
-        let constraints = constraints_path(tmp);
-        let pins = self.pin_installed(uv, &constraints).await?;
-        let covered = covered_by(&pins, &installers::list_wheels(self.wheelhouse));
-        let mut report = installers::WheelReport {
-            used: covered.wheels,
-            ..Default::default()
-        };
-        let mut pending = None;
-        if covered.missing.is_empty() {
-            tracing::debug!("every installed distribution has its wheel in the wheelhouse");
-        } else if self.dynamic_deps {
-            report.merge(self.collect_wheels(&constraints).await?);
-        } else {
-            tracing::info!(
-                "collecting {} ready-made wheel(s) for the wheelhouse while the run goes on",
-                covered.missing.len()
-            );
-            let dir = tmp.join("wheel-collect");
-            let cmd = self
-                .pip_wheel_into(&dir)?
-                .args(self.deps.wheel_args.iter().cloned())
-                .arg("-c")
-                .arg(&constraints)
-                .echo(false);
-            let p = Pending::start(cmd, dir, self.wheelhouse, BTreeSet::new());
-            pending = Some(p.without_local(self.scope.cwd, &self.deps.local_in_requirements));
+        self.uv_install(uv, uv_cache, with_pytest).await?;
+        let seconds = t.elapsed().as_secs_f64();
+        let (mut pytest_added, t) = (with_pytest, Instant::now());
+        if pytest && !with_pytest && !super::project::has_pytest(self).await {
+            self.uv_add_pytest(uv).await?;
+            pytest_added = true;
         }
-        self.project_needs(&mut report).await?;
-        let build_seconds = install_seconds + t.elapsed().as_secs_f64();
-        let project_seconds = self.install_project().await?;
-        let mut used = report.used.clone();
-        used.extend(harvested.iter().cloned());
-        let mut built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
-        built.extend(report.built);
+        let pytest_seconds = t.elapsed().as_secs_f64();
+        let dists = venv_dists::read(self.venv_dir());
+        let local = local_names(&dists);
+        let mut used: BTreeSet<String> = harvest_built_wheels(uv_cache, self.wheelhouse, &local)
+            .into_iter()
+            .collect();
+        let harvested = used.clone();
+        let constraints = constraints_path(tmp);
+        let pins = venv_dists::pins(&dists);
+        std::fs::write(&constraints, &pins).map_err(|e| BootstrapError::Install {
+            installer: "uv".into(),
+            code: -1,
+            tail: format!("cannot write {}: {e}", constraints.display()),
+        })?;
+        let ready = self.copy_ready_made(uv_cache, &local);
+        let covered = covered_by(&pins, &installers::list_wheels(self.wheelhouse));
+        used.extend(covered.wheels);
+        used.extend(ready.used);
+        // A build environment's distribution (not in the venv) still missing: the build
+        // requirements are collected too.
+        let build_missing = ready.missing.iter().any(|p| !pins.lines().any(|l| l == p));
+        let pending =
+            self.collect_in_background(&covered.missing, build_missing, &constraints, tmp)?;
+        let built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
         Ok(Installed {
             wheels: WheelSummary {
                 built: built.len() as u32,
                 reused: used.intersection(&before).count() as u32,
                 built_names: built.into_iter().collect(),
             },
-            build_seconds,
-            install_seconds: project_seconds,
-            project_seconds,
+            // One install built and installed everything.
+            build_seconds: seconds,
+            install_seconds: pytest_seconds,
+            project_seconds: if self.project.is_empty() {
+                0.0
+            } else {
+                seconds
+            },
             used: Some(used),
-            pytest_added: false,
+            pytest_added,
             pending,
         })
     }
 
-    /// Step 1: `uv pip install --find-links <wheelhouse> <reqs>`, building in parallel.
-    async fn uv_install(&self, uv: &Path, uv_cache: &Path) -> Result<(), BootstrapError> {
-        let o = untrusted::program(uv, self.scope)
+    fn venv_dir(&self) -> &Path {
+        let bin = self.venv_python.parent().unwrap_or(Path::new("."));
+        bin.parent().unwrap_or(bin)
+    }
+
+    /// `uv pip install --find-links <wheelhouse>`, plus the locations of `UV_FIND_LINKS` (a
+    /// `--find-links` argument replaces the variable) and `--no-index` when `UV_NO_INDEX` says
+    /// so (uv 0.13 does not read it).
+    fn uv_pip_install(&self, uv: &Path) -> Cmd {
+        let mut cmd = untrusted::program(uv, self.scope)
             .args(["pip", "install", "--python"])
             .arg(&self.venv_python)
             .arg("--find-links")
-            .arg(self.wheelhouse)
+            .arg(self.wheelhouse);
+        for location in find_links_from_env() {
+            cmd = cmd.arg("--find-links").arg(location);
+        }
+        match no_index_from_env() {
+            true => cmd.arg("--no-index"),
+            false => cmd,
+        }
+        .echo(true)
+    }
+
+    /// Step 1: the dependencies, the project and (`with_pytest`) pytest in one install,
+    /// building in parallel.
+    async fn uv_install(
+        &self,
+        uv: &Path,
+        uv_cache: &Path,
+        with_pytest: bool,
+    ) -> Result<(), BootstrapError> {
+        let pytest: &[&str] = if with_pytest { &["pytest"] } else { &[] };
+        let o = self
+            .uv_pip_install(uv)
             .args(self.deps.wheel_args.iter().cloned())
+            .args(self.project.iter().cloned())
+            .args(pytest.iter().copied())
             .env("UV_CONCURRENT_BUILDS", concurrent_builds().to_string())
-            .echo(true)
             .run()
             .await?;
+        if o.success {
+            return Ok(());
+        }
+        if self.project_failed(&o.lines) {
+            return Err(BootstrapError::ProjectBuild {
+                tail: compiler_errors(&o.lines),
+            });
+        }
+        Err(self.keep_what_built(uv_cache, &o).await)
+    }
+
+    /// pytest into the venv (the test command runs it, the requirements did not bring it).
+    async fn uv_add_pytest(&self, uv: &Path) -> Result<(), BootstrapError> {
+        let o = self.uv_pip_install(uv).arg("pytest").run().await?;
         if !o.success {
-            return Err(self.keep_what_built(uv_cache, &o).await);
+            return Err(self.failed(&o));
         }
         Ok(())
+    }
+
+    /// uv named the project (or a local path dependency: a `file://` directory of the
+    /// checkout) as what failed to build.
+    fn project_failed(&self, lines: &[String]) -> bool {
+        let checkout = format!("file://{}", self.scope.cwd.display());
+        lines
+            .iter()
+            .any(|l| l.contains("Failed to build `") && l.contains(&checkout))
     }
 
     /// uv stops at its first failed build. Nothing built is lost: the wheels uv finished go into
@@ -128,7 +188,7 @@ impl Installing<'_> {
         uv_cache: &Path,
         uv: &crate::process::Output,
     ) -> BootstrapError {
-        let kept = harvest_built_wheels(uv_cache, self.wheelhouse);
+        let kept = harvest_built_wheels(uv_cache, self.wheelhouse, &[]);
         tracing::info!(
             "uv's build failed; keeping the {} wheel(s) it built and building the rest with pip",
             kept.len()
@@ -138,86 +198,148 @@ impl Installing<'_> {
             failed: failed_package(&uv.lines),
             tail: uv.tail(40),
         };
+        if self.deps.wheel_args.is_empty() {
+            return uv_failure;
+        }
         match self.pip_wheel(self.deps.wheel_args.clone()).await {
             Err(e @ BootstrapError::WheelBuild { .. }) => e,
             _ => uv_failure,
         }
     }
 
-    /// `name==version` of every distribution uv installed, as a constraints file for pip;
-    /// returns the file's text.
-    async fn pin_installed(&self, uv: &Path, constraints: &Path) -> Result<String, BootstrapError> {
-        let o = untrusted::program(uv, self.scope)
-            .args(["pip", "freeze", "--python"])
-            .arg(&self.venv_python)
-            .run()
-            .await?;
-        if !o.success {
-            return Err(self.failed(&o));
+    /// The wheels uv took ready-made (into the venv or a build environment) copied into the
+    /// wheelhouse from the local directories they came from; `local`: the distributions
+    /// installed from a directory (never kept).
+    fn copy_ready_made(&self, uv_cache: &Path, local: &[String]) -> ReadyMade {
+        let unpacked: Vec<Unpacked> = ready_made::unpacked(uv_cache)
+            .into_iter()
+            .filter(|u| !local.contains(&u.name))
+            .collect();
+        let present = installers::list_wheels(self.wheelhouse);
+        let wanted: Vec<Unpacked> = unpacked
+            .iter()
+            .filter(|u| !covered_by(&u.pin(), &present).missing.is_empty())
+            .cloned()
+            .collect();
+        let dirs = ready_made::find_links_dirs(&self.deps.wheel_args);
+        let (copied, _) = ready_made::copy_local(&wanted, &dirs, self.wheelhouse);
+        if !copied.is_empty() {
+            tracing::info!(
+                "{} ready-made wheel(s) copied into the wheelhouse from local directories",
+                copied.len()
+            );
         }
-        let pins = pins(&o.lines);
-        std::fs::write(constraints, &pins).map_err(|e| BootstrapError::Install {
-            installer: "uv".into(),
-            code: -1,
-            tail: format!("cannot write {}: {e}", constraints.display()),
-        })?;
-        Ok(pins)
+        let all: String = unpacked.iter().map(|u| u.pin() + "\n").collect();
+        let covered = covered_by(&all, &installers::list_wheels(self.wheelhouse));
+        ReadyMade {
+            used: covered.wheels,
+            missing: covered.missing,
+        }
     }
 
-    /// `pip wheel` into the wheelhouse, pinned to `constraints`: the ready-made wheels.
-    async fn collect_wheels(
+    /// Step 3: `pip wheel --no-deps` of the `missing` pins (with the requirement files, for
+    /// their package sources), and `pip wheel` of the build requirements, in the background.
+    fn collect_in_background(
         &self,
+        missing: &[String],
+        build_missing: bool,
         constraints: &Path,
-    ) -> Result<installers::WheelReport, BootstrapError> {
-        let o = self
-            .pip_wheel_cmd()?
-            .args(self.deps.wheel_args.iter().cloned())
-            .arg("-c")
-            .arg(constraints)
-            .run()
-            .await?;
-        if !o.success {
-            return Err(BootstrapError::WheelBuild {
-                code: o.code.unwrap_or(-1),
-                failed: failed_package(&o.lines),
-                tail: o.tail(40),
-            });
+        tmp: &Path,
+    ) -> Result<Option<Pending>, BootstrapError> {
+        let dir = tmp.join("wheel-collect");
+        let mut passes = Vec::new();
+        if !missing.is_empty() {
+            tracing::info!(
+                "collecting {} ready-made wheel(s) for the wheelhouse while the run goes on",
+                missing.len()
+            );
+            passes.push(
+                self.pip_wheel_into(&dir)?
+                    .arg("--no-deps")
+                    .args(self.deps.wheel_args.iter().cloned())
+                    .arg("-c")
+                    .arg(constraints)
+                    .args(missing.iter().map(OsString::from))
+                    .echo(false),
+            );
         }
-        Ok(installers::parse_pip_wheel(&o.lines))
+        if build_missing && !self.build_requires.is_empty() {
+            passes.push(
+                self.pip_wheel_into(&dir)?
+                    .args(self.build_requires.iter().map(OsString::from))
+                    .echo(false),
+            );
+        }
+        if passes.is_empty() {
+            tracing::debug!("every installed distribution has its wheel in the wheelhouse");
+            return Ok(None);
+        }
+        let p = Pending::start(passes, dir, self.wheelhouse, BTreeSet::new());
+        Ok(Some(p.without_local(
+            self.scope.cwd,
+            &self.deps.local_in_requirements,
+        )))
     }
 }
 
-/// The `name==version` lines of `pip freeze` output: editable and URL installs cannot be
-/// constraints, and need none.
-fn pins(lines: &[String]) -> String {
-    let mut out = String::new();
-    for l in lines.iter().map(|l| l.trim()) {
-        let pinned = l.split_once("==").is_some_and(|(name, version)| {
-            !name.is_empty()
-                && !version.is_empty()
-                && !l.contains(' ')
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        });
-        if pinned {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    out
+/// What [`Installing::copy_ready_made`] left: the wheels of every unpacked distribution now in
+/// the wheelhouse, and the pins of those still missing (a build environment's, or the venv's).
+struct ReadyMade {
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+}
+
+/// `UV_NO_INDEX` is set to a true value.
+fn no_index_from_env() -> bool {
+    std::env::var("UV_NO_INDEX").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// The locations of `UV_FIND_LINKS` (comma-separated).
+fn find_links_from_env() -> Vec<String> {
+    std::env::var("UV_FIND_LINKS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The (normalized) names of the distributions installed from a local directory.
+fn local_names(dists: &[Dist]) -> Vec<String> {
+    dists
+        .iter()
+        .filter(|d| d.local_dir)
+        .map(|d| d.name.clone())
+        .collect()
 }
 
 /// Copy each wheel uv built (`<uv_cache>/sdists-v*/**/*.whl`) into `wheelhouse`, unless a wheel
-/// of that name is already there. Returns the file names copied.
-pub fn harvest_built_wheels(uv_cache: &Path, wheelhouse: &Path) -> Vec<String> {
+/// of that name is already there, it is an editable build (`sdists-v*/editable/`), or a
+/// distribution of `skip` (normalized names: the project, local path dependencies). Returns the
+/// file names copied.
+pub fn harvest_built_wheels(uv_cache: &Path, wheelhouse: &Path, skip: &[String]) -> Vec<String> {
     let mut found: Vec<PathBuf> = Vec::new();
     let Ok(buckets) = std::fs::read_dir(uv_cache) else {
         return Vec::new();
     };
     for bucket in buckets.flatten() {
-        if bucket.file_name().to_string_lossy().starts_with("sdists-v") {
-            find_wheels(&bucket.path(), &mut found);
+        if !bucket.file_name().to_string_lossy().starts_with("sdists-v") {
+            continue;
+        }
+        for kind in std::fs::read_dir(bucket.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if kind.file_name() != "editable" {
+                find_wheels(&kind.path(), &mut found);
+            }
         }
     }
     let mut copied = Vec::new();
@@ -226,7 +348,7 @@ pub fn harvest_built_wheels(uv_cache: &Path, wheelhouse: &Path) -> Vec<String> {
             continue;
         };
         let dest = wheelhouse.join(&name);
-        if dest.exists() || copied.contains(&name) {
+        if dest.exists() || copied.contains(&name) || skip.contains(&normalize(&dist_name(&name))) {
             continue;
         }
         match std::fs::hard_link(&whl, &dest).or_else(|_| std::fs::copy(&whl, &dest).map(drop)) {
@@ -298,21 +420,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pins_keep_only_name_version_lines() {
-        let lines: Vec<String> = [
-            "fastsum==1.0",
-            "zope.interface==6.4.post2",
-            "-e file:///w/src",
-            "app @ file:///w/src",
-            "weird==",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(pins(&lines), "fastsum==1.0\nzope.interface==6.4.post2\n");
-    }
-
-    #[test]
     fn pins_are_matched_to_wheels_by_normalized_name_and_version() {
         let wheels: BTreeSet<String> = [
             "zope_interface-6.4.post2-cp311-cp311-linux_x86_64.whl",
@@ -365,7 +472,7 @@ mod tests {
         }
         std::fs::create_dir_all(&wh).unwrap();
         std::fs::write(wh.join("fastsum-1.0-cp311-cp311-linux_x86_64.whl"), b"old").unwrap();
-        let copied = harvest_built_wheels(&cache, &wh);
+        let copied = harvest_built_wheels(&cache, &wh, &[]);
         assert_eq!(copied, vec!["vecmath-1.1-cp311-cp311-linux_x86_64.whl"]);
         assert_eq!(
             std::fs::read(wh.join("fastsum-1.0-cp311-cp311-linux_x86_64.whl")).unwrap(),
@@ -376,6 +483,18 @@ mod tests {
             !wh.join("pytest-9.2.0-py3-none-any.whl").exists(),
             "only built wheels"
         );
-        assert!(harvest_built_wheels(&d.path().join("none"), &wh).is_empty());
+        assert!(harvest_built_wheels(&d.path().join("none"), &wh, &[]).is_empty());
+        // The project's own (editable) wheel never goes in.
+        let editable = "sdists-v11/editable/ab/x1";
+        let name = "msgpack-1.1.2-0.editable-cp311-cp311-linux_x86_64.whl";
+        std::fs::create_dir_all(cache.join(editable)).unwrap();
+        std::fs::write(cache.join(editable).join(name), name).unwrap();
+        assert!(harvest_built_wheels(&cache, &wh, &[]).is_empty());
+        let path = "sdists-v11/path/cd/x2";
+        let name = "msgpack-1.1.2-cp311-cp311-linux_x86_64.whl";
+        std::fs::create_dir_all(cache.join(path)).unwrap();
+        std::fs::write(cache.join(path).join(name), name).unwrap();
+        assert!(harvest_built_wheels(&cache, &wh, &["msgpack".into()]).is_empty());
+        assert!(!wh.join(name).exists());
     }
 }

@@ -48,7 +48,7 @@ pub fn runs_pytest(test_command: &str) -> bool {
 /// `import pytest` would work in the venv: its `pytest-*.dist-info` is in the venv's
 /// site-packages (no process needed), else the interpreter is asked (in the sandbox: its start
 /// runs the project's `.pth` files, which may bring pytest from elsewhere).
-async fn has_pytest(i: &Installing<'_>) -> bool {
+pub(super) async fn has_pytest(i: &Installing<'_>) -> bool {
     if let Some(venv) = i.venv_python.parent().and_then(Path::parent) {
         if installed_in_venv(venv, "pytest") {
             return true;
@@ -64,21 +64,10 @@ async fn has_pytest(i: &Installing<'_>) -> bool {
         .is_ok_and(|o| o.success)
 }
 
-/// Whether `venv/lib/*/site-packages` holds `<name>-<version>.dist-info` (`name` normalized as
-/// installers write it: lowercase, `_` for runs of `-_.`).
+/// Whether `venv/lib/*/site-packages` holds `<name>-<version>.dist-info` (any spelling of
+/// `name`).
 fn installed_in_venv(venv: &Path, name: &str) -> bool {
-    let prefix = format!("{name}-");
-    let Ok(libs) = std::fs::read_dir(venv.join("lib")) else {
-        return false;
-    };
-    libs.flatten().any(|lib| {
-        std::fs::read_dir(lib.path().join("site-packages")).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().to_ascii_lowercase();
-                n.starts_with(&prefix) && n.ends_with(".dist-info")
-            })
-        })
-    })
+    super::venv_dists::has(&super::venv_dists::read(venv), name)
 }
 
 /// Install pytest when the test command needs it and the venv lacks it: from the wheelhouse,
