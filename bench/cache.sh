@@ -17,6 +17,7 @@
 #        KILN_BENCH_SIZE_MB=256 bench/cache.sh   (smaller mixed tree)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+. "$root/bench/lib.sh"
 kiln="${1:-$root/target/release/kiln}"
 [ -x "$kiln" ] || (cd "$root" && cargo build --release -q --bin kiln)
 for tool in tar zstd gzip python3; do
@@ -147,10 +148,14 @@ bench() {
     done
     find "$store/caches" -name '*.tar.zst' -printf '%s\n' | head -1 >"$series/$name kiln.size"
     fsize "$work/$name.tar.zst" >"$series/$name zstd.size"
-    rm -rf "$work/out-kiln" "$work/out-zstd" "$work/out-gz" "$store" "$work/$name.tar.zst"
+    rm -rf "$store" "$work/$name.tar.zst"   # a few big files: no inode churn
+    # kept until the end, see bench/lib.sh
+    put_aside "$work/aside" "$name-$i" $((runs - i + 1)) "$work/out-kiln" "$work/out-zstd" "$work/out-gz"
   done
   rm -f "$work/$name.tgz"
 }
+
+settle "$work"
 
 bench fixture-caches "$fixture" wheelhouse ccache
 bench "mixed-${size_mb}MiB" "$data" "mixed-$size_mb"

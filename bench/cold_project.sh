@@ -11,6 +11,7 @@
 # Usage: bench/cold_project.sh [path/to/kiln] [project] [runs]   (msgpack; KILN_BENCH_RUNS or 5)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+. "$root/bench/lib.sh"
 kiln="${1:-$root/target/release/kiln}"
 project="${2:-msgpack}"
 runs="${3:-${KILN_BENCH_RUNS:-5}}"
@@ -31,6 +32,7 @@ export PIP_NO_INDEX=1 PIP_FIND_LINKS="$vendor" UV_NO_INDEX=1 UV_FIND_LINKS="$ven
 mkdir -p "$HOME" "$tmp/t"
 now() { echo "${EPOCHREALTIME/,/.}"; }
 
+settle "$tmp"
 for i in $(seq "$runs"); do
   "$kiln" run --repo "$repo" --rev release --workdir "$tmp/w-$i" --store "file://$tmp/store-$i" \
     --summary-json "$tmp/kiln.json" >"$tmp/kiln.log" 2>&1 || { tail -20 "$tmp/kiln.log" >&2; exit 1; }
@@ -45,7 +47,7 @@ print(sum(s["seconds"] for s in d["stages"] if s["name"] == "bootstrap"))' "$tmp
     "$UV" pip install -q --python "$tmp/uv-$i/venv/bin/python" -e . pytest
   )
   "$PY" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t" "$(now)" >>"$tmp/t/uv"
-  rm -rf "$tmp/w-$i" "$tmp/store-$i" "$tmp/uv-$i"
+  put_aside "$tmp/aside" "round-$i" $((runs - i + 1)) "$tmp/w-$i" "$tmp/store-$i" "$tmp/uv-$i" # see bench/lib.sh
 done
 
 "$PY" - "$tmp/t" "$runs" "$project" "${KILN_BENCH_RATIOS:-}" <<'PY'

@@ -18,6 +18,7 @@
 # Usage: bench/pipeline.sh [path/to/kiln] [runs]   (default: target/release/kiln; 5 runs)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+. "$root/bench/lib.sh"
 kiln="${1:-$root/target/release/kiln}"
 runs="${2:-${KILN_BENCH_RUNS:-5}}"
 [ -x "$kiln" ] || (cd "$root" && cargo build --release -q)
@@ -129,7 +130,9 @@ if [ -n "${KILN_BENCH_KEEP:-}" ]; then
   rm -rf "$KILN_BENCH_KEEP/wheelhouse" "$KILN_BENCH_KEEP/ccache"
   cp -a "$tmp/w-cold0/wheelhouse" "$tmp/w-cold0/ccache" "$KILN_BENCH_KEEP/"
 fi
-rm -rf "$tmp/t"/* "$tmp/w-cold0"
+rm -rf "$tmp/t"/*
+put_aside "$tmp/aside" round-0 1 "$tmp/w-cold0"
+settle "$tmp"
 
 for i in $(seq "$runs"); do
   kiln_run cold green "$tmp/w-cold-$i" "$tmp/store-cold-$i"
@@ -143,8 +146,10 @@ for i in $(seq "$runs"); do
   [ "$built" = 1 ] || echo "warning: the partial run built $built wheel(s), not 1" >&2
   built=$(field "$tmp/warm.json" 'd["wheels"]["built"]')
   [ "$built" = 0 ] || echo "warning: the warm run built $built wheel(s)" >&2
-  rm -rf "$tmp/w-cold-$i" "$tmp/store-cold-$i" "$tmp/uvcold-$i" "$tmp/w-warm-$i" \
-    "$tmp/floor-$i" "$tmp/w-partial-$i" "$tmp/store-partial-$i" "$tmp/alone-$i"
+  # kept until the end, see bench/lib.sh
+  put_aside "$tmp/aside" "round-$i" $((runs - i + 1)) "$tmp/w-cold-$i" "$tmp/store-cold-$i" \
+    "$tmp/uvcold-$i" "$tmp/w-warm-$i" "$tmp/floor-$i" "$tmp/w-partial-$i" "$tmp/store-partial-$i" \
+    "$tmp/alone-$i"
 done
 
 "$PY" - "$tmp/t" "$runs" "${KILN_BENCH_RATIOS:-}" <<'PY'

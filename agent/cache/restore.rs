@@ -591,26 +591,21 @@ fn read_local(
     transfer: Transfer,
 ) -> Result<Fetched, String> {
     use std::io::Read;
+    let chunk = local_chunk_size(meter.declared);
     loop {
+        // Read into the buffer's spare capacity: nothing is zeroed first, and no page is
+        // touched beyond what the archive fills.
         let mut buf = recycle.try_recv().unwrap_or_default();
-        buf.resize(4 << 20, 0);
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let msg = format!("reading the archive failed after {} bytes: {e}", meter.size);
-                    let _ = tx.blocking_send(Err(io::Error::other(msg.clone())));
-                    return Err(msg);
-                }
-            }
+        buf.clear();
+        buf.reserve_exact(chunk);
+        if let Err(e) = (&mut file).take(chunk as u64).read_to_end(&mut buf) {
+            let msg = format!("reading the archive failed after {} bytes: {e}", meter.size);
+            let _ = tx.blocking_send(Err(io::Error::other(msg.clone())));
+            return Err(msg);
         }
-        if filled == 0 {
+        if buf.is_empty() {
             break;
         }
-        buf.truncate(filled);
         if let Err(msg) = meter.add(&buf) {
             let _ = tx.blocking_send(too_large(&msg));
             return Err(msg);
@@ -622,6 +617,12 @@ fn read_local(
         }
     }
     Ok(meter.finish(false))
+}
+
+/// Chunks of a local archive: up to 4 MiB, no bigger than the archive (plus one byte, so a
+/// padded file is still noticed) and never below 64 KiB.
+fn local_chunk_size(declared: u64) -> usize {
+    declared.saturating_add(1).clamp(64 << 10, 4 << 20) as usize
 }
 
 /// Put every staging in place of its target, all or nothing: the old targets are moved aside

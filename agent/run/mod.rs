@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod checkout;
 pub mod junit;
 pub mod project;
+pub mod pyenv;
 pub mod rerun;
 pub mod restore;
 pub mod save;

@@ -49,7 +49,7 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
     };
     // `-I`: Kiln's own interpreter runs see neither the current directory (a checkout's
     // `platform.py` would shadow the standard library's) nor `PYTHON*` variables.
-    let out = Cmd::new(python)
+    let out = Cmd::new(through_shim(python))
         .args(["-I", "-c", PY_PROBE])
         .run()
         .await
@@ -69,6 +69,16 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
         }),
         _ => Err(bad(format!("unexpected probe output: {}", out.tail(4)))),
     }
+}
+
+/// The program to start for `python`: the interpreter itself when `python` is a pyenv shim
+/// whose choice is unambiguous (see [`super::pyenv`]), else `python` as given.
+fn through_shim(python: &str) -> PathBuf {
+    which::which(python)
+        .ok()
+        .and_then(|found| super::pyenv::resolve(&found, &super::pyenv::PyenvEnv::from_process()))
+        .inspect(|real| tracing::debug!("{python} is a pyenv shim for {}", real.display()))
+        .unwrap_or_else(|| PathBuf::from(python))
 }
 
 /// The interpreter's probe and the compiler's identity, found together: two process starts that
