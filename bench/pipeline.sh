@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `kiln run` side by side with the same work done by hand, interleaved, median of N runs:
+# `kiln run` side by side with the same work done by hand, interleaved, median of N runs (in
+# three phases: cold, warm, partial):
 #   cold     Kiln's cold bootstrap stage (empty store) vs `uv venv` + `uv pip install` of the same
 #            requirements from the same sdists with an empty uv cache;
 #   warm     a warm `kiln run` (new work dir, caches in the store), everything but its test stage,
@@ -134,22 +135,33 @@ rm -rf "$tmp/t"/*
 put_aside "$tmp/aside" round-0 1 "$tmp/w-cold0"
 settle "$tmp"
 
+# Three phases, each interleaving Kiln with its comparison. The warm phase starts after a
+# settle (bench/lib.sh): the cold builds delete their build trees, and on a journal-less ext4 the
+# warm runs' file creation would pay for those deletions.
 for i in $(seq "$runs"); do
   kiln_run cold green "$tmp/w-cold-$i" "$tmp/store-cold-$i"
   uv_cold "$tmp/uvcold-$i"
-  kiln_run warm green "$tmp/w-warm-$i" "$store_base"
+  put_aside "$tmp/aside" "cold-$i" $((runs - i + 1)) "$tmp/w-cold-$i" "$tmp/store-cold-$i" \
+    "$tmp/uvcold-$i"
+done
+settle "$tmp"
+for i in $(seq "$runs"); do
+  # Odd rounds Kiln first, even rounds the floor first.
+  if [ $((i % 2)) -eq 1 ]; then kiln_run warm green "$tmp/w-warm-$i" "$store_base"; fi
   floor "$tmp/floor-$i"
+  if [ $((i % 2)) -eq 0 ]; then kiln_run warm green "$tmp/w-warm-$i" "$store_base"; fi
+  built=$(field "$tmp/warm.json" 'd["wheels"]["built"]')
+  [ "$built" = 0 ] || echo "warning: the warm run built $built wheel(s)" >&2
+  put_aside "$tmp/aside" "warm-$i" $((runs - i + 1)) "$tmp/w-warm-$i" "$tmp/floor-$i"
+done
+for i in $(seq "$runs"); do
   cp -a "$store_base" "$tmp/store-partial-$i"
   kiln_run partial bump "$tmp/w-partial-$i" "$tmp/store-partial-$i"
   wheel_alone "$tmp/alone-$i"
   built=$(field "$tmp/partial.json" 'd["wheels"]["built"]')
   [ "$built" = 1 ] || echo "warning: the partial run built $built wheel(s), not 1" >&2
-  built=$(field "$tmp/warm.json" 'd["wheels"]["built"]')
-  [ "$built" = 0 ] || echo "warning: the warm run built $built wheel(s)" >&2
-  # kept until the end, see bench/lib.sh
-  put_aside "$tmp/aside" "round-$i" $((runs - i + 1)) "$tmp/w-cold-$i" "$tmp/store-cold-$i" \
-    "$tmp/uvcold-$i" "$tmp/w-warm-$i" "$tmp/floor-$i" "$tmp/w-partial-$i" "$tmp/store-partial-$i" \
-    "$tmp/alone-$i"
+  put_aside "$tmp/aside" "partial-$i" $((runs - i + 1)) "$tmp/w-partial-$i" \
+    "$tmp/store-partial-$i" "$tmp/alone-$i"
 done
 
 "$PY" - "$tmp/t" "$runs" "${KILN_BENCH_RATIOS:-}" <<'PY'

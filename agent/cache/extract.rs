@@ -153,6 +153,16 @@ pub fn extract_tar<R: Read>(
     stagings: &[PathBuf],
     limits: ExtractLimits,
 ) -> Result<ExtractStats, ArchiveError> {
+    extract_tar_with(tar_stream, stagings, limits, writer_threads())
+}
+
+/// [`extract_tar`] with `writers` file writer threads (0: the caller writes every file).
+fn extract_tar_with<R: Read>(
+    tar_stream: R,
+    stagings: &[PathBuf],
+    limits: ExtractLimits,
+    writers: usize,
+) -> Result<ExtractStats, ArchiveError> {
     let mut archive = tar::Archive::new(tar_stream);
     let mut x = Extractor {
         stagings,
@@ -163,7 +173,7 @@ pub fn extract_tar<R: Read>(
         links: Vec::new(),
         link_paths: HashSet::new(),
         buf: vec![0u8; 1 << 20],
-        pool: WriterPool::new(writer_threads(), 64),
+        pool: WriterPool::new(writers, 64),
         last_parent: None,
     };
     for entry in archive.entries().map_err(ArchiveError::Corrupt)? {
@@ -495,6 +505,68 @@ pub fn extract_archive<R: io::BufRead + Send + 'static>(
     drained.map_err(ArchiveError::Corrupt)?;
     decomp_result?;
     Ok(stats)
+}
+
+/// Decompress and extract an archive held in memory, all on the calling thread. For small
+/// archives, where a decompressor thread, writer threads and the chunks passed between them
+/// cost more than they save (a warm run's two archives are a few MB). Same bounds and the same
+/// errors as [`extract_archive`].
+pub fn extract_in_memory(
+    compressed: &[u8],
+    compression: Compression,
+    stagings: &[PathBuf],
+    limits: ExtractLimits,
+) -> Result<ExtractStats, ArchiveError> {
+    let mut tar_stream = Bounded {
+        inner: decoder(compressed, compression).map_err(decode_error)?,
+        left: limits.max_tar_bytes,
+        max: limits.max_tar_bytes,
+        failure: None,
+    };
+    let result = extract_tar_with(&mut tar_stream, stagings, limits, 0);
+    // Read to the end so a corrupt tail (after the tar end marker) is still detected.
+    let drained = match result {
+        Ok(_) => io::copy(&mut tar_stream, &mut io::sink()).map(|_| ()),
+        Err(_) => Ok(()),
+    };
+    // A crossed bound is the real reason even when the tar parser saw the stream end first.
+    if let Some(e @ ArchiveError::Bound(_)) = tar_stream.failure {
+        return Err(e);
+    }
+    let stats = result?;
+    drained.map_err(ArchiveError::Corrupt)?;
+    Ok(stats)
+}
+
+/// The decompressed stream, stopped past `left` bytes; the first failure is kept as the
+/// archive error it stands for.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    max: u64,
+    failure: Option<ArchiveError>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let err = io::Error::new(e.kind(), e.to_string());
+                self.failure.get_or_insert(decode_error(e));
+                return Err(err);
+            }
+        };
+        if n as u64 > self.left {
+            self.failure.get_or_insert(ArchiveError::Bound(format!(
+                "the archive expands past the {} bytes its manifest declares",
+                self.max
+            )));
+            return Err(io::Error::other("archive larger than declared"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads chunks sent over a channel; an `Err` chunk is returned as the read error.

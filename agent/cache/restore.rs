@@ -412,6 +412,59 @@ async fn fetch_and_extract(
         stagings.0.push(staging);
     }
 
+    let staging_paths = stagings.0.clone();
+    let (stats, size) = match store.local_root() {
+        Some(root) if m.compressed_size <= SMALL_LOCAL_ARCHIVE => {
+            let (path, m) = (root.join(&m.archive), m.clone());
+            tokio::task::spawn_blocking(move || small_local(&path, &m, &staging_paths, bounds))
+                .await
+                .map_err(|e| format!("extraction task failed: {e}"))??
+        }
+        _ => stream_and_extract(store, m, staging_paths, bounds).await?,
+    };
+    swap_in(&stagings.0, paths).map_err(FetchFailure::from)?;
+    stagings.0.clear();
+    Ok((stats, size))
+}
+
+/// Archives of a `file://` store up to this size are read whole and extracted on one thread.
+const SMALL_LOCAL_ARCHIVE: u64 = 8 << 20;
+
+/// A small archive of a `file://` store: read whole (never past its declared size), checked
+/// against the manifest's size and sha256 before anything is written, then extracted on this
+/// thread (see [`extract::extract_in_memory`]).
+fn small_local(
+    path: &Path,
+    m: &Manifest,
+    stagings: &[PathBuf],
+    bounds: ExtractLimits,
+) -> Result<(ExtractStats, u64), FetchFailure> {
+    use std::io::Read;
+    let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
+    let mut bytes = Vec::with_capacity(local_chunk_size(m.compressed_size));
+    file.take(m.compressed_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the archive failed: {e}"))?;
+    let mut meter = Meter::new(m.compressed_size);
+    meter.add(&bytes)?;
+    let fetched = meter.finish(false);
+    transfer.finish(fetched.size);
+    check_fetched(&fetched, Ok(ExtractStats::default()), m)?;
+    let stats = extract::extract_in_memory(&bytes, m.compression, stagings, bounds)
+        .map_err(|e| e.to_string())?;
+    Ok((stats, fetched.size))
+}
+
+/// Stream the archive from the store into the extractor (hashing it on the way), then check
+/// it against the manifest.
+async fn stream_and_extract(
+    store: &Store,
+    m: &Manifest,
+    staging_paths: Vec<PathBuf>,
+    bounds: ExtractLimits,
+) -> Result<(ExtractStats, u64), FetchFailure> {
     let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
@@ -421,7 +474,6 @@ async fn fetch_and_extract(
     };
     let producer = spawn_producer(store, source, tx, recycle_rx, transfer.clone()).await?;
     let compression = m.compression;
-    let staging_paths = stagings.0.clone();
     let extractor = tokio::task::spawn_blocking(move || {
         let reader = RawReader {
             rx,
@@ -446,8 +498,6 @@ async fn fetch_and_extract(
     };
     transfer.finish(fetched.size);
     let stats = check_fetched(&fetched, extracted, m)?;
-    swap_in(&stagings.0, paths).map_err(FetchFailure::from)?;
-    stagings.0.clear();
     Ok((stats, fetched.size))
 }
 

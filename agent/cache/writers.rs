@@ -49,15 +49,26 @@ pub struct WriterPool {
     tx: Option<SyncSender<FileJob>>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// No threads: each job is written when it is submitted.
+    inline: bool,
 }
 
 impl WriterPool {
-    /// `threads` writers and a queue of `depth` jobs.
+    /// `threads` writers and a queue of `depth` jobs; with no threads, jobs are written by the
+    /// caller as they are submitted (a small archive's few files do not pay for threads).
     pub fn new(threads: usize, depth: usize) -> WriterPool {
+        if threads == 0 {
+            return WriterPool {
+                tx: None,
+                threads: Vec::new(),
+                shared: Arc::new(Shared::default()),
+                inline: true,
+            };
+        }
         let (tx, rx) = sync_channel::<FileJob>(depth);
         let rx: Arc<Mutex<Receiver<FileJob>>> = Arc::new(Mutex::new(rx));
         let shared = Arc::new(Shared::default());
-        let threads = (0..threads.max(1))
+        let threads = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
                 let shared = shared.clone();
@@ -85,6 +96,7 @@ impl WriterPool {
             tx: Some(tx),
             threads,
             shared,
+            inline: false,
         }
     }
 
@@ -96,6 +108,10 @@ impl WriterPool {
     pub fn submit(&self, job: FileJob) -> Result<(), (PathBuf, io::Error)> {
         if let Some(e) = self.take_error() {
             return Err(e);
+        }
+        if self.inline {
+            return write_file(&job.dest, job.mode, job.mtime, &job.data)
+                .map_err(|e| (job.dest, e));
         }
         if let Ok(mut p) = self.shared.pending.lock() {
             *p += 1;
