@@ -10,9 +10,11 @@ use crate::process::Cmd;
 
 /// Finds the project's installed distribution by its PEP 610 `direct_url.json` (the checkout for
 /// editable installs, the wheel file for wheel installs), collects extension modules from its
-/// RECORD and, for in-place builds, from the checkout, then imports each.
+/// RECORD and, for in-place builds, from the checkout, then imports each. The `*.dist-info`
+/// directories on `sys.path` are read directly: importing `importlib.metadata` costs more than
+/// the rest of the probe.
 const PROBE: &str = r#"
-import importlib, importlib.machinery as mach, importlib.metadata as md, json, os, sys
+import csv, importlib, importlib.machinery as mach, json, os, sys
 checkout, wheel = os.path.realpath(sys.argv[1]), sys.argv[2]
 sufs = tuple(mach.EXTENSION_SUFFIXES)
 mods = set()
@@ -20,19 +22,36 @@ def strip(p):
     for s in sufs:
         if p.endswith(s):
             return p[: -len(s)]
-for d in md.distributions():
+def dist_infos():
+    seen = set()
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".dist-info") and n not in seen:
+                seen.add(n)
+                yield os.path.join(entry or ".", n)
+for d in dist_infos():
     try:
-        info = json.loads(d.read_text("direct_url.json") or "null") or {}
-    except ValueError:
+        with open(os.path.join(d, "direct_url.json")) as f:
+            info = json.load(f) or {}
+    except (OSError, ValueError):
         continue
-    url = info.get("url", "")
+    url = info.get("url", "") if isinstance(info, dict) else ""
     mine = url.startswith("file://") and (
         os.path.realpath(url[7:]) == checkout or (wheel and url.endswith("/" + wheel)))
     if not mine:
         continue
-    for f in d.files or []:
-        m = strip(str(f))
-        if m and not str(f).startswith(".."):
+    try:
+        with open(os.path.join(d, "RECORD"), newline="") as f:
+            files = [row[0] for row in csv.reader(f) if row]
+    except OSError:
+        files = []
+    for f in files:
+        m = strip(f)
+        if m and not f.startswith(".."):
             mods.add(m.replace("/", "."))
 skip = {".git", "build", "dist", ".tox", ".nox", "venv", ".venv", "node_modules"}
 for root, dirs, files in os.walk(checkout):
@@ -123,5 +142,55 @@ mod tests {
         assert_eq!(found.modules, ["pkg.sub._speed"]);
         let why = &found.failed["pkg.sub._speed"];
         assert!(why.starts_with("ImportError"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn finds_the_extension_modules_a_wheel_install_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, site) = (d.path().join("src"), d.path().join("site"));
+        let suffix = Cmd::new("python3")
+            .args([
+                "-c",
+                "import importlib.machinery as m; print(m.EXTENSION_SUFFIXES[0])",
+            ])
+            .run()
+            .await
+            .unwrap()
+            .stdout_text();
+        let module = format!("fast/_core{}", suffix.trim());
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(site.join("fast")).unwrap();
+        std::fs::write(site.join("fast/__init__.py"), "").unwrap();
+        std::fs::write(site.join(&module), b"junk").unwrap();
+        let info = site.join("fast-1.0.dist-info");
+        std::fs::create_dir_all(&info).unwrap();
+        let url = format!("file://{}", src.display());
+        std::fs::write(
+            info.join("direct_url.json"),
+            format!(r#"{{"url": "{url}", "dir_info": {{}}}}"#),
+        )
+        .unwrap();
+        std::fs::write(
+            info.join("RECORD"),
+            format!("fast/__init__.py,,\n{module},sha256=x,4\n\"fast-1.0.dist-info/RECORD\",,\n"),
+        )
+        .unwrap();
+        // Another distribution's module is not the project's.
+        let other = site.join("other-2.0.dist-info");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(
+            other.join("direct_url.json"),
+            r#"{"url": "file:///elsewhere"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            other.join("RECORD"),
+            format!("other/_x{},,\n", suffix.trim()),
+        )
+        .unwrap();
+        let python = Cmd::new("python3").cwd(d.path()).env("PYTHONPATH", &site);
+        let found = probe(python, &src, None).await.unwrap();
+        assert_eq!(found.modules, ["fast._core"]);
+        assert!(found.failed["fast._core"].starts_with("ImportError"));
     }
 }

@@ -215,10 +215,11 @@ impl Installing<'_> {
             .into_iter()
             .filter(|u| !local.contains(&u.name))
             .collect();
-        let present = installers::list_wheels(self.wheelhouse);
+        let all: String = unpacked.iter().map(|u| u.pin() + "\n").collect();
+        let absent = covered_by(&all, &installers::list_wheels(self.wheelhouse)).missing;
         let wanted: Vec<Unpacked> = unpacked
             .iter()
-            .filter(|u| !covered_by(&u.pin(), &present).missing.is_empty())
+            .filter(|u| absent.contains(&u.pin()))
             .cloned()
             .collect();
         let dirs = ready_made::find_links_dirs(&self.deps.wheel_args);
@@ -229,7 +230,6 @@ impl Installing<'_> {
                 copied.len()
             );
         }
-        let all: String = unpacked.iter().map(|u| u.pin() + "\n").collect();
         let covered = covered_by(&all, &installers::list_wheels(self.wheelhouse));
         ReadyMade {
             used: covered.wheels,
