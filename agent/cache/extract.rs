@@ -270,7 +270,9 @@ impl Extractor<'_> {
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         let mtime = entry.header().mtime().ok();
         let size = entry.size();
-        if size <= POOL_FILE_LIMIT {
+        // Without writer threads a file is streamed through the one reused buffer: a buffer
+        // per file would only add an allocation and page faults.
+        if size <= POOL_FILE_LIMIT && !self.pool.is_inline() {
             let mut data = Vec::with_capacity(size as usize);
             entry
                 .read_to_end(&mut data)

@@ -100,6 +100,11 @@ impl WriterPool {
         }
     }
 
+    /// Whether jobs are written by the caller (no threads).
+    pub fn is_inline(&self) -> bool {
+        self.inline
+    }
+
     fn take_error(&self) -> Option<(PathBuf, io::Error)> {
         self.shared.error.lock().ok().and_then(|mut e| e.take())
     }
