@@ -109,11 +109,9 @@ pub async fn probe(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn finds_in_place_extension_modules_and_reports_the_ones_that_do_not_import() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("src");
-        let suffix = Cmd::new("python3")
+    /// This interpreter's file name suffix for extension modules (`.cpython-311-…so`).
+    async fn extension_suffix() -> String {
+        Cmd::new("python3")
             .args([
                 "-c",
                 "import importlib.machinery as m; print(m.EXTENSION_SUFFIXES[0])",
@@ -121,7 +119,14 @@ mod tests {
             .run()
             .await
             .unwrap()
-            .stdout_text();
+            .stdout_text()
+    }
+
+    #[tokio::test]
+    async fn finds_in_place_extension_modules_and_reports_the_ones_that_do_not_import() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        let suffix = extension_suffix().await;
         std::fs::create_dir_all(src.join("pkg/sub")).unwrap();
         std::fs::create_dir_all(src.join("build/lib/pkg")).unwrap();
         std::fs::write(src.join("pkg/__init__.py"), "").unwrap();
@@ -148,15 +153,7 @@ mod tests {
     async fn finds_the_extension_modules_a_wheel_install_recorded() {
         let d = tempfile::tempdir().unwrap();
         let (src, site) = (d.path().join("src"), d.path().join("site"));
-        let suffix = Cmd::new("python3")
-            .args([
-                "-c",
-                "import importlib.machinery as m; print(m.EXTENSION_SUFFIXES[0])",
-            ])
-            .run()
-            .await
-            .unwrap()
-            .stdout_text();
+        let suffix = extension_suffix().await;
         let module = format!("fast/_core{}", suffix.trim());
         std::fs::create_dir_all(&src).unwrap();
         std::fs::create_dir_all(site.join("fast")).unwrap();

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::index::names::{normalize, Version, WheelName};
+use crate::index::names::{Version, WheelName};
 
 /// A wheel uv unpacked: a distribution of the venv or of a build environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,28 +65,22 @@ pub fn unpacked(uv_cache: &Path) -> Vec<Unpacked> {
 }
 
 fn dist_infos(dir: &Path) -> Vec<Unpacked> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let Some((name, version)) = file
-            .strip_suffix(".dist-info")
-            .and_then(|s| s.split_once('-'))
-        else {
-            continue;
-        };
-        let wheel = std::fs::read_to_string(e.path().join("WHEEL")).unwrap_or_default();
-        let tags = wheel
-            .lines()
-            .filter_map(|l| l.strip_prefix("Tag:"))
-            .map(|t| t.trim().to_string())
-            .collect();
-        out.push(Unpacked {
-            name: normalize(name),
-            version: version.to_string(),
-            tags,
-        });
-    }
-    out
+    super::venv_dists::dist_infos(dir)
+        .into_iter()
+        .map(|info| {
+            let wheel = std::fs::read_to_string(info.path.join("WHEEL")).unwrap_or_default();
+            let tags = wheel
+                .lines()
+                .filter_map(|l| l.strip_prefix("Tag:"))
+                .map(|t| t.trim().to_string())
+                .collect();
+            Unpacked {
+                name: info.name,
+                version: info.version,
+                tags,
+            }
+        })
+        .collect()
 }
 
 /// Copy the wheel file of each of `wanted` found in `dirs` into `wheelhouse`. Returns the

@@ -33,27 +33,44 @@ pub fn site_packages(venv: &Path) -> Vec<PathBuf> {
 pub fn read(venv: &Path) -> Vec<Dist> {
     let mut out = Vec::new();
     for site in site_packages(venv) {
-        let Ok(entries) = std::fs::read_dir(&site) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let file = e.file_name().to_string_lossy().into_owned();
-            let Some((name, version)) = file
-                .strip_suffix(".dist-info")
-                .and_then(|stem| stem.split_once('-'))
-            else {
-                continue;
-            };
-            let direct = std::fs::read_to_string(e.path().join("direct_url.json")).ok();
+        for info in dist_infos(&site) {
+            let direct = std::fs::read_to_string(info.path.join("direct_url.json")).ok();
             out.push(Dist {
-                name: normalize(name),
-                version: version.to_string(),
+                name: info.name,
+                version: info.version,
                 direct: direct.is_some(),
                 local_dir: direct.is_some_and(|d| is_local_dir(&d)),
             });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// A `NAME-VERSION.dist-info` directory.
+pub struct DistInfo {
+    pub path: PathBuf,
+    /// PEP 503 normalized.
+    pub name: String,
+    pub version: String,
+}
+
+/// The `*.dist-info` directories in `dir` (none when it cannot be read).
+pub fn dist_infos(dir: &Path) -> Vec<DistInfo> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if let Some((name, version)) = file
+            .strip_suffix(".dist-info")
+            .and_then(|stem| stem.split_once('-'))
+        {
+            out.push(DistInfo {
+                path: e.path(),
+                name: normalize(name),
+                version: version.to_string(),
+            });
+        }
+    }
     out
 }
 
