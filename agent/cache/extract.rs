@@ -416,6 +416,13 @@ fn decoder<'a, R: io::BufRead + 'a>(
     })
 }
 
+/// The decompressed stream went past the `max` bytes the manifest declares.
+fn expands_past(max: u64) -> ArchiveError {
+    ArchiveError::Bound(format!(
+        "the archive expands past the {max} bytes its manifest declares"
+    ))
+}
+
 /// A decompression error, named when it is zstd refusing a window above the cap.
 fn decode_error(e: io::Error) -> ArchiveError {
     // zstd's ZSTD_error_frameParameter_windowTooLarge.
@@ -458,9 +465,7 @@ fn pump(
         total += filled as u64;
         if total > max_bytes {
             let _ = tx.send(Err(io::Error::other("archive larger than declared")));
-            return Err(ArchiveError::Bound(format!(
-                "the archive expands past the {max_bytes} bytes its manifest declares"
-            )));
+            return Err(expands_past(max_bytes));
         }
         chunk.truncate(filled);
         if tx.send(Ok(chunk)).is_err() {
@@ -560,10 +565,7 @@ impl<R: Read> Read for Bounded<R> {
             }
         };
         if n as u64 > self.left {
-            self.failure.get_or_insert(ArchiveError::Bound(format!(
-                "the archive expands past the {} bytes its manifest declares",
-                self.max
-            )));
+            self.failure.get_or_insert(expands_past(self.max));
             return Err(io::Error::other("archive larger than declared"));
         }
         self.left -= n as u64;

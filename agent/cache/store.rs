@@ -621,21 +621,24 @@ impl Store {
             .map_err(|e| self.err("write", path, e))
     }
 
-    /// File stores: temp file + rename (atomic, like OpenDAL's atomic write) but without the
-    /// fsync OpenDAL does, which on ext4 also flushes the just-written archive and costs more
-    /// than the whole save. A crash can at worst leave a manifest whose archive fails its hash
-    /// check: a miss, never a wrong restore.
+    /// The file of object `path` in the file store at `root`. Object paths are made of plain
+    /// names: `..` or an empty component could reach outside the store.
+    fn local_file(&self, op: &'static str, root: &Path, path: &str) -> Result<PathBuf, StoreError> {
+        if path.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(self.err(
+                op,
+                path,
+                opendal::Error::new(ErrorKind::ConfigInvalid, "invalid object path"),
+            ));
+        }
+        Ok(root.join(path))
+    }
+
     /// A whole (small) object of a `file://` store, read directly: OpenDAL's file reader fills
     /// a zeroed buffer of its chunk size for every read, which cost a warm run a thousand page
     /// faults for a few manifests of a few hundred bytes.
     fn get_local(&self, root: &Path, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let fail = |kind: ErrorKind, what: &'static str| {
-            self.err("read", path, opendal::Error::new(kind, what))
-        };
-        if path.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(fail(ErrorKind::ConfigInvalid, "invalid object path"));
-        }
-        match std::fs::read(root.join(path)) {
+        match std::fs::read(self.local_file("read", root, path)?) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(
@@ -647,6 +650,10 @@ impl Store {
         }
     }
 
+    /// File stores: temp file + rename (atomic, like OpenDAL's atomic write) but without the
+    /// fsync OpenDAL does, which on ext4 also flushes the just-written archive and costs more
+    /// than the whole save. A crash can at worst leave a manifest whose archive fails its hash
+    /// check: a miss, never a wrong restore.
     fn put_local(&self, root: &Path, path: &str, data: &[u8]) -> Result<(), StoreError> {
         let io = |e: std::io::Error| {
             self.err(
@@ -656,14 +663,7 @@ impl Store {
                     .set_source(e),
             )
         };
-        if path.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(self.err(
-                "write",
-                path,
-                opendal::Error::new(ErrorKind::ConfigInvalid, "invalid object path"),
-            ));
-        }
-        let dest = root.join(path);
+        let dest = self.local_file("write", root, path)?;
         let tmp_dir = root.join(".kiln-tmp");
         std::fs::create_dir_all(&tmp_dir).map_err(io)?;
         if let Some(parent) = dest.parent() {

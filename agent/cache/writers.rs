@@ -49,8 +49,6 @@ pub struct WriterPool {
     tx: Option<SyncSender<FileJob>>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
-    /// No threads: each job is written when it is submitted.
-    inline: bool,
 }
 
 impl WriterPool {
@@ -62,7 +60,6 @@ impl WriterPool {
                 tx: None,
                 threads: Vec::new(),
                 shared: Arc::new(Shared::default()),
-                inline: true,
             };
         }
         let (tx, rx) = sync_channel::<FileJob>(depth);
@@ -96,13 +93,12 @@ impl WriterPool {
             tx: Some(tx),
             threads,
             shared,
-            inline: false,
         }
     }
 
     /// Whether jobs are written by the caller (no threads).
     pub fn is_inline(&self) -> bool {
-        self.inline
+        self.threads.is_empty()
     }
 
     fn take_error(&self) -> Option<(PathBuf, io::Error)> {
@@ -114,7 +110,7 @@ impl WriterPool {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
-        if self.inline {
+        if self.is_inline() {
             return write_file(&job.dest, job.mode, job.mtime, &job.data)
                 .map_err(|e| (job.dest, e));
         }

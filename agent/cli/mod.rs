@@ -186,9 +186,10 @@ async fn flaky(a: FlakyArgs) -> Exit {
 }
 
 /// The async runtime a command runs on. The agent and the package index serve many
-/// connections (and jobs) at once: a thread per core. Everything else is one job whose heavy work (archives, child
-/// processes) already runs on its own threads, so one runtime thread is enough and spares the
-/// wake-ups between worker threads (a tenth of a warm `kiln run`'s own CPU).
+/// connections (and jobs) at once: a thread per core. Everything else is one job whose heavy
+/// work (archives, child processes) already runs on its own threads, so one runtime thread is
+/// enough and spares the wake-ups between worker threads (a tenth of a warm `kiln run`'s own
+/// CPU).
 fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     match command {
         Command::Agent(_) | Command::Index(_) => tokio::runtime::Runtime::new(),

@@ -49,10 +49,10 @@ pub fn resolve(shim: &Path, env: &PyenvEnv) -> Option<PathBuf> {
     }
     let version = match &env.pyenv_version {
         Some(v) => single_version(v)?,
-        None => match version_file(env) {
-            Some(file) => single_version(&std::fs::read_to_string(file).ok()?)?,
-            None => single_version(&std::fs::read_to_string(root.join("version")).ok()?)?,
-        },
+        None => {
+            let file = version_file(env).unwrap_or_else(|| root.join("version"));
+            single_version(&std::fs::read_to_string(file).ok()?)?
+        }
     };
     let exe = root
         .join("versions")

@@ -171,11 +171,7 @@ fn a_failed_bootstrap_keeps_its_wheels_and_compiles_and_the_next_run_builds_only
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("repo");
     let vendor = dir.join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
-    for name in ["fastsum-", "vecmath-"] {
-        let f = vendor_file(name);
-        std::fs::copy(&f, vendor.join(f.file_name().unwrap())).unwrap();
-    }
+    vendor_into(&dir, &["fastsum-", "vecmath-"]);
     brokenpkg_sdist(&vendor, true);
     let repo = git_repo(
         &dir,
@@ -256,13 +252,8 @@ fn a_bootstrap_that_fails_before_compiling_anything_saves_nothing() {
 fn a_bootstrap_command_keeps_the_wheelhouse_and_ccache_and_its_venv_has_pip() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("repo");
-    let vendor = dir.join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
     // fastsum and its build backend (the command's pip finds only these and the wheelhouse).
-    for name in ["fastsum-", "setuptools-"] {
-        let f = vendor_file(name);
-        std::fs::copy(&f, vendor.join(f.file_name().unwrap())).unwrap();
-    }
+    vendor_into(&dir, &["fastsum-", "setuptools-"]);
     // As README says: `pip wheel` writes into the wheelhouse (PIP_WHEEL_DIR), pip and uv read
     // it (PIP_FIND_LINKS, UV_FIND_LINKS); compiles go through ccache.
     let yml = "bootstrap:\n  command: python -m pip wheel -q -r requirements.txt && python -m pip install -q -r requirements.txt\n\
@@ -333,9 +324,7 @@ fn no_binary_in_a_requirement_file_builds_from_source_and_installs_the_built_whe
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("repo");
     let vendor = dir.join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
-    let sdist = vendor_file("fastsum-");
-    std::fs::copy(&sdist, vendor.join(sdist.file_name().unwrap())).unwrap();
+    vendor_into(&dir, &["fastsum-"]);
     foreign_fastsum_wheel(&vendor);
     let check =
         "python -c 'import fastsum; assert fastsum.total([1, 2]) == 3, fastsum.total([1, 2])'";
@@ -389,15 +378,10 @@ fn sha256(path: &Path) -> String {
 fn pylock_path_entries_install_from_the_lock_s_files_and_directories_build_in_place() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("repo");
-    let vendor = dir.join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
-    let mut hashes = Vec::new();
-    for name in ["fastsum-", "iniconfig-"] {
-        let f = vendor_file(name);
-        let dest = vendor.join(f.file_name().unwrap());
-        std::fs::copy(&f, &dest).unwrap();
-        hashes.push(sha256(&dest));
-    }
+    let hashes: Vec<String> = vendor_into(&dir, &["fastsum-", "iniconfig-"])
+        .iter()
+        .map(|dest| sha256(dest))
+        .collect();
     copy_tree(
         &crate::support::root().join("fixtures/projects/localdep/lib"),
         &dir.join("lib"),

@@ -162,13 +162,26 @@ pub fn vendor_file(prefix: &str) -> PathBuf {
     find().unwrap_or_else(|| panic!("no {prefix}* in {}", vendor.display()))
 }
 
+/// Copy the fixture files named by `prefixes` (see [`vendor_file`]) into `dir/vendor/`;
+/// returns the copies' paths.
+pub fn vendor_into(dir: &Path, prefixes: &[&str]) -> Vec<PathBuf> {
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    prefixes
+        .iter()
+        .map(|prefix| {
+            let f = vendor_file(prefix);
+            let dest = vendor.join(f.file_name().unwrap());
+            std::fs::copy(&f, &dest).unwrap();
+            dest
+        })
+        .collect()
+}
+
 /// Give the project at `dir` one real dependency, offline: `iniconfig` (a small pure-Python
 /// wheel) from `vendor/`, named by its requirements.txt.
 pub fn vendored_dependency(dir: &Path) {
-    let wheel = vendor_file("iniconfig-");
-    let vendor = dir.join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
-    std::fs::copy(&wheel, vendor.join(wheel.file_name().unwrap())).unwrap();
+    vendor_into(dir, &["iniconfig-"]);
     std::fs::write(
         dir.join("requirements.txt"),
         "--no-index\n--find-links vendor\niniconfig==2.3.1\n",
