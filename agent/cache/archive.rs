@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use super::compress;
 use crate::settings::file::Compression;
 
 /// Why an archive could not be written or was refused on extraction.
@@ -35,6 +36,8 @@ pub enum ArchiveError {
     /// above the cap.
     #[error("{0}")]
     Bound(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] io::Error),
     #[error("extracting {path}: {source}")]
     Extract {
         path: PathBuf,
@@ -287,53 +290,9 @@ pub fn effective_level(compression: Compression, level: Option<i32>) -> i32 {
     }
 }
 
-/// The input zstd hands each worker thread at a time.
-const ZSTD_JOB: u64 = 4 << 20;
-
-/// zstd worker threads: every core, since a save is usually the only thing running; none for
-/// a tree smaller than one job, where the workers could not share anything and their threads
-/// and job buffers cost a small save a fifth of its CPU.
-fn zstd_threads(paths: &[PathBuf]) -> u32 {
-    if !holds_at_least(paths, ZSTD_JOB) {
-        return 0;
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(2)
-        .max(1)
-}
-
-/// Whether the regular files under `paths` add up to `bytes` or more. Stops as soon as they do,
-/// so a large tree costs a few `stat`s; an unreadable directory counts as large.
-fn holds_at_least(paths: &[PathBuf], bytes: u64) -> bool {
-    let mut total = 0u64;
-    let mut dirs: Vec<PathBuf> = paths.to_vec();
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            if dir.exists() {
-                return true;
-            }
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => dirs.push(entry.path()),
-                Ok(t) if t.is_file() => {
-                    total += entry.metadata().map(|m| m.len()).unwrap_or(bytes);
-                    if total >= bytes {
-                        return true;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    false
-}
-
 /// Write the archive of `paths` (slot `i` = `paths[i]`), compressed, into `out`. Returns the
 /// writer back with the stats.
-pub fn write_archive<W: Write>(
+pub fn write_archive<W: Write + Send>(
     out: W,
     paths: &[PathBuf],
     compression: Compression,
@@ -341,23 +300,32 @@ pub fn write_archive<W: Write>(
 ) -> Result<(W, BuildStats), ArchiveError> {
     let level = effective_level(compression, level);
     match compression {
-        Compression::Zstd => {
-            let mut enc =
-                zstd::stream::write::Encoder::new(out, level).map_err(ArchiveError::Write)?;
-            enc.multithread(zstd_threads(paths))
-                .map_err(ArchiveError::Write)?;
-            // A per-frame checksum: corruption is caught by the decoder itself, not only by the
-            // manifest's sha256.
-            enc.include_checksum(true).map_err(ArchiveError::Write)?;
-            // Bigger jobs keep every worker busy on small-file trees.
-            let _ = enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB as u32));
-            let (enc, stats) = write_tar(enc, paths)?;
-            let out = enc.finish().map_err(ArchiveError::Write)?;
-            Ok((out, stats))
-        }
+        Compression::Zstd => match compress::zstd_threads(paths) {
+            // A small tree: zstd's workers could not share it, but compressing on a second
+            // thread still overlaps with reading the files, as in `tar | zstd`.
+            0 => compress::piped(out, level, |sender| {
+                let (sender, stats) = write_tar(sender, paths)?;
+                sender.finish().map_err(ArchiveError::Write)?;
+                Ok(stats)
+            }),
+            threads => {
+                let enc =
+                    compress::zstd_encoder(out, level, threads).map_err(ArchiveError::Write)?;
+                // Only tar headers are small writes: larger ones pass straight through.
+                let (enc, stats) = write_tar(io::BufWriter::with_capacity(64 << 10, enc), paths)?;
+                let enc = enc
+                    .into_inner()
+                    .map_err(|e| ArchiveError::Write(e.into_error()))?;
+                let out = enc.finish().map_err(ArchiveError::Write)?;
+                Ok((out, stats))
+            }
+        },
         Compression::Gzip => {
             let enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level as u32));
-            let (enc, stats) = write_tar(enc, paths)?;
+            let (enc, stats) = write_tar(io::BufWriter::with_capacity(64 << 10, enc), paths)?;
+            let enc = enc
+                .into_inner()
+                .map_err(|e| ArchiveError::Write(e.into_error()))?;
             let out = enc.finish().map_err(ArchiveError::Write)?;
             Ok((out, stats))
         }
@@ -367,10 +335,10 @@ pub fn write_archive<W: Write>(
 /// Files up to this size are read in one call (most ccache and wheel files).
 const SMALL_FILE: u64 = 8 << 20;
 
+/// The tar stream of `paths` into `out`, which should buffer (tar headers are small writes).
 fn write_tar<W: Write>(out: W, paths: &[PathBuf]) -> Result<(W, BuildStats), ArchiveError> {
     let counting = CountingWriter {
-        // Only tar headers are small writes: larger ones pass straight through.
-        inner: io::BufWriter::with_capacity(64 << 10, out),
+        inner: out,
         count: 0,
     };
     let mut builder = tar::Builder::new(counting);
@@ -462,10 +430,7 @@ fn write_tar<W: Write>(out: W, paths: &[PathBuf]) -> Result<(W, BuildStats), Arc
     builder.finish().map_err(ArchiveError::Write)?;
     let counting = builder.into_inner().map_err(ArchiveError::Write)?;
     stats.tar_bytes = counting.count;
-    let out = counting
-        .inner
-        .into_inner()
-        .map_err(|e| ArchiveError::Write(e.into_error()))?;
+    let out = counting.inner;
     stats.content_digest = digest.finish();
     stats.skipped = skipped;
     Ok((out, stats))
@@ -550,21 +515,5 @@ mod tests {
         assert!(check_symlink_target("b", Path::new("/etc/passwd")).is_err());
         assert!(check_symlink_target("a/b", Path::new("c/../../..")).is_err());
         assert!(check_symlink_target("a/b", Path::new("c/..")).is_err());
-    }
-
-    #[test]
-    fn small_trees_are_compressed_without_worker_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b/deep"));
-        fs::create_dir_all(&a).unwrap();
-        fs::create_dir_all(&b).unwrap();
-        fs::write(a.join("x"), vec![1u8; 3000]).unwrap();
-        fs::write(b.join("y"), vec![2u8; 3000]).unwrap();
-        let both = [a.clone(), dir.path().join("b"), dir.path().join("missing")];
-        assert!(holds_at_least(&both, 6000));
-        assert!(!holds_at_least(&both, 6001));
-        assert_eq!(zstd_threads(&both), 0);
-        fs::write(b.join("big"), vec![0u8; ZSTD_JOB as usize]).unwrap();
-        assert!(zstd_threads(&both) >= 1);
     }
 }

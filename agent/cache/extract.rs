@@ -146,18 +146,10 @@ struct Extractor<'a> {
 }
 
 /// Extract the tar stream `tar_stream` (already decompressed) into `stagings[i]` for slot `i`,
-/// within `limits`. The staging directories must exist and be empty. On error, the stagings hold
-/// partial content; the caller throws them away.
-pub fn extract_tar<R: Read>(
-    tar_stream: R,
-    stagings: &[PathBuf],
-    limits: ExtractLimits,
-) -> Result<ExtractStats, ArchiveError> {
-    extract_tar_with(tar_stream, stagings, limits, writer_threads())
-}
-
-/// [`extract_tar`] with `writers` file writer threads (0: the caller writes every file).
-fn extract_tar_with<R: Read>(
+/// within `limits`, with `writers` file writer threads (0: the caller writes every file). The
+/// staging directories must exist and be empty. On error, the stagings hold partial content; the
+/// caller throws them away.
+fn extract_tar<R: Read>(
     tar_stream: R,
     stagings: &[PathBuf],
     limits: ExtractLimits,
@@ -172,7 +164,8 @@ fn extract_tar_with<R: Read>(
         seen: HashSet::new(),
         links: Vec::new(),
         link_paths: HashSet::new(),
-        buf: vec![0u8; 1 << 20],
+        // Large files stream through this buffer (every file, without writer threads).
+        buf: vec![0u8; if writers == 0 { 128 << 10 } else { 1 << 20 }],
         pool: WriterPool::new(writers, 64),
         last_parent: None,
     };
@@ -435,18 +428,46 @@ fn decode_error(e: io::Error) -> ArchiveError {
     ArchiveError::Corrupt(e)
 }
 
-/// The decompressor thread's loop: read `reader` in 1 MiB chunks into `tx` until the end, a
-/// read error, or more than `max_bytes` of output.
+/// How the decompressed stream travels from the decompressor thread to the tar parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piping {
+    /// Bytes per chunk handed from the decompressor to the parser.
+    pub chunk: usize,
+    /// File writer threads (0: the parser writes every file itself).
+    pub writers: usize,
+}
+
+impl Piping {
+    /// A large or remote archive: 1 MiB chunks, and writer threads for its many small files.
+    pub fn wide() -> Piping {
+        Piping {
+            chunk: 1 << 20,
+            writers: writer_threads(),
+        }
+    }
+
+    /// A small archive (a warm run's few MB): 128 KiB chunks and no writer threads, whose
+    /// start-up and buffers would cost more than they save. Still two threads, like
+    /// `zstd -d | tar x`: reading, hashing and decompressing overlap with writing the files.
+    pub const NARROW: Piping = Piping {
+        chunk: 128 << 10,
+        writers: 0,
+    };
+}
+
+/// The decompressor thread's loop: read `reader` in `chunk`-sized pieces into `tx` until the
+/// end, a read error, or more than `max_bytes` of output.
 fn pump(
     mut reader: Box<dyn Read + '_>,
     max_bytes: u64,
+    chunk_size: usize,
     tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), ArchiveError> {
     let mut total = 0u64;
     loop {
         let mut chunk = recycle.try_recv().unwrap_or_default();
-        chunk.resize(1 << 20, 0);
+        chunk.resize(chunk_size, 0);
         let mut filled = 0;
         while filled < chunk.len() {
             match reader.read(&mut chunk[filled..]) {
@@ -476,101 +497,50 @@ fn pump(
 }
 
 /// Decompress `compressed` with `compression` and extract it (see [`extract_tar`]). The tar
-/// parser and the decompressor run on two threads, like `zstd -d | tar x`.
-pub fn extract_archive<R: io::BufRead + Send + 'static>(
-    compressed: R,
+/// parser runs on this thread and the decompressor on a second one, like `zstd -d | tar x`;
+/// `piping` sets the chunks between them and the file writer threads. `compressed` is read to
+/// its end (unless extraction fails) and left with the caller, who may still check what it read.
+pub fn extract_archive<R: io::BufRead + Send>(
+    compressed: &mut R,
     compression: Compression,
     stagings: &[PathBuf],
     limits: ExtractLimits,
+    piping: Piping,
 ) -> Result<ExtractStats, ArchiveError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
     // Consumed chunks come back for reuse: no allocation or zeroing per chunk.
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-    let decomp = std::thread::spawn(move || -> Result<(), ArchiveError> {
-        let reader = decoder(compressed, compression).map_err(decode_error)?;
-        pump(reader, limits.max_tar_bytes, tx, recycle_rx)
-    });
-    let mut reader = ChannelReader::new(rx).recycling(recycle_tx);
-    let result = extract_tar(&mut reader, stagings, limits);
-    // Drain the rest so a corrupt tail (after the tar end marker) is still detected.
-    let drained = if result.is_ok() {
-        io::copy(&mut reader, &mut io::sink()).map(|_| ())
-    } else {
-        Ok(())
-    };
-    drop(reader);
-    let decomp_result = decomp.join().unwrap_or_else(|_| {
-        Err(ArchiveError::Corrupt(io::Error::other(
-            "decompressor thread panicked",
-        )))
-    });
-    // A crossed bound is the real reason even when the tar parser saw the stream end first.
-    if let Err(e @ ArchiveError::Bound(_)) = decomp_result {
-        return Err(e);
-    }
-    let stats = result?;
-    drained.map_err(ArchiveError::Corrupt)?;
-    decomp_result?;
-    Ok(stats)
-}
-
-/// Decompress and extract an archive held in memory, all on the calling thread. For small
-/// archives, where a decompressor thread, writer threads and the chunks passed between them
-/// cost more than they save (a warm run's two archives are a few MB). Same bounds and the same
-/// errors as [`extract_archive`].
-pub fn extract_in_memory(
-    compressed: &[u8],
-    compression: Compression,
-    stagings: &[PathBuf],
-    limits: ExtractLimits,
-) -> Result<ExtractStats, ArchiveError> {
-    let mut tar_stream = Bounded {
-        inner: decoder(compressed, compression).map_err(decode_error)?,
-        left: limits.max_tar_bytes,
-        max: limits.max_tar_bytes,
-        failure: None,
-    };
-    let result = extract_tar_with(&mut tar_stream, stagings, limits, 0);
-    // Read to the end so a corrupt tail (after the tar end marker) is still detected.
-    let drained = match result {
-        Ok(_) => io::copy(&mut tar_stream, &mut io::sink()).map(|_| ()),
-        Err(_) => Ok(()),
-    };
-    // A crossed bound is the real reason even when the tar parser saw the stream end first.
-    if let Some(e @ ArchiveError::Bound(_)) = tar_stream.failure {
-        return Err(e);
-    }
-    let stats = result?;
-    drained.map_err(ArchiveError::Corrupt)?;
-    Ok(stats)
-}
-
-/// The decompressed stream, stopped past `left` bytes; the first failure is kept as the
-/// archive error it stands for.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-    max: u64,
-    failure: Option<ArchiveError>,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match self.inner.read(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let err = io::Error::new(e.kind(), e.to_string());
-                self.failure.get_or_insert(decode_error(e));
-                return Err(err);
-            }
+    std::thread::scope(|scope| {
+        let decomp = std::thread::Builder::new()
+            .name("kiln-decompress".into())
+            .spawn_scoped(scope, move || -> Result<(), ArchiveError> {
+                let reader = decoder(compressed, compression).map_err(decode_error)?;
+                pump(reader, limits.max_tar_bytes, piping.chunk, tx, recycle_rx)
+            })
+            .map_err(ArchiveError::Thread)?;
+        let mut reader = ChannelReader::new(rx).recycling(recycle_tx);
+        let result = extract_tar(&mut reader, stagings, limits, piping.writers);
+        // Drain the rest so a corrupt tail (after the tar end marker) is still detected.
+        let drained = if result.is_ok() {
+            io::copy(&mut reader, &mut io::sink()).map(|_| ())
+        } else {
+            Ok(())
         };
-        if n as u64 > self.left {
-            self.failure.get_or_insert(expands_past(self.max));
-            return Err(io::Error::other("archive larger than declared"));
+        drop(reader);
+        let decomp_result = decomp.join().unwrap_or_else(|_| {
+            Err(ArchiveError::Corrupt(io::Error::other(
+                "decompressor thread panicked",
+            )))
+        });
+        // A crossed bound is the real reason even when the tar parser saw the stream end first.
+        if let Err(e @ ArchiveError::Bound(_)) = decomp_result {
+            return Err(e);
         }
-        self.left -= n as u64;
-        Ok(n)
-    }
+        let stats = result?;
+        drained.map_err(ArchiveError::Corrupt)?;
+        decomp_result?;
+        Ok(stats)
+    })
 }
 
 /// Reads chunks sent over a channel; an `Err` chunk is returned as the read error.

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::archive::{ArchiveError, ExtractStats};
-use super::extract::{self, ExtractLimits};
+use super::extract::{self, ExtractLimits, Piping};
 use super::manifest::{self, Manifest};
 use super::progress::Transfer;
 use super::{RestoreHit, RestoreLimits, RestoreOutcome, Store};
@@ -427,12 +427,12 @@ async fn fetch_and_extract(
     Ok((stats, size))
 }
 
-/// Archives of a `file://` store up to this size are read whole and extracted on one thread.
+/// Archives of a `file://` store up to this size are extracted with [`Piping::NARROW`].
 const SMALL_LOCAL_ARCHIVE: u64 = 8 << 20;
 
-/// A small archive of a `file://` store: read whole (never past its declared size), checked
-/// against the manifest's size and sha256 before anything is written, then extracted on this
-/// thread (see [`extract::extract_in_memory`]).
+/// A small archive of a `file://` store: read in 128 KiB pieces (never past one byte over its
+/// declared size) and hashed by the decompressor thread itself, no reader thread; the parser
+/// writes every file. Checked against the manifest like a streamed archive before the swap.
 fn small_local(
     path: &Path,
     m: &Manifest,
@@ -443,21 +443,50 @@ fn small_local(
     let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
     let file = std::fs::File::open(path)
         .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
-    // One byte past the declared size, so a padded file is noticed (at most 8 MiB + 1 here).
-    let limit = m.compressed_size + 1;
-    let mut bytes = Vec::with_capacity(limit as usize);
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading the archive failed: {e}"))?;
-    let mut meter = Meter::new(m.compressed_size);
-    meter.add(&bytes)?;
-    let fetched = meter.finish(false);
+    let mut raw = io::BufReader::with_capacity(
+        128 << 10,
+        Metered {
+            // One byte past the declared size, so a padded file is noticed.
+            inner: file.take(m.compressed_size + 1),
+            meter: Meter::new(m.compressed_size),
+            past_size: None,
+        },
+    );
+    let extracted =
+        extract::extract_archive(&mut raw, m.compression, stagings, bounds, Piping::NARROW);
+    // Whatever follows the compressed stream still counts towards the size and the hash.
+    let drained = match extracted {
+        Ok(_) => io::copy(&mut raw, &mut io::sink()).map(|_| ()),
+        Err(_) => Ok(()),
+    };
+    let metered = raw.into_inner();
+    if let Some(reason) = metered.past_size {
+        return Err(reason.into());
+    }
+    drained.map_err(|e| format!("reading the archive failed: {e}"))?;
+    let fetched = metered.meter.finish(false);
     transfer.finish(fetched.size);
-    check_size(&fetched, m)?;
-    check_sha256(&fetched, m)?;
-    let stats = extract::extract_in_memory(&bytes, m.compression, stagings, bounds)
-        .map_err(|e| e.to_string())?;
+    let stats = check_fetched(&fetched, extracted, m)?;
     Ok((stats, fetched.size))
+}
+
+/// Hashes and counts what is read through it; an error once past the declared size (kept as
+/// the reason: the extractor only sees a failed read).
+struct Metered<R> {
+    inner: R,
+    meter: Meter,
+    past_size: Option<String>,
+}
+
+impl<R: io::Read> io::Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(msg) = self.meter.add(&buf[..n]) {
+            self.past_size.get_or_insert(msg.clone());
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, msg));
+        }
+        Ok(n)
+    }
 }
 
 /// Stream the archive from the store into the extractor (hashing it on the way), then check
@@ -478,13 +507,19 @@ async fn stream_and_extract(
     let producer = spawn_producer(store, source, tx, recycle_rx, transfer.clone()).await?;
     let compression = m.compression;
     let extractor = tokio::task::spawn_blocking(move || {
-        let reader = RawReader {
+        let mut reader = RawReader {
             rx,
             cur: Vec::new(),
             pos: 0,
             recycle: recycle_tx,
         };
-        extract::extract_archive(reader, compression, &staging_paths, bounds)
+        extract::extract_archive(
+            &mut reader,
+            compression,
+            &staging_paths,
+            bounds,
+            Piping::wide(),
+        )
     });
     let extracted = extractor
         .await

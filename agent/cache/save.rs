@@ -139,7 +139,8 @@ async fn build_and_upload(
     let built = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::create(&tp)
             .map_err(|e| format!("cannot create {}: {e}", tp.display()))?;
-        let writer = archive::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        let writer =
+            archive::HashingWriter::new(std::io::BufWriter::with_capacity(256 << 10, file));
         let (writer, stats) = archive::write_archive(writer, &owned, compression, level)
             .map_err(|e| e.to_string())?;
         let (buf, sha, size) = writer.finish();
