@@ -7,6 +7,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 pub use crate::html::esc;
+use crate::report::vocab;
 use crate::server::queue::{Filter, Host, Job, JobOutcome, JobState};
 use crate::summary::{RestoreHit, RunSummary};
 
@@ -221,15 +222,9 @@ fn caches(s: &RunSummary) -> String {
         );
     }
     let cc = &s.ccache;
-    let total = cc.hits + cc.misses;
-    let rate = if total > 0 {
-        format!(
-            "{:.0}% ({} of {total})",
-            cc.hits as f64 * 100.0 / total as f64,
-            cc.hits
-        )
-    } else {
-        "no compilations".into()
+    let rate = match vocab::ccache_hit_rate(s) {
+        Some(r) => format!("{r:.0}% ({} of {})", cc.hits, cc.hits + cc.misses),
+        None => "no compilations".into(),
     };
     let names = esc(&s.wheels.built_names.join(", "));
     format!(
