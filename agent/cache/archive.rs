@@ -301,8 +301,8 @@ pub fn write_archive<W: Write + Send>(
     let level = effective_level(compression, level);
     match compression {
         Compression::Zstd => match compress::zstd_threads(paths) {
-            // A small tree: zstd's workers could not share it, but compressing on a second
-            // thread still overlaps with reading the files, as in `tar | zstd`.
+            // A small tree: zstd's workers could not share it, but a pipe of threads still
+            // overlaps reading, compressing and writing, as in `tar | zstd | tee`.
             0 => compress::piped(out, level, |sender| {
                 let (sender, stats) = write_tar(sender, paths)?;
                 sender.finish().map_err(ArchiveError::Write)?;
@@ -311,25 +311,29 @@ pub fn write_archive<W: Write + Send>(
             threads => {
                 let enc =
                     compress::zstd_encoder(out, level, threads).map_err(ArchiveError::Write)?;
-                // Only tar headers are small writes: larger ones pass straight through.
-                let (enc, stats) = write_tar(io::BufWriter::with_capacity(64 << 10, enc), paths)?;
-                let enc = enc
-                    .into_inner()
-                    .map_err(|e| ArchiveError::Write(e.into_error()))?;
-                let out = enc.finish().map_err(ArchiveError::Write)?;
-                Ok((out, stats))
+                tar_into(enc, paths, |enc| enc.finish())
             }
         },
         Compression::Gzip => {
             let enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level as u32));
-            let (enc, stats) = write_tar(io::BufWriter::with_capacity(64 << 10, enc), paths)?;
-            let enc = enc
-                .into_inner()
-                .map_err(|e| ArchiveError::Write(e.into_error()))?;
-            let out = enc.finish().map_err(ArchiveError::Write)?;
-            Ok((out, stats))
+            tar_into(enc, paths, |enc| enc.finish())
         }
     }
+}
+
+/// The tar stream of `paths` into the compressor `enc`, then `finish` it (the end of its
+/// stream) and return what it wrote into.
+fn tar_into<E: Write, W>(
+    enc: E,
+    paths: &[PathBuf],
+    finish: impl FnOnce(E) -> io::Result<W>,
+) -> Result<(W, BuildStats), ArchiveError> {
+    // Only tar headers are small writes: larger ones pass straight through.
+    let (buffered, stats) = write_tar(io::BufWriter::with_capacity(64 << 10, enc), paths)?;
+    let enc = buffered
+        .into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?;
+    Ok((finish(enc).map_err(ArchiveError::Write)?, stats))
 }
 
 /// Files up to this size are read in one call (most ccache and wheel files).
