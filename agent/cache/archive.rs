@@ -10,9 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
-
 use super::compress;
+use super::digest::ArchiveHasher;
 use crate::settings::file::Compression;
 
 /// Why an archive could not be written or was refused on extraction.
@@ -73,10 +72,10 @@ pub struct ExtractStats {
 /// Modification times are left out on purpose: ccache and pip touch files without changing
 /// them, and such a touch must not cause a new upload.
 ///
-/// XXH3 rather than sha256: it runs at memory speed, where sha256 cost a seventh of a save's
-/// CPU. It only decides whether an upload can be skipped, comparing our own directories with
-/// our own manifest, so collision resistance against an adversary is not needed (the archive
-/// itself is still checked with sha256).
+/// XXH3 rather than a cryptographic hash: it runs at memory speed, where sha256 cost a seventh of
+/// a save's CPU. It only decides whether an upload can be skipped, comparing our own directories
+/// with our own manifest, so collision resistance against an adversary is not needed (the
+/// archive itself is checked with BLAKE3, see [`super::digest`]).
 struct ContentDigest(xxhash_rust::xxh3::Xxh3);
 
 impl Default for ContentDigest {
@@ -247,10 +246,11 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// Hashes and counts what passes through it (the compressed archive on its way to disk).
+/// Hashes (see [`super::digest`]) and counts what passes through it (the compressed archive on
+/// its way to disk).
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: ArchiveHasher,
     count: u64,
 }
 
@@ -258,13 +258,13 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: ArchiveHasher::new(),
             count: 0,
         }
     }
-    /// (inner writer, sha256 hex, bytes).
+    /// (inner writer, checksum hex, bytes).
     pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex::encode(self.hasher.finalize()), self.count)
+        (self.inner, self.hasher.finish(), self.count)
     }
 }
 

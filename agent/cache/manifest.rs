@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::digest::is_hex_digest;
 use crate::settings::file::Compression;
 
 /// Bumped when the manifest or archive layout changes incompatibly.
@@ -25,8 +26,14 @@ pub struct Manifest {
     pub archive: String,
     pub compression: Compression,
     pub level: i32,
-    /// sha256 of the compressed archive object, hex.
+    /// sha256 of the compressed archive object, hex: what manifests written before BLAKE3 carry
+    /// (and what they are checked with); empty in a new one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// BLAKE3 of the compressed archive object, hex (see [`super::digest`]); checked instead of
+    /// `sha256` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
     pub compressed_size: u64,
     /// Bytes of the uncompressed tar stream.
     pub uncompressed_size: u64,
@@ -68,8 +75,12 @@ impl Manifest {
                 m.archive
             ));
         }
-        if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("manifest has no valid sha256".into());
+        let checksum_ok = match &m.blake3 {
+            Some(b) => is_hex_digest(b),
+            None => is_hex_digest(&m.sha256),
+        };
+        if !checksum_ok {
+            return Err("manifest has no valid blake3 or sha256 of its archive".into());
         }
         Ok(m)
     }
@@ -149,6 +160,7 @@ mod tests {
             compression: Compression::Zstd,
             level: 3,
             sha256: "0".repeat(64),
+            blake3: None,
             compressed_size: 1,
             uncompressed_size: 1,
             content_bytes: 0,
@@ -163,5 +175,18 @@ mod tests {
         let mut evil = m.clone();
         evil.archive = "caches/k.x/../../etc/passwd".into();
         assert!(Manifest::parse(&evil.to_json(), "k").is_err());
+        let mut new = m.clone();
+        new.sha256 = String::new();
+        new.blake3 = Some("a".repeat(64));
+        let json = String::from_utf8(new.to_json()).unwrap();
+        assert!(!json.contains("sha256"), "{json}");
+        assert_eq!(Manifest::parse(json.as_bytes(), "k"), Ok(new.clone()));
+        new.blake3 = Some("xyz".into());
+        assert!(Manifest::parse(&new.to_json(), "k").is_err());
+        new.blake3 = None;
+        assert!(
+            Manifest::parse(&new.to_json(), "k").is_err(),
+            "no checksum at all"
+        );
     }
 }

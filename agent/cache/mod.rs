@@ -12,6 +12,7 @@ mod backends;
 pub mod catalog;
 pub mod commands;
 mod compress;
+pub mod digest;
 pub mod extract;
 pub mod gha;
 mod growing;

@@ -12,9 +12,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 
 use super::archive::{ArchiveError, ExtractStats};
+use super::digest::{self, ArchiveHasher};
 use super::extract::{self, ExtractLimits, Piping};
 use super::manifest::{self, Manifest};
 use super::progress::Transfer;
@@ -283,9 +283,10 @@ impl Drop for Stagings {
     }
 }
 
-/// The archive's bytes, as read from the store, with their hash.
+/// The archive's bytes, as read from the store, with their checksum (the kind its manifest
+/// names).
 struct Fetched {
-    sha256: String,
+    checksum: String,
     size: u64,
     /// The extractor stopped reading before the end.
     cut_short: bool,
@@ -448,7 +449,7 @@ fn small_local(
         Metered {
             // One byte past the declared size, so a padded file is noticed.
             inner: file.take(m.compressed_size + 1),
-            meter: Meter::new(m.compressed_size),
+            meter: Meter::new(m),
             past_size: None,
         },
     );
@@ -502,7 +503,7 @@ async fn stream_and_extract(
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     let source = Source {
         object: &m.archive,
-        declared_size: m.compressed_size,
+        meter: Meter::new(m),
     };
     let producer = spawn_producer(store, source, tx, recycle_rx, transfer.clone()).await?;
     let compression = m.compression;
@@ -552,7 +553,7 @@ fn check_fetched(
     }
     check_size(fetched, m)?;
     let stats = extracted.map_err(|e| e.to_string())?;
-    check_sha256(fetched, m)?;
+    check_checksum(fetched, m)?;
     Ok(stats)
 }
 
@@ -566,36 +567,31 @@ fn check_size(fetched: &Fetched, m: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
-fn check_sha256(fetched: &Fetched, m: &Manifest) -> Result<(), String> {
-    if !fetched.sha256.eq_ignore_ascii_case(&m.sha256) {
-        return Err(format!(
-            "sha256 mismatch: archive has {}, the manifest says {}",
-            fetched.sha256, m.sha256
-        ));
-    }
-    Ok(())
+fn check_checksum(fetched: &Fetched, m: &Manifest) -> Result<(), String> {
+    digest::check(m, &fetched.checksum)
 }
 
-/// The archive object to read and the size its manifest declares.
+/// The archive object to read, and what counts and hashes its bytes.
 struct Source<'a> {
     object: &'a str,
-    declared_size: u64,
+    meter: Meter,
 }
 
 /// Hashes and counts the archive's bytes on their way to the extractor, and stops the download
 /// the moment it passes the declared size.
 struct Meter {
-    hasher: Sha256,
+    hasher: ArchiveHasher,
     size: u64,
     declared: u64,
 }
 
 impl Meter {
-    fn new(declared: u64) -> Self {
+    /// For the archive `m` describes: its declared size and its kind of checksum.
+    fn new(m: &Manifest) -> Self {
         Meter {
-            hasher: Sha256::new(),
+            hasher: ArchiveHasher::for_manifest(m),
             size: 0,
-            declared,
+            declared: m.compressed_size,
         }
     }
 
@@ -614,7 +610,7 @@ impl Meter {
 
     fn finish(self, cut_short: bool) -> Fetched {
         Fetched {
-            sha256: hex::encode(self.hasher.finalize()),
+            checksum: self.hasher.finish(),
             size: self.size,
             cut_short,
         }
@@ -633,7 +629,7 @@ async fn spawn_producer(
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
     transfer: Transfer,
 ) -> Result<tokio::task::JoinHandle<Result<Fetched, FetchFailure>>, FetchFailure> {
-    let meter = Meter::new(source.declared_size);
+    let meter = source.meter;
     if let Some(root) = store.local_root() {
         let path = root.join(source.object);
         let file = std::fs::File::open(&path)

@@ -143,14 +143,14 @@ async fn build_and_upload(
             archive::HashingWriter::new(std::io::BufWriter::with_capacity(256 << 10, file));
         let (writer, stats) = archive::write_archive(writer, &owned, compression, level)
             .map_err(|e| e.to_string())?;
-        let (buf, sha, size) = writer.finish();
+        let (buf, checksum, size) = writer.finish();
         buf.into_inner()
             .map_err(|e| format!("writing {}: {}", tp.display(), e.error()))?;
-        Ok::<_, String>((stats, sha, size))
+        Ok::<_, String>((stats, checksum, size))
     })
     .await
     .map_err(|e| format!("archive task failed: {e}"))??;
-    let (stats, sha256, size) = built;
+    let (stats, blake3, size) = built;
     transfer.finish(stats.tar_bytes);
 
     let m = Manifest {
@@ -159,7 +159,8 @@ async fn build_and_upload(
         archive: object.clone(),
         compression: opts.compression,
         level: archive::effective_level(opts.compression, opts.level),
-        sha256,
+        sha256: String::new(),
+        blake3: Some(blake3),
         compressed_size: size,
         uncompressed_size: stats.tar_bytes,
         content_bytes: stats.content_bytes,

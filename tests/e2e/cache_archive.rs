@@ -371,6 +371,7 @@ fn plant_with(e: &Env, key: &str, archive: &[u8], edit: impl FnOnce(&mut Manifes
         compression: Compression::Zstd,
         level: 3,
         sha256: hex::encode(Sha256::digest(archive)),
+        blake3: None,
         compressed_size: archive.len() as u64,
         uncompressed_size: 0,
         content_bytes: 0,
@@ -513,6 +514,30 @@ async fn entry_outside_every_slot_is_refused() {
     let t = tar_of(&[("7/x", T::Regular, None, b"x")]);
     plant(&e, "slot", &zstd_of(&t), None, None);
     assert_refused(&e, "slot", "directories").await;
+}
+
+#[tokio::test]
+async fn a_saved_archive_is_checked_with_the_blake3_its_manifest_records() {
+    let e = env();
+    let a = e.root.join("src");
+    make_tree(&a, "x");
+    assert!(
+        cache::save(&e.store, "b3", &[a.clone()], &SaveOptions::default())
+            .await
+            .saved
+    );
+    let path = e.store_dir.join(manifest::manifest_path("b3"));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let recorded = json["blake3"].as_str().unwrap().to_string();
+    assert_eq!(recorded.len(), 64, "{json}");
+    assert!(json.get("sha256").is_none(), "{json}");
+    // The archive is intact; only the checksum its manifest records is another one.
+    let other = if recorded.starts_with('a') { "b" } else { "a" }.repeat(64);
+    let edited = String::from_utf8(std::fs::read(&path).unwrap())
+        .unwrap()
+        .replace(&recorded, &other);
+    write(&path, edited.as_bytes());
+    assert_refused(&e, "b3", "blake3 mismatch").await;
 }
 
 #[tokio::test]
