@@ -19,11 +19,11 @@ impl ArchiveHasher {
         ArchiveHasher::Blake3(Box::default())
     }
 
-    /// The kind `m` records: its BLAKE3 when it has one, else its sha256.
+    /// The kind of checksum `m` records (see [`recorded`]).
     pub fn for_manifest(m: &Manifest) -> Self {
-        match m.blake3 {
-            Some(_) => ArchiveHasher::new(),
-            None => ArchiveHasher::Sha256(Sha256::new()),
+        match recorded(m).0 {
+            Kind::Blake3 => ArchiveHasher::new(),
+            Kind::Sha256 => ArchiveHasher::Sha256(Sha256::new()),
         }
     }
 
@@ -51,15 +51,37 @@ impl Default for ArchiveHasher {
     }
 }
 
+/// The two kinds of checksum a manifest can record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Blake3,
+    Sha256,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Blake3 => "blake3",
+            Kind::Sha256 => "sha256",
+        }
+    }
+}
+
+/// The checksum `m` records and its hex: its BLAKE3 when it has one, else its sha256.
+pub fn recorded(m: &Manifest) -> (Kind, &str) {
+    match &m.blake3 {
+        Some(b) => (Kind::Blake3, b),
+        None => (Kind::Sha256, &m.sha256),
+    }
+}
+
 /// Whether `hex`, from [`ArchiveHasher::for_manifest`]`(m)`, is the checksum `m` records.
 pub fn check(m: &Manifest, hex: &str) -> Result<(), String> {
-    let (kind, want) = match &m.blake3 {
-        Some(b) => ("blake3", b.as_str()),
-        None => ("sha256", m.sha256.as_str()),
-    };
+    let (kind, want) = recorded(m);
     if !hex.eq_ignore_ascii_case(want) {
         return Err(format!(
-            "{kind} mismatch: archive has {hex}, the manifest says {want}"
+            "{} mismatch: archive has {hex}, the manifest says {want}",
+            kind.name()
         ));
     }
     Ok(())
@@ -76,21 +98,9 @@ mod tests {
 
     fn manifest(blake3: Option<String>, sha256: String) -> Manifest {
         Manifest {
-            format: super::super::manifest::FORMAT,
-            key: "k".into(),
-            archive: "caches/k.1.tar.zst".into(),
-            compression: crate::settings::file::Compression::Zstd,
-            level: 3,
-            sha256,
             blake3,
-            compressed_size: 1,
-            uncompressed_size: 1,
-            content_bytes: 0,
-            file_count: 0,
-            created: chrono::Utc::now(),
-            kiln_version: "0".into(),
-            paths: vec![],
-            content_digest: String::new(),
+            sha256,
+            ..Manifest::sample("k")
         }
     }
 

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::is_hex_digest;
+use super::digest::{is_hex_digest, recorded};
 use crate::settings::file::Compression;
 
 /// Bumped when the manifest or archive layout changes incompatibly.
@@ -75,11 +75,7 @@ impl Manifest {
                 m.archive
             ));
         }
-        let checksum_ok = match &m.blake3 {
-            Some(b) => is_hex_digest(b),
-            None => is_hex_digest(&m.sha256),
-        };
-        if !checksum_ok {
+        if !is_hex_digest(recorded(&m).1) {
             return Err("manifest has no valid blake3 or sha256 of its archive".into());
         }
         Ok(m)
@@ -87,6 +83,28 @@ impl Manifest {
 
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// A valid manifest of `key` (an all-zero sha256), for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(key: &str) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            key: key.into(),
+            archive: archive_path(key, "1", Compression::Zstd),
+            compression: Compression::Zstd,
+            level: 3,
+            sha256: "0".repeat(64),
+            blake3: None,
+            compressed_size: 1,
+            uncompressed_size: 1,
+            content_bytes: 0,
+            file_count: 0,
+            created: chrono::Utc::now(),
+            kiln_version: "0".into(),
+            paths: vec![],
+            content_digest: String::new(),
+        }
     }
 }
 
@@ -153,23 +171,7 @@ mod tests {
 
     #[test]
     fn manifest_must_name_its_own_archive() {
-        let m = Manifest {
-            format: FORMAT,
-            key: "k".into(),
-            archive: archive_path("k", "1", Compression::Zstd),
-            compression: Compression::Zstd,
-            level: 3,
-            sha256: "0".repeat(64),
-            blake3: None,
-            compressed_size: 1,
-            uncompressed_size: 1,
-            content_bytes: 0,
-            file_count: 0,
-            created: chrono::Utc::now(),
-            kiln_version: "0".into(),
-            paths: vec![],
-            content_digest: String::new(),
-        };
+        let m = Manifest::sample("k");
         assert!(Manifest::parse(&m.to_json(), "k").is_ok());
         assert!(Manifest::parse(&m.to_json(), "j").is_err());
         let mut evil = m.clone();

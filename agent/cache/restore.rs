@@ -484,7 +484,7 @@ impl<R: io::Read> io::Read for Metered<R> {
         let n = self.inner.read(buf)?;
         if let Err(msg) = self.meter.add(&buf[..n]) {
             self.past_size.get_or_insert(msg.clone());
-            return Err(io::Error::new(io::ErrorKind::FileTooLarge, msg));
+            return Err(too_large(&msg));
         }
         Ok(n)
     }
@@ -617,8 +617,9 @@ impl Meter {
     }
 }
 
-fn too_large(msg: &str) -> Chunk {
-    Err(io::Error::new(io::ErrorKind::FileTooLarge, msg.to_string()))
+/// The read error for bytes past the declared size.
+fn too_large(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::FileTooLarge, msg.to_string())
 }
 
 /// Start sending the archive's bytes into `tx`, hashing them on the way.
@@ -657,7 +658,7 @@ async fn read_remote(
         match chunk {
             Ok(b) => {
                 if let Err(msg) = meter.add(&b) {
-                    let _ = tx.send(too_large(&msg)).await;
+                    let _ = tx.send(Err(too_large(&msg))).await;
                     return Err(msg.into());
                 }
                 transfer.set(meter.size);
@@ -701,7 +702,7 @@ fn read_local(
             break;
         }
         if let Err(msg) = meter.add(&buf) {
-            let _ = tx.blocking_send(too_large(&msg));
+            let _ = tx.blocking_send(Err(too_large(&msg)));
             return Err(msg);
         }
         transfer.set(meter.size);

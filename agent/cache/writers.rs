@@ -52,8 +52,9 @@ pub struct WriterPool {
 }
 
 impl WriterPool {
-    /// `threads` writers and a queue of `depth` jobs; with no threads, jobs are written by the
-    /// caller as they are submitted (a small archive's few files do not pay for threads).
+    /// `threads` writers and a queue of `depth` jobs; with no threads, no pool at all: the
+    /// caller writes every file itself ([`WriterPool::is_inline`]), and a submitted job is
+    /// refused.
     pub fn new(threads: usize, depth: usize) -> WriterPool {
         if threads == 0 {
             return WriterPool {
@@ -109,10 +110,6 @@ impl WriterPool {
     pub fn submit(&self, job: FileJob) -> Result<(), (PathBuf, io::Error)> {
         if let Some(e) = self.take_error() {
             return Err(e);
-        }
-        if self.is_inline() {
-            return write_file(&job.dest, job.mode, job.mtime, &job.data)
-                .map_err(|e| (job.dest, e));
         }
         if let Ok(mut p) = self.shared.pending.lock() {
             *p += 1;
