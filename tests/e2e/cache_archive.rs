@@ -80,6 +80,13 @@ fn archives(store_dir: &Path) -> Vec<String> {
     v
 }
 
+/// Save `dir` under `key` with the default options; whether it was saved.
+async fn saved(e: &Env, key: &str, dir: &Path) -> bool {
+    cache::save(&e.store, key, &[dir.to_path_buf()], &SaveOptions::default())
+        .await
+        .saved
+}
+
 #[tokio::test]
 async fn round_trip_of_two_directories_is_exact() {
     let e = env();
@@ -148,11 +155,7 @@ async fn restore_replaces_the_target_contents() {
     let e = env();
     let a = e.root.join("src");
     make_tree(&a, "x");
-    assert!(
-        cache::save(&e.store, "k", &[a.clone()], &SaveOptions::default())
-            .await
-            .saved
-    );
+    assert!(saved(&e, "k", &a).await);
     let dst = e.root.join("dst");
     write(&dst.join("stale.txt"), b"old");
     let r = cache::restore(&e.store, "k", &[], &[dst.clone()]).await;
@@ -166,29 +169,11 @@ async fn prefix_fallback_picks_the_newest_match_and_miss_leaves_target() {
     let e = env();
     let a = e.root.join("src");
     make_tree(&a, "old");
-    assert!(
-        cache::save(
-            &e.store,
-            "wheels-linux-aaa",
-            &[a.clone()],
-            &SaveOptions::default()
-        )
-        .await
-        .saved
-    );
+    assert!(saved(&e, "wheels-linux-aaa", &a).await);
     // Make sure the modification times differ.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     write(&a.join("a.txt"), b"newer");
-    assert!(
-        cache::save(
-            &e.store,
-            "wheels-linux-bbb",
-            &[a.clone()],
-            &SaveOptions::default()
-        )
-        .await
-        .saved
-    );
+    assert!(saved(&e, "wheels-linux-bbb", &a).await);
     let _ = cache::save(&e.store, "other-zzz", &[a.clone()], &SaveOptions::default()).await;
 
     let dst = e.root.join("dst");
@@ -521,11 +506,7 @@ async fn a_saved_archive_is_checked_with_the_blake3_its_manifest_records() {
     let e = env();
     let a = e.root.join("src");
     make_tree(&a, "x");
-    assert!(
-        cache::save(&e.store, "b3", &[a.clone()], &SaveOptions::default())
-            .await
-            .saved
-    );
+    assert!(saved(&e, "b3", &a).await);
     let path = e.store_dir.join(manifest::manifest_path("b3"));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let recorded = json["blake3"].as_str().unwrap().to_string();
