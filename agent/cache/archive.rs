@@ -301,9 +301,9 @@ pub fn write_archive<W: Write + Send>(
     let level = effective_level(compression, level);
     match compression {
         Compression::Zstd => match compress::zstd_threads(paths) {
-            // A small tree: zstd's workers could not share it, but a pipe of threads still
-            // overlaps reading, compressing and writing, as in `tar | zstd | tee`.
-            0 => compress::piped(out, level, |sender| {
+            // A small tree: zstd's workers could not share it; two lanes of frames still
+            // compress it on both cores while the files are read and the archive written.
+            0 => compress::in_lanes(out, level, |sender| {
                 let (sender, stats) = write_tar(sender, paths)?;
                 sender.finish().map_err(ArchiveError::Write)?;
                 Ok(stats)

@@ -1,5 +1,5 @@
 //! The compressor side of a save: zstd's settings, its worker threads for large trees, and for
-//! small ones a pipe of three threads (reading the files, compressing them and writing the
+//! small ones two lanes of frames (reading the files, compressing on both cores and writing the
 //! archive overlap, as in `tar | zstd | tee`).
 
 use std::fs;
@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use super::archive::ArchiveError;
-use super::pipe::{pipe, ChunkSender};
+use super::lanes::{compress_in_lanes, LaneSender};
 
 /// The input zstd hands each worker thread at a time.
 const ZSTD_JOB: u64 = 4 << 20;
@@ -69,50 +69,23 @@ pub(super) fn zstd_encoder<W: Write>(
     Ok(enc)
 }
 
-/// The zstd window of a small tree's archive: 1 MiB instead of level 3's 2 MiB. The decoder's
-/// buffer is the window, so a restore touches half the memory (about 250 fewer page faults, a
-/// tenth of a small restore's time); the archive grows by a few bytes at most, and nothing for
-/// content that is already compressed (wheels, ccache objects).
-const SMALL_TREE_WINDOW_LOG: u32 = 20;
-
-/// Run `produce` (the tar stream) on this thread, compress what it writes on a second thread,
-/// and hash and write the compressed bytes into `out` on a third, as `tar | zstd | tee` would:
-/// on a small tree, reading the files, compressing them and writing the archive overlap. The
-/// failure reported is the one furthest down the pipe (a full disk, not the compressor then
-/// finding its output closed).
-pub(super) fn piped<W, T>(
+/// Compress what `produce` writes (the tar stream of a small tree) in two lanes of zstd frames
+/// and hash and write them into `out` (see [`super::lanes`]): reading the files, compressing
+/// on both cores and writing the archive overlap, as in `tar | zstd | tee`. The failure
+/// reported is the one furthest down the stream (a full disk, not the compressor then finding
+/// its output closed).
+pub(super) fn in_lanes<W, T>(
     out: W,
     level: i32,
-    produce: impl FnOnce(ChunkSender) -> Result<T, ArchiveError>,
+    produce: impl FnOnce(LaneSender) -> Result<T, ArchiveError>,
 ) -> Result<(W, T), ArchiveError>
 where
     W: Write + Send,
 {
-    let (produced, written) = pipe("kiln-compress", produce, move |tar| {
-        let (encoded, written) = pipe(
-            "kiln-write",
-            |sender| {
-                let mut enc = zstd_encoder(sender, level, 0)?;
-                enc.window_log(SMALL_TREE_WINDOW_LOG)?;
-                tar.write_into(&mut enc)?;
-                enc.finish()?.finish()
-            },
-            move |zstd| {
-                let mut out = out;
-                zstd.write_into(&mut out)?;
-                Ok(out)
-            },
-        )?;
-        let out = written?;
-        encoded?;
-        Ok(out)
-    })
-    .map_err(ArchiveError::Thread)?;
-    match (produced, written) {
-        (_, Err(e)) => Err(ArchiveError::Write(e)),
-        (Err(e), Ok(_)) => Err(e),
-        (Ok(t), Ok(out)) => Ok((out, t)),
-    }
+    let r = compress_in_lanes(out, level, produce).map_err(ArchiveError::Thread)?;
+    let out = r.written.map_err(ArchiveError::Write)?;
+    r.compressed.map_err(ArchiveError::Write)?;
+    Ok((out, r.produced?))
 }
 
 #[cfg(test)]
@@ -136,29 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn piped_output_is_one_zstd_frame_of_everything_written() {
-        let data: Vec<u8> = (0..1_000_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
-            .collect();
-        let (out, n) = piped(Vec::new(), 3, |mut s| {
-            for part in data.chunks(7777) {
-                s.write_all(part).map_err(ArchiveError::Write)?;
-            }
-            s.finish().map_err(ArchiveError::Write)?;
-            Ok(data.len())
-        })
-        .unwrap();
-        assert_eq!(n, data.len());
-        assert!(
-            out.len() < data.len() / 2,
-            "compressed: {} bytes",
-            out.len()
-        );
-        assert_eq!(zstd::decode_all(&out[..]).unwrap(), data);
-    }
-
-    #[test]
-    fn a_compressor_failure_is_the_error_reported() {
+    fn a_write_failure_is_the_error_reported_not_the_closed_pipe() {
         struct Full;
         impl Write for Full {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -171,12 +122,23 @@ mod tests {
         let noise: Vec<u8> = (0..4_000_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
-        let err = piped(Full, 3, |mut s| {
+        let err = in_lanes(Full, 3, |mut s| {
             s.write_all(&noise).map_err(ArchiveError::Write)?;
             s.finish().map_err(ArchiveError::Write)
         })
         .err()
         .unwrap();
         assert!(err.to_string().contains("disk full"), "{err}");
+    }
+
+    #[test]
+    fn a_producer_failure_is_reported_when_the_rest_went_well() {
+        let err = in_lanes(Vec::new(), 3, |mut s| -> Result<(), ArchiveError> {
+            s.write_all(b"half a tar").map_err(ArchiveError::Write)?;
+            Err(ArchiveError::Write(io::Error::other("file vanished")))
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("file vanished"), "{err}");
     }
 }
