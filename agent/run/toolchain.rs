@@ -28,6 +28,21 @@ pub struct PythonInfo {
     pub scripts: PathBuf,
     /// pip's (major, minor), when pip is importable.
     pub pip: Option<(u32, u32)>,
+    /// What a venv of this interpreter looks like, when Kiln can write one itself (a CPython
+    /// that is not itself in a venv); else `None`, and the installer makes the venv.
+    pub venv: Option<VenvLayout>,
+}
+
+/// A venv's layout for one interpreter, from its `sysconfig` (the `venv` scheme, or
+/// `posix_prefix` before Python 3.11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VenvLayout {
+    /// e.g. `3.11.7`.
+    pub version: String,
+    /// site-packages for pure-Python packages, relative to the venv (`lib/python3.11/site-packages`).
+    pub purelib: PathBuf,
+    /// site-packages for compiled ones (the same dir on most systems; `lib64/…` on some).
+    pub platlib: PathBuf,
 }
 
 /// One interpreter start answers everything bootstrap needs to know (each start costs ~50 ms,
@@ -40,7 +55,13 @@ print(sys.platform)\n\
 print(platform.machine())\n\
 print(sysconfig.get_path('scripts'))\n\
 try: import importlib.metadata as m; print(m.version('pip'))\n\
-except Exception: print('none')";
+except Exception: print('none')\n\
+print(platform.python_version())\n\
+print('venv' if sys.prefix != sys.base_prefix else 'base')\n\
+s = 'venv' if 'venv' in sysconfig.get_scheme_names() else 'posix_prefix'\n\
+p = sysconfig.get_paths(s, vars={'base': '@', 'platbase': '@'})\n\
+print(p['purelib'])\n\
+print(p['platlib'])";
 
 pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
     let bad = |detail: String| PythonError {
@@ -59,13 +80,14 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
     }
     let lines: Vec<&str> = out.lines.iter().map(|s| s.trim()).collect();
     match lines.as_slice() {
-        [path, tag, os, arch, scripts, pip, ..] => Ok(PythonInfo {
+        [path, tag, os, arch, scripts, pip, rest @ ..] => Ok(PythonInfo {
             path: PathBuf::from(path),
             tag: tag.to_string(),
             os: os.to_string(),
             arch: arch.to_string(),
             scripts: PathBuf::from(scripts),
             pip: parse_version(pip),
+            venv: venv_layout(tag, rest),
         }),
         _ => Err(bad(format!("unexpected probe output: {}", out.tail(4)))),
     }
@@ -103,6 +125,27 @@ pub async fn probe(python: &str) -> Toolchain {
 }
 
 /// "23.2.1" → (23, 2); anything else → None.
+/// The venv layout from the probe's last lines (version, `base`/`venv`, purelib, platlib with
+/// `@` for the venv): only for a CPython outside any venv, with both dirs inside the venv.
+fn venv_layout(tag: &str, lines: &[&str]) -> Option<VenvLayout> {
+    let [version, "base", purelib, platlib] = lines else {
+        return None;
+    };
+    let inside = |p: &str| {
+        let rel = PathBuf::from(p.strip_prefix("@/")?);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        plain.then_some(rel)
+    };
+    (tag.starts_with("cp") && !version.is_empty()).then_some(())?;
+    Some(VenvLayout {
+        version: version.to_string(),
+        purelib: inside(purelib)?,
+        platlib: inside(platlib)?,
+    })
+}
+
 fn parse_version(v: &str) -> Option<(u32, u32)> {
     let mut parts = v.trim().split('.');
     let major = parts.next()?.parse().ok()?;
@@ -149,6 +192,30 @@ mod tests {
         assert_eq!(parse_version("none"), None);
     }
 
+    #[test]
+    fn a_venv_layout_only_for_a_cpython_outside_a_venv_with_plain_paths() {
+        let lines = [
+            "3.12.4",
+            "base",
+            "@/lib/python3.12/site-packages",
+            "@/lib64/x",
+        ];
+        let layout = venv_layout("cp312", &lines).unwrap();
+        assert_eq!(
+            layout.purelib,
+            PathBuf::from("lib/python3.12/site-packages")
+        );
+        assert_eq!(layout.platlib, PathBuf::from("lib64/x"));
+        assert_eq!(venv_layout("pp310", &lines), None);
+        let in_venv = ["3.12.4", "venv", lines[2], lines[3]];
+        assert_eq!(venv_layout("cp312", &in_venv), None);
+        let escaping = ["3.12.4", "base", "@/../site-packages", lines[3]];
+        assert_eq!(venv_layout("cp312", &escaping), None);
+        let absolute = ["3.12.4", "base", "/usr/lib/python3/dist-packages", lines[3]];
+        assert_eq!(venv_layout("cp312", &absolute), None);
+        assert_eq!(venv_layout("cp312", &lines[..2]), None);
+    }
+
     #[tokio::test]
     async fn probes_the_interpreter_once_for_everything() {
         let py = python_info("python3").await.unwrap();
@@ -159,6 +226,9 @@ mod tests {
             py.pip.is_some(),
             "pip is importable in the test interpreter"
         );
+        let venv = py.venv.expect("a CPython outside a venv gets a layout");
+        assert!(venv.version.starts_with("3."), "{}", venv.version);
+        assert!(venv.purelib.ends_with("site-packages"), "{venv:?}");
         let err = python_info("kiln-no-such-python").await.unwrap_err();
         assert!(err.to_string().contains("kiln-no-such-python"), "{err}");
     }

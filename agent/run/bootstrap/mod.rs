@@ -17,6 +17,7 @@ pub mod collect;
 mod command_venv;
 mod error;
 pub mod installers;
+mod native_venv;
 pub mod parallel_build;
 pub mod plan;
 pub mod project;
@@ -228,7 +229,8 @@ fn source_dirs(plan: &Plan, paths: &Paths) -> Vec<std::path::PathBuf> {
     dirs
 }
 
-/// The fresh venv, by the plan's tool.
+/// The fresh venv: written by Kiln for a uv install into a CPython it knows the layout of
+/// (see [`native_venv`]), else by the plan's tool.
 async fn create_venv(
     plan: &Plan,
     py: &PythonInfo,
@@ -237,6 +239,10 @@ async fn create_venv(
 ) -> Result<(), BootstrapError> {
     if plan.tool().is_none() {
         return command_venv::create(py, venv, build_env).await;
+    }
+    if let (Some(Tool::Uv(_)), Some(layout)) = (plan.tool(), &py.venv) {
+        return native_venv::create(py, layout, venv)
+            .map_err(|e| BootstrapError::Venv(format!("writing {}: {e}", venv.display())));
     }
     let v = installers::venv_cmd(plan.tool(), plan.host_pip, py, venv)
         .envs(build_env)
