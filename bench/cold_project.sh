@@ -33,20 +33,27 @@ mkdir -p "$HOME" "$tmp/t"
 now() { echo "${EPOCHREALTIME/,/.}"; }
 
 settle "$tmp"
-for i in $(seq "$runs"); do
-  "$kiln" run --repo "$repo" --rev release --workdir "$tmp/w-$i" --store "file://$tmp/store-$i" \
+kiln_cold() { # kiln_cold I: one cold `kiln run`; records its bootstrap stage
+  "$kiln" run --repo "$repo" --rev release --workdir "$tmp/w-$1" --store "file://$tmp/store-$1" \
     --summary-json "$tmp/kiln.json" >"$tmp/kiln.log" 2>&1 || { tail -20 "$tmp/kiln.log" >&2; exit 1; }
   "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))
 print(sum(s["seconds"] for s in d["stages"] if s["name"] == "bootstrap"))' "$tmp/kiln.json" >>"$tmp/t/kiln"
-  git -c advice.detachedHead=false clone -q --branch release "$repo" "$tmp/uv-$i/src"
+}
+uv_cold() { # uv_cold I: uv venv + uv pip install in a fresh clone (the clone not timed)
+  git -c advice.detachedHead=false clone -q --branch release "$repo" "$tmp/uv-$1/src"
   t=$(now)
   (
-    cd "$tmp/uv-$i/src"
-    export UV_CACHE_DIR="$tmp/uv-$i/cache"
-    "$UV" venv -q --python "$PY" "$tmp/uv-$i/venv"
-    "$UV" pip install -q --python "$tmp/uv-$i/venv/bin/python" -e . pytest
+    cd "$tmp/uv-$1/src"
+    export UV_CACHE_DIR="$tmp/uv-$1/cache"
+    "$UV" venv -q --python "$PY" "$tmp/uv-$1/venv"
+    "$UV" pip install -q --python "$tmp/uv-$1/venv/bin/python" -e . pytest
   )
   "$PY" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t" "$(now)" >>"$tmp/t/uv"
+}
+for i in $(seq "$runs"); do
+  # Odd rounds Kiln first, even rounds uv first: each cold build deletes its build trees, and
+  # whichever runs next creates its files past them (bench/lib.sh).
+  if [ $((i % 2)) -eq 1 ]; then kiln_cold "$i"; uv_cold "$i"; else uv_cold "$i"; kiln_cold "$i"; fi
   put_aside "$tmp/aside" "round-$i" $((runs - i + 1)) "$tmp/w-$i" "$tmp/store-$i" "$tmp/uv-$i" # see bench/lib.sh
 done
 

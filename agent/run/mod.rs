@@ -283,7 +283,7 @@ async fn build_and_test(
             }),
         )
         .await;
-    let wheels_before = bootstrap::installers::list_wheels(&paths.wheelhouse);
+    let wheels_before = save::WheelhouseListing::of(&paths.wheelhouse);
     let boot = stages
         .time(
             Stage::Bootstrap,
@@ -341,7 +341,7 @@ async fn save_stage(
     store: &Store,
     paths: &Paths,
     config: &settings::file::CacheConfig,
-    wheels_before: &std::collections::BTreeSet<String>,
+    wheels_before: &save::WheelhouseListing,
 ) -> stage::Done<Vec<CacheSaved>> {
     let refused = save_refusal(req, config, out);
     if let Ok(b) = boot.as_mut() {
@@ -356,7 +356,7 @@ async fn save_stage(
     let progress = boot
         .is_err()
         .then(|| out.restored.keys.as_ref().map(RunKeys::partial));
-    let grew = bootstrap::installers::list_wheels(&paths.wheelhouse) != *wheels_before;
+    let changed = save::WheelhouseListing::of(&paths.wheelhouse) != *wheels_before;
     save::save(SaveInputs {
         refused,
         store,
@@ -369,8 +369,10 @@ async fn save_stage(
             Ok(b) => b.ccache_new_entries,
             Err(_) => bootstrap::ccache::stats(paths, &[]).misses > 0,
         }),
-        // A failed bootstrap that added no wheel has nothing new for the wheelhouse.
-        wheelhouse_unchanged: boot.is_err() && !grew,
+        // A failed bootstrap that added no wheel has nothing new for the wheelhouse; nor has
+        // one that left the wheelhouse restored under its exact key as it found it (the key
+        // already holds it: no need to read every wheel to find that out).
+        wheelhouse_unchanged: !changed && (boot.is_err() || out.restored.wheelhouse_exact()),
         wheelhouse_used: boot.as_ref().map_or(true, |b| b.wheelhouse_used),
         paths,
         config,

@@ -27,6 +27,31 @@ pub struct SaveInputs<'a> {
     pub config: &'a CacheConfig,
 }
 
+/// What the wheelhouse holds, by name, size and modification time: taken after the restore and
+/// again before the save, it tells whether the bootstrap added, removed or rewrote anything
+/// without reading the wheels. (Restored files carry the archive's times; a wheel built or
+/// copied in carries the time it was written.)
+#[derive(Debug, PartialEq, Eq)]
+pub struct WheelhouseListing(
+    std::collections::BTreeMap<String, (u64, Option<std::time::SystemTime>)>,
+);
+
+impl WheelhouseListing {
+    pub fn of(dir: &std::path::Path) -> WheelhouseListing {
+        let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        WheelhouseListing(
+            entries
+                .map(|e| {
+                    let meta = e.metadata().ok();
+                    let len = meta.as_ref().map_or(u64::MAX, |m| m.len());
+                    let mtime = meta.and_then(|m| m.modified().ok());
+                    (e.file_name().to_string_lossy().into_owned(), (len, mtime))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// One cache's save.
 #[derive(Debug, Clone)]
 pub struct CacheSaved {
@@ -120,4 +145,47 @@ pub async fn save(inp: SaveInputs<'_>) -> Done<Vec<CacheSaved>> {
         StageOutcome::Ok
     };
     Done::new(saved, outcome, parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WheelhouseListing;
+    use std::fs;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_listing_changes_when_a_wheel_is_added_removed_or_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("a-1.0-py3-none-any.whl");
+        fs::write(&wheel, b"restored").unwrap();
+        let restored = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&wheel)
+            .unwrap()
+            .set_modified(restored)
+            .unwrap();
+        let before = WheelhouseListing::of(dir.path());
+        assert_eq!(WheelhouseListing::of(dir.path()), before, "nothing touched");
+
+        fs::write(&wheel, b"rebuilt!").unwrap(); // same name, same size, written now
+        assert_ne!(WheelhouseListing::of(dir.path()), before, "rewritten");
+        fs::File::options()
+            .write(true)
+            .open(&wheel)
+            .unwrap()
+            .set_modified(restored)
+            .unwrap();
+        assert_eq!(
+            WheelhouseListing::of(dir.path()),
+            before,
+            "(only the time told)"
+        );
+
+        fs::write(dir.path().join("b-2.0-py3-none-any.whl"), b"x").unwrap();
+        assert_ne!(WheelhouseListing::of(dir.path()), before, "added");
+        fs::remove_file(dir.path().join("b-2.0-py3-none-any.whl")).unwrap();
+        fs::remove_file(&wheel).unwrap();
+        assert_ne!(WheelhouseListing::of(dir.path()), before, "removed");
+    }
 }
