@@ -64,16 +64,7 @@ async fn agent_builds_report_check_runs_with_an_installation_token_of_the_app() 
         ))
         .mount(&github)
         .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 5})))
-        .mount(&github)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(serde_json::json!({"message": "Not Found"})),
-        )
-        .mount(&github)
-        .await;
+    mount_github_fallbacks(&github, 5).await;
     let agent = Agent::start(
         &w.path("data"),
         &w.config,

@@ -27,16 +27,7 @@ async fn builds_report_status_and_check_run_on_the_built_commit() {
         .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 77})))
         .mount(&github)
         .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
-        .mount(&github)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(serde_json::json!({"message": "Not Found"})),
-        )
-        .mount(&github)
-        .await;
+    mount_github_fallbacks(&github, 1).await;
     let agent = Agent::start(
         &w.path("data"),
         &w.config,

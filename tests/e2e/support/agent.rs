@@ -430,3 +430,21 @@ impl World {
         )
     }
 }
+
+/// What a fake GitHub answers to everything the test did not mock on purpose: any other POST
+/// creates an object with id `post_id` (statuses, comments), any other GET finds nothing (no
+/// earlier comment, no previous check run). Mount after the specific mocks.
+pub async fn mount_github_fallbacks(github: &wiremock::MockServer, post_id: u64) {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, ResponseTemplate};
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": post_id})))
+        .mount(github)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(serde_json::json!({"message": "Not Found"})),
+        )
+        .mount(github)
+        .await;
+}
