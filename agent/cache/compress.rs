@@ -55,7 +55,7 @@ fn holds_at_least(paths: &[PathBuf], bytes: u64) -> bool {
 
 /// A zstd encoder at `level` with `threads` workers (0: compress on the writing thread), a
 /// checksum in every frame (corruption is caught by the decoder itself, not only by the
-/// manifest's sha256), and jobs of [`ZSTD_JOB`] (big jobs keep every worker busy on small-file
+/// manifest's checksum), and jobs of [`ZSTD_JOB`] (big jobs keep every worker busy on small-file
 /// trees).
 pub(super) fn zstd_encoder<W: Write>(
     out: W,
@@ -90,6 +90,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::super::lanes::tests::{noise, FullDisk};
     use super::*;
 
     #[test]
@@ -110,19 +111,8 @@ mod tests {
 
     #[test]
     fn a_write_failure_is_the_error_reported_not_the_closed_pipe() {
-        struct Full;
-        impl Write for Full {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let noise: Vec<u8> = (0..4_000_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        let err = in_lanes(Full, 3, |mut s| {
+        let noise = noise();
+        let err = in_lanes(FullDisk, 3, |mut s| {
             s.write_all(&noise).map_err(ArchiveError::Write)?;
             s.finish().map_err(ArchiveError::Write)
         })

@@ -105,6 +105,15 @@ fn joined<U>(result: std::thread::Result<io::Result<U>>) -> io::Result<U> {
     result.unwrap_or_else(|_| Err(io::Error::other("a compressor thread panicked")))
 }
 
+/// Take the filled `buf` to send on, leaving in its place an emptied chunk handed back by the
+/// other end, or a new one.
+fn take_full(buf: &mut Vec<u8>, recycled: &Receiver<Vec<u8>>) -> Vec<u8> {
+    let next = recycled
+        .try_recv()
+        .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+    std::mem::replace(buf, next)
+}
+
 /// The producer's end: fills chunks, sends them down the current lane, and moves to the next
 /// lane every [`FRAME`] bytes. [`LaneSender::finish`] ends the last frame; dropping the sender
 /// without it closes every lane, leaving the archive incomplete (the producer's error is then
@@ -129,11 +138,7 @@ impl LaneSender {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self
-            .recycle
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let full = std::mem::replace(&mut self.buf, next);
+        let full = take_full(&mut self.buf, &self.recycle);
         self.in_frame += full.len();
         self.send(Piece::Bytes(full))
     }
@@ -255,11 +260,7 @@ impl LaneOutput {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let next = self
-            .returned
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let full = std::mem::replace(&mut self.chunk, next);
+        let full = take_full(&mut self.chunk, &self.returned);
         self.send(Piece::Bytes(full))
     }
 
@@ -295,7 +296,7 @@ fn write_frames(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn through_lanes(data: &[u8], write_size: usize) -> Vec<u8> {
@@ -353,21 +354,29 @@ mod tests {
         assert_eq!(back, data);
     }
 
+    /// An archive destination whose disk is full.
+    pub(in crate::cache) struct FullDisk;
+
+    impl Write for FullDisk {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// 4 MB that zstd cannot shrink: more than the lanes' channels hold.
+    pub(in crate::cache) fn noise() -> Vec<u8> {
+        (0..4_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect()
+    }
+
     #[test]
     fn a_write_failure_is_reported_and_the_producer_sees_the_pipe_close() {
-        struct Full;
-        impl Write for Full {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let noise: Vec<u8> = (0..4_000_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        let r = compress_in_lanes(Full, 3, |mut s| {
+        let noise = noise();
+        let r = compress_in_lanes(FullDisk, 3, |mut s| {
             s.write_all(&noise)?;
             s.finish()
         })

@@ -158,24 +158,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wheel = dir.path().join("a-1.0-py3-none-any.whl");
         fs::write(&wheel, b"restored").unwrap();
-        let restored = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        fs::File::options()
-            .write(true)
-            .open(&wheel)
-            .unwrap()
-            .set_modified(restored)
-            .unwrap();
+        // As the restore leaves it: the archive's modification time.
+        let as_restored = || {
+            let restored = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let file = fs::File::options().write(true).open(&wheel).unwrap();
+            file.set_modified(restored).unwrap();
+        };
+        as_restored();
         let before = WheelhouseListing::of(dir.path());
         assert_eq!(WheelhouseListing::of(dir.path()), before, "nothing touched");
 
         fs::write(&wheel, b"rebuilt!").unwrap(); // same name, same size, written now
         assert_ne!(WheelhouseListing::of(dir.path()), before, "rewritten");
-        fs::File::options()
-            .write(true)
-            .open(&wheel)
-            .unwrap()
-            .set_modified(restored)
-            .unwrap();
+        as_restored();
         assert_eq!(
             WheelhouseListing::of(dir.path()),
             before,
