@@ -7,11 +7,11 @@
 #   (b) mixed-1GiB: 1 GiB of mixed content (incompressible blobs + compressible text/objects)
 #       in many files, generated once under .cache/bench-cache/ (git-ignored) and reused.
 # Same zstd level (3) for Kiln and zstd. MB/s = uncompressed content MB / wall seconds.
-# Median of KILN_BENCH_RUNS (default 5) interleaved rounds: each round times Kiln's save, tar|zstd,
-# Kiln's restore, zstd|tar and tar xzf (the .tgz is made once), Kiln first in odd rounds and
-# second in even ones, the sources re-read into the page cache before each save. Kiln's restore
-# includes what tar does not do: sha256 of the archive, the safety checks, the staging directory
-# and the swap.
+# Median of KILN_BENCH_RUNS (default 5) interleaved rounds, KILN_BENCH_SMALL_RUNS (default 15) on
+# the fixture's caches: each round times Kiln's save, tar|zstd, Kiln's restore, zstd|tar and
+# tar xzf (the .tgz is made once), Kiln first in odd rounds and second in even ones, the sources
+# re-read into the page cache before each save. Kiln's restore includes what tar does not do: the
+# archive's checksum, the safety checks, the staging directory and the swap.
 # With KILN_BENCH_RATIOS=FILE, appends "name measured goal" lines for bench/run.sh.
 # Usage: bench/cache.sh [path/to/kiln]   (default: target/release/kiln, built if missing)
 #        KILN_BENCH_SIZE_MB=256 bench/cache.sh   (smaller mixed tree)
@@ -97,25 +97,25 @@ if [ ! -f "$data/mixed-$size_mb.done" ]; then
 fi
 
 # --- timing ------------------------------------------------------------------------------
-now() { echo "${EPOCHREALTIME/,/.}"; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.4f}')" "$1" "$(now)"; }
 runs="${KILN_BENCH_RUNS:-5}"
 fsize() { du -sb "$1" | cut -f1; }
 series="$work/series"
 mkdir -p "$series"
 rec() { echo "$3" >>"$series/$1 $2"; } # rec TREE TOOL.OP SECONDS
 
-# bench NAME SRC...   (Kiln archives every SRC dir; tar archives their common parent's entries)
+# bench NAME ROUNDS PARENT DIR...   (Kiln archives every PARENT/DIR; tar archives PARENT's DIRs)
 bench() {
-  local name="$1" parent="$2"; shift 2
-  local dirs=("$@") paths=() kp=() d i t store key order tool
+  local name="$1" runs="$2" parent="$3"; shift 3
+  local dirs=("$@") paths=() kp=() d i t e store key order tool
   for d in "${dirs[@]}"; do paths+=(--path "$parent/$d"); kp+=(--path "$work/out-kiln/$d"); done
   du -sb "${dirs[@]/#/$parent/}" | awk '{s+=$1} END {print s}' >"$series/$name mb"
+  echo "$runs" >"$series/$name rounds"
   local files=()
   mapfile -d '' files < <(find "${dirs[@]/#/$parent/}" -type f -print0)
   cat "${files[@]}" >/dev/null   # warm the page cache for all
 
-  t=$(now); tar -czf "$work/$name.tgz" -C "$parent" "${dirs[@]}"; rec "$name" gzip.save "$(since "$t")"
+  t=$EPOCHREALTIME; tar -czf "$work/$name.tgz" -C "$parent" "${dirs[@]}"; e=$EPOCHREALTIME
+  rec "$name" gzip.save "$(seconds "$t" "$e")"
   fsize "$work/$name.tgz" >"$series/$name gzip.size"
   for i in $(seq "$runs"); do
     store="$work/store-$i" key="bench-$name-$i-$$"
@@ -125,11 +125,11 @@ bench() {
     for tool in $order; do
       cat "${files[@]}" >/dev/null   # the sources warm in the page cache before every save
       if [ "$tool" = kiln ]; then
-        t=$(now); "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null
-        rec "$name" kiln.save "$(since "$t")"
+        t=$EPOCHREALTIME; "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null
+        e=$EPOCHREALTIME; rec "$name" kiln.save "$(seconds "$t" "$e")"
       else
-        t=$(now); tar -cf - -C "$parent" "${dirs[@]}" | zstd -T0 -3 -q -f -o "$work/$name.tar.zst"
-        rec "$name" zstd.save "$(since "$t")"
+        t=$EPOCHREALTIME; tar -cf - -C "$parent" "${dirs[@]}" | zstd -T0 -3 -q -f -o "$work/$name.tar.zst"
+        e=$EPOCHREALTIME; rec "$name" zstd.save "$(seconds "$t" "$e")"
       fi
     done
     mkdir -p "$work/out-zstd" "$work/out-gz"
@@ -137,15 +137,15 @@ bench() {
       case $tool in
         kiln)
           # Checked after the clock stops: a `| grep` would be a third process on the clock.
-          t=$(now); "$kiln" cache restore --key "$key" "${kp[@]}" --store "file://$store" >"$work/said"
-          rec "$name" kiln.restore "$(since "$t")"
+          t=$EPOCHREALTIME; "$kiln" cache restore --key "$key" "${kp[@]}" --store "file://$store" >"$work/said"
+          e=$EPOCHREALTIME; rec "$name" kiln.restore "$(seconds "$t" "$e")"
           grep -q '^exact' "$work/said" || { echo "kiln restore missed:" >&2; cat "$work/said" >&2; exit 1; } ;;
         zstd)
-          t=$(now); zstd -d -q -c "$work/$name.tar.zst" | tar -xf - -C "$work/out-zstd"
-          rec "$name" zstd.restore "$(since "$t")" ;;
+          t=$EPOCHREALTIME; zstd -d -q -c "$work/$name.tar.zst" | tar -xf - -C "$work/out-zstd"
+          e=$EPOCHREALTIME; rec "$name" zstd.restore "$(seconds "$t" "$e")" ;;
         gzip)
-          t=$(now); tar -xzf "$work/$name.tgz" -C "$work/out-gz"
-          rec "$name" gzip.restore "$(since "$t")" ;;
+          t=$EPOCHREALTIME; tar -xzf "$work/$name.tgz" -C "$work/out-gz"
+          e=$EPOCHREALTIME; rec "$name" gzip.restore "$(seconds "$t" "$e")" ;;
       esac
     done
     find "$store/caches" -name '*.tar.zst' -printf '%s\n' | head -1 >"$series/$name kiln.size"
@@ -159,17 +159,22 @@ bench() {
 
 settle "$work"
 
-bench fixture-caches "$fixture" wheelhouse ccache
-bench "mixed-${size_mb}MiB" "$data" "mixed-$size_mb"
+# A few MB take milliseconds, where one slow file creation moves a round by 10 %: more rounds
+# for the median (KILN_BENCH_SMALL_RUNS, never fewer than KILN_BENCH_RUNS).
+small_runs="${KILN_BENCH_SMALL_RUNS:-15}"
+[ "$small_runs" -ge "$runs" ] || small_runs=$runs
+bench fixture-caches "$small_runs" "$fixture" wheelhouse ccache
+bench "mixed-${size_mb}MiB" "$runs" "$data" "mixed-$size_mb"
 
-python3 - "$series" "$runs" "${KILN_BENCH_RATIOS:-}" <<'PY'
+python3 - "$series" "${KILN_BENCH_RATIOS:-}" <<'PY'
 import os, statistics, sys
-d, runs, ratios = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+d, ratios = sys.argv[1], sys.argv[2]
 m = {}
 for f in os.listdir(d):
     tree, what = f.split(" ")
     m.setdefault(tree, {})[what] = statistics.median(float(x) for x in open(os.path.join(d, f)).read().split())
-print(f"median of {runs} interleaved rounds (tar+gzip save: one run)")
+rounds = ", ".join(f"{tree} {int(v['rounds'])}" for tree, v in m.items())
+print(f"medians of interleaved rounds ({rounds}; tar+gzip save: one run)")
 print(f"{'tree':<16} {'tool':<9} {'MB':>7} {'save_s':>7} {'save_MB/s':>9} {'restore_s':>9} {'rest_MB/s':>9} {'archive_MB':>10}")
 rows = []
 for tree, v in m.items():

@@ -30,7 +30,6 @@ export HOME="$tmp/home" XDG_CACHE_HOME="$tmp/home/.cache" KILN_NO_PROGRESS=1 RUS
 # resolution) off the network.
 export PIP_NO_INDEX=1 PIP_FIND_LINKS="$vendor" UV_NO_INDEX=1 UV_FIND_LINKS="$vendor" UV_OFFLINE=1
 mkdir -p "$HOME" "$tmp/t"
-now() { echo "${EPOCHREALTIME/,/.}"; }
 
 settle "$tmp"
 kiln_cold() { # kiln_cold I: one cold `kiln run`; records its bootstrap stage
@@ -41,14 +40,15 @@ print(sum(s["seconds"] for s in d["stages"] if s["name"] == "bootstrap"))' "$tmp
 }
 uv_cold() { # uv_cold I: uv venv + uv pip install in a fresh clone (the clone not timed)
   git -c advice.detachedHead=false clone -q --branch release "$repo" "$tmp/uv-$1/src"
-  t=$(now)
+  t=$EPOCHREALTIME
   (
     cd "$tmp/uv-$1/src"
     export UV_CACHE_DIR="$tmp/uv-$1/cache"
     "$UV" venv -q --python "$PY" "$tmp/uv-$1/venv"
     "$UV" pip install -q --python "$tmp/uv-$1/venv/bin/python" -e . pytest
   )
-  "$PY" -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t" "$(now)" >>"$tmp/t/uv"
+  e=$EPOCHREALTIME
+  seconds "$t" "$e" >>"$tmp/t/uv"
 }
 for i in $(seq "$runs"); do
   # Odd rounds Kiln first, even rounds uv first: each cold build deletes its build trees, and

@@ -57,8 +57,6 @@ git -C "$repo" show bump:vendor/vecmath-1.1.tar.gz >"$tmp/vecmath-1.1.tar.gz"
 sdist_bump="$tmp/vecmath-1.1.tar.gz"
 
 # --- measuring -------------------------------------------------------------------------------
-now() { echo "${EPOCHREALTIME/,/.}"; }
-since() { "$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.4f}')" "$1" "$(now)"; }
 record() { echo "$2" >>"$tmp/t/$1"; } # record SERIES SECONDS
 field() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 stage='lambda n: sum(s["seconds"] for s in d["stages"] if s["name"] == n)'
@@ -82,44 +80,53 @@ kiln_run() { # kiln_run NAME REV WORKDIR STORE: one timed `kiln run`; records NA
 }
 
 uv_cold() { # uv venv + uv pip install from sdists, empty uv cache, in a fresh clone (not timed)
-  local d=$1 t
+  local d=$1 t e
   "$GIT" clone -q --branch green "$repo" "$d/src"
-  t=$(now)
+  t=$EPOCHREALTIME
   (
     cd "$d/src"
     export UV_CACHE_DIR="$d/uv-cache"
     "$UV" venv -q --python "$PY" "$d/venv"
     "$UV" pip install -q --python "$d/venv/bin/python" -r requirements.txt
   )
-  record uv_cold "$(since "$t")"
+  e=$EPOCHREALTIME
+  record uv_cold "$(seconds "$t" "$e")"
 }
 
 floor() { # floor DIR: the warm run by hand, step by step; then the bare test command
-  local d=$1 archive t t0
+  local d=$1 archive t0 t1 t2 t3 t4 t5
   archive=$(ls "$store_base"/caches/*wheels*.tar.zst | head -1)
   mkdir -p "$d/wheelhouse"
-  t0=$(now); t=$t0
+  # The clock is read in place between the steps and the seconds computed at the end: nothing
+  # but the steps is on it (see bench/lib.sh).
+  t0=$EPOCHREALTIME
   "$GIT" clone -q --branch green "$repo" "$d/src"
-  record floor.clone "$(since "$t")"; t=$(now)
+  t1=$EPOCHREALTIME
   zstd -d -q -c "$archive" | tar -xf - -C "$d/wheelhouse"
-  record floor.extract "$(since "$t")"; t=$(now)
+  t2=$EPOCHREALTIME
   "$UV" venv -q --python "$PY" "$d/venv"
-  record floor.venv "$(since "$t")"; t=$(now)
+  t3=$EPOCHREALTIME
   (cd "$d/src" && UV_CACHE_DIR="$d/uv-cache" "$UV" pip install -q --python "$d/venv/bin/python" \
-    --no-index --find-links "$(dirname "$(find "$d/wheelhouse" -name '*.whl' | head -1)")" -r requirements.txt)
-  record floor.install "$(since "$t")"
-  record floor "$(since "$t0")"; t=$(now)
+    --no-index --find-links "$d/wheelhouse/0" -r requirements.txt) # the archive's directory #0
+  t4=$EPOCHREALTIME
   (cd "$d/src" && PATH="$d/venv/bin:$PATH" VIRTUAL_ENV="$d/venv" python -m pytest -q >/dev/null)
-  record floor.test "$(since "$t")"
+  t5=$EPOCHREALTIME
+  record floor.clone "$(seconds "$t0" "$t1")"
+  record floor.extract "$(seconds "$t1" "$t2")"
+  record floor.venv "$(seconds "$t2" "$t3")"
+  record floor.install "$(seconds "$t3" "$t4")"
+  record floor "$(seconds "$t0" "$t4")"
+  record floor.test "$(seconds "$t4" "$t5")"
 }
 
 wheel_alone() { # the bumped requirement's wheel, built on its own with uv (empty uv cache)
-  local d=$1 t
+  local d=$1 t e
   mkdir -p "$d"
-  t=$(now)
+  t=$EPOCHREALTIME
   UV_CACHE_DIR="$d/uv-cache" "$UV" build -q --wheel --no-index --find-links "$repo/vendor" \
     --python "$PY" -o "$d/dist" "$sdist_bump" >/dev/null 2>&1
-  record wheel_alone "$(since "$t")"
+  e=$EPOCHREALTIME
+  record wheel_alone "$(seconds "$t" "$e")"
 }
 
 # The store every warm and partial run starts from: one cold run's.
