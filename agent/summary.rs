@@ -108,6 +108,10 @@ pub struct ProjectSummary {
 pub struct CcacheSummary {
     pub hits: u64,
     pub misses: u64,
+    /// Hits found without running the preprocessor (ccache's direct mode): a warm compile at
+    /// its cheapest.
+    #[serde(default)]
+    pub direct_hits: u64,
     /// Hits served by ccache's remote storage (`cache.ccache.remote`).
     #[serde(default)]
     pub remote_hits: u64,

@@ -60,12 +60,40 @@ impl Ccache {
                 config.cache.ccache.max_size.clone().into(),
             ),
         ];
+        env.push((
+            "CCACHE_IGNOREOPTIONS".into(),
+            build_env_includes(paths).into(),
+        ));
         if let Some(remote) = &config.cache.ccache.remote {
             env.push(("CCACHE_REMOTE_STORAGE".into(), remote.into()));
         }
         env.push(("CCACHE_STATSLOG".into(), stats_log(paths).into()));
         env
     }
+}
+
+/// How deep below the work dir a compile may run and still have uv's build environment include
+/// left out of its hash (see [`build_env_includes`]).
+const MAX_BUILD_DEPTH: usize = 8;
+
+/// `CCACHE_IGNOREOPTIONS` for uv's build environments. uv builds the project and every sdist in
+/// a fresh build environment at a random path (`<uv cache>/builds-v0/.tmpXXXXXX`), and
+/// setuptools adds that environment's `include` dir to every compile. Hashed, that option made
+/// ccache's direct mode miss on every run, so each warm compile paid the preprocessor. ccache
+/// matches the option after making it relative to the compile's directory (`CCACHE_BASEDIR` is
+/// the work dir), hence one prefix per depth, plus the absolute one. A header actually included
+/// from there is still in the direct-mode manifest, under its random path: that compile misses
+/// and falls back to the preprocessor as before. What direct mode never notices anywhere, a
+/// header newly put in an include dir ahead of the one a cached result used, is no likelier
+/// here: the dir holds only what the build requirements install.
+fn build_env_includes(paths: &Paths) -> String {
+    let builds = super::plan::uv_cache(paths).join("builds-");
+    let rel = builds.strip_prefix(&paths.workdir).unwrap_or(&builds);
+    let mut options = vec![format!("-I{}*", builds.display())];
+    for depth in 1..=MAX_BUILD_DEPTH {
+        options.push(format!("-I{}{}*", "../".repeat(depth), rel.display()));
+    }
+    options.join(" ")
 }
 
 /// Where ccache logs each compile's counters in this run (`CCACHE_STATSLOG`). Reading this file
@@ -118,7 +146,11 @@ pub fn stats(paths: &Paths, sources: &[PathBuf]) -> CcacheSummary {
             continue;
         }
         match line {
-            "direct_cache_hit" | "preprocessed_cache_hit" => s.hits += 1,
+            "direct_cache_hit" => {
+                s.hits += 1;
+                s.direct_hits += 1;
+            }
+            "preprocessed_cache_hit" => s.hits += 1,
             "cache_miss" => {
                 s.misses += 1;
                 if still_there(source, sources) {
@@ -211,6 +243,10 @@ mod tests {
         let s = stats(&paths, &[src.clone(), d.path().to_path_buf()]);
         assert!(s.enabled);
         assert_eq!((s.hits, s.misses, s.remote_hits), (2, 2, 1));
+        assert_eq!(
+            s.direct_hits, 1,
+            "a.c's second compile, without the preprocessor"
+        );
         assert_eq!(s.uncacheable, 2, "the link and the unsupported option");
         assert_eq!(s.hit_rate, Some(50.0));
         assert_eq!(s.kept_misses, 1, "the probe's source is gone: {s:?}");
