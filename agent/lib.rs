@@ -11,6 +11,7 @@ pub mod ci;
 pub mod cli;
 pub mod doctor;
 pub mod exit;
+pub mod file_syntax;
 pub mod git;
 pub mod html;
 pub mod index;

@@ -10,6 +10,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::file_syntax::FileSyntax;
 use crate::settings::ConfigError;
 
 /// The largest configuration file Kiln reads (1 MiB: a real one is a few KiB).
@@ -25,12 +26,7 @@ pub const MAX_DEPTH: usize = 64;
 const QUOTE_CHARS: usize = 40;
 
 fn syntax(path: &Path, line: usize, column: usize, message: String) -> ConfigError {
-    ConfigError::Syntax {
-        path: path.to_path_buf(),
-        line,
-        column,
-        message,
-    }
+    FileSyntax::new(path, line, column, message).into()
 }
 
 /// Read `path`, refusing a file above [`MAX_FILE_BYTES`] without reading more than that.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::detect::{DepsSource, Project};
 use super::ProjectError;
+use crate::file_syntax::FileSyntax;
 
 /// Paths of the tables that decide what gets installed or built.
 const DEPENDENCY_TABLES: [&[&str]; 8] = [
@@ -85,16 +86,7 @@ pub fn dependency_tables(path: &Path) -> Result<Vec<u8>, ProjectError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let doc: toml::Table = toml::from_str(&text).map_err(|e| ProjectError::Syntax {
-        path: path.to_path_buf(),
-        line: e
-            .span()
-            .map_or(1, |s| super::pyproject::line_col(&text, s.start).0),
-        column: e
-            .span()
-            .map_or(1, |s| super::pyproject::line_col(&text, s.start).1),
-        message: e.message().trim().to_string(),
-    })?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| FileSyntax::toml(path, &text, &e))?;
     let mut picked = serde_json::Map::new();
     for table_path in DEPENDENCY_TABLES {
         let mut node = doc.get(table_path[0]);

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::pyproject::normalize;
 use super::ProjectError;
+use crate::file_syntax::FileSyntax;
 use crate::process::Cmd;
 
 /// One locked requirement.
@@ -264,17 +265,7 @@ pub fn read_pylock(
         path: path.to_path_buf(),
         source,
     })?;
-    let lock: Pylock = toml::from_str(&text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map_or((1, 1), |s| super::pyproject::line_col(&text, s.start));
-        ProjectError::Syntax {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: e.message().trim().to_string(),
-        }
-    })?;
+    let lock: Pylock = toml::from_str(&text).map_err(|e| FileSyntax::toml(path, &text, &e))?;
     let groups = if groups.is_empty() {
         lock.default_groups.clone()
     } else {

@@ -28,13 +28,8 @@ pub enum ProjectError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Syntax(#[from] crate::file_syntax::FileSyntax),
     #[error(
         "{kind} `{name}` is not defined by pyproject.toml (it defines: {})",
         list(known)

@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::ProjectError;
+use crate::file_syntax::FileSyntax;
 
 /// The parts of `pyproject.toml` Kiln reads. Unknown tables and keys are allowed (the file belongs
 /// to many tools).
@@ -75,18 +76,10 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
-/// 1-based (line, column) of a byte offset in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 impl PyProject {
     /// Parse `text` (the contents of `path`); a syntax or type error names `path:line:col`.
     pub fn parse(text: &str, path: &Path) -> Result<PyProject, ProjectError> {
-        toml::from_str(text).map_err(|e| toml_error(text, path, &e))
+        toml::from_str(text).map_err(|e| FileSyntax::toml(path, text, &e).into())
     }
 
     pub fn load(path: &Path) -> Result<PyProject, ProjectError> {
@@ -232,16 +225,6 @@ fn self_reference(req: &str, own: Option<&str>) -> Option<Vec<String>> {
     }
     let extras = rest.split(']').next()?;
     Some(extras.split(',').map(normalize).collect())
-}
-
-fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> ProjectError {
-    let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-    ProjectError::Syntax {
-        path: path.to_path_buf(),
-        line,
-        column,
-        message: e.message().trim().to_string(),
-    }
 }
 
 #[cfg(test)]

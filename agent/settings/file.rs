@@ -21,13 +21,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Syntax(#[from] crate::file_syntax::FileSyntax),
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
