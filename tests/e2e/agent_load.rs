@@ -125,14 +125,11 @@ fn start(tmp: &std::path::Path) -> (Agent, std::path::PathBuf) {
 
 /// An agent with `--workers 0` and `extra` flags, data dir `tmp/<name>`.
 fn start_with(tmp: &std::path::Path, name: &str, extra: &[&str]) -> (Agent, std::path::PathBuf) {
-    let config = tmp.join("agent.yml");
-    write_config(&config, "/nonexistent/never-built", &tmp.join("store"));
     let opts = AgentOpts {
         extra: extra.iter().map(|s| s.to_string()).collect(),
         ..AgentOpts::default()
     };
-    let agent = Agent::start(&tmp.join(name), &config, &opts);
-    (agent, config)
+    start_unbuilt(tmp, name, &opts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -350,15 +347,9 @@ async fn embedded_and_postgres_queues_side_by_side() {
 async fn idle_and_slow_header_clients_do_not_block_deliveries() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("agent.yml");
-    write_config(
-        &config,
-        "/nonexistent/never-built",
-        &tmp.path().join("store"),
-    );
-    let agent = Agent::start(
-        &tmp.path().join("data"),
-        &config,
+    let (agent, _) = start_unbuilt(
+        tmp.path(),
+        "data",
         &AgentOpts {
             env: vec![("KILN_AGENT_HEADER_TIMEOUT".into(), "3".into())],
             ..Default::default()

@@ -18,15 +18,9 @@ struct Setup {
 
 fn setup(extra: &[&str]) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("agent.yml");
-    write_config(
-        &config,
-        "/nonexistent/never-built",
-        &tmp.path().join("store"),
-    );
-    let agent = Agent::start(
-        &tmp.path().join("data"),
-        &config,
+    let (agent, config) = start_unbuilt(
+        tmp.path(),
+        "data",
         &AgentOpts {
             workers: 0,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -429,15 +423,9 @@ async fn read_api_needs_the_token_unless_public() {
 
     // No token configured: closed, saying how to open it.
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("agent.yml");
-    write_config(
-        &config,
-        "/nonexistent/never-built",
-        &tmp.path().join("store"),
-    );
-    let closed = Agent::start(
-        &tmp.path().join("data"),
-        &config,
+    let (closed, config) = start_unbuilt(
+        tmp.path(),
+        "data",
         &AgentOpts {
             env: vec![("KILN_AGENT_API_TOKEN".into(), String::new())],
             ..Default::default()

@@ -150,6 +150,15 @@ pub struct Agent {
 /// through marker files outside the build's work dir, so trusted builds run unsandboxed here
 /// (`sandbox: none`); fork pull requests are sandboxed all the same, and the sandbox's own tests
 /// (sandbox_e2e) run with the default.
+/// An agent for what its endpoints accept and queue: its repository is never built (the clone
+/// URL does not exist); its config (returned), store and data dir `data` are under `tmp`.
+pub fn start_unbuilt(tmp: &Path, data: &str, opts: &AgentOpts) -> (Agent, PathBuf) {
+    let config = tmp.join("agent.yml");
+    write_config(&config, "/nonexistent/never-built", &tmp.join("store"));
+    let agent = Agent::start(&tmp.join(data), &config, opts);
+    (agent, config)
+}
+
 pub fn write_config(path: &Path, clone_url: &str, store: &Path) {
     std::fs::write(
         path,
