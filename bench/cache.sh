@@ -10,7 +10,8 @@
 # Median of KILN_BENCH_RUNS (default 5) interleaved rounds, KILN_BENCH_SMALL_RUNS (default 15) on
 # the fixture's caches: each round times Kiln's save, tar|zstd, Kiln's restore, zstd|tar and
 # tar xzf (the .tgz is made once), Kiln first in odd rounds and second in even ones, the sources
-# re-read into the page cache before each save. Kiln's restore includes what tar does not do: the
+# re-read into the page cache before each save, and a `sync` before every timed step (off the
+# clock), so no step waits on another's writeback. Kiln's restore includes what tar does not do: the
 # archive's checksum, the safety checks, the staging directory and the swap.
 # With KILN_BENCH_RATIOS=FILE, appends "name measured goal" lines for bench/run.sh.
 # Usage: bench/cache.sh [path/to/kiln]   (default: target/release/kiln, built if missing)
@@ -124,6 +125,7 @@ bench() {
     if [ $((i % 2)) -eq 1 ]; then order="kiln zstd"; else order="zstd kiln"; fi
     for tool in $order; do
       cat "${files[@]}" >/dev/null   # the sources warm in the page cache before every save
+      sync                           # and no other step's dirty pages (see below)
       if [ "$tool" = kiln ]; then
         t=$EPOCHREALTIME; "$kiln" cache save --key "$key" "${paths[@]}" --store "file://$store" >/dev/null
         e=$EPOCHREALTIME; rec "$name" kiln.save "$(seconds "$t" "$e")"
@@ -134,6 +136,10 @@ bench() {
     done
     mkdir -p "$work/out-zstd" "$work/out-gz"
     for tool in $order gzip; do
+      # Each restore starts with nothing left to write back: after a round's saves and
+      # restores, gigabytes wait, and the kernel throttles whichever step writes when they
+      # pass its dirty limit (tar xzf, last, most of all), as a CI job's one restore never is.
+      sync
       case $tool in
         kiln)
           # Checked after the clock stops: a `| grep` would be a third process on the clock.
