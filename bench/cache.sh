@@ -11,8 +11,8 @@
 # the fixture's caches: each round times Kiln's save, tar|zstd, Kiln's restore, zstd|tar and
 # tar xzf (the .tgz is made once), Kiln first in odd rounds and second in even ones, the sources
 # re-read into the page cache before each save, and a `sync` before every timed step (off the
-# clock), so no step waits on another's writeback. Kiln's restore includes what tar does not do: the
-# archive's checksum, the safety checks, the staging directory and the swap.
+# clock), so no step waits on another's writeback. Kiln's restore includes what tar does not
+# do: the archive's checksum, the safety checks, the staging directory and the swap.
 # With KILN_BENCH_RATIOS=FILE, appends "name measured goal" lines for bench/run.sh.
 # Usage: bench/cache.sh [path/to/kiln]   (default: target/release/kiln, built if missing)
 #        KILN_BENCH_SIZE_MB=256 bench/cache.sh   (smaller mixed tree)

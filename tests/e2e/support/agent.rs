@@ -146,10 +146,6 @@ pub struct Agent {
     pub stderr: PathBuf,
 }
 
-/// agent.yml building every branch of `REPO` from `clone_url`. The lifecycle tests watch builds
-/// through marker files outside the build's work dir, so trusted builds run unsandboxed here
-/// (`sandbox: none`); fork pull requests are sandboxed all the same, and the sandbox's own tests
-/// (sandbox_e2e) run with the default.
 /// An agent for what its endpoints accept and queue: its repository is never built (the clone
 /// URL does not exist); its config (returned), store and data dir `data` are under `tmp`.
 pub fn start_unbuilt(tmp: &Path, data: &str, opts: &AgentOpts) -> (Agent, PathBuf) {
@@ -159,6 +155,10 @@ pub fn start_unbuilt(tmp: &Path, data: &str, opts: &AgentOpts) -> (Agent, PathBu
     (agent, config)
 }
 
+/// agent.yml building every branch of `REPO` from `clone_url`. The lifecycle tests watch builds
+/// through marker files outside the build's work dir, so trusted builds run unsandboxed here
+/// (`sandbox: none`); fork pull requests are sandboxed all the same, and the sandbox's own tests
+/// (sandbox_e2e) run with the default.
 pub fn write_config(path: &Path, clone_url: &str, store: &Path) {
     std::fs::write(
         path,
