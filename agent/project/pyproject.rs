@@ -42,6 +42,9 @@ pub struct BuildSystem {
     pub requires: Vec<String>,
     #[serde(rename = "build-backend")]
     pub build_backend: Option<String>,
+    /// In-tree directories the backend is imported from.
+    #[serde(default, rename = "backend-path")]
+    pub backend_path: Vec<String>,
 }
 
 /// One entry of a dependency group: a requirement, or `{include-group = "name"}` (PEP 735).

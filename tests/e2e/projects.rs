@@ -251,6 +251,48 @@ fn dependency_groups_extras_and_bad_names() {
 }
 
 #[test]
+fn a_header_from_a_build_requirement_hits_ccache_in_the_next_work_dir() {
+    // Like a pybind11 or numpy extension: the compile includes a header that a build
+    // requirement (hdrkit) installs in the build environment.
+    let t = tempfile::tempdir().unwrap();
+    let repo = project_repo("buildhdr", &t.path().join("repo"));
+    let (store, home) = (t.path().join("store"), t.path().join("home"));
+    let r = run_offline(&home, &repo, "release", &t.path().join("w1"), &store, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.tests.passed, 1, "{:?}", s.tests);
+    let p = s.project.as_ref().unwrap();
+    assert_eq!(p.compiled_modules, ["buildhdr._calc"]);
+    assert_eq!(s.ccache.misses, 1, "{:?}", s.ccache);
+    let r = run_offline(&home, &repo, "release", &t.path().join("w2"), &store, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.summary();
+    assert_eq!(s.cache("wheelhouse").unwrap().restore, RestoreHit::Exact);
+    // The build environment is where it was in the first work dir (relative to it): the
+    // header's path is the same, and ccache hits without running the preprocessor.
+    assert_eq!(
+        (s.ccache.hits, s.ccache.direct_hits, s.ccache.misses),
+        (1, 1, 0),
+        "{:?}",
+        s.ccache
+    );
+    // A build that breaks is reported with the compiler's error.
+    sh(
+        &repo,
+        "printf 'int broken(void) { return undeclared_name; }\\n' >> src/buildhdr/_calc.c && \
+         git commit -qam 'break the build' && git tag broken",
+    );
+    let r = run_offline(&home, &repo, "broken", &t.path().join("w3"), &store, &[]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("building the project failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("undeclared_name"), "{}", r.stderr);
+}
+
+#[test]
 fn editable_path_dependency_is_built_in_place_and_never_kept() {
     let t = tempfile::tempdir().unwrap();
     let repo = project_repo("localdep", &t.path().join("repo"));

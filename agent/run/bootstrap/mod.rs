@@ -16,6 +16,7 @@ pub mod ccache;
 pub mod collect;
 mod command_venv;
 mod error;
+mod frontend;
 pub mod installers;
 mod native_venv;
 pub mod parallel_build;
@@ -282,7 +283,7 @@ async fn install(
     scope: Scope<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Installed, BootstrapError> {
-    let i = Installing {
+    let mut i = Installing {
         tool,
         host_pip: plan.host_pip,
         py,
@@ -295,7 +296,10 @@ async fn install(
         dynamic_deps: plan.dynamic_deps,
         scope,
     };
+    let prebuild_seconds = prebuild(inp, plan, &mut i).await?;
     let mut done = install_requirements(inp, &i, warnings).await?;
+    done.build_seconds += prebuild_seconds;
+    done.project_seconds += prebuild_seconds;
     let (added, report) =
         project::ensure_pytest(&i, &inp.project.test.command, inp.offline).await?;
     done.pytest_added |= added;
@@ -317,6 +321,25 @@ async fn install(
         }
     }
     Ok(done)
+}
+
+/// The project's editable wheel built by Kiln's frontend when it applies (see [`frontend`]),
+/// put in the install in place of the checkout. Returns the seconds it took.
+async fn prebuild(
+    inp: &BootstrapInputs<'_>,
+    plan: &Plan,
+    i: &mut Installing<'_>,
+) -> Result<f64, BootstrapError> {
+    let started = Instant::now();
+    let sources = frontend::Sources {
+        nothing_alongside: inp.wheelhouse_exact || plan.deps.is_empty(),
+        wheelhouse_only: inp.wheelhouse_exact || inp.offline,
+        offline: inp.offline,
+    };
+    if let Some(wheel) = i.prebuild_editable(&inp.paths.tmp, sources).await? {
+        i.project = i.with_prebuilt(&wheel);
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 pub(crate) fn log_pruned(removed: &[String]) {

@@ -290,7 +290,7 @@ struct ReadyMade {
 }
 
 /// `UV_NO_INDEX` is set to a true value.
-fn no_index_from_env() -> bool {
+pub(super) fn no_index_from_env() -> bool {
     std::env::var("UV_NO_INDEX").is_ok_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -300,7 +300,7 @@ fn no_index_from_env() -> bool {
 }
 
 /// The locations of `UV_FIND_LINKS` (comma-separated).
-fn find_links_from_env() -> Vec<String> {
+pub(super) fn find_links_from_env() -> Vec<String> {
     std::env::var("UV_FIND_LINKS")
         .unwrap_or_default()
         .split(',')
