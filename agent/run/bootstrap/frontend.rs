@@ -118,7 +118,7 @@ impl Installing<'_> {
         let env = BuildEnv::new(work_tmp);
         env.create(self).await?;
         let requires = pyproject.build_requires();
-        env.install(self, uv, &requires, sources).await?;
+        env.install_or_fetch(self, uv, &requires, sources).await?;
         let mut requires_in = false;
         loop {
             let status = env.run_hooks(self, &pyproject, requires_in).await?;
@@ -128,7 +128,7 @@ impl Installing<'_> {
                 } => return Ok(None),
                 Status { wheel: Some(w), .. } => return Ok(Some(env.out.join(w))),
                 Status { requires, .. } if !requires.is_empty() && !requires_in => {
-                    env.install(self, uv, &requires, sources).await?;
+                    env.install_or_fetch(self, uv, &requires, sources).await?;
                     requires_in = true;
                 }
                 _ => {
@@ -222,6 +222,31 @@ impl BuildEnv {
             return Err(BootstrapError::Venv(o.tail(20)));
         }
         Ok(())
+    }
+
+    /// [`BuildEnv::install`]; when the wheelhouse alone lacks one of `requires` and the index
+    /// may be used (not `--offline`), from the index too, as uv's build would fall back to
+    /// building what an exact wheelhouse lacks.
+    async fn install_or_fetch(
+        &self,
+        i: &Installing<'_>,
+        uv: &Path,
+        requires: &[String],
+        sources: Sources,
+    ) -> Result<(), BootstrapError> {
+        match self.install(i, uv, requires, sources).await {
+            Err(BootstrapError::Install { .. }) if sources.wheelhouse_only && !sources.offline => {
+                tracing::warn!(
+                    "the restored wheelhouse lacks the project's build requirements: fetching them"
+                );
+                let sources = Sources {
+                    wheelhouse_only: false,
+                    ..sources
+                };
+                self.install(i, uv, requires, sources).await
+            }
+            other => other,
+        }
     }
 
     /// `requires` into the build environment: from the wheelhouse alone when `sources` says so
