@@ -20,6 +20,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::process::Cmd;
 use crate::project::pyproject::PyProject;
 
 use super::super::untrusted::{self, Scope};
@@ -94,9 +95,9 @@ struct Status {
 }
 
 impl Installing<'_> {
-    /// Build the project's editable wheel with Kiln's frontend (see above) when it applies:
-    /// `Some(wheel)`, else `None` and uv builds the project. `nothing_alongside`: no other
-    /// wheel will be built in this install.
+    /// Build the project's editable wheel with Kiln's frontend (see above) when it applies
+    /// (`sources` says whether anything builds alongside and where the build requirements come
+    /// from): `Some(wheel)`, else `None` and uv builds the project.
     pub async fn prebuild_editable(
         &self,
         work_tmp: &Path,
@@ -118,7 +119,7 @@ impl Installing<'_> {
         let env = BuildEnv::new(work_tmp);
         env.create(self).await?;
         let requires = pyproject.build_requires();
-        env.install_or_fetch(self, uv, &requires, sources).await?;
+        env.install(self, uv, &requires, sources).await?;
         let mut requires_in = false;
         loop {
             let status = env.run_hooks(self, &pyproject, requires_in).await?;
@@ -126,9 +127,9 @@ impl Installing<'_> {
                 Status {
                     unsupported: true, ..
                 } => return Ok(None),
-                Status { wheel: Some(w), .. } => return Ok(Some(env.out.join(w))),
+                Status { wheel: Some(w), .. } => return env.built(&w).map(Some),
                 Status { requires, .. } if !requires.is_empty() && !requires_in => {
-                    env.install_or_fetch(self, uv, &requires, sources).await?;
+                    env.install(self, uv, &requires, sources).await?;
                     requires_in = true;
                 }
                 _ => {
@@ -194,6 +195,21 @@ impl BuildEnv {
         }
     }
 
+    /// The wheel the backend named: a file it wrote in the output dir.
+    fn built(&self, name: &str) -> Result<PathBuf, BootstrapError> {
+        let path = self.out.join(name);
+        let plain = Path::new(name).file_name().is_some_and(|f| f == name);
+        if plain && name.ends_with(".whl") && path.is_file() {
+            return Ok(path);
+        }
+        Err(BootstrapError::ProjectBuild {
+            tail: format!(
+                "the build backend's build_editable returned {name:?}, not a wheel it wrote in {}",
+                self.out.display()
+            ),
+        })
+    }
+
     fn python(&self) -> PathBuf {
         self.dir.join("bin").join("python")
     }
@@ -224,34 +240,11 @@ impl BuildEnv {
         Ok(())
     }
 
-    /// [`BuildEnv::install`]; when the wheelhouse alone lacks one of `requires` and the index
-    /// may be used (not `--offline`), from the index too, as uv's build would fall back to
-    /// building what an exact wheelhouse lacks.
-    async fn install_or_fetch(
-        &self,
-        i: &Installing<'_>,
-        uv: &Path,
-        requires: &[String],
-        sources: Sources,
-    ) -> Result<(), BootstrapError> {
-        match self.install(i, uv, requires, sources).await {
-            Err(BootstrapError::Install { .. }) if sources.wheelhouse_only && !sources.offline => {
-                tracing::warn!(
-                    "the restored wheelhouse lacks the project's build requirements: fetching them"
-                );
-                let sources = Sources {
-                    wheelhouse_only: false,
-                    ..sources
-                };
-                self.install(i, uv, requires, sources).await
-            }
-            other => other,
-        }
-    }
-
     /// `requires` into the build environment: from the wheelhouse alone when `sources` says so
     /// (as uv's isolated builds take them from an exact wheelhouse), else from the wheelhouse
-    /// and the index.
+    /// and the index. When the wheelhouse alone lacks one and the index may be used (not
+    /// `--offline`), from the index too, as uv's build fell back to building what an exact
+    /// wheelhouse lacked.
     async fn install(
         &self,
         i: &Installing<'_>,
@@ -262,29 +255,21 @@ impl BuildEnv {
         if requires.is_empty() {
             return Ok(());
         }
-        let scope = match sources.wheelhouse_only {
-            true => i.scope.offline(),
-            false => i.scope,
-        };
-        let mut cmd = untrusted::program(uv, scope)
-            .args(["pip", "install", "--python"])
-            .arg(self.python())
-            .arg("--find-links")
-            .arg(i.wheelhouse);
-        if sources.wheelhouse_only {
-            cmd = cmd.arg("--no-index");
-            if sources.offline {
-                cmd = cmd.args(crate::wheelhouse::offline::install_args(i.wheelhouse));
-            }
-        } else {
-            for location in find_links_from_env() {
-                cmd = cmd.arg("--find-links").arg(location);
-            }
-            if no_index_from_env() {
-                cmd = cmd.arg("--no-index");
-            }
+        let mut o = self
+            .install_cmd(i, uv, sources)
+            .args(requires)
+            .run()
+            .await?;
+        if !o.success && sources.wheelhouse_only && !sources.offline {
+            tracing::warn!(
+                "the restored wheelhouse lacks the project's build requirements: fetching them"
+            );
+            let online = Sources {
+                wheelhouse_only: false,
+                ..sources
+            };
+            o = self.install_cmd(i, uv, online).args(requires).run().await?;
         }
-        let o = cmd.args(requires).echo(true).run().await?;
         if !o.success {
             return Err(BootstrapError::Install {
                 installer: "uv (the project's build requirements)".into(),
@@ -293,6 +278,34 @@ impl BuildEnv {
             });
         }
         Ok(())
+    }
+
+    /// `uv pip install` into the build environment, from where `sources` says.
+    fn install_cmd(&self, i: &Installing<'_>, uv: &Path, sources: Sources) -> Cmd {
+        let scope = match sources.wheelhouse_only {
+            true => i.scope.offline(),
+            false => i.scope,
+        };
+        let mut cmd = untrusted::program(uv, scope)
+            .args(["pip", "install", "--python"])
+            .arg(self.python())
+            .arg("--find-links")
+            .arg(i.wheelhouse)
+            .echo(true);
+        if sources.wheelhouse_only {
+            cmd = cmd.arg("--no-index");
+            if sources.offline {
+                cmd = cmd.args(crate::wheelhouse::offline::install_args(i.wheelhouse));
+            }
+            return cmd;
+        }
+        for location in find_links_from_env() {
+            cmd = cmd.arg("--find-links").arg(location);
+        }
+        match no_index_from_env() {
+            true => cmd.arg("--no-index"),
+            false => cmd,
+        }
     }
 
     /// Run the hooks in the project's checkout, the build environment's scripts first on PATH.
