@@ -75,13 +75,19 @@ impl Ccache {
 /// How deep below the work dir a compile may run and still have uv's build environment include
 /// left out of its hash (see [`build_env_includes`]).
 const MAX_BUILD_DEPTH: usize = 8;
+/// How deep below uv's cache an sdist's compile may run (`sdists-v*/index/<hash>/<name>/
+/// <version>/<id>/src` is 7) and still have it left out.
+const MAX_SDIST_DEPTH: usize = 12;
 
 /// `CCACHE_IGNOREOPTIONS` for uv's build environments. uv builds the project and every sdist in
 /// a fresh build environment at a random path (`<uv cache>/builds-v0/.tmpXXXXXX`), and
 /// setuptools adds that environment's `include` dir to every compile. Hashed, that option made
 /// ccache's direct mode miss on every run, so each warm compile paid the preprocessor. ccache
 /// matches the option after making it relative to the compile's directory (`CCACHE_BASEDIR` is
-/// the work dir), hence one prefix per depth, plus the absolute one. A header actually included
+/// the work dir), hence one prefix per depth, plus the absolute one. An sdist compiles inside
+/// uv's cache, where the relative path climbs to `builds-*` without passing the work dir: one
+/// more prefix per depth there (without them, every sdist compile in a new work dir missed the
+/// direct mode and ran the preprocessor to hit). A header actually included
 /// from there is still in the direct-mode manifest, under its random path: that compile misses
 /// and falls back to the preprocessor as before. What direct mode never notices anywhere, a
 /// header newly put in an include dir ahead of the one a cached result used, is no likelier
@@ -92,6 +98,9 @@ fn build_env_includes(paths: &Paths) -> String {
     let mut options = vec![format!("-I{}*", builds.display())];
     for depth in 1..=MAX_BUILD_DEPTH {
         options.push(format!("-I{}{}*", "../".repeat(depth), rel.display()));
+    }
+    for depth in 1..=MAX_SDIST_DEPTH {
+        options.push(format!("-I{}builds-*", "../".repeat(depth)));
     }
     options.join(" ")
 }
