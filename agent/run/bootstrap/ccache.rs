@@ -64,12 +64,33 @@ impl Ccache {
             "CCACHE_IGNOREOPTIONS".into(),
             build_env_includes(paths).into(),
         ));
+        env.extend(depend_mode(std::env::var_os("CPPFLAGS")));
         if let Some(remote) = &config.cache.ccache.remote {
             env.push(("CCACHE_REMOTE_STORAGE".into(), remote.into()));
         }
         env.push(("CCACHE_STATSLOG".into(), stats_log(paths).into()));
         env
     }
+}
+
+/// ccache's depend mode, with the `-MD` it needs appended to `CPPFLAGS` (the caller's, kept):
+/// setuptools, meson and autotools pass `CPPFLAGS` to every compile, and cmake and meson pass
+/// `-MD` themselves. On a miss, ccache's default modes run the preprocessor before the
+/// compiler to hash its output: 45 to 130 ms a C file here (most of it `Python.h`), more for
+/// C++. In depend mode a miss only compiles, then hashes the headers the compiler's dependency
+/// file lists. A hit is the direct mode's, as before; depend mode has no preprocessor fallback,
+/// which is why every compile Kiln runs must be able to hit directly (see
+/// [`build_env_includes`]).
+fn depend_mode(cppflags: Option<OsString>) -> Vec<(OsString, OsString)> {
+    let mut cppflags = cppflags.unwrap_or_default();
+    if !cppflags.is_empty() {
+        cppflags.push(" ");
+    }
+    cppflags.push("-MD");
+    vec![
+        ("CCACHE_DEPEND".into(), "1".into()),
+        ("CPPFLAGS".into(), cppflags),
+    ]
 }
 
 /// How deep below the work dir a compile may run and still have uv's build environment include
@@ -259,6 +280,22 @@ mod tests {
         assert_eq!(s.uncacheable, 2, "the link and the unsupported option");
         assert_eq!(s.hit_rate, Some(50.0));
         assert_eq!(s.kept_misses, 1, "the probe's source is gone: {s:?}");
+    }
+
+    #[test]
+    fn depend_mode_adds_md_to_the_callers_cppflags() {
+        let flags = |v: Option<&str>| {
+            depend_mode(v.map(OsString::from))
+                .into_iter()
+                .find(|(k, _)| k == "CPPFLAGS")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(flags(None), Some("-MD".into()));
+        assert_eq!(flags(Some("")), Some("-MD".into()));
+        assert_eq!(
+            flags(Some("-DX=1 -I/opt/inc")),
+            Some("-DX=1 -I/opt/inc -MD".into())
+        );
     }
 
     #[test]
