@@ -26,7 +26,6 @@ use crate::project::pyproject::PyProject;
 use super::super::untrusted::{self, Scope};
 use super::error::BootstrapError;
 use super::installers::{compiler_errors, Installing, Tool};
-use super::parallel_build::{find_links_from_env, no_index_from_env};
 
 /// The hook runner: imports the backend, asks for its extra requirements (unless told they are
 /// in), and builds the editable wheel; what happened goes to the status file as JSON.
@@ -57,7 +56,7 @@ status(wheel=backend.build_editable(args["out"], None, None))
 
 /// The backend the project names (PEP 517: setuptools' legacy backend when it names none) and
 /// the in-tree directories it is imported from.
-pub fn backend(pyproject: &PyProject) -> (String, Vec<String>) {
+fn backend(pyproject: &PyProject) -> (String, Vec<String>) {
     match &pyproject.build_system {
         Some(b) => (
             b.build_backend
@@ -280,30 +279,16 @@ impl BuildEnv {
         Ok(())
     }
 
-    /// `uv pip install` into the build environment, from where `sources` says.
+    /// `uv pip install` into the build environment, from where `sources` says: the run's
+    /// install from the wheelhouse alone, or its install that builds what is missing.
     fn install_cmd(&self, i: &Installing<'_>, uv: &Path, sources: Sources) -> Cmd {
-        let scope = match sources.wheelhouse_only {
-            true => i.scope.offline(),
-            false => i.scope,
-        };
-        let mut cmd = untrusted::program(uv, scope)
-            .args(["pip", "install", "--python"])
-            .arg(self.python())
-            .arg("--find-links")
-            .arg(i.wheelhouse)
-            .echo(true);
-        if sources.wheelhouse_only {
-            cmd = cmd.arg("--no-index");
-            if sources.offline {
-                cmd = cmd.args(crate::wheelhouse::offline::install_args(i.wheelhouse));
-            }
-            return cmd;
+        let python = self.python();
+        if !sources.wheelhouse_only {
+            return i.uv_pip_install_into(uv, &python);
         }
-        for location in find_links_from_env() {
-            cmd = cmd.arg("--find-links").arg(location);
-        }
-        match no_index_from_env() {
-            true => cmd.arg("--no-index"),
+        let cmd = i.install_cmd_into(&python);
+        match sources.offline {
+            true => cmd.args(crate::wheelhouse::offline::install_args(i.wheelhouse)),
             false => cmd,
         }
     }

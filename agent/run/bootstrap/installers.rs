@@ -252,25 +252,28 @@ pub struct Installing<'a> {
 impl Installing<'_> {
     /// `install --no-index --find-links <wheelhouse>` into the venv.
     pub fn install_cmd(&self) -> Cmd {
+        self.install_cmd_into(&self.venv_python)
+    }
+
+    /// `install --no-index --find-links <wheelhouse>` into the environment of `python` (the
+    /// venv, or the project's build environment).
+    pub(super) fn install_cmd_into(&self, python: &Path) -> Cmd {
         // Wheels only, from the wheelhouse (the project's isolated build too): no network
         // needed, none given.
         let scope = self.scope.offline();
         let base = match self.tool {
             Tool::Uv(uv) => untrusted::program(uv, scope)
                 .args(["pip", "install", "--python"])
-                .arg(&self.venv_python),
+                .arg(python),
             // Like uv, pip leaves bytecode to the first import: compiling every module of every
             // wheel up front doubles a warm install.
             Tool::Pip if self.host_pip => untrusted::program(&self.py.path, scope)
                 .args(["-m", "pip", "--python"])
-                .arg(&self.venv_python)
+                .arg(python)
                 .args(["install", "--no-compile"]),
-            Tool::Pip => untrusted::program(&self.venv_python, scope).args([
-                "-m",
-                "pip",
-                "install",
-                "--no-compile",
-            ]),
+            Tool::Pip => {
+                untrusted::program(python, scope).args(["-m", "pip", "install", "--no-compile"])
+            }
         };
         base.args(["--no-index", "--find-links"])
             .arg(self.wheelhouse)

@@ -119,9 +119,15 @@ impl Installing<'_> {
     /// `--find-links` argument replaces the variable) and `--no-index` when `UV_NO_INDEX` says
     /// so (uv 0.13 does not read it).
     fn uv_pip_install(&self, uv: &Path) -> Cmd {
+        self.uv_pip_install_into(uv, &self.venv_python)
+    }
+
+    /// [`Self::uv_pip_install`] into the environment of `python` (the venv, or the project's
+    /// build environment).
+    pub(super) fn uv_pip_install_into(&self, uv: &Path, python: &Path) -> Cmd {
         let mut cmd = untrusted::program(uv, self.scope)
             .args(["pip", "install", "--python"])
-            .arg(&self.venv_python)
+            .arg(python)
             .arg("--find-links")
             .arg(self.wheelhouse);
         for location in find_links_from_env() {
@@ -290,7 +296,7 @@ struct ReadyMade {
 }
 
 /// `UV_NO_INDEX` is set to a true value.
-pub(super) fn no_index_from_env() -> bool {
+fn no_index_from_env() -> bool {
     std::env::var("UV_NO_INDEX").is_ok_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -300,7 +306,7 @@ pub(super) fn no_index_from_env() -> bool {
 }
 
 /// The locations of `UV_FIND_LINKS` (comma-separated).
-pub(super) fn find_links_from_env() -> Vec<String> {
+fn find_links_from_env() -> Vec<String> {
     std::env::var("UV_FIND_LINKS")
         .unwrap_or_default()
         .split(',')
