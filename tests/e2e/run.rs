@@ -432,15 +432,23 @@ fn hostile_config_is_a_bounded_config_error() {
 }
 
 #[test]
-fn cold_uv_run_builds_the_sdists_with_uv_and_pip_only_collects() {
+fn cold_uv_run_builds_the_sdists_in_parallel_and_pip_only_collects() {
     let s = seed();
     assert_eq!(s.cold.installer, "uv");
-    // uv builds every sdist (concurrently); the wheels land in the wheelhouse from uv's cache, so
-    // the pip pass that gathers the ready-made wheels finds them there and builds none itself.
+    // Kiln's frontend builds every sdist uv resolved (concurrently) into the wheelhouse, so uv's
+    // install builds none, and the pip pass that gathers the ready-made wheels builds none
+    // either.
+    assert!(
+        s.cold_stderr.contains("built 5 sdist(s) in parallel in ")
+            && s.cold_stderr
+                .contains(": fastsum, markupsafe, simplejson, vecmath, wrapt"),
+        "Kiln built the five sdists:\n{}",
+        s.cold_stderr
+    );
     for name in ["fastsum", "vecmath", "markupsafe", "simplejson", "wrapt"] {
         assert!(
-            s.cold_stderr.contains(&format!("Built {name}==")),
-            "uv built {name}:\n{}",
+            !s.cold_stderr.contains(&format!("Building {name}==")),
+            "uv built {name} again:\n{}",
             s.cold_stderr
         );
     }

@@ -42,16 +42,17 @@ module, _, attrs = args["backend"].partition(":")
 backend = importlib.import_module(module)
 for attr in filter(None, attrs.split(".")):
     backend = getattr(backend, attr)
-if not hasattr(backend, "build_editable"):
+kind = args["kind"]
+if not hasattr(backend, "build_" + kind):
     status(unsupported=True)
     sys.exit(0)
 if not args["requires_in"]:
-    hook = getattr(backend, "get_requires_for_build_editable", None)
+    hook = getattr(backend, "get_requires_for_build_" + kind, None)
     requires = list(hook(None)) if hook else []
     if requires:
         status(requires=requires)
         sys.exit(0)
-status(wheel=backend.build_editable(args["out"], None, None))
+status(wheel=getattr(backend, "build_" + kind)(args["out"], None, None))
 "#;
 
 /// The backend the project names (PEP 517: setuptools' legacy backend when it names none) and
@@ -81,6 +82,16 @@ pub struct Sources {
     pub wheelhouse_only: bool,
     /// `--offline`: the imported wheels are searched too.
     pub offline: bool,
+}
+
+/// What one run of the hooks gave.
+#[derive(Debug)]
+pub enum Built {
+    Wheel(PathBuf),
+    /// The backend asks for these first (`get_requires_for_build_*`).
+    Needs(Vec<String>),
+    /// The backend has no hook for this kind of build.
+    Unsupported,
 }
 
 /// What the hook runner reported.
@@ -115,29 +126,9 @@ impl Installing<'_> {
             // Reported by uv, which reads it too.
             Err(_) => return Ok(None),
         };
-        let env = BuildEnv::new(work_tmp);
-        env.create(self).await?;
-        let requires = pyproject.build_requires();
-        env.install(self, uv, &requires, sources).await?;
-        let mut requires_in = false;
-        loop {
-            let status = env.run_hooks(self, &pyproject, requires_in).await?;
-            match status {
-                Status {
-                    unsupported: true, ..
-                } => return Ok(None),
-                Status { wheel: Some(w), .. } => return env.built(&w).map(Some),
-                Status { requires, .. } if !requires.is_empty() && !requires_in => {
-                    env.install(self, uv, &requires, sources).await?;
-                    requires_in = true;
-                }
-                _ => {
-                    return Err(BootstrapError::ProjectBuild {
-                        tail: "the build backend's build_editable returned no wheel".into(),
-                    })
-                }
-            }
-        }
+        let env = BuildEnv::for_project(work_tmp);
+        write_hooks(&env.hooks)?;
+        env.build(self, uv, &pyproject, sources).await
     }
 
     /// `-e <checkout>[extras]` in the project's install arguments, when it is there.
@@ -176,21 +167,137 @@ fn with_prebuilt(args: &[OsString], checkout: &Path, wheel: &Path) -> Vec<OsStri
     args
 }
 
-/// The build environment, its wheel output and the hook runner's status file.
-struct BuildEnv {
-    dir: PathBuf,
-    out: PathBuf,
-    status: PathBuf,
-    hooks: PathBuf,
+/// Which wheel the backend builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The project's editable wheel (`build_editable`).
+    Editable,
+    /// A distribution's wheel from its sdist (`build_wheel`).
+    Wheel,
+}
+
+impl Kind {
+    fn hook_suffix(self) -> &'static str {
+        match self {
+            Kind::Editable => "editable",
+            Kind::Wheel => "wheel",
+        }
+    }
+}
+
+/// A build: its environment, the source tree the hooks run in, the wheel output, the hook
+/// runner's status file and the runner itself.
+pub struct BuildEnv {
+    pub dir: PathBuf,
+    pub source: Option<PathBuf>,
+    pub out: PathBuf,
+    pub status: PathBuf,
+    pub hooks: PathBuf,
+    pub kind: Kind,
+    /// The hooks' and installs' output goes to the log as it comes (else only on failure, in
+    /// the error).
+    pub echo: bool,
+    /// More arguments for the installs of build requirements (the package sources named in the
+    /// requirement files).
+    pub install_args: Vec<OsString>,
+}
+
+/// The hook runner, at `path` (`<work tmp>/kiln-frontend/hooks.py`, shared by every build of
+/// the run).
+pub fn write_hooks(path: &Path) -> Result<(), BootstrapError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| venv_error(dir, e))?;
+    }
+    std::fs::write(path, HOOKS).map_err(|e| venv_error(path, e))
+}
+
+/// Where [`write_hooks`] puts the runner.
+pub fn hooks_path(work_tmp: &Path) -> PathBuf {
+    work_tmp.join("kiln-frontend").join("hooks.py")
 }
 
 impl BuildEnv {
-    fn new(work_tmp: &Path) -> BuildEnv {
+    /// The project's build, in the checkout.
+    fn for_project(work_tmp: &Path) -> BuildEnv {
         BuildEnv {
             dir: work_tmp.join("build-env"),
+            source: None,
             out: work_tmp.join("project-editable"),
             status: work_tmp.join("build-env-status.json"),
-            hooks: work_tmp.join("kiln-frontend").join("hooks.py"),
+            hooks: hooks_path(work_tmp),
+            kind: Kind::Editable,
+            echo: true,
+            install_args: Vec::new(),
+        }
+    }
+
+    /// Make a fresh environment, install `pyproject`'s build requirements and what the backend
+    /// asks for, and build: `Some(wheel)`, or `None` when the backend cannot build this kind.
+    pub async fn build(
+        &self,
+        i: &Installing<'_>,
+        uv: &Path,
+        pyproject: &PyProject,
+        sources: Sources,
+    ) -> Result<Option<PathBuf>, BootstrapError> {
+        self.prepare(i, uv, &pyproject.build_requires(), sources)
+            .await?;
+        let mut requires_in = false;
+        loop {
+            match self.attempt(i, pyproject, requires_in).await? {
+                Built::Unsupported => return Ok(None),
+                Built::Wheel(w) => return Ok(Some(w)),
+                Built::Needs(requires) if !requires_in => {
+                    self.install(i, uv, &requires, sources).await?;
+                    requires_in = true;
+                }
+                Built::Needs(_) => return Err(self.no_wheel()),
+            }
+        }
+    }
+
+    /// A fresh environment with `requires` in it.
+    pub async fn prepare(
+        &self,
+        i: &Installing<'_>,
+        uv: &Path,
+        requires: &[String],
+        sources: Sources,
+    ) -> Result<(), BootstrapError> {
+        self.create(i).await?;
+        self.install(i, uv, requires, sources).await
+    }
+
+    /// One run of the hooks into an empty output dir (`requires_in`: the backend's extra
+    /// requirements are installed, build without asking).
+    pub async fn attempt(
+        &self,
+        i: &Installing<'_>,
+        pyproject: &PyProject,
+        requires_in: bool,
+    ) -> Result<Built, BootstrapError> {
+        if self.out.exists() {
+            std::fs::remove_dir_all(&self.out).map_err(|e| venv_error(&self.out, e))?;
+        }
+        std::fs::create_dir_all(&self.out).map_err(|e| venv_error(&self.out, e))?;
+        match self.run_hooks(i, pyproject, requires_in).await? {
+            Status {
+                unsupported: true, ..
+            } => Ok(Built::Unsupported),
+            Status { wheel: Some(w), .. } => self.built(&w).map(Built::Wheel),
+            Status { requires, .. } if !requires.is_empty() && !requires_in => {
+                Ok(Built::Needs(requires))
+            }
+            _ => Err(self.no_wheel()),
+        }
+    }
+
+    fn no_wheel(&self) -> BootstrapError {
+        BootstrapError::ProjectBuild {
+            tail: format!(
+                "the build backend's build_{} returned no wheel",
+                self.kind.hook_suffix()
+            ),
         }
     }
 
@@ -203,7 +310,8 @@ impl BuildEnv {
         }
         Err(BootstrapError::ProjectBuild {
             tail: format!(
-                "the build backend's build_editable returned {name:?}, not a wheel it wrote in {}",
+                "the build backend's build_{} returned {name:?}, not a wheel it wrote in {}",
+                self.kind.hook_suffix(),
                 self.out.display()
             ),
         })
@@ -213,18 +321,14 @@ impl BuildEnv {
         self.dir.join("bin").join("python")
     }
 
-    /// A fresh venv, and an empty wheel output dir.
+    /// A fresh venv.
     async fn create(&self, i: &Installing<'_>) -> Result<(), BootstrapError> {
-        for dir in [&self.dir, &self.out] {
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(|e| venv_error(dir, e))?;
-            }
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| venv_error(&self.dir, e))?;
         }
-        std::fs::create_dir_all(&self.out).map_err(|e| venv_error(&self.out, e))?;
-        if let Some(dir) = self.hooks.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| venv_error(dir, e))?;
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| venv_error(parent, e))?;
         }
-        std::fs::write(&self.hooks, HOOKS).map_err(|e| venv_error(&self.hooks, e))?;
         if let Some(layout) = &i.py.venv {
             return super::native_venv::create(i.py, layout, &self.dir)
                 .map_err(|e| venv_error(&self.dir, e));
@@ -257,6 +361,8 @@ impl BuildEnv {
         let mut o = self
             .install_cmd(i, uv, sources)
             .args(requires)
+            .args(self.install_args.iter().cloned())
+            .echo(self.echo)
             .run()
             .await?;
         if !o.success && sources.wheelhouse_only && !sources.offline {
@@ -267,7 +373,11 @@ impl BuildEnv {
                 wheelhouse_only: false,
                 ..sources
             };
-            o = self.install_cmd(i, uv, online).args(requires).run().await?;
+            o = (self.install_cmd(i, uv, online).args(requires))
+                .args(self.install_args.iter().cloned())
+                .echo(self.echo)
+                .run()
+                .await?;
         }
         if !o.success {
             return Err(BootstrapError::Install {
@@ -293,7 +403,8 @@ impl BuildEnv {
         }
     }
 
-    /// Run the hooks in the project's checkout, the build environment's scripts first on PATH.
+    /// Run the hooks in the source tree (the project's checkout by default), the build
+    /// environment's scripts first on PATH.
     async fn run_hooks(
         &self,
         i: &Installing<'_>,
@@ -307,6 +418,7 @@ impl BuildEnv {
             "out": self.out,
             "status": self.status,
             "requires_in": requires_in,
+            "kind": self.kind.hook_suffix(),
         });
         let _ = std::fs::remove_file(&self.status);
         let mut env = i.scope.env.to_vec();
@@ -322,12 +434,13 @@ impl BuildEnv {
         ));
         let scope = Scope {
             env: &env,
+            cwd: self.source.as_deref().unwrap_or(i.scope.cwd),
             ..i.scope
         };
         let o = untrusted::program(self.python(), scope)
             .arg(&self.hooks)
             .arg(args.to_string())
-            .echo(true)
+            .echo(self.echo)
             .run()
             .await?;
         let status = std::fs::read_to_string(&self.status)

@@ -23,6 +23,7 @@ pub mod parallel_build;
 pub mod plan;
 pub mod project;
 pub mod ready_made;
+mod sdist_builds;
 pub mod venv_dists;
 
 use std::ffi::OsString;

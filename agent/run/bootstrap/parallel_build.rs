@@ -59,6 +59,7 @@ impl Installing<'_> {
         // from anything else, so it joins the install.
         let with_pytest = pytest && self.deps.is_empty() && !self.dynamic_deps;
         let t = Instant::now();
+        let prebuilt = self.prebuild_sdists(uv, uv_cache, tmp).await;
         self.uv_install(uv, uv_cache, with_pytest).await?;
         let seconds = t.elapsed().as_secs_f64();
         let (mut pytest_added, t) = (with_pytest, Instant::now());
@@ -89,7 +90,8 @@ impl Installing<'_> {
         let build_missing = ready.missing.iter().any(|p| !pins.lines().any(|l| l == p));
         let pending =
             self.collect_in_background(&covered.missing, build_missing, &constraints, tmp)?;
-        let built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
+        let mut built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
+        built.extend(prebuilt.iter().map(|w| dist_name(w)));
         Ok(Installed {
             wheels: WheelSummary {
                 built: built.len() as u32,
@@ -125,8 +127,14 @@ impl Installing<'_> {
     /// [`Self::uv_pip_install`] into the environment of `python` (the venv, or the project's
     /// build environment).
     pub(super) fn uv_pip_install_into(&self, uv: &Path, python: &Path) -> Cmd {
+        self.uv_pip_into(uv, "install", python)
+    }
+
+    /// `uv pip <command>` (install, compile) for the environment of `python`, with the
+    /// package sources of [`Self::uv_pip_install`].
+    pub(super) fn uv_pip_into(&self, uv: &Path, command: &str, python: &Path) -> Cmd {
         let mut cmd = untrusted::program(uv, self.scope)
-            .args(["pip", "install", "--python"])
+            .args(["pip", command, "--python"])
             .arg(python)
             .arg("--find-links")
             .arg(self.wheelhouse);
