@@ -112,6 +112,7 @@ impl Installing<'_> {
         &self,
         work_tmp: &Path,
         sources: Sources,
+        install_args: Vec<OsString>,
     ) -> Result<Option<PathBuf>, BootstrapError> {
         let Tool::Uv(uv) = self.tool else {
             return Ok(None);
@@ -126,13 +127,16 @@ impl Installing<'_> {
             // Reported by uv, which reads it too.
             Err(_) => return Ok(None),
         };
-        let env = BuildEnv::for_project(work_tmp);
+        let env = BuildEnv {
+            install_args,
+            ..BuildEnv::for_project(work_tmp)
+        };
         write_hooks(&env.hooks)?;
         env.build(self, uv, &pyproject, sources).await
     }
 
     /// `-e <checkout>[extras]` in the project's install arguments, when it is there.
-    fn checkout_arg(&self) -> Option<usize> {
+    pub fn checkout_arg(&self) -> Option<usize> {
         checkout_arg(&self.project, self.scope.cwd)
     }
 

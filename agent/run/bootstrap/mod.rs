@@ -337,7 +337,10 @@ async fn prebuild(
         wheelhouse_only: inp.wheelhouse_exact || inp.offline,
         offline: inp.offline,
     };
-    if let Some(wheel) = i.prebuild_editable(&inp.paths.tmp, sources).await? {
+    if let Some(wheel) = i
+        .prebuild_editable(&inp.paths.tmp, sources, Vec::new())
+        .await?
+    {
         i.project = i.with_prebuilt(&wheel);
     }
     Ok(started.elapsed().as_secs_f64())

@@ -59,8 +59,8 @@ impl Installing<'_> {
         // from anything else, so it joins the install.
         let with_pytest = pytest && self.deps.is_empty() && !self.dynamic_deps;
         let t = Instant::now();
-        let prebuilt = self.prebuild_sdists(uv, uv_cache, tmp).await;
-        self.uv_install(uv, uv_cache, with_pytest).await?;
+        let (prebuilt, project) = self.prebuild(uv, uv_cache, tmp).await?;
+        self.uv_install(uv, uv_cache, &project, with_pytest).await?;
         let seconds = t.elapsed().as_secs_f64();
         let (mut pytest_added, t) = (with_pytest, Instant::now());
         if pytest && !with_pytest && !super::project::has_pytest(self).await {
@@ -154,13 +154,14 @@ impl Installing<'_> {
         &self,
         uv: &Path,
         uv_cache: &Path,
+        project: &[OsString],
         with_pytest: bool,
     ) -> Result<(), BootstrapError> {
         let pytest: &[&str] = if with_pytest { &["pytest"] } else { &[] };
         let o = self
             .uv_pip_install(uv)
             .args(self.deps.wheel_args.iter().cloned())
-            .args(self.project.iter().cloned())
+            .args(project.iter().cloned())
             .args(pytest.iter().copied())
             .env("UV_CONCURRENT_BUILDS", concurrent_builds().to_string())
             .run()

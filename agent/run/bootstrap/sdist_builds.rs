@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::index::names::{normalize, WheelName};
 use crate::project::pyproject::PyProject;
@@ -59,10 +59,52 @@ const NATIVE: &[&str] = &[
 const MAX_WEIGHED_FILES: usize = 200_000;
 
 impl Installing<'_> {
-    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`, scratch files in `tmp`.
+    /// The sdists built (see [`Self::prebuild_sdists`]) and, alongside them, the editable
+    /// project by [`super::frontend`] when it is installed so: the wheels built into the
+    /// wheelhouse, and the project's install arguments (its wheel in place of the checkout
+    /// when built). A project that fails to build is the bootstrap's failure.
+    pub async fn prebuild(
+        &self,
+        uv: &Path,
+        uv_cache: &Path,
+        tmp: &Path,
+    ) -> Result<(Vec<String>, Vec<OsString>), BootstrapError> {
+        let editable = self.checkout_arg().is_some();
+        let slots = Semaphore::new(concurrent_builds());
+        let index_options = self.index_options(tmp);
+        let sources = Sources {
+            nothing_alongside: true,
+            ..ONLINE
+        };
+        let project = async {
+            if !editable {
+                return Ok(None);
+            }
+            // The project takes one of the build slots while it builds.
+            let _slot = slots.acquire().await;
+            (self.prebuild_editable(tmp, sources, index_options.clone())).await
+        };
+        let sdists = self.prebuild_sdists(uv, uv_cache, tmp, &slots, index_options.clone());
+        let (project, built) = tokio::join!(project, sdists);
+        let args = match project? {
+            Some(wheel) => self.with_prebuilt(&wheel),
+            None => self.project.clone(),
+        };
+        Ok((built, args))
+    }
+
+    /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`, scratch files in `tmp`, each
+    /// build in one of the `slots`, build requirements from `index_options` too.
     /// Returns the file names of the wheels Kiln built into the wheelhouse; whatever it could
     /// not build is logged and left to the install.
-    pub async fn prebuild_sdists(&self, uv: &Path, uv_cache: &Path, tmp: &Path) -> Vec<String> {
+    pub async fn prebuild_sdists(
+        &self,
+        uv: &Path,
+        uv_cache: &Path,
+        tmp: &Path,
+        slots: &Semaphore,
+        index_options: Vec<OsString>,
+    ) -> Vec<String> {
         if let Some(var) = uv_build_settings() {
             tracing::debug!("{var} is set: uv builds the sdists, as it says");
             return Vec::new();
@@ -85,10 +127,13 @@ impl Installing<'_> {
         }
         sdists.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.name.cmp(&b.name)));
         let started = Instant::now();
-        let envs = SharedEnvs::new(tmp, self.index_options(tmp));
+        let envs = SharedEnvs::new(tmp, index_options);
         let envs = &envs;
         let results: Vec<(String, Result<String, String>)> = stream::iter(&sdists)
-            .map(|s| async move { (s.name.clone(), self.build_sdist(uv, s, envs).await) })
+            .map(|s| async move {
+                let _slot = slots.acquire().await;
+                (s.name.clone(), self.build_sdist(uv, s, envs).await)
+            })
             .buffer_unordered(concurrent_builds())
             .collect()
             .await;
