@@ -230,6 +230,20 @@ fn dependency_groups_extras_and_bad_names() {
     let r = run_offline(&home, &repo, "extras", &t.path().join("w2"), &store, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.summary().tests.passed, 2);
+    // Kiln's frontend built the extra's sdist (resolved from pyproject.toml with the extra)
+    // and the editable project alongside it: uv's install built neither.
+    assert!(
+        r.stderr.contains("built 1 sdist(s) in parallel") && r.stderr.contains("s: markupsafe"),
+        "{}",
+        r.stderr
+    );
+    for name in ["markupsafe==", "groupsdemo @"] {
+        assert!(
+            !r.stderr.contains(&format!("Building {name}")),
+            "{}",
+            r.stderr
+        );
+    }
     assert!(r
         .summary()
         .wheels
