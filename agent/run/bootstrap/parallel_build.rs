@@ -3,6 +3,9 @@
 //! `pip wheel` builds one sdist at a time; uv builds as many as there are cores. So when uv is the
 //! installer, a cold or partial bootstrap is:
 //!
+//! 0. Kiln's own frontend builds the sdists `uv pip compile` resolves, and the editable project,
+//!    in parallel into the wheelhouse ([`super::sdist_builds`]); whatever it does not build, uv
+//!    builds in step 1;
 //! 1. one `uv pip install --find-links <wheelhouse> <reqs> <project>` into the venv: uv resolves
 //!    the dependencies and the project's own (from its metadata when only that knows them), takes
 //!    every wheel the wheelhouse has, and builds the rest and the project concurrently
