@@ -192,6 +192,18 @@ fn a_failed_bootstrap_keeps_its_wheels_and_compiles_and_the_next_run_builds_only
         "{:?}",
         s.error
     );
+    // Kiln's frontend built the two good sdists and left the broken one to uv, saying why.
+    assert!(
+        r.stderr.contains("Kiln could not build brokenpkg (")
+            && r.stderr.contains("; uv builds it"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("built 2 sdist(s) in parallel"),
+        "{}",
+        r.stderr
+    );
     let wh = s.cache("wheelhouse").unwrap();
     assert!(wh.saved, "the two wheels that built are kept: {wh:?}");
     assert!(s.cache("ccache").unwrap().saved, "and the compiles");

@@ -120,6 +120,10 @@ impl Installing<'_> {
         if !sources.nothing_alongside || self.checkout_arg().is_none() {
             return Ok(None);
         }
+        if let Some(var) = uv_build_settings() {
+            tracing::debug!("{var} is set: uv builds the project, as it says");
+            return Ok(None);
+        }
         let file = self.scope.cwd.join("pyproject.toml");
         let pyproject = match PyProject::load(&file) {
             Ok(p) => p,
@@ -207,12 +211,37 @@ pub struct BuildEnv {
 }
 
 /// The hook runner, at `path` (`<work tmp>/kiln-frontend/hooks.py`, shared by every build of
-/// the run).
+/// the run). Written whole under another name and renamed, so a build starting meanwhile reads
+/// it complete; left as it is when it is already there.
 pub fn write_hooks(path: &Path) -> Result<(), BootstrapError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| venv_error(dir, e))?;
+    if std::fs::read(path).is_ok_and(|b| b == HOOKS.as_bytes()) {
+        return Ok(());
     }
-    std::fs::write(path, HOOKS).map_err(|e| venv_error(path, e))
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| venv_error(dir, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| venv_error(dir, e))?;
+    std::io::Write::write_all(&mut file, HOOKS.as_bytes()).map_err(|e| venv_error(path, e))?;
+    file.persist(path).map_err(|e| venv_error(path, e.error))?;
+    Ok(())
+}
+
+/// uv settings that change how it builds (build constraints, config settings, no isolation):
+/// the first one set. uv, not Kiln's frontend, builds then, as they say.
+pub fn uv_build_settings() -> Option<&'static str> {
+    const VARS: &[&str] = &[
+        "UV_BUILD_CONSTRAINT",
+        "UV_CONFIG_SETTINGS",
+        "UV_CONFIG_SETTINGS_PACKAGE",
+        "UV_NO_BUILD_ISOLATION",
+        "UV_NO_BUILD_ISOLATION_PACKAGE",
+        "UV_NO_BUILD",
+        "UV_NO_BUILD_PACKAGE",
+        "UV_NO_BINARY",
+        "UV_NO_BINARY_PACKAGE",
+    ];
+    VARS.iter()
+        .copied()
+        .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 /// Where [`write_hooks`] puts the runner.

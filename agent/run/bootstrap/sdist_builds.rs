@@ -34,7 +34,7 @@ use crate::index::names::{normalize, WheelName};
 use crate::project::pyproject::PyProject;
 
 use super::error::BootstrapError;
-use super::frontend::{hooks_path, write_hooks, BuildEnv, Built, Kind, Sources};
+use super::frontend::{hooks_path, uv_build_settings, write_hooks, BuildEnv, Built, Kind, Sources};
 use super::installers::{self, Installing};
 use super::parallel_build::concurrent_builds;
 
@@ -398,25 +398,6 @@ impl SharedEnvs {
         };
         cell.get_or_init(init).await.clone()
     }
-}
-
-/// uv settings that change how it builds (build constraints, config settings, no isolation):
-/// the first one set, when uv, not Kiln, must build.
-fn uv_build_settings() -> Option<&'static str> {
-    const VARS: &[&str] = &[
-        "UV_BUILD_CONSTRAINT",
-        "UV_CONFIG_SETTINGS",
-        "UV_CONFIG_SETTINGS_PACKAGE",
-        "UV_NO_BUILD_ISOLATION",
-        "UV_NO_BUILD_ISOLATION_PACKAGE",
-        "UV_NO_BUILD",
-        "UV_NO_BUILD_PACKAGE",
-        "UV_NO_BINARY",
-        "UV_NO_BINARY_PACKAGE",
-    ];
-    VARS.iter()
-        .copied()
-        .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 /// Requirement files include each other at most this deep.
