@@ -232,6 +232,61 @@ fn a_failed_bootstrap_keeps_its_wheels_and_compiles_and_the_next_run_builds_only
     assert_eq!((s.ccache.hits, s.ccache.misses), (1, 1), "{:?}", s.ccache);
 }
 
+/// An sdist of `needy` 1.0, a C extension whose setup.py asks for a requirement of its own
+/// (`setup_requires`): setuptools' `get_requires_for_build_wheel` returns it.
+fn needy_sdist(into: &Path) {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("needy-1.0");
+    let files = [
+        ("setup.py", "from setuptools import Extension, setup\n\nsetup(name=\"needy\", version=\"1.0\", setup_requires=[\"iniconfig\"],\n      ext_modules=[Extension(\"_needy\", [\"needy.c\"])])\n"),
+        ("PKG-INFO", "Metadata-Version: 2.1\nName: needy\nVersion: 1.0\n"),
+        ("needy.c", "#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"_needy\", NULL, -1, NULL};\nPyMODINIT_FUNC PyInit__needy(void) { return PyModule_Create(&m); }\n"),
+    ];
+    std::fs::create_dir_all(&root).unwrap();
+    for (name, body) in files {
+        std::fs::write(root.join(name), body).unwrap();
+    }
+    sh(
+        src.path(),
+        &format!(
+            "tar -czf {} needy-1.0",
+            into.join("needy-1.0.tar.gz").display()
+        ),
+    );
+}
+
+#[test]
+fn an_sdist_whose_backend_asks_for_more_is_built_by_kilns_frontend() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("repo");
+    let vendor = dir.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    needy_sdist(&vendor);
+    let repo = git_repo(
+        &dir,
+        &[
+            ("requirements.txt", "--find-links vendor\nneedy==1.0\n"),
+            ("check.sh", "python -c 'import _needy'\n"),
+        ],
+    );
+    let r = run_offline(
+        t.path(),
+        &repo,
+        "release",
+        "w",
+        &["--test-command", "sh check.sh"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Built in a build environment with iniconfig added, not left to uv.
+    assert!(
+        r.stderr.contains("built 1 sdist(s) in parallel"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("Building needy=="), "{}", r.stderr);
+    assert_eq!(r.summary().wheels.built_names, ["needy"]);
+}
+
 #[test]
 fn a_bootstrap_that_fails_before_compiling_anything_saves_nothing() {
     let t = tempfile::tempdir().unwrap();

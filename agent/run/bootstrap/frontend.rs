@@ -273,7 +273,8 @@ impl BuildEnv {
         pyproject: &PyProject,
         sources: Sources,
     ) -> Result<Option<PathBuf>, BootstrapError> {
-        self.prepare(i, uv, &pyproject.build_requires(), sources)
+        self.create(i).await?;
+        self.install(i, uv, &pyproject.build_requires(), sources)
             .await?;
         let mut requires_in = false;
         loop {
@@ -287,18 +288,6 @@ impl BuildEnv {
                 Built::Needs(_) => return Err(self.no_wheel()),
             }
         }
-    }
-
-    /// A fresh environment with `requires` in it.
-    pub async fn prepare(
-        &self,
-        i: &Installing<'_>,
-        uv: &Path,
-        requires: &[String],
-        sources: Sources,
-    ) -> Result<(), BootstrapError> {
-        self.create(i).await?;
-        self.install(i, uv, requires, sources).await
     }
 
     /// One run of the hooks into an empty output dir (`requires_in`: the backend's extra
@@ -355,7 +344,7 @@ impl BuildEnv {
     }
 
     /// A fresh venv.
-    async fn create(&self, i: &Installing<'_>) -> Result<(), BootstrapError> {
+    pub async fn create(&self, i: &Installing<'_>) -> Result<(), BootstrapError> {
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir).map_err(|e| venv_error(&self.dir, e))?;
         }
@@ -381,7 +370,7 @@ impl BuildEnv {
     /// and the index. When the wheelhouse alone lacks one and the index may be used (not
     /// `--offline`), from the index too, as uv's build fell back to building what an exact
     /// wheelhouse lacked.
-    async fn install(
+    pub async fn install(
         &self,
         i: &Installing<'_>,
         uv: &Path,

@@ -213,9 +213,9 @@ impl Installing<'_> {
         (!out.is_empty()).then_some(out)
     }
 
-    /// Step 2 for one sdist, in the shared environment of its build requirements (its own
-    /// when the backend asks for more): its wheel's file name, now in the wheelhouse, or why
-    /// not.
+    /// Step 2 for one sdist, in the shared environment of its build requirements (and of what
+    /// its backend asks for, when it asks): its wheel's file name, now in the wheelhouse, or
+    /// why not.
     async fn build_sdist(&self, uv: &Path, s: &Sdist, envs: &SharedEnvs) -> Result<String, String> {
         let file = s.src.join("pyproject.toml");
         let pyproject = match PyProject::load(&file) {
@@ -235,20 +235,19 @@ impl Installing<'_> {
             echo: false,
             install_args: envs.install_args.clone(),
         };
-        let wheel = match env.attempt(self, &pyproject, false).await {
-            Ok(Built::Wheel(wheel)) => Some(wheel),
-            Ok(Built::Needs(_)) => {
-                env.dir = dir.join("env");
-                env.build(self, uv, &pyproject, ONLINE)
-                    .await
-                    .map_err(reason)?
-            }
-            Ok(Built::Unsupported) => None,
-            Err(e) => return Err(reason(e)),
-        };
-        match wheel {
-            Some(wheel) => self.keep(&wheel, s),
-            None => Err("its build backend has no build_wheel".into()),
+        let mut built = env.attempt(self, &pyproject, false).await;
+        if let Ok(Built::Needs(more)) = built {
+            // The environment of the build requirements and what the backend asks for,
+            // shared the same way.
+            let mut requires = pyproject.build_requires();
+            requires.extend(more);
+            env.dir = envs.get(self, uv, &requires).await?;
+            built = env.attempt(self, &pyproject, true).await;
+        }
+        match built.map_err(reason)? {
+            Built::Wheel(wheel) => self.keep(&wheel, s),
+            Built::Unsupported => Err("its build backend has no build_wheel".into()),
+            Built::Needs(_) => Err("its build backend asked for requirements twice".into()),
         }
     }
 
@@ -391,10 +390,9 @@ impl SharedEnvs {
                 echo: false,
                 install_args: self.install_args.clone(),
             };
-            match env.prepare(i, uv, &key, ONLINE).await {
-                Ok(()) => Ok(env.dir),
-                Err(e) => Err(reason(e)),
-            }
+            env.create(i).await.map_err(reason)?;
+            env.install(i, uv, &key, ONLINE).await.map_err(reason)?;
+            Ok(env.dir)
         };
         cell.get_or_init(init).await.clone()
     }
