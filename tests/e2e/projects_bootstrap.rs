@@ -137,6 +137,9 @@ fn compile_probes_in_temp_dirs_do_not_make_warm_runs_save_ccache() {
     assert!(s.cache("ccache").unwrap().saved);
 }
 
+/// The test command of the repositories that bring a `check.sh`.
+const CHECK_SH: [&str; 2] = ["--test-command", "sh check.sh"];
+
 /// An sdist (a tar.gz of a setuptools source tree) of `brokenpkg` 1.0 with two C extensions;
 /// `bad` decides whether `_bad.c` compiles.
 fn brokenpkg_sdist(into: &Path, bad: bool) {
@@ -269,13 +272,7 @@ fn an_sdist_whose_backend_asks_for_more_is_built_by_kilns_frontend() {
             ("check.sh", "python -c 'import _needy'\n"),
         ],
     );
-    let r = run_offline(
-        t.path(),
-        &repo,
-        "release",
-        "w",
-        &["--test-command", "sh check.sh"],
-    );
+    let r = run_offline(t.path(), &repo, "release", "w", &CHECK_SH);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Built in a build environment with iniconfig added, not left to uv.
     assert!(
@@ -297,13 +294,7 @@ fn a_bootstrap_that_fails_before_compiling_anything_saves_nothing() {
             ("check.sh", "exit 0\n"),
         ],
     );
-    let r = run_offline(
-        t.path(),
-        &repo,
-        "release",
-        "w",
-        &["--test-command", "sh check.sh"],
-    );
+    let r = run_offline(t.path(), &repo, "release", "w", &CHECK_SH);
     assert_eq!(r.code, 3, "{}", r.stderr);
     let s = r.summary();
     for cache in ["wheelhouse", "ccache"] {
