@@ -150,16 +150,18 @@ impl Installing<'_> {
     }
 }
 
+/// What follows the checkout in `arg` when `arg` names it, with or without extras: `""` or
+/// `"[a,b]"`.
+pub fn checkout_extras<'a>(arg: &'a str, checkout: &str) -> Option<&'a str> {
+    arg.strip_prefix(checkout)
+        .filter(|rest| rest.is_empty() || rest.starts_with('['))
+}
+
 /// The position of `-e <checkout>[extras]` in `args`.
 fn checkout_arg(args: &[OsString], checkout: &Path) -> Option<usize> {
     let checkout = checkout.to_string_lossy();
-    args.windows(2).position(|w| {
-        w[0] == "-e" && {
-            let arg = w[1].to_string_lossy();
-            arg.strip_prefix(checkout.as_ref())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('['))
-        }
-    })
+    args.windows(2)
+        .position(|w| w[0] == "-e" && checkout_extras(&w[1].to_string_lossy(), &checkout).is_some())
 }
 
 /// `args` with `-e <checkout>[extras]` replaced by `<wheel>[extras]` (the rest, local path
@@ -168,7 +170,7 @@ fn with_prebuilt(args: &[OsString], checkout: &Path, wheel: &Path) -> Vec<OsStri
     let mut args = args.to_vec();
     if let Some(at) = checkout_arg(&args, checkout) {
         let arg = args[at + 1].to_string_lossy().into_owned();
-        let extras = &arg[checkout.to_string_lossy().len()..];
+        let extras = checkout_extras(&arg, &checkout.to_string_lossy()).unwrap_or_default();
         let wheel = format!("{}{extras}", wheel.display());
         args.splice(at..at + 2, [OsString::from(wheel)]);
     }

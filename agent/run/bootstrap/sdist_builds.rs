@@ -20,7 +20,7 @@
 //! that unpacks elsewhere) is left to uv's install, which builds it as before, so the result is
 //! the same install, only sooner.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -34,9 +34,11 @@ use crate::index::names::{normalize, WheelName};
 use crate::project::pyproject::PyProject;
 
 use super::error::BootstrapError;
-use super::frontend::{hooks_path, uv_build_settings, write_hooks, BuildEnv, Built, Kind, Sources};
+use super::frontend::{
+    checkout_extras, hooks_path, uv_build_settings, write_hooks, BuildEnv, Built, Kind, Sources,
+};
 use super::installers::{self, Installing};
-use super::parallel_build::concurrent_builds;
+use super::parallel_build::{concurrent_builds, covered_by};
 
 /// A resolved sdist uv unpacked, to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,13 +111,12 @@ impl Installing<'_> {
             tracing::debug!("{var} is set: uv builds the sdists, as it says");
             return Vec::new();
         }
-        let Some(pins) = self.resolve(uv, tmp).await else {
+        let Some(resolved) = self.resolve(uv, tmp).await else {
             return Vec::new();
         };
-        let present = wheelhouse_pins(&installers::list_wheels(self.wheelhouse));
-        let mut sdists: Vec<Sdist> = pins
+        let missing = covered_by(&resolved, &installers::list_wheels(self.wheelhouse)).missing;
+        let mut sdists: Vec<Sdist> = pins(&missing.join("\n"))
             .iter()
-            .filter(|p| !present.contains(*p))
             .filter_map(|(name, version)| unpacked_sdist(uv_cache, name, version))
             .collect();
         if sdists.is_empty() {
@@ -161,9 +162,9 @@ impl Installing<'_> {
         wheels
     }
 
-    /// Step 1: `uv pip compile` of the dependencies; the `name==version` pins it wrote (none
-    /// when it cannot be asked or fails: the install reports what is wrong).
-    async fn resolve(&self, uv: &Path, tmp: &Path) -> Option<Vec<(String, String)>> {
+    /// Step 1: `uv pip compile` of the dependencies; what it wrote (nothing when it cannot be
+    /// asked or fails: the install reports what is wrong).
+    async fn resolve(&self, uv: &Path, tmp: &Path) -> Option<String> {
         let sources = self.compile_sources()?;
         let out = tmp.join("kiln-prebuild-resolved.txt");
         let o = self
@@ -182,8 +183,7 @@ impl Installing<'_> {
             );
             return None;
         }
-        let text = std::fs::read_to_string(&out).ok()?;
-        Some(pins(&text))
+        std::fs::read_to_string(&out).ok()
     }
 
     /// `uv pip compile`'s inputs: the dependencies' requirement and constraint files, and the
@@ -191,13 +191,11 @@ impl Installing<'_> {
     /// when the arguments are of another kind.
     fn compile_sources(&self) -> Option<Vec<OsString>> {
         let mut out = Vec::new();
-        let mut args = self.deps.wheel_args.iter();
-        while let Some(a) = args.next() {
-            match a.to_str() {
-                Some("-r") => out.push(args.next()?.clone()),
-                Some("-c") => out.extend(["-c".into(), args.next()?.clone()]),
-                _ => return None,
+        for (flag, file) in self.dep_files()? {
+            if flag == "-c" {
+                out.push(flag.into());
             }
+            out.push(file.clone());
         }
         if let Some(extras) = self.project_extras() {
             let file = self.scope.cwd.join("pyproject.toml");
@@ -211,6 +209,21 @@ impl Installing<'_> {
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+
+    /// The dependencies' requirement (`-r`) and constraint (`-c`) files, in order; `None` when
+    /// their arguments hold anything else.
+    fn dep_files(&self) -> Option<Vec<(&'static str, &OsString)>> {
+        let mut out = Vec::new();
+        let mut args = self.deps.wheel_args.iter();
+        while let Some(a) = args.next() {
+            match a.to_str() {
+                Some("-r") => out.push(("-r", args.next()?)),
+                Some("-c") => out.push(("-c", args.next()?)),
+                _ => return None,
+            }
+        }
+        Some(out)
     }
 
     /// Step 2 for one sdist, in the shared environment of its build requirements (and of what
@@ -256,16 +269,9 @@ impl Installing<'_> {
     /// own for the installs of build requirements (uv's builds take their requirements from the
     /// same sources as the install). Empty when there are none or it cannot be written.
     fn index_options(&self, tmp: &Path) -> Vec<OsString> {
-        let files: Vec<PathBuf> = self
-            .deps
-            .wheel_args
-            .iter()
-            .filter(|a| *a != "-r" && *a != "-c")
-            .map(PathBuf::from)
-            .collect();
         let mut lines = Vec::new();
-        for f in &files {
-            source_options(f, 0, &mut lines);
+        for (_, file) in self.dep_files().unwrap_or_default() {
+            source_options(Path::new(file), 0, &mut lines);
         }
         if lines.is_empty() {
             return Vec::new();
@@ -305,13 +311,12 @@ impl Installing<'_> {
         Ok(name)
     }
 
-    /// The extras of the project's install argument (`[<checkout>[a,b]`, editable or not), when
+    /// The extras of the project's install argument (`<checkout>[a,b]`, editable or not), when
     /// the project is installed.
     fn project_extras(&self) -> Option<Vec<String>> {
         let checkout = self.scope.cwd.to_string_lossy();
         self.project.iter().find_map(|a| {
-            let rest = a.to_str()?.strip_prefix(checkout.as_ref())?;
-            let extras = match rest {
+            let extras = match checkout_extras(a.to_str()?, &checkout)? {
                 "" => "",
                 r => r.strip_prefix('[')?.strip_suffix(']')?,
             };
@@ -452,15 +457,6 @@ fn pins(text: &str) -> Vec<(String, String)> {
             (plain(name) && plain(version) && !name.starts_with('-'))
                 .then(|| (normalize(name), version.to_string()))
         })
-        .collect()
-}
-
-/// The (name, version) of each wheel in the wheelhouse.
-fn wheelhouse_pins(wheels: &BTreeSet<String>) -> BTreeSet<(String, String)> {
-    wheels
-        .iter()
-        .filter_map(|w| WheelName::parse(w))
-        .map(|w| (w.project, w.version))
         .collect()
 }
 
