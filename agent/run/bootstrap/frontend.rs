@@ -131,12 +131,9 @@ impl Installing<'_> {
             // Reported by uv, which reads it too.
             Err(_) => return Ok(None),
         };
-        let env = BuildEnv {
-            install_args,
-            ..BuildEnv::for_project(work_tmp)
-        };
-        write_hooks(&env.hooks)?;
-        env.build(self, uv, &pyproject, sources).await
+        let build = Build::for_project(work_tmp, install_args);
+        write_hooks(&build.hooks)?;
+        build.run(self, uv, &pyproject, sources).await
     }
 
     /// `-e <checkout>[extras]` in the project's install arguments, when it is there.
@@ -195,21 +192,27 @@ impl Kind {
     }
 }
 
-/// A build: its environment, the source tree the hooks run in, the wheel output, the hook
-/// runner's status file and the runner itself.
+/// A build environment: a venv and how build requirements go into it.
+#[derive(Debug, Clone)]
 pub struct BuildEnv {
     pub dir: PathBuf,
+    /// The installs' and the hooks' output goes to the log as it comes (else only on failure,
+    /// in the error).
+    pub echo: bool,
+    /// More arguments for the installs of build requirements (the package sources named in the
+    /// requirement files).
+    pub install_args: Vec<OsString>,
+}
+
+/// A build: its environment, the source tree the hooks run in, the wheel output, the hook
+/// runner's status file and the runner itself.
+pub struct Build {
+    pub env: BuildEnv,
     pub source: Option<PathBuf>,
     pub out: PathBuf,
     pub status: PathBuf,
     pub hooks: PathBuf,
     pub kind: Kind,
-    /// The hooks' and installs' output goes to the log as it comes (else only on failure, in
-    /// the error).
-    pub echo: bool,
-    /// More arguments for the installs of build requirements (the package sources named in the
-    /// requirement files).
-    pub install_args: Vec<OsString>,
 }
 
 /// The hook runner, at `path` (`<work tmp>/kiln-frontend/hooks.py`, shared by every build of
@@ -251,40 +254,44 @@ pub fn hooks_path(work_tmp: &Path) -> PathBuf {
     work_tmp.join("kiln-frontend").join("hooks.py")
 }
 
-impl BuildEnv {
+impl Build {
     /// The project's build, in the checkout.
-    fn for_project(work_tmp: &Path) -> BuildEnv {
-        BuildEnv {
-            dir: work_tmp.join("build-env"),
+    fn for_project(work_tmp: &Path, install_args: Vec<OsString>) -> Build {
+        Build {
+            env: BuildEnv {
+                dir: work_tmp.join("build-env"),
+                echo: true,
+                install_args,
+            },
             source: None,
             out: work_tmp.join("project-editable"),
             status: work_tmp.join("build-env-status.json"),
             hooks: hooks_path(work_tmp),
             kind: Kind::Editable,
-            echo: true,
-            install_args: Vec::new(),
         }
     }
 
     /// Make a fresh environment, install `pyproject`'s build requirements and what the backend
     /// asks for, and build: `Some(wheel)`, or `None` when the backend cannot build this kind.
-    pub async fn build(
+    pub async fn run(
         &self,
         i: &Installing<'_>,
         uv: &Path,
         pyproject: &PyProject,
         sources: Sources,
     ) -> Result<Option<PathBuf>, BootstrapError> {
-        self.create(i).await?;
-        self.install(i, uv, &pyproject.build_requires(), sources)
-            .await?;
+        self.env.create(i).await?;
+        (self
+            .env
+            .install(i, uv, &pyproject.build_requires(), sources))
+        .await?;
         let mut requires_in = false;
         loop {
             match self.attempt(i, pyproject, requires_in).await? {
                 Built::Unsupported => return Ok(None),
                 Built::Wheel(w) => return Ok(Some(w)),
                 Built::Needs(requires) if !requires_in => {
-                    self.install(i, uv, &requires, sources).await?;
+                    self.env.install(i, uv, &requires, sources).await?;
                     requires_in = true;
                 }
                 Built::Needs(_) => return Err(self.no_wheel()),
@@ -340,7 +347,9 @@ impl BuildEnv {
             ),
         })
     }
+}
 
+impl BuildEnv {
     fn python(&self) -> PathBuf {
         self.dir.join("bin").join("python")
     }
@@ -426,7 +435,9 @@ impl BuildEnv {
             false => cmd,
         }
     }
+}
 
+impl Build {
     /// Run the hooks in the source tree (the project's checkout by default), the build
     /// environment's scripts first on PATH.
     async fn run_hooks(
@@ -446,7 +457,7 @@ impl BuildEnv {
         });
         let _ = std::fs::remove_file(&self.status);
         let mut env = i.scope.env.to_vec();
-        let bin = self.dir.join("bin");
+        let bin = self.env.dir.join("bin");
         let path = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v);
         let mut dirs = vec![bin];
         if let Some(path) = path {
@@ -461,10 +472,10 @@ impl BuildEnv {
             cwd: self.source.as_deref().unwrap_or(i.scope.cwd),
             ..i.scope
         };
-        let o = untrusted::program(self.python(), scope)
+        let o = untrusted::program(self.env.python(), scope)
             .arg(&self.hooks)
             .arg(args.to_string())
-            .echo(self.echo)
+            .echo(self.env.echo)
             .run()
             .await?;
         let status = std::fs::read_to_string(&self.status)

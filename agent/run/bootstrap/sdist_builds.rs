@@ -35,7 +35,8 @@ use crate::project::pyproject::PyProject;
 
 use super::error::BootstrapError;
 use super::frontend::{
-    checkout_extras, hooks_path, uv_build_settings, write_hooks, BuildEnv, Built, Kind, Sources,
+    checkout_extras, hooks_path, uv_build_settings, write_hooks, Build, BuildEnv, Built, Kind,
+    Sources,
 };
 use super::installers::{self, Installing};
 use super::parallel_build::{concurrent_builds, covered_by};
@@ -237,25 +238,22 @@ impl Installing<'_> {
             Err(e) => return Err(e.to_string()),
         };
         let dir = envs.tmp.join("sdist-builds").join(&s.name);
-        let shared = envs.get(self, uv, &pyproject.build_requires()).await?;
-        let mut env = BuildEnv {
-            dir: shared,
+        let mut build = Build {
+            env: envs.get(self, uv, &pyproject.build_requires()).await?,
             source: Some(s.src.clone()),
             out: dir.join("out"),
             status: dir.join("status.json"),
             hooks: hooks_path(&envs.tmp),
             kind: Kind::Wheel,
-            echo: false,
-            install_args: envs.install_args.clone(),
         };
-        let mut built = env.attempt(self, &pyproject, false).await;
+        let mut built = build.attempt(self, &pyproject, false).await;
         if let Ok(Built::Needs(more)) = built {
             // The environment of the build requirements and what the backend asks for,
             // shared the same way.
             let mut requires = pyproject.build_requires();
             requires.extend(more);
-            env.dir = envs.get(self, uv, &requires).await?;
-            built = env.attempt(self, &pyproject, true).await;
+            build.env = envs.get(self, uv, &requires).await?;
+            built = build.attempt(self, &pyproject, true).await;
         }
         match built.map_err(reason)? {
             Built::Wheel(wheel) => self.keep(&wheel, s),
@@ -357,8 +355,8 @@ struct SharedEnvs {
     made: Mutex<BTreeMap<Vec<String>, Arc<EnvCell>>>,
 }
 
-/// A shared environment once made: its directory, or why it could not be made.
-type EnvCell = OnceCell<Result<PathBuf, String>>;
+/// A shared environment once made, or why it could not be made.
+type EnvCell = OnceCell<Result<BuildEnv, String>>;
 
 impl SharedEnvs {
     fn new(tmp: &Path, install_args: Vec<OsString>) -> SharedEnvs {
@@ -375,7 +373,7 @@ impl SharedEnvs {
         i: &Installing<'_>,
         uv: &Path,
         requires: &[String],
-    ) -> Result<PathBuf, String> {
+    ) -> Result<BuildEnv, String> {
         let mut key = requires.to_vec();
         key.sort();
         let cell = match self.made.lock() {
@@ -387,17 +385,12 @@ impl SharedEnvs {
             let name: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
             let env = BuildEnv {
                 dir: self.tmp.join("build-envs").join(name),
-                source: None,
-                out: PathBuf::new(),
-                status: PathBuf::new(),
-                hooks: PathBuf::new(),
-                kind: Kind::Wheel,
                 echo: false,
                 install_args: self.install_args.clone(),
             };
             env.create(i).await.map_err(reason)?;
             env.install(i, uv, &key, ONLINE).await.map_err(reason)?;
-            Ok(env.dir)
+            Ok(env)
         };
         cell.get_or_init(init).await.clone()
     }
