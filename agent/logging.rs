@@ -2,6 +2,8 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::settings::names;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
     #[default]
@@ -12,7 +14,7 @@ pub enum LogFormat {
 /// Install the global subscriber. `RUST_LOG`/`KILN_LOG` override the default `info` level.
 pub fn init(format: LogFormat, verbose: bool) {
     let default = if verbose { "kiln=debug,info" } else { "info" };
-    let filter = std::env::var("KILN_LOG")
+    let filter = std::env::var(names::LOG)
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| EnvFilter::try_new(f).ok())

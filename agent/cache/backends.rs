@@ -15,6 +15,8 @@
 use opendal::layers::TimeoutLayer;
 use opendal::Operator;
 
+use crate::settings::names;
+
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 fn first(env: Env, names: &[&str]) -> Option<String> {
@@ -86,7 +88,7 @@ fn s3(u: &url::Url, env: Env) -> Result<Operator, String> {
         first(
             env,
             &[
-                "KILN_S3_ENDPOINT",
+                names::S3_ENDPOINT,
                 "AWS_ENDPOINT_URL_S3",
                 "AWS_ENDPOINT_URL",
             ],
@@ -96,7 +98,7 @@ fn s3(u: &url::Url, env: Env) -> Result<Operator, String> {
         b = b.endpoint(&ep);
     }
     let region = query(u, "region")
-        .or_else(|| first(env, &["KILN_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]))
+        .or_else(|| first(env, &[names::S3_REGION, "AWS_REGION", "AWS_DEFAULT_REGION"]))
         .unwrap_or_else(|| "us-east-1".into());
     b = b.region(&region);
     if let Some(k) = first(env, &["AWS_ACCESS_KEY_ID"]) {
@@ -108,7 +110,7 @@ fn s3(u: &url::Url, env: Env) -> Result<Operator, String> {
     if let Some(t) = first(env, &["AWS_SESSION_TOKEN"]) {
         b = b.session_token(&t);
     }
-    if truthy(query(u, "virtual_host")) || truthy(env("KILN_S3_VIRTUAL_HOST")) {
+    if truthy(query(u, "virtual_host")) || truthy(env(names::S3_VIRTUAL_HOST)) {
         b = b.enable_virtual_host_style();
     }
     if truthy(query(u, "anonymous")) {
@@ -129,18 +131,18 @@ fn webdav(u: &url::Url, env: Env) -> Result<Operator, String> {
         .root(&root_of(u.path()));
     let user = (!u.username().is_empty())
         .then(|| percent_decode(u.username()))
-        .or_else(|| first(env, &["KILN_WEBDAV_USER"]));
+        .or_else(|| first(env, &[names::WEBDAV_USER]));
     let password = u
         .password()
         .map(percent_decode)
-        .or_else(|| first(env, &["KILN_WEBDAV_PASSWORD"]));
+        .or_else(|| first(env, &[names::WEBDAV_PASSWORD]));
     if let Some(user) = user {
         b = b.username(&user);
     }
     if let Some(p) = password {
         b = b.password(&p);
     }
-    if let Some(t) = first(env, &["KILN_WEBDAV_TOKEN"]) {
+    if let Some(t) = first(env, &[names::WEBDAV_TOKEN]) {
         b = b.token(&t);
     }
     Operator::new(b).map_err(|e| e.to_string())
@@ -200,7 +202,7 @@ fn gcs(u: &url::Url, env: Env) -> Result<Operator, String> {
     let mut b = opendal::services::Gcs::default()
         .bucket(&bucket)
         .root(&root_of(u.path()));
-    if let Some(ep) = query(u, "endpoint").or_else(|| first(env, &["KILN_GCS_ENDPOINT"])) {
+    if let Some(ep) = query(u, "endpoint").or_else(|| first(env, &[names::GCS_ENDPOINT])) {
         b = b.endpoint(&ep);
     }
     if let Some(p) = first(env, &["GOOGLE_APPLICATION_CREDENTIALS"]) {

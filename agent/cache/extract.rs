@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use super::archive::{check_symlink_target, ArchiveError, ExtractStats};
 use super::writers::{FileJob, WriterPool};
 use crate::settings::file::Compression;
+use crate::settings::names;
 
 /// The largest zstd window a restore accepts: 2^27 = 128 MiB of decoder memory. Kiln's own
 /// archives use at most 8 MiB (level 19); a bigger window can only be an attempt to exhaust
@@ -83,7 +84,7 @@ const POOL_FILE_LIMIT: u64 = 1 << 20;
 
 /// File writer threads for extraction.
 fn writer_threads() -> usize {
-    std::env::var("KILN_EXTRACT_THREADS")
+    std::env::var(names::EXTRACT_THREADS)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::settings::names;
+
 /// One transfer (download, upload, compress, extract).
 #[derive(Clone)]
 pub struct Transfer {
@@ -19,7 +21,7 @@ impl Transfer {
     /// `what`: "download", "upload", "archive"; `label`: the key.
     pub fn new(what: &'static str, label: &str, total: Option<u64>) -> Transfer {
         let bar =
-            if std::io::stderr().is_terminal() && std::env::var_os("KILN_NO_PROGRESS").is_none() {
+            if std::io::stderr().is_terminal() && std::env::var_os(names::NO_PROGRESS).is_none() {
                 let bar = match total {
                     Some(t) => ProgressBar::new(t),
                     None => ProgressBar::no_length(),

@@ -12,6 +12,7 @@ use futures::stream::{BoxStream, StreamExt};
 use opendal::{ErrorKind, Operator};
 
 use super::gha::{GhaCache, GhaError};
+use crate::settings::names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,11 +92,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> RetryPolicy {
         RetryPolicy {
-            attempts: env("KILN_STORE_RETRIES")
+            attempts: env(names::STORE_RETRIES)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3)
                 .clamp(1, 10),
-            base_delay: env("KILN_STORE_RETRY_DELAY_MS")
+            base_delay: env(names::STORE_RETRY_DELAY_MS)
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_millis(500)),
@@ -106,7 +107,7 @@ impl RetryPolicy {
 
 /// `KILN_STORE_TIMEOUT` (seconds, default 5), see [`RetryPolicy::timeout`].
 pub(crate) fn store_timeout_from(env: &dyn Fn(&str) -> Option<String>) -> Duration {
-    let secs = env("KILN_STORE_TIMEOUT")
+    let secs = env(names::STORE_TIMEOUT)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(5)
         .max(1);

@@ -11,6 +11,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Once;
 
+use crate::settings::names;
+
 static MASKS: Once = Once::new();
 
 fn on_actions() -> bool {
@@ -85,7 +87,7 @@ fn is_secret_name(name: &str) -> bool {
     ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY", "API_KEY"]
         .iter()
         .any(|w| n.contains(w))
-        && (n.starts_with("KILN_")
+        && (n.starts_with(names::PREFIX)
             || n.starts_with("GITHUB_")
             || n.starts_with("GH_")
             || n.starts_with("AWS_")
@@ -103,10 +105,10 @@ pub fn mask_commands(get: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
         .filter(|k| is_secret_name(k))
         .collect();
     for known in [
-        "KILN_GITHUB_TOKEN",
+        names::GITHUB_TOKEN,
         "GITHUB_TOKEN",
-        "KILN_SMTP_PASSWORD",
-        "KILN_WEBHOOK_SECRET",
+        names::SMTP_PASSWORD,
+        names::WEBHOOK_SECRET,
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "ACTIONS_RUNTIME_TOKEN",
@@ -120,7 +122,7 @@ pub fn mask_commands(get: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
         .filter_map(|k| get(k))
         .filter(|v| v.len() >= 4)
         .collect();
-    if let Some(store) = get("KILN_STORE") {
+    if let Some(store) = get(names::STORE) {
         if let Ok(u) = url::Url::parse(&store) {
             if let Some(p) = u.password().filter(|p| !p.is_empty()) {
                 values.push(p.to_string());

@@ -2,6 +2,7 @@
 //! `kiln agent` set. Read once per run; the reporter gets these typed values.
 
 use super::CiEnv;
+use crate::settings::names;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -47,7 +48,7 @@ impl GithubAccess {
 
 /// `owner/name` of the repository being built, when GitHub's variables say it.
 fn repository(env: Env) -> Option<String> {
-    var(env, "KILN_GITHUB_REPOSITORY").or_else(|| var(env, "GITHUB_REPOSITORY"))
+    var(env, names::GITHUB_REPOSITORY).or_else(|| var(env, "GITHUB_REPOSITORY"))
 }
 
 /// Where this build's reports belong.
@@ -78,14 +79,17 @@ impl ReportTarget {
                     .map(|(_, v)| v.clone())
             })
         };
-        let pr_number = get("KILN_PR_NUMBER").and_then(|n| match n.parse::<u64>() {
+        let pr_number = get(names::PR_NUMBER).and_then(|n| match n.parse::<u64>() {
             Ok(n) => Some(n),
             Err(_) => {
-                tracing::warn!("KILN_PR_NUMBER={n:?} is not a number: commenting on the commit");
+                tracing::warn!(
+                    "{}={n:?} is not a number: commenting on the commit",
+                    names::PR_NUMBER
+                );
                 None
             }
         });
-        let head_sha = get("KILN_HEAD_SHA")
+        let head_sha = get(names::HEAD_SHA)
             .map(|s| s.to_ascii_lowercase())
             .filter(|s| s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit()));
         ReportTarget {
@@ -100,7 +104,7 @@ impl ReportTarget {
 
 /// `KILN_RUN_URL`, else the GitHub Actions run's page.
 fn run_url(env: Env) -> Option<String> {
-    var(env, "KILN_RUN_URL").or_else(|| {
+    var(env, names::RUN_URL).or_else(|| {
         Some(format!(
             "{}/{}/actions/runs/{}",
             var(env, "GITHUB_SERVER_URL")?.trim_end_matches('/'),

@@ -20,6 +20,8 @@ mod github;
 
 pub use github::{GithubAccess, ReportTarget};
 
+use crate::settings::names;
+
 /// The GitHub Actions cache service (v2) is reachable: the results service URL and a runtime
 /// token. Then `gha` is the default store. A partial set of `ACTIONS_*` variables is logged as a
 /// warning naming what is missing (and the file store is used).
@@ -318,9 +320,9 @@ impl CiEnv {
     pub fn exported_vars(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(n) = self.pr_number {
-            out.push(("KILN_PR_NUMBER", n.to_string()));
+            out.push((names::PR_NUMBER, n.to_string()));
             if let Some(sha) = &self.sha {
-                out.push(("KILN_HEAD_SHA", sha.clone()));
+                out.push((names::HEAD_SHA, sha.clone()));
             }
         }
         out

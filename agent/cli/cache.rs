@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::settings::names;
 use crate::settings::Compression;
 use crate::size::parse_size;
 
@@ -48,10 +49,10 @@ pub struct SaveArgs {
     #[command(flatten)]
     pub store: StoreArg,
     /// Archive compression.
-    #[arg(long, value_enum, default_value_t = Compression::Zstd, env = "KILN_CACHE_COMPRESSION")]
+    #[arg(long, value_enum, default_value_t = Compression::Zstd, env = names::CACHE_COMPRESSION)]
     pub compression: Compression,
     /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
-    #[arg(long, env = "KILN_CACHE_LEVEL")]
+    #[arg(long, env = names::CACHE_LEVEL)]
     pub level: Option<i32>,
 }
 
@@ -75,10 +76,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub lookup_only: bool,
     /// The most the restore may write (e.g. 20G); a bigger archive is a miss.
-    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_SIZE", value_parser = parse_size, default_value = "20G")]
+    #[arg(long, env = names::CACHE_MAX_RESTORE_SIZE, value_parser = parse_size, default_value = "20G")]
     pub max_restore_size: u64,
     /// The most entries (files, directories, links) the restore may create.
-    #[arg(long, env = "KILN_CACHE_MAX_RESTORE_ENTRIES", default_value_t = crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES)]
+    #[arg(long, env = names::CACHE_MAX_RESTORE_ENTRIES, default_value_t = crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES)]
     pub max_restore_entries: u64,
 }
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::settings::names;
+
 #[derive(Args, Debug)]
 pub struct IndexArgs {
     #[command(subcommand)]
@@ -29,7 +31,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub store: Option<String>,
     /// Address to listen on; port 0 picks a free port (the URL is printed on stdout).
-    #[arg(long, default_value = "127.0.0.1:8700", env = "KILN_INDEX_LISTEN")]
+    #[arg(long, default_value = "127.0.0.1:8700", env = names::INDEX_LISTEN)]
     pub listen: String,
     /// File holding the bearer token clients must present (trailing newline ignored).
     #[arg(long)]

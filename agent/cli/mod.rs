@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::{Classify, Exit};
 use crate::logging::LogFormat;
 use crate::settings;
+use crate::settings::names;
 
 /// Kiln: fast, clean CI builds for Python projects with compiled dependencies.
 ///
@@ -32,7 +33,7 @@ use crate::settings;
 #[command(name = "kiln", version, propagate_version = true)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KILN_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = names::LOG_FORMAT)]
     pub log_format: LogFormat,
     /// More detail in the logs.
     #[arg(short, long, global = true)]
@@ -77,7 +78,7 @@ pub struct FlakyArgs {
     #[arg(long)]
     pub repository: Option<String>,
     /// Branch to list [env: KILN_BRANCH]
-    #[arg(long, env = "KILN_BRANCH")]
+    #[arg(long, env = names::BRANCH)]
     pub branch: String,
     /// Cache store URL (default as for `kiln run`) [env: KILN_STORE]
     #[arg(long)]
@@ -90,7 +91,7 @@ pub struct FlakyArgs {
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
     /// Config file to validate.
-    #[arg(long, default_value = "kiln.yml", env = "KILN_CONFIG")]
+    #[arg(long, default_value = "kiln.yml", env = names::CONFIG)]
     pub config: PathBuf,
     /// Store to probe (write, read, delete a small object). [env: KILN_STORE]
     #[arg(long)]

@@ -11,6 +11,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::settings::file::{EmailConfig, SmtpTls};
+use crate::settings::names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailError {
@@ -57,8 +58,8 @@ impl Mailer {
             smtp,
             cfg.from.as_deref(),
             cfg.tls,
-            env("KILN_SMTP_USER").filter(|u| !u.is_empty()),
-            env("KILN_SMTP_PASSWORD"),
+            env(names::SMTP_USER).filter(|u| !u.is_empty()),
+            env(names::SMTP_PASSWORD),
         ))
     }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::cache::Store;
 use crate::process;
 use crate::sandbox::ProjectRunner;
+use crate::settings::names;
 use crate::settings::{self, RunRequest, Settings, UsageError};
 use crate::summary::{Outcome, RunSummary, StageOutcome};
 
@@ -238,7 +239,7 @@ fn project_runner(
     }
     if !settings.request.save_allowed {
         // The project's own scripts can tell (e.g. skip uploading anything).
-        runner.set_env("KILN_NO_SAVE", "1");
+        runner.set_env(names::NO_SAVE, "1");
     }
     tracing::info!(
         "the project's code runs {}",

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::settings::names;
 use crate::summary::TestFailure;
 
 use super::junit;
@@ -99,8 +100,8 @@ async fn round(failing: &[TestFailure], dir: &Path, inp: &RerunInputs<'_>) -> Op
         },
     )
     .env("PYTEST_ADDOPTS", junit_addopts(&dir.join("junit.xml")))
-    .env("KILN_JUNIT_DIR", dir)
-    .env("KILN_RERUN_TESTS", ids.join("\n"))
+    .env(names::JUNIT_DIR, dir)
+    .env(names::RERUN_TESTS, ids.join("\n"))
     .timeout(inp.timeout)
     .echo(true);
     if let Err(e) = cmd.run().await {

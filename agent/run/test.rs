@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::process::{Output, ProcessError};
 use crate::sandbox::ProjectRunner;
 use crate::settings::file::FlakyPolicy;
+use crate::settings::names;
 use crate::summary::{Outcome, StageOutcome, TestFailure, TestSummary};
 
 use super::junit;
@@ -87,7 +88,7 @@ pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
     };
     let cmd = untrusted::shell(inp.command, scope)
         .env("PYTEST_ADDOPTS", addopts)
-        .env("KILN_JUNIT_DIR", inp.results)
+        .env(names::JUNIT_DIR, inp.results)
         .timeout(inp.timeout)
         .echo(true);
     tracing::info!("$ {}", inp.command);

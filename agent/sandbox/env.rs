@@ -17,6 +17,7 @@ use std::ffi::{OsStr, OsString};
 use serde::{Deserialize, Serialize};
 
 use crate::process::Cmd;
+use crate::settings::names;
 
 /// How far the code being built is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,12 +98,12 @@ const ALLOWED: &[&str] = &[
     "GITHUB_SERVER_URL",
     "RUNNER_OS",
     "RUNNER_ARCH",
-    "KILN_PR_NUMBER",
-    "KILN_HEAD_SHA",
-    "KILN_GITHUB_REPOSITORY",
-    "KILN_BRANCH",
+    names::PR_NUMBER,
+    names::HEAD_SHA,
+    names::GITHUB_REPOSITORY,
+    names::BRANCH,
     // The agent finds and kills a build's processes by this marker (not a secret).
-    "KILN_AGENT_JOB",
+    names::AGENT_JOB,
 ];
 
 fn allowed(name: &str) -> bool {
@@ -123,7 +124,7 @@ pub fn never_passed(name: &str) -> bool {
         "GITHUB_STATE",
         "GITHUB_STEP_SUMMARY",
     ];
-    (EXACT.contains(&name) || name.starts_with("KILN_") || name.starts_with("ACTIONS_"))
+    (EXACT.contains(&name) || name.starts_with(names::PREFIX) || name.starts_with("ACTIONS_"))
         && !allowed(name)
 }
 

@@ -10,11 +10,12 @@ use std::sync::OnceLock;
 
 use super::layout::namespace_flags;
 use super::{Network, SandboxError};
+use crate::settings::names;
 
 /// `KILN_BWRAP_BIN` picks the binary (empty: behave as if bubblewrap were not installed); else
 /// `bwrap` on PATH.
 fn find() -> Option<PathBuf> {
-    match std::env::var_os("KILN_BWRAP_BIN") {
+    match std::env::var_os(names::BWRAP_BIN) {
         Some(p) if p.is_empty() => None,
         Some(p) => which::which(p).ok(),
         None => which::which("bwrap").ok(),

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::http::AppState;
+use crate::settings::names;
 
 /// How the read API is reached.
 pub enum ApiAccess {
@@ -44,7 +45,7 @@ pub fn api_access(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ApiAccess, String> {
     let token = match (
-        env("KILN_AGENT_API_TOKEN").filter(|t| !t.trim().is_empty()),
+        env(names::AGENT_API_TOKEN).filter(|t| !t.trim().is_empty()),
         token_file,
     ) {
         (Some(t), _) => Some(t),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::agent_yml::{AgentConfig, TokenSource};
 use crate::sandbox::{self, SandboxMode};
+use crate::settings::names;
 
 /// The `sandbox:`, `allow_unsandboxed_forks:` and `fork_test_network:` keys of agent.yml.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct Isolation {
 impl Isolation {
     pub fn new(config: &AgentConfig, data_dir: PathBuf, config_path: PathBuf) -> Isolation {
         let mut hidden = vec![data_dir, config_path];
-        hidden.extend(std::env::var_os("KILN_WEBHOOK_SECRET_FILE").map(PathBuf::from));
+        hidden.extend(std::env::var_os(names::WEBHOOK_SECRET_FILE).map(PathBuf::from));
         hidden.extend(config.api_token_file.clone());
         let mut scrubbed = Vec::new();
         for r in &config.repositories {

@@ -18,6 +18,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::settings::names;
+
 /// How much one connection may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
@@ -34,9 +36,9 @@ impl ConnLimits {
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> ConnLimits {
         let num = |k: &str| env(k).and_then(|v| v.trim().parse::<u64>().ok());
         ConnLimits {
-            max_connections: num("KILN_AGENT_MAX_CONNECTIONS").unwrap_or(512).max(1) as usize,
+            max_connections: num(names::AGENT_MAX_CONNECTIONS).unwrap_or(512).max(1) as usize,
             header_timeout: Duration::from_secs(
-                num("KILN_AGENT_HEADER_TIMEOUT").unwrap_or(10).max(1),
+                num(names::AGENT_HEADER_TIMEOUT).unwrap_or(10).max(1),
             ),
             max_lifetime: Duration::from_secs(300),
         }

@@ -35,6 +35,7 @@ use self::queue::{Host, JobQueue};
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
 use crate::cli::agent::AgentArgs;
+use crate::settings::names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -67,8 +68,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
 
 /// The webhook secret from `KILN_WEBHOOK_SECRET` or `KILN_WEBHOOK_SECRET_FILE`.
 pub fn read_secret(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret>, AgentError> {
-    let direct = env("KILN_WEBHOOK_SECRET").filter(|s| !s.is_empty());
-    let file = env("KILN_WEBHOOK_SECRET_FILE").filter(|s| !s.is_empty());
+    let direct = env(names::WEBHOOK_SECRET).filter(|s| !s.is_empty());
+    let file = env(names::WEBHOOK_SECRET_FILE).filter(|s| !s.is_empty());
     match (direct, file) {
         (Some(_), Some(_)) => Err(AgentError::Secret(
             "both KILN_WEBHOOK_SECRET and KILN_WEBHOOK_SECRET_FILE are set; set only one".into(),
@@ -82,7 +83,8 @@ pub fn read_secret(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret
             let s = text.trim_end_matches(['\r', '\n']);
             if s.is_empty() {
                 return Err(AgentError::Secret(format!(
-                    "KILN_WEBHOOK_SECRET_FILE {path} is empty"
+                    "{} {path} is empty",
+                    names::WEBHOOK_SECRET_FILE
                 )));
             }
             Ok(Some(Secret::new(s.as_bytes().to_vec())))
@@ -333,11 +335,11 @@ fn open_data_dir(args: &AgentArgs) -> Result<Opened, AgentError> {
         return Err(AgentError::NoConfig(config_path));
     }
     let mut config = AgentConfig::load(&config_path)?;
-    if let Ok(v) = std::env::var("KILN_SANDBOX") {
+    if let Ok(v) = std::env::var(names::SANDBOX) {
         config.sandbox.mode = v
             .parse()
             .map_err(|message| crate::config::ConfigError::Env {
-                var: "KILN_SANDBOX".into(),
+                var: names::SANDBOX.into(),
                 message,
             })?;
     }

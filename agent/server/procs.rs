@@ -9,8 +9,10 @@
 
 use std::path::Path;
 
+use crate::settings::names;
+
 /// Environment variable that marks a build's processes.
-pub const MARKER_VAR: &str = "KILN_AGENT_JOB";
+pub const MARKER_VAR: &str = names::AGENT_JOB;
 
 /// The marker value for `job` of the agent `agent_id`.
 pub fn marker(agent_id: &str, job: u64) -> String {

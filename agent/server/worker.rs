@@ -20,20 +20,21 @@ use super::github_app::Apps;
 use super::metrics::Metrics;
 use super::procs;
 use super::queue::{Claim, Finished, Job, JobOutcome, JobQueue, LEASE_LOST};
+use crate::settings::names;
 use crate::summary::{Outcome, RunSummary};
 
 /// Environment variables of the agent that a build must never see: the webhook secret, and
 /// per-build settings that, inherited from the agent's environment, would send every build's
 /// report to the same place (they are set per job below when they apply).
 const SCRUBBED_ENV: [&str; 11] = [
-    "KILN_WEBHOOK_SECRET",
-    "KILN_WEBHOOK_SECRET_FILE",
+    names::WEBHOOK_SECRET,
+    names::WEBHOOK_SECRET_FILE,
     "GITHUB_TOKEN",
-    "KILN_GITHUB_REPOSITORY",
-    "KILN_HEAD_SHA",
-    "KILN_PR_NUMBER",
-    "KILN_NO_SAVE",
-    "KILN_RUN_URL",
+    names::GITHUB_REPOSITORY,
+    names::HEAD_SHA,
+    names::PR_NUMBER,
+    names::NO_SAVE,
+    names::RUN_URL,
     "GITHUB_RUN_ID",
     "GITHUB_SHA",
     "GITHUB_REF",
@@ -267,22 +268,22 @@ impl Worker {
         }
         // Build logs are files read by people (`GET /jobs/{id}/log`): plain text, no colours,
         // whatever format the agent's own logs use.
-        cmd.env("NO_COLOR", "1").env_remove("KILN_LOG_FORMAT");
+        cmd.env("NO_COLOR", "1").env_remove(names::LOG_FORMAT);
         cmd.env("GITHUB_REPOSITORY", &job.repo)
-            .env("KILN_GITHUB_REPOSITORY", &job.repo)
+            .env(names::GITHUB_REPOSITORY, &job.repo)
             .env(procs::MARKER_VAR, &p.marker);
         if let Some(n) = job.pr_number {
             // Statuses and checks belong on the PR's head commit (which is what we build).
-            cmd.env("KILN_PR_NUMBER", n.to_string())
-                .env("KILN_HEAD_SHA", &job.sha);
+            cmd.env(names::PR_NUMBER, n.to_string())
+                .env(names::HEAD_SHA, &job.sha);
         }
         if let Some(u) = &self.config.public_url {
-            cmd.env("KILN_RUN_URL", format!("{u}/builds/{}", job.id));
+            cmd.env(names::RUN_URL, format!("{u}/builds/{}", job.id));
         }
         if job.fork {
             // Fork code must never write the shared cache (poisoning). The flag is what `kiln run`
             // obeys; the variable tells the build's own scripts.
-            cmd.arg("--no-save").env("KILN_NO_SAVE", "1");
+            cmd.arg("--no-save").env(names::NO_SAVE, "1");
         }
         if let Some(t) = p.token.take() {
             cmd.env("GITHUB_TOKEN", t);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::{word, CheckoutMode, ConfigError, Installer, ReportMode};
-use super::Env;
+use super::{names, Env};
 use crate::sandbox::SandboxMode;
 
 /// One layer of `kiln run` options: what the flags said, or what `KILN_*` said. `None` = not
@@ -136,50 +136,50 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
     let p = |name: &str| var(env, name).map(PathBuf::from);
     let a = above;
     Ok(Layer {
-        repo: s("KILN_REPO"),
-        rev: s("KILN_REV"),
-        branch: s("KILN_BRANCH"),
-        config: p("KILN_CONFIG"),
-        workdir: p("KILN_WORKDIR"),
-        store: s("KILN_STORE"),
-        summary_json: p("KILN_SUMMARY_JSON"),
-        installer: below(&a.installer, env, "KILN_INSTALLER", word::<Installer>)?,
-        test_command: s("KILN_TEST_COMMAND"),
-        test_timeout: below(&a.test_timeout, env, "KILN_TEST_TIMEOUT", duration)?,
-        checkout: below(&a.checkout, env, "KILN_CHECKOUT", word::<CheckoutMode>)?,
-        checkout_depth: below(&a.checkout_depth, env, "KILN_CHECKOUT_DEPTH", |v| {
+        repo: s(names::REPO),
+        rev: s(names::REV),
+        branch: s(names::BRANCH),
+        config: p(names::CONFIG),
+        workdir: p(names::WORKDIR),
+        store: s(names::STORE),
+        summary_json: p(names::SUMMARY_JSON),
+        installer: below(&a.installer, env, names::INSTALLER, word::<Installer>)?,
+        test_command: s(names::TEST_COMMAND),
+        test_timeout: below(&a.test_timeout, env, names::TEST_TIMEOUT, duration)?,
+        checkout: below(&a.checkout, env, names::CHECKOUT, word::<CheckoutMode>)?,
+        checkout_depth: below(&a.checkout_depth, env, names::CHECKOUT_DEPTH, |v| {
             v.parse()
                 .map_err(|_| format!("{v:?} is not a number of commits (0 = all history)"))
         })?,
-        report_mode: below(&a.report_mode, env, "KILN_REPORT_MODE", word::<ReportMode>)?,
-        no_save: below(&a.no_save, env, "KILN_NO_SAVE", boolish)?,
-        offline: below(&a.offline, env, "KILN_OFFLINE", boolish)?,
-        sandbox: below(&a.sandbox, env, "KILN_SANDBOX", word::<SandboxMode>)?,
-        sandbox_hide: below(&a.sandbox_hide, env, "KILN_SANDBOX_HIDE", path_list)?,
-        untrusted: below(&a.untrusted, env, "KILN_UNTRUSTED", boolish)?,
-        test_network: below(&a.test_network, env, "KILN_TEST_NETWORK", boolish)?,
-        python: s("KILN_PYTHON"),
-        requirements: below(&a.requirements, env, "KILN_REQUIREMENTS", path_list)?,
-        bootstrap_command: s("KILN_BOOTSTRAP_COMMAND"),
-        key_extra: s("KILN_CACHE_KEY_EXTRA"),
+        report_mode: below(&a.report_mode, env, names::REPORT_MODE, word::<ReportMode>)?,
+        no_save: below(&a.no_save, env, names::NO_SAVE, boolish)?,
+        offline: below(&a.offline, env, names::OFFLINE, boolish)?,
+        sandbox: below(&a.sandbox, env, names::SANDBOX, word::<SandboxMode>)?,
+        sandbox_hide: below(&a.sandbox_hide, env, names::SANDBOX_HIDE, path_list)?,
+        untrusted: below(&a.untrusted, env, names::UNTRUSTED, boolish)?,
+        test_network: below(&a.test_network, env, names::TEST_NETWORK, boolish)?,
+        python: s(names::PYTHON),
+        requirements: below(&a.requirements, env, names::REQUIREMENTS, path_list)?,
+        bootstrap_command: s(names::BOOTSTRAP_COMMAND),
+        key_extra: s(names::CACHE_KEY_EXTRA),
         max_restore_size: below(
             &a.max_restore_size,
             env,
-            "KILN_CACHE_MAX_RESTORE_SIZE",
+            names::CACHE_MAX_RESTORE_SIZE,
             crate::size::parse_size,
         )?,
-        bisect: parsed(env, "KILN_BISECT", boolish)?,
+        bisect: parsed(env, names::BISECT, boolish)?,
     })
 }
 
 /// `KILN_CCACHE_BIN`: `None` = look for ccache on PATH; `Some("")` = do not use ccache.
 pub fn ccache_bin(env: Env) -> Option<String> {
-    env("KILN_CCACHE_BIN")
+    env(names::CCACHE_BIN)
 }
 
 /// `KILN_TOOLS_DIR`: where Kiln installs uv when it is not on PATH.
 pub fn tools_dir(env: Env) -> Option<PathBuf> {
-    var(env, "KILN_TOOLS_DIR").map(PathBuf::from)
+    var(env, names::TOOLS_DIR).map(PathBuf::from)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod env;
 pub mod file;
+pub mod names;
 pub mod save_on;
 
 use std::path::{Path, PathBuf};
@@ -113,7 +114,7 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
         summary_json: l.summary_json.clone().map(absolute),
         save_allowed,
         pull_request: ci.is_some_and(|c| c.pr_number.is_some())
-            || env("KILN_PR_NUMBER").is_some_and(|n| !n.trim().is_empty()),
+            || env(names::PR_NUMBER).is_some_and(|n| !n.trim().is_empty()),
         offline: l.offline.unwrap_or(false),
         untrusted,
         ccache_bin: env::ccache_bin(env),
@@ -271,7 +272,7 @@ fn apply(l: &Layer, c: &mut Config) {
 pub fn store_url(explicit: Option<String>, file: Option<&str>, env: Env) -> String {
     explicit
         .filter(|s| !s.is_empty())
-        .or_else(|| env::var(env, "KILN_STORE"))
+        .or_else(|| env::var(env, names::STORE))
         .or_else(|| file.filter(|s| !s.is_empty()).map(str::to_string))
         .unwrap_or_else(|| {
             if crate::ci::gha_cache_available(env) {

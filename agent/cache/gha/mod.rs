@@ -24,6 +24,8 @@ use super::store::Entry;
 use blob::{BlobSettings, Source};
 use twirp::Twirp;
 
+use crate::settings::names;
+
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// What went wrong talking to the cache service.
@@ -153,8 +155,8 @@ impl GhaCache {
             .build()
             .map_err(|e| format!("gha: HTTP client: {e}"))?;
         let blob = BlobSettings {
-            block_size: parse_num(env, "KILN_GHA_BLOCK_SIZE").unwrap_or(32 << 20),
-            concurrency: parse_num(env, "KILN_GHA_UPLOAD_CONCURRENCY").unwrap_or(4),
+            block_size: parse_num(env, names::GHA_BLOCK_SIZE).unwrap_or(32 << 20),
+            concurrency: parse_num(env, names::GHA_UPLOAD_CONCURRENCY).unwrap_or(4),
             attempts: policy.attempts,
             retry_delay: policy.base_delay,
         };
