@@ -27,6 +27,7 @@ pub mod settings;
 pub mod size;
 pub mod summary;
 pub mod wheelhouse;
+pub mod wheels;
 pub mod yaml;
 
 /// kiln.yml's types under their former path, for code not yet moved to [`settings`].

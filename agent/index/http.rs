@@ -26,10 +26,10 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{Auth, CHALLENGE};
 use super::layout::{self, Sidecar};
-use super::names::{is_valid_project_name, normalize, WheelName};
 use super::pages::{self, Format};
 use super::IndexError;
 use crate::cache::store::Store;
+use crate::wheels::names::{is_valid_project_name, normalize, WheelName};
 
 /// Shared by every request.
 #[derive(Clone)]

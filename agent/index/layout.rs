@@ -22,9 +22,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::metadata::{read_metadata, requires_python};
-use super::names::WheelName;
 use super::IndexError;
 use crate::cache::store::{Store, StoreError, Upload};
+use crate::wheels::names::WheelName;
 
 /// Top-level prefix of published wheels in the store.
 pub const WHEELS_PREFIX: &str = "wheels/";

@@ -9,7 +9,6 @@ pub mod auth;
 pub mod http;
 pub mod layout;
 pub mod metadata;
-pub mod names;
 pub mod pages;
 
 use std::path::PathBuf;

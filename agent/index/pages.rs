@@ -7,8 +7,8 @@
 use serde_json::json;
 
 use super::layout::Sidecar;
-use super::names::Version;
 use crate::html::esc;
+use crate::wheels::names::Version;
 
 pub const JSON_V1: &str = "application/vnd.pypi.simple.v1+json";
 pub const HTML_V1: &str = "application/vnd.pypi.simple.v1+html";

@@ -71,7 +71,7 @@ fn wheelhouse_not_worth_saving(
 ) -> Option<&'static str> {
     if !inp.wheelhouse_used {
         Some("nothing to install")
-    } else if super::bootstrap::installers::list_wheels(dir).is_empty() {
+    } else if crate::wheels::list(dir).is_empty() {
         Some("empty")
     } else if inp.wheelhouse_unchanged {
         Some("nothing new")

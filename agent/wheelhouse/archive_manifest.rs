@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::index::names::WheelName;
+use crate::wheels::names::WheelName;
 
 /// Name of the manifest entry, first in the archive.
 pub const MANIFEST_NAME: &str = "kiln-wheelhouse.json";

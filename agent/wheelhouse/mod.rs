@@ -2,17 +2,17 @@
 //!
 //! `export` packs a directory of wheels, or the wheels published in a store, into one `.tar.zst`
 //! with a manifest (names, tags, sha256); `import` verifies every hash before placing any wheel,
-//! by default into the directory `kiln run --offline` installs from.
+//! by default into the directory `kiln run --offline` installs from (see
+//! [`crate::wheels::offline`]).
 
 pub mod archive_manifest;
-pub mod offline;
 pub mod transfer;
 
 use std::path::PathBuf;
 
 use crate::cli::wheelhouse::{WheelhouseArgs, WheelhouseCommand};
 
-use crate::cache::store::{self, Store, StoreError};
+use crate::cache::store::{Store, StoreError};
 use crate::index::IndexError;
 
 pub use transfer::{export_dir, export_store, import, ExportStats, ImportStats};
@@ -67,18 +67,6 @@ impl From<IndexError> for WheelhouseError {
     }
 }
 
-/// Where `import` puts wheels by default and where `kiln run --offline` looks for them:
-/// `~/.cache/kiln/wheelhouse` (beside the embedded store), or `KILN_OFFLINE_WHEELHOUSE`.
-pub fn default_import_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KILN_OFFLINE_WHEELHOUSE").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    store::default_store_dir()
-        .parent()
-        .map(|p| p.join("wheelhouse"))
-        .unwrap_or_else(|| PathBuf::from("/tmp/kiln-wheelhouse"))
-}
-
 /// `kiln wheelhouse …`
 /// Run `kiln wheelhouse …`.
 pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
@@ -112,7 +100,10 @@ pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
             Ok(())
         }
         WheelhouseCommand::Import(a) => {
-            let into = a.into.clone().unwrap_or_else(default_import_dir);
+            let into = a
+                .into
+                .clone()
+                .unwrap_or_else(crate::wheels::offline::default_import_dir);
             let (archive, dest) = (a.archive.clone(), into.clone());
             let stats = tokio::task::spawn_blocking(move || import(&archive, &dest))
                 .await

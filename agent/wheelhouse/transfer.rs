@@ -18,7 +18,7 @@ use super::archive_manifest::{
 use super::WheelhouseError;
 use crate::cache::store::Store;
 use crate::index::layout::{self, PublishStats};
-use crate::index::names::WheelName;
+use crate::wheels::names::WheelName;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

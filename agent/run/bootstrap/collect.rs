@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::process::{Cmd, Output, ProcessError};
 
-use super::installers::{self, parse_pip_wheel};
+use super::installers::parse_pip_wheel;
+use crate::wheels;
 
 /// `pip wheel` passes running in the background, one after the other; dropped unfinished, they
 /// are stopped.
@@ -110,7 +111,7 @@ impl Pending {
             report.used.remove(&w);
         }
         let mut added = Vec::new();
-        for name in installers::list_wheels(&self.dir) {
+        for name in wheels::list(&self.dir) {
             let dest = self.wheelhouse.join(&name);
             if dest.exists() {
                 continue;
@@ -122,7 +123,7 @@ impl Pending {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         self.used.extend(report.used);
-        let pruned = installers::prune_wheelhouse(&self.wheelhouse, &self.used, self.max_age);
+        let pruned = wheels::prune(&self.wheelhouse, &self.used, self.max_age);
         Ok(Collected {
             added,
             pruned,

@@ -431,7 +431,7 @@ impl BuildEnv {
         }
         let cmd = i.install_cmd_into(&python);
         match sources.offline {
-            true => cmd.args(crate::wheelhouse::offline::install_args(i.wheelhouse)),
+            true => cmd.args(crate::wheels::offline::install_args(i.wheelhouse)),
             false => cmd,
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::process::{Cmd, Output};
 use crate::summary::WheelSummary;
@@ -147,53 +147,6 @@ pub fn parse_installed(lines: &[String]) -> u32 {
     0
 }
 
-/// Remove wheels the current requirements did not use, unless younger than `max_age`.
-pub fn prune_wheelhouse(
-    dir: &Path,
-    used: &BTreeSet<String>,
-    max_age: Option<Duration>,
-) -> Vec<String> {
-    let mut removed = Vec::new();
-    if used.is_empty() {
-        return removed; // nothing parsed: never guess
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return removed;
-    };
-    let now = SystemTime::now();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".whl") || used.contains(&name) {
-            continue;
-        }
-        let age = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .unwrap_or_default();
-        if max_age.is_some_and(|max| age < max) {
-            continue;
-        }
-        if std::fs::remove_file(e.path()).is_ok() {
-            removed.push(name);
-        }
-    }
-    removed.sort();
-    removed
-}
-
-pub fn list_wheels(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".whl"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Creates the fresh venv: uv, or the host's pip-less venv, or a venv with its own pip.
 pub fn venv_cmd(tool: Option<&Tool>, host_pip: bool, py: &PythonInfo, venv: &Path) -> Cmd {
     match tool {
@@ -334,11 +287,11 @@ impl Installing<'_> {
 
     /// Only wheels already here; a missing one is named, nothing is built but the project.
     pub async fn offline(&self) -> Result<Installed, BootstrapError> {
-        let extra = crate::wheelhouse::offline::install_args(self.wheelhouse);
+        let extra = crate::wheels::offline::install_args(self.wheelhouse);
         let run = self.install(&extra).await?;
         if let Some(o) = &run.failed {
             return Err(
-                match crate::wheelhouse::offline::explain(&o.lines, self.wheelhouse) {
+                match crate::wheels::offline::explain(&o.lines, self.wheelhouse) {
                     Some((requirement, searched)) => BootstrapError::OfflineMissing {
                         requirement,
                         searched,
@@ -486,7 +439,7 @@ impl Installing<'_> {
             .echo(true)
             .run()
             .await?;
-        let built = list_wheels(&self.project_dist).into_iter().next();
+        let built = crate::wheels::list(&self.project_dist).into_iter().next();
         match (o.success, built) {
             (true, Some(w)) => Ok(self.project_dist.join(w)),
             _ => Err(BootstrapError::ProjectBuild {
@@ -639,29 +592,5 @@ mod tests {
             parse_installed(&lines("Resolved 9 packages\nInstalled 9 packages in 12ms")),
             9
         );
-    }
-
-    #[test]
-    fn prune_keeps_used_and_young_wheels() {
-        let d = tempfile::tempdir().unwrap();
-        for n in [
-            "used-1-py3-none-any.whl",
-            "old-1-py3-none-any.whl",
-            "notes.txt",
-        ] {
-            std::fs::write(d.path().join(n), b"x").unwrap();
-        }
-        let used: BTreeSet<String> = ["used-1-py3-none-any.whl".to_string()].into();
-        // A generous age limit keeps the unused (but young) wheel.
-        assert!(prune_wheelhouse(d.path(), &used, Some(Duration::from_secs(3600))).is_empty());
-        // No limit: unused wheels go, other files stay.
-        assert_eq!(
-            prune_wheelhouse(d.path(), &used, None),
-            vec!["old-1-py3-none-any.whl"]
-        );
-        assert!(d.path().join("used-1-py3-none-any.whl").exists());
-        assert!(d.path().join("notes.txt").exists());
-        // Nothing parsed: nothing removed.
-        assert!(prune_wheelhouse(d.path(), &BTreeSet::new(), None).is_empty());
     }
 }

@@ -33,6 +33,7 @@ use std::time::Instant;
 use crate::sandbox::{Network, ProjectRunner, Trust};
 use crate::settings::Config;
 use crate::summary::{CcacheSummary, ProjectSummary, WheelSummary};
+use crate::wheels;
 
 use super::toolchain::{self, PythonInfo};
 use super::untrusted::{self, Scope};
@@ -131,7 +132,7 @@ fn runner_for(inp: &BootstrapInputs<'_>, py: &PythonInfo, tool: Option<&Tool>) -
     }
     if inp.offline {
         // Imported wheels (`kiln wheelhouse import`) live outside the work dir.
-        for dir in crate::wheelhouse::offline::search_dirs(&inp.paths.wheelhouse) {
+        for dir in crate::wheels::offline::search_dirs(&inp.paths.wheelhouse) {
             if dir != inp.paths.wheelhouse {
                 if let Err(e) = runner.expose_dir(&dir) {
                     tracing::warn!("the sandbox cannot show {}: {e}", dir.display());
@@ -316,7 +317,7 @@ async fn install(
                 pending.max_age = max_age;
             }
             None => {
-                let removed = installers::prune_wheelhouse(&inp.paths.wheelhouse, used, max_age);
+                let removed = wheels::prune(&inp.paths.wheelhouse, used, max_age);
                 log_pruned(&removed);
             }
         }
@@ -439,7 +440,7 @@ async fn project_command(
     paths: &Paths,
     scope: Scope<'_>,
 ) -> Result<Installed, BootstrapError> {
-    let before = installers::list_wheels(&paths.wheelhouse);
+    let before = wheels::list(&paths.wheelhouse);
     let bin = paths.venv.join("bin");
     let masq = paths.tmp.join("ccache-bin");
     let wh = paths.wheelhouse.clone().into_os_string();
@@ -463,7 +464,7 @@ async fn project_command(
             tail: o.tail(30),
         });
     }
-    let after = installers::list_wheels(&paths.wheelhouse);
+    let after = wheels::list(&paths.wheelhouse);
     Ok(Installed {
         wheels: WheelSummary {
             built: after.difference(&before).count() as u32,

@@ -30,14 +30,14 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::index::names::{normalize, Version, WheelName};
 use crate::process::Cmd;
 use crate::summary::WheelSummary;
+use crate::wheels::{self, names};
 
 use super::super::untrusted;
 use super::collect::Pending;
 use super::error::BootstrapError;
-use super::installers::{self, compiler_errors, failed_package, Installed, Installing};
+use super::installers::{compiler_errors, failed_package, Installed, Installing};
 use super::ready_made::{self, Unpacked};
 use super::venv_dists::{self, Dist};
 
@@ -57,7 +57,7 @@ impl Installing<'_> {
         tmp: &Path,
         pytest: bool,
     ) -> Result<Installed, BootstrapError> {
-        let before = installers::list_wheels(self.wheelhouse);
+        let before = wheels::list(self.wheelhouse);
         // Nothing but the project (which has no dependencies) is installed: pytest cannot come
         // from anything else, so it joins the install.
         let with_pytest = pytest && self.deps.is_empty() && !self.dynamic_deps;
@@ -73,9 +73,10 @@ impl Installing<'_> {
         let pytest_seconds = t.elapsed().as_secs_f64();
         let dists = venv_dists::read(self.venv_dir());
         let local = local_names(&dists);
-        let mut used: BTreeSet<String> = harvest_built_wheels(uv_cache, self.wheelhouse, &local)
-            .into_iter()
-            .collect();
+        let mut used: BTreeSet<String> =
+            wheels::harvest_built_wheels(uv_cache, self.wheelhouse, &local)
+                .into_iter()
+                .collect();
         let harvested = used.clone();
         let constraints = constraints_path(tmp);
         let pins = venv_dists::pins(&dists);
@@ -85,7 +86,7 @@ impl Installing<'_> {
             tail: format!("cannot write {}: {e}", constraints.display()),
         })?;
         let ready = self.copy_ready_made(uv_cache, &local);
-        let covered = covered_by(&pins, &installers::list_wheels(self.wheelhouse));
+        let covered = wheels::covered_by(&pins, &wheels::list(self.wheelhouse));
         used.extend(covered.wheels);
         used.extend(ready.used);
         // A build environment's distribution (not in the venv) still missing: the build
@@ -93,8 +94,8 @@ impl Installing<'_> {
         let build_missing = ready.missing.iter().any(|p| !pins.lines().any(|l| l == p));
         let pending =
             self.collect_in_background(&covered.missing, build_missing, &constraints, tmp)?;
-        let mut built: BTreeSet<String> = harvested.iter().map(|w| dist_name(w)).collect();
-        built.extend(prebuilt.iter().map(|w| dist_name(w)));
+        let mut built: BTreeSet<String> = harvested.iter().map(|w| names::dist_name(w)).collect();
+        built.extend(prebuilt.iter().map(|w| names::dist_name(w)));
         Ok(Installed {
             wheels: WheelSummary {
                 built: built.len() as u32,
@@ -206,7 +207,7 @@ impl Installing<'_> {
         uv_cache: &Path,
         uv: &crate::process::Output,
     ) -> BootstrapError {
-        let kept = harvest_built_wheels(uv_cache, self.wheelhouse, &[]);
+        let kept = wheels::harvest_built_wheels(uv_cache, self.wheelhouse, &[]);
         tracing::info!(
             "uv's build failed; keeping the {} wheel(s) it built and building the rest with pip",
             kept.len()
@@ -234,7 +235,7 @@ impl Installing<'_> {
             .filter(|u| !local.contains(&u.name))
             .collect();
         let all: String = unpacked.iter().map(|u| u.pin() + "\n").collect();
-        let absent = covered_by(&all, &installers::list_wheels(self.wheelhouse)).missing;
+        let absent = wheels::covered_by(&all, &wheels::list(self.wheelhouse)).missing;
         let wanted: Vec<Unpacked> = unpacked
             .iter()
             .filter(|u| absent.contains(&u.pin()))
@@ -248,7 +249,7 @@ impl Installing<'_> {
                 copied.len()
             );
         }
-        let covered = covered_by(&all, &installers::list_wheels(self.wheelhouse));
+        let covered = wheels::covered_by(&all, &wheels::list(self.wheelhouse));
         ReadyMade {
             used: covered.wheels,
             missing: covered.missing,
@@ -337,182 +338,7 @@ fn local_names(dists: &[Dist]) -> Vec<String> {
         .collect()
 }
 
-/// Copy each wheel uv built (`<uv_cache>/sdists-v*/**/*.whl`) into `wheelhouse`, unless a wheel
-/// of that name is already there, it is an editable build (`sdists-v*/editable/`), or a
-/// distribution of `skip` (normalized names: the project, local path dependencies). Returns the
-/// file names copied.
-pub fn harvest_built_wheels(uv_cache: &Path, wheelhouse: &Path, skip: &[String]) -> Vec<String> {
-    let mut found: Vec<PathBuf> = Vec::new();
-    let Ok(buckets) = std::fs::read_dir(uv_cache) else {
-        return Vec::new();
-    };
-    for bucket in buckets.flatten() {
-        if !bucket.file_name().to_string_lossy().starts_with("sdists-v") {
-            continue;
-        }
-        for kind in std::fs::read_dir(bucket.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if kind.file_name() != "editable" {
-                find_wheels(&kind.path(), &mut found);
-            }
-        }
-    }
-    let mut copied = Vec::new();
-    for whl in found {
-        let Some(name) = whl.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        let dest = wheelhouse.join(&name);
-        if dest.exists() || copied.contains(&name) || skip.contains(&normalize(&dist_name(&name))) {
-            continue;
-        }
-        match std::fs::hard_link(&whl, &dest).or_else(|_| std::fs::copy(&whl, &dest).map(drop)) {
-            Ok(()) => copied.push(name),
-            Err(e) => tracing::warn!("cannot copy {} into the wheelhouse: {e}", whl.display()),
-        }
-    }
-    copied.sort();
-    copied
-}
-
-fn find_wheels(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Ok(kind) = e.file_type() else { continue };
-        let path = e.path();
-        if kind.is_dir() {
-            find_wheels(&path, out);
-        } else if kind.is_file() && path.extension().is_some_and(|x| x == "whl") {
-            out.push(path);
-        }
-    }
-}
-
-/// The wheels of `wheels` (file names) that are the pinned distributions of `pins`
-/// (`name==version` lines), and the pins none of them is.
-#[derive(Debug, Default, PartialEq)]
-pub struct Covered {
-    pub wheels: BTreeSet<String>,
-    pub missing: Vec<String>,
-}
-
-/// Match `pins` to `wheels` by PEP 503 name and PEP 440 version.
-pub fn covered_by(pins: &str, wheels: &BTreeSet<String>) -> Covered {
-    let parsed: Vec<WheelName> = wheels.iter().filter_map(|w| WheelName::parse(w)).collect();
-    let mut out = Covered::default();
-    for pin in pins.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let Some((name, version)) = pin.split_once("==") else {
-            continue;
-        };
-        let (name, version) = (normalize(name), Version::parse(version));
-        let matching: Vec<&WheelName> = parsed
-            .iter()
-            .filter(|w| w.project == name && Version::parse(&w.version) == version)
-            .collect();
-        if matching.is_empty() {
-            out.missing.push(pin.to_string());
-        }
-        out.wheels
-            .extend(matching.into_iter().map(|w| w.filename.clone()));
-    }
-    out
-}
-
-/// `zope_interface-6.0-cp311-….whl` → `zope_interface`.
-fn dist_name(wheel: &str) -> String {
-    wheel.split('-').next().unwrap_or(wheel).to_string()
-}
-
 /// The constraints file's place in the work dir.
 pub fn constraints_path(tmp: &Path) -> PathBuf {
     tmp.join("kiln-installed.txt")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pins_are_matched_to_wheels_by_normalized_name_and_version() {
-        let wheels: BTreeSet<String> = [
-            "zope_interface-6.4.post2-cp311-cp311-linux_x86_64.whl",
-            "MarkupSafe-3.0.2-cp311-cp311-linux_x86_64.whl",
-            "pytest-9.2.0-py3-none-any.whl",
-            "pytest-9.1.0-py3-none-any.whl",
-            "notes.txt",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let c = covered_by(
-            "zope.interface==6.4.post2\nmarkupsafe==3.0.2\npytest==9.2.0\npluggy==1.7.0\n",
-            &wheels,
-        );
-        assert_eq!(c.missing, vec!["pluggy==1.7.0"]);
-        assert_eq!(
-            c.wheels.into_iter().collect::<Vec<_>>(),
-            [
-                "MarkupSafe-3.0.2-cp311-cp311-linux_x86_64.whl",
-                "pytest-9.2.0-py3-none-any.whl",
-                "zope_interface-6.4.post2-cp311-cp311-linux_x86_64.whl"
-            ]
-        );
-        assert!(covered_by("", &wheels).missing.is_empty());
-    }
-
-    #[test]
-    fn harvest_copies_each_built_wheel_once_and_keeps_what_is_there() {
-        let d = tempfile::tempdir().unwrap();
-        let cache = d.path().join("uv-cache");
-        let wh = d.path().join("wheelhouse");
-        for (dir, name) in [
-            (
-                "sdists-v11/index/ab/fastsum/1.0/x1",
-                "fastsum-1.0-cp311-cp311-linux_x86_64.whl",
-            ),
-            (
-                "sdists-v11/path/cd/vecmath/1.1/x2",
-                "vecmath-1.1-cp311-cp311-linux_x86_64.whl",
-            ),
-            (
-                "sdists-v11/path/ef/vecmath/1.1/x3",
-                "vecmath-1.1-cp311-cp311-linux_x86_64.whl",
-            ),
-            ("wheels-v8/pypi/pytest", "pytest-9.2.0-py3-none-any.whl"),
-        ] {
-            std::fs::create_dir_all(cache.join(dir)).unwrap();
-            std::fs::write(cache.join(dir).join(name), name).unwrap();
-        }
-        std::fs::create_dir_all(&wh).unwrap();
-        std::fs::write(wh.join("fastsum-1.0-cp311-cp311-linux_x86_64.whl"), b"old").unwrap();
-        let copied = harvest_built_wheels(&cache, &wh, &[]);
-        assert_eq!(copied, vec!["vecmath-1.1-cp311-cp311-linux_x86_64.whl"]);
-        assert_eq!(
-            std::fs::read(wh.join("fastsum-1.0-cp311-cp311-linux_x86_64.whl")).unwrap(),
-            b"old",
-            "a wheel already in the wheelhouse is kept as it is"
-        );
-        assert!(
-            !wh.join("pytest-9.2.0-py3-none-any.whl").exists(),
-            "only built wheels"
-        );
-        assert!(harvest_built_wheels(&d.path().join("none"), &wh, &[]).is_empty());
-        // The project's own (editable) wheel never goes in.
-        let editable = "sdists-v11/editable/ab/x1";
-        let name = "msgpack-1.1.2-0.editable-cp311-cp311-linux_x86_64.whl";
-        std::fs::create_dir_all(cache.join(editable)).unwrap();
-        std::fs::write(cache.join(editable).join(name), name).unwrap();
-        assert!(harvest_built_wheels(&cache, &wh, &[]).is_empty());
-        let path = "sdists-v11/path/cd/x2";
-        let name = "msgpack-1.1.2-cp311-cp311-linux_x86_64.whl";
-        std::fs::create_dir_all(cache.join(path)).unwrap();
-        std::fs::write(cache.join(path).join(name), name).unwrap();
-        assert!(harvest_built_wheels(&cache, &wh, &["msgpack".into()]).is_empty());
-        assert!(!wh.join(name).exists());
-    }
 }

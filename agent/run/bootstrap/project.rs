@@ -82,7 +82,7 @@ pub async fn ensure_pytest(
         return Ok((false, WheelReport::default()));
     }
     let mut report = WheelReport::default();
-    let in_wheelhouse = super::installers::list_wheels(i.wheelhouse)
+    let in_wheelhouse = crate::wheels::list(i.wheelhouse)
         .iter()
         .any(|w| w.starts_with("pytest-"));
     if !in_wheelhouse && offline {

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::index::names::{Version, WheelName};
+use crate::wheels::names::{Version, WheelName};
 
 /// A wheel uv unpacked: a distribution of the venv or of a build environment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,16 +30,19 @@ use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::index::names::{normalize, WheelName};
 use crate::project::pyproject::PyProject;
+use crate::wheels::{
+    self,
+    names::{normalize, WheelName},
+};
 
 use super::error::BootstrapError;
 use super::frontend::{
     checkout_extras, hooks_path, uv_build_settings, write_hooks, Build, BuildEnv, Built, Kind,
     Sources,
 };
-use super::installers::{self, Installing};
-use super::parallel_build::{concurrent_builds, covered_by};
+use super::installers::Installing;
+use super::parallel_build::concurrent_builds;
 
 /// A resolved sdist uv unpacked, to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +118,7 @@ impl Installing<'_> {
         let Some(resolved) = self.resolve(uv, tmp).await else {
             return Vec::new();
         };
-        let missing = covered_by(&resolved, &installers::list_wheels(self.wheelhouse)).missing;
+        let missing = wheels::covered_by(&resolved, &wheels::list(self.wheelhouse)).missing;
         let mut sdists: Vec<Sdist> = pins(&missing.join("\n"))
             .iter()
             .filter_map(|(name, version)| unpacked_sdist(uv_cache, name, version))

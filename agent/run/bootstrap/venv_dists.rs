@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::index::names::normalize;
+use crate::wheels::names::normalize;
 
 /// One installed distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Project names, wheel file names and versions, as the Python packaging specs define them.
 //!
-//! The index has to agree with pip and uv on three things: which project a wheel belongs to
+//! The wheelhouse and the index have to agree with pip and uv on three things: which project a wheel belongs to
 //! (PEP 503 name normalization), what a wheel's file name says (the wheel spec's
 //! `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`), and which version is newest
 //! (PEP 440 ordering, so "newest first" lists `1.10` above `1.9` and `2.0rc1` below `2.0`).
@@ -23,6 +23,11 @@ pub fn normalize(name: &str) -> String {
         }
     }
     out
+}
+
+/// `zope_interface-6.0-cp311-….whl` → `zope_interface`.
+pub fn dist_name(wheel: &str) -> String {
+    wheel.split('-').next().unwrap_or(wheel).to_string()
 }
 
 /// Whether `name` is a valid project name (PEP 508): ASCII letters, digits, `-_.`, starting and

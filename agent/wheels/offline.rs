@@ -1,5 +1,6 @@
-//! `kiln run --offline`: install from wheels already on the machine, and when one is missing say
-//! which requirement, instead of pip's or uv's resolver prose.
+//! `kiln run --offline`: install from wheels already on the machine (the run's wheelhouse, then
+//! the wheels `kiln wheelhouse import` placed), and when one is missing say which requirement,
+//! instead of pip's or uv's resolver prose.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,23 @@ pub fn install_args(run_wheelhouse: &Path) -> Vec<OsString> {
 /// Where an offline install looks: the run's (restored) wheelhouse, then the imported wheels.
 pub fn search_dirs(run_wheelhouse: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![run_wheelhouse.to_path_buf()];
-    let imported = super::default_import_dir();
+    let imported = default_import_dir();
     if imported.is_dir() && imported != run_wheelhouse {
         dirs.push(imported);
     }
     dirs
+}
+
+/// Where `kiln wheelhouse import` puts wheels by default and where `kiln run --offline` looks
+/// for them: `~/.cache/kiln/wheelhouse` (beside the embedded store), or `KILN_OFFLINE_WHEELHOUSE`.
+pub fn default_import_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KILN_OFFLINE_WHEELHOUSE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    crate::cache::store::default_store_dir()
+        .parent()
+        .map(|p| p.join("wheelhouse"))
+        .unwrap_or_else(|| PathBuf::from("/tmp/kiln-wheelhouse"))
 }
 
 /// For a failed offline install: (the missing requirement, the directories searched), when the
