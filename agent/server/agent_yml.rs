@@ -187,6 +187,9 @@ pub struct AgentConfig {
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
     pub web: WebConfig,
+    /// The value of every `*_file` key anywhere in the file (token, private key, password
+    /// files): secrets the project's code must never read, wherever they live.
+    pub secret_files: Vec<PathBuf>,
 }
 
 impl AgentConfig {
@@ -297,6 +300,7 @@ impl AgentConfig {
             defaults: file.defaults,
             repositories: repos,
             web: file.web,
+            secret_files: secret_files(text),
         })
     }
 
@@ -306,6 +310,33 @@ impl AgentConfig {
             .iter()
             .find(|r| r.full_name.eq_ignore_ascii_case(full_name))
     }
+}
+
+/// Every string value of a key ending in `_file`, at any depth of the (already validated)
+/// document: a new `*_file` setting is hidden from builds without anyone remembering to.
+fn secret_files(text: &str) -> Vec<PathBuf> {
+    fn walk(v: &serde_yaml::Value, out: &mut Vec<PathBuf>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        (Some(k), Some(p)) if k.ends_with("_file") && !p.trim().is_empty() => {
+                            out.push(PathBuf::from(p.trim()))
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_yaml::Value::Tagged(t) => walk(&t.value, out),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+        walk(&v, &mut out);
+    }
+    out
 }
 
 /// `*` matches any run of characters (including `/`); everything else literally.
@@ -400,6 +431,30 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn every_file_key_is_a_secret_file() {
+        let c = parse(
+            "api_token_file: /srv/api.token\nweb:\n  token_file: /opt/web.token\ndefaults:\n  github_app:\n    app_id: 1\n    private_key_file: /var/app.pem\nrepositories:\n  - name: o/r\n    token_file: /x/r.token\n    github_app:\n      app_id: 2\n      private_key_file: /y/b.pem\n",
+        )
+        .unwrap();
+        let mut got: Vec<String> = c
+            .secret_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "/opt/web.token",
+                "/srv/api.token",
+                "/var/app.pem",
+                "/x/r.token",
+                "/y/b.pem"
+            ]
+        );
     }
 
     #[test]

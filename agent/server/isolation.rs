@@ -45,7 +45,18 @@ impl Isolation {
     pub fn new(config: &AgentConfig, data_dir: PathBuf, config_path: PathBuf) -> Isolation {
         let mut hidden = vec![data_dir, config_path];
         hidden.extend(std::env::var_os(names::WEBHOOK_SECRET_FILE).map(PathBuf::from));
+        // Every secret file the agent was given, wherever it lives: `KILN_*_FILE` variables
+        // (the webhook secret) and every `*_file` of agent.yml (tokens, keys, passwords).
+        hidden.extend(
+            std::env::vars_os()
+                .filter(|(k, v)| {
+                    let k = k.to_string_lossy();
+                    k.starts_with(names::PREFIX) && k.ends_with("_FILE") && !v.is_empty()
+                })
+                .map(|(_, v)| PathBuf::from(v)),
+        );
         hidden.extend(config.api_token_file.clone());
+        hidden.extend(config.secret_files.iter().cloned());
         let mut scrubbed = Vec::new();
         for r in &config.repositories {
             match &r.token {

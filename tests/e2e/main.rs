@@ -35,3 +35,4 @@ mod report_run;
 mod run;
 mod run_gha;
 mod sandbox;
+mod sandbox_reach;
