@@ -162,6 +162,7 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
         settings,
         store,
         log_tail,
+        git,
         ..
     } = f;
     let default_report = settings::file::ReportConfig::default();
@@ -172,6 +173,7 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
     let facts = RunFacts {
         repo: &request.repo,
         checkout: &paths.checkout,
+        git: git.as_ref(),
         store: store.as_ref(),
         report: settings
             .as_ref()

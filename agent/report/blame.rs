@@ -6,11 +6,11 @@
 //! history); when that fails the caller asks GitHub's compare API, and as a last resort blames the
 //! tested commit alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::git;
+use crate::git::GitDir;
 use crate::process::ProcessError;
 
 /// At most this many commits are blamed: a range longer than this is a force push or a very old
@@ -170,15 +170,15 @@ pub fn people(commits: &[Commit]) -> Vec<Person> {
     out
 }
 
-async fn has_commit(dir: &Path, sha: &str) -> bool {
+async fn has_commit(git: &GitDir, sha: &str) -> bool {
     let spec = format!("{sha}^{{commit}}");
-    matches!(git::run(dir, &["cat-file", "-e", &spec]).await, Ok(o) if o.success)
+    matches!(git.run(&["cat-file", "-e", &spec]).await, Ok(o) if o.success)
 }
 
 /// Whether `base` is in the checkout and reachable from `head` there: then `base..head` is whole.
-async fn connected(dir: &Path, base: &str, head: &str) -> bool {
-    has_commit(dir, base).await
-        && matches!(git::run(dir, &["merge-base", "--is-ancestor", base, head]).await, Ok(o) if o.success)
+async fn connected(git: &GitDir, base: &str, head: &str) -> bool {
+    has_commit(git, base).await
+        && matches!(git.run(&["merge-base", "--is-ancestor", base, head]).await, Ok(o) if o.success)
 }
 
 /// Make sure `base` and the history from it to `head` are in the checkout, fetching from `repo`
@@ -186,14 +186,23 @@ async fn connected(dir: &Path, base: &str, head: &str) -> bool {
 /// [`MAX_COMMITS`] (all the range blame reads), never unshallowed: a repository's whole history
 /// can be gigabytes. A base further back (or not an ancestor, after a force push) is then
 /// fetched on its own, one commit deep.
-async fn ensure_history(dir: &Path, repo: &str, base: &str, head: &str) -> Result<(), BlameError> {
-    let shallow = git::stdout(dir, &["rev-parse", "--is-shallow-repository"])
+async fn ensure_history(
+    git: &GitDir,
+    repo: &str,
+    base: &str,
+    head: &str,
+) -> Result<(), BlameError> {
+    let dir = git.path();
+    let shallow = git
+        .stdout(&["rev-parse", "--is-shallow-repository"])
         .await
         .map(|s| s.trim() == "true")
         .unwrap_or(false);
-    if shallow && !connected(dir, base, head).await {
+    if shallow && !connected(git, base, head).await {
         let deepen = format!("--deepen={MAX_COMMITS}");
-        let out = git::run(dir, &["fetch", "--quiet", "--no-tags", &deepen, repo, head]).await?;
+        let out = git
+            .run(&["fetch", "--quiet", "--no-tags", &deepen, repo, head])
+            .await?;
         if !out.success {
             return Err(BlameError::Shallow {
                 sha: base.to_string(),
@@ -201,7 +210,7 @@ async fn ensure_history(dir: &Path, repo: &str, base: &str, head: &str) -> Resul
             });
         }
     }
-    if has_commit(dir, base).await {
+    if has_commit(git, base).await {
         return Ok(());
     }
     tracing::debug!("fetching last green commit {base} from the repository");
@@ -210,8 +219,8 @@ async fn ensure_history(dir: &Path, repo: &str, base: &str, head: &str) -> Resul
         fetch.push("--depth=1");
     }
     fetch.extend([repo, base]);
-    let _ = git::run(dir, &fetch).await?;
-    if has_commit(dir, base).await {
+    let _ = git.run(&fetch).await?;
+    if has_commit(git, base).await {
         Ok(())
     } else {
         Err(BlameError::Missing {
@@ -249,14 +258,14 @@ fn parse_log(text: &str) -> Vec<Commit> {
 /// The commits in `base..head` (newest first, at most [`MAX_COMMITS`]), or just `head` when
 /// there is no base (the branch's first build). Fetches missing history from `repo`.
 pub async fn git_commits(
-    dir: &Path,
+    git: &GitDir,
     repo: &str,
     base: Option<&str>,
     head: &str,
 ) -> Result<Vec<Commit>, BlameError> {
     let range = match base {
         Some(base) => {
-            ensure_history(dir, repo, base, head).await?;
+            ensure_history(git, repo, base, head).await?;
             format!("{base}..{head}")
         }
         None => head.to_string(),
@@ -266,17 +275,15 @@ pub async fn git_commits(
         if base.is_some() { MAX_COMMITS } else { 1 }
     );
     // Unit and record separators: characters a commit message never contains.
-    let text = git::stdout(
-        dir,
-        &[
+    let text = git
+        .stdout(&[
             "log",
             &max,
             "--format=%H%x1f%an%x1f%ae%x1f%B%x1e",
             &range,
             "--",
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     Ok(parse_log(&text))
 }
 
@@ -336,6 +343,12 @@ mod tests {
         assert_eq!(p[0].login.as_deref(), Some("bob"));
     }
 
+    use std::path::Path;
+
+    async fn gd(co: &Path) -> GitDir {
+        GitDir::record(co).await.unwrap()
+    }
+
     fn sh(dir: &Path, script: &str) -> String {
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -371,7 +384,7 @@ mod tests {
         sh(work.path(), &format!("git clone -q --depth 1 {url} co"));
         let co = work.path().join("co");
         let head = &shas[119];
-        let commits = git_commits(&co, &url, Some(&shas[116]), head)
+        let commits = git_commits(&gd(&co).await, &url, Some(&shas[116]), head)
             .await
             .unwrap();
         let got: Vec<_> = commits.iter().map(|c| c.sha.clone()).collect();
@@ -384,7 +397,9 @@ mod tests {
         assert!(held <= MAX_COMMITS + 1, "fetched {held} of 120 commits");
 
         // A base further back than blame reads: the newest MAX_COMMITS, the base alone fetched.
-        let commits = git_commits(&co, &url, Some(&shas[10]), head).await.unwrap();
+        let commits = git_commits(&gd(&co).await, &url, Some(&shas[10]), head)
+            .await
+            .unwrap();
         assert_eq!(commits.len(), MAX_COMMITS);
         assert_eq!(commits[0].sha, shas[119]);
         assert_eq!(commits[MAX_COMMITS - 1].sha, shas[119 - MAX_COMMITS + 1]);
@@ -414,7 +429,9 @@ mod tests {
             &format!("git clone -q --depth 1 file://{} co", r.display()),
         );
         let repo_s = format!("file://{}", r.display());
-        let commits = git_commits(&co, &repo_s, Some(&green), &c).await.unwrap();
+        let commits = git_commits(&gd(&co).await, &repo_s, Some(&green), &c)
+            .await
+            .unwrap();
         let shas: Vec<_> = commits.iter().map(|c| c.sha.as_str()).collect();
         assert_eq!(shas, vec![c.as_str(), b.as_str()]);
         assert_eq!(commits[0].subject, "break more");
@@ -423,12 +440,14 @@ mod tests {
         assert_eq!(names, vec!["Carol", "Erin", "Bob"]);
 
         // No base: only the tested commit.
-        let only = git_commits(&co, &repo_s, None, &c).await.unwrap();
+        let only = git_commits(&gd(&co).await, &repo_s, None, &c)
+            .await
+            .unwrap();
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].author.name, "Carol");
 
         // A base that exists nowhere.
-        let err = git_commits(&co, &repo_s, Some(&"0".repeat(40)), &c)
+        let err = git_commits(&gd(&co).await, &repo_s, Some(&"0".repeat(40)), &c)
             .await
             .unwrap_err();
         assert!(matches!(err, BlameError::Missing { .. }), "{err}");

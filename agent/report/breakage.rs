@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::cache::Store;
-use crate::git::repo_location;
+use crate::git::{repo_location, GitDir};
 use crate::settings::ReportMode;
 use crate::summary::{BlameEntry, Culprit, Notified, Outcome, RunSummary};
 
@@ -44,12 +44,15 @@ async fn commits(
     // With `checkout: reuse` the repository *is* the checkout (e.g. a shallow actions/checkout):
     // missing history then comes from its `origin`.
     let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let Some(git) = f.git else {
+        return (Vec::new(), None);
+    };
     let repo = if same(Path::new(f.repo), dir) {
         "origin".to_string()
     } else {
         repo_location(f.repo)
     };
-    match blame::git_commits(dir, &repo, base, head).await {
+    match blame::git_commits(git, &repo, base, head).await {
         Ok(c) => return (c, base.map(str::to_string)),
         Err(e) => tracing::warn!("blame from git: {e}"),
     }
@@ -60,7 +63,7 @@ async fn commits(
         }
     }
     tracing::warn!("blaming the tested commit alone");
-    match blame::git_commits(dir, &repo, None, head).await {
+    match blame::git_commits(git, &repo, None, head).await {
         Ok(c) => (c, None),
         Err(e) => {
             tracing::warn!("cannot read the tested commit's author: {e}");
@@ -126,16 +129,9 @@ async fn fill_logins(github: Option<&GitHub>, commits: &mut [Commit]) {
 pub async fn repo_identity(repo: &str) -> String {
     let location = repo_location(repo);
     if Path::new(&location).is_dir() {
-        let origin = crate::git::run(
-            Path::new(&location),
-            &["config", "--get", "remote.origin.url"],
-        )
-        .await;
-        if let Ok(out) = origin {
-            let url = out.stdout_text().trim().to_string();
-            if out.success && !url.is_empty() {
-                return url;
-            }
+        if let Some(url) = crate::git::local_config(Path::new(&location), "remote.origin.url").await
+        {
+            return url;
         }
     }
     location
@@ -366,7 +362,7 @@ async fn find_culprit(
         return None;
     }
     let started = std::time::Instant::now();
-    let range = match first_parent_range(f.checkout, &base, &s.commit).await {
+    let range = match first_parent_range(f.git, &base, &s.commit).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("culprit finding off: cannot list {base}..{}: {e}", s.commit);
@@ -413,9 +409,15 @@ async fn find_culprit(
 }
 
 /// `base..head` along first parents, oldest first.
-async fn first_parent_range(dir: &Path, base: &str, head: &str) -> Result<Vec<String>, String> {
+async fn first_parent_range(
+    git: Option<&GitDir>,
+    base: &str,
+    head: &str,
+) -> Result<Vec<String>, String> {
+    let git = git.ok_or("the checkout failed")?;
     let range = format!("{base}..{head}");
-    let out = crate::git::stdout(dir, &["rev-list", "--first-parent", "--reverse", &range])
+    let out = git
+        .stdout(&["rev-list", "--first-parent", "--reverse", &range])
         .await
         .map_err(|e| e.to_string())?;
     Ok(out.lines().map(str::to_string).collect())

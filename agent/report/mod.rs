@@ -35,6 +35,9 @@ pub struct RunFacts<'a> {
     pub repo: &'a str,
     /// The checkout the tests ran in.
     pub checkout: &'a Path,
+    /// Its git dir, recorded before the project's code ran: blame's only way into git
+    /// (`None` when the checkout failed).
+    pub git: Option<&'a crate::git::GitDir>,
     /// The store, for the branch's report state.
     pub store: Option<&'a Store>,
     /// `report:` of kiln.yml, with `--report-mode` applied.

@@ -6,10 +6,14 @@
 //! `--checkout-depth` / `KILN_CHECKOUT_DEPTH` asks for more (0 = the whole history); blame fetches
 //! the history it needs when it needs it. A SHA or a full ref (`refs/pull/7/head`) is checked out
 //! detached, fetched by name when the clone did not bring it.
+//!
+//! The clone's git dir lives beside the checkout (`src.git`, see [`git_dir_of`]) and is recorded
+//! as a [`GitDir`] before any of the project's code runs: Kiln's later git commands go through
+//! it, never through the (by then hostile) checkout.
 
 use std::path::{Path, PathBuf};
 
-use crate::git::GitError;
+use crate::git::{GitDir, GitError};
 use crate::process::ProcessError;
 use crate::settings::{CheckoutMode, Config, RunRequest};
 use crate::summary::{short_sha, StageOutcome};
@@ -37,6 +41,20 @@ pub struct Checkout {
     pub sha: String,
     /// The branch the rev names, when it names one.
     pub branch: Option<String>,
+    /// The checkout's git dir, recorded before any of the project's code ran: every git
+    /// command after that goes through it.
+    pub git: GitDir,
+}
+
+impl Checkout {
+    async fn made(dir: &Path, sha: String, branch: Option<String>) -> Result<Self, CheckoutError> {
+        Ok(Checkout {
+            dir: dir.to_path_buf(),
+            git: GitDir::record(dir).await?,
+            sha,
+            branch,
+        })
+    }
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
@@ -102,7 +120,8 @@ pub async fn clone_at(
         clone.push("--no-checkout");
     }
     let dest = dir.display().to_string();
-    clone.extend(["--", &location, &dest]);
+    let separate = format!("--separate-git-dir={}", git_dir_of(dir).display());
+    clone.extend([&separate, "--", &location, &dest]);
     let cwd = dir.parent().unwrap_or(Path::new("."));
     let cloned = git(cwd, &clone).await;
     if by_name && cloned.is_ok() {
@@ -111,15 +130,23 @@ pub async fn clone_at(
     if by_name {
         // Not a branch or a tag: an abbreviated SHA, say. The whole history, then resolve it.
         let _ = std::fs::remove_dir_all(dir);
-        git(
-            cwd,
-            &["clone", "--quiet", "--no-checkout", "--", &location, &dest],
-        )
-        .await?;
+        let _ = std::fs::remove_dir_all(git_dir_of(dir));
+        let args = ["clone", "--quiet", "--no-checkout", &separate, "--"];
+        git(cwd, &[&args[..], &[&location, &dest]].concat()).await?;
     } else {
         cloned?;
     }
     detach_at(dir, rev, &location, depth.as_deref()).await
+}
+
+/// Where a clone into `dir` keeps its git dir: beside it (`src` → `src.git`), not inside it. The
+/// work dir is the sandbox's writable place, but this directory, its direct child, is shown
+/// read-only there: a mount point the project's code can neither change nor rename away (it
+/// could rename the checkout itself, `.git` and all).
+pub fn git_dir_of(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".git");
+    dir.with_file_name(name)
 }
 
 /// After `git clone --branch rev`: the commit, and the branch it names (`--abbrev-ref` of a tag
@@ -132,11 +159,7 @@ async fn cloned_at(dir: &Path, rev: &str) -> Result<Checkout, CheckoutError> {
         .next()
         .filter(|b| !b.is_empty() && *b != "HEAD")
         .map(str::to_string);
-    Ok(Checkout {
-        dir: dir.to_path_buf(),
-        sha,
-        branch,
-    })
+    Checkout::made(dir, sha, branch).await
 }
 
 /// Check out `rev` detached in the clone at `dir`, fetching it first when the clone lacks it.
@@ -171,11 +194,8 @@ async fn detach_at(
         ),
     })?;
     git(dir, &["checkout", "--quiet", "--detach", &sha]).await?;
-    Ok(Checkout {
-        dir: dir.to_path_buf(),
-        sha,
-        branch: rev.strip_prefix("refs/heads/").map(str::to_string),
-    })
+    let branch = rev.strip_prefix("refs/heads/").map(str::to_string);
+    Checkout::made(dir, sha, branch).await
 }
 
 /// kiln.yml's `checkout.depth` (read when no flag or `KILN_CHECKOUT_DEPTH` chose a depth, so
@@ -216,11 +236,7 @@ pub async fn reuse(dir: &Path) -> Result<Checkout, CheckoutError> {
         .await
         .ok()
         .filter(|b| b != "HEAD");
-    Ok(Checkout {
-        dir: dir.to_path_buf(),
-        sha,
-        branch,
-    })
+    Checkout::made(dir, sha, branch).await
 }
 
 /// The checkout stage: a fresh clone of `--rev` into `dir`, or the `--repo` directory as it is

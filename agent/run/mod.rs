@@ -27,6 +27,7 @@ pub mod workdir;
 use std::time::{Duration, Instant};
 
 use crate::cache::Store;
+use crate::git::GitDir;
 use crate::process;
 use crate::sandbox::ProjectRunner;
 use crate::settings::names;
@@ -81,6 +82,8 @@ pub struct Finished<'h> {
     pub log_tail: String,
     /// Whether the test failures were confirmed by a re-run.
     pub failures_confirmed: bool,
+    /// The checkout's git dir (see [`GitDir`]), `None` when the checkout failed.
+    pub git: Option<GitDir>,
 }
 
 /// The stage outputs of one run, as the executor collects them.
@@ -124,6 +127,7 @@ impl<'h> Executor<'h> {
             settings,
             store,
             failures_confirmed: self.out.tested.as_ref().is_some_and(|t| t.confirmed),
+            git: self.out.checkout.as_ref().map(|c| c.git.clone()),
             log_tail: self.out.tested.map(|t| t.log_tail).unwrap_or_default(),
         }
     }
@@ -171,7 +175,7 @@ pub async fn execute(
                 .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };
-    let runner = project_runner(&settings, &store, &x.paths)?;
+    let runner = project_runner(&settings, &store, &x.paths, &co.git)?;
     x.out.checkout = Some(co);
     let prepared = project::prepare(
         &settings.project,
@@ -226,11 +230,13 @@ fn project_runner(
     settings: &Settings,
     store: &Store,
     paths: &Paths,
+    git: &GitDir,
 ) -> Result<ProjectRunner, UsageError> {
     let (mut runner, warnings) = ProjectRunner::new(
         &settings.sandbox,
         &settings.request.workdir,
         &paths.checkout,
+        &git.protected(),
         store.local_root(),
     )
     .map_err(|e| UsageError::Other(e.to_string()))?;

@@ -34,6 +34,9 @@ pub struct Layout {
     home: Option<PathBuf>,
     hidden: Vec<PathBuf>,
     read_only: Vec<PathBuf>,
+    /// Read-only although inside a writable place: the checkout's git dir, which Kiln's own git
+    /// commands read after the project's code ran.
+    protected: Vec<PathBuf>,
 }
 
 fn canonical(path: &Path) -> Option<PathBuf> {
@@ -110,6 +113,16 @@ impl Layout {
         }
     }
 
+    /// Show `path`, inside a writable place, read-only: the project's code can read it but
+    /// neither change it nor (a mount point) rename it away.
+    pub fn protect(&mut self, path: &Path) {
+        if let Some(p) = canonical(path) {
+            if p != Path::new("/") && !self.protected.contains(&p) {
+                self.protected.push(p);
+            }
+        }
+    }
+
     fn under_work(&self, p: &Path) -> bool {
         self.writable.iter().any(|w| p.starts_with(w))
     }
@@ -158,6 +171,9 @@ impl Layout {
         }
         for w in &self.writable {
             args.extend(["--bind".into(), w.into(), w.into()]);
+        }
+        for p in &self.protected {
+            args.extend(["--ro-bind".into(), p.into(), p.into()]);
         }
         for p in inside_work {
             self.hide_args(p, &mut args);

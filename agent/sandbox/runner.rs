@@ -34,17 +34,22 @@ pub struct ProjectRunner {
 
 impl ProjectRunner {
     /// Resolve the sandbox for a run whose only writable places are `work_dir` and `checkout`
-    /// (the same unless the run builds a checkout in place) and whose `file://` store (if any)
-    /// is `store_dir`. Returns the warnings to show once.
+    /// (the same unless the run builds a checkout in place), apart from `read_only` inside them
+    /// (the checkout's git dir), and whose `file://` store (if any) is `store_dir`. Returns the
+    /// warnings to show once.
     pub fn new(
         settings: &SandboxSettings,
         work_dir: &Path,
         checkout: &Path,
+        read_only: &[&Path],
         store_dir: Option<&Path>,
     ) -> Result<(ProjectRunner, Vec<String>), SandboxError> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let mut layout = Layout::new(work_dir, home.as_deref());
         layout.writable(checkout);
+        for p in read_only {
+            layout.protect(p);
+        }
         for p in settings.hide.iter().map(PathBuf::as_path).chain(store_dir) {
             layout.hide(p);
         }
@@ -147,7 +152,7 @@ mod tests {
             trust: Trust::Untrusted,
             ..Default::default()
         };
-        let (runner, _) = ProjectRunner::new(&settings, &work, &work, Some(&store)).unwrap();
+        let (runner, _) = ProjectRunner::new(&settings, &work, &work, &[], Some(&store)).unwrap();
         assert_eq!(runner.test_network(), Network::Denied);
         let script = format!(
             "echo poisoned > {s}/wheels.tar.zst 2>/dev/null; ls {s} | wc -l",
@@ -171,7 +176,7 @@ mod tests {
     fn trusted_tests_keep_the_network() {
         let settings = SandboxSettings::default();
         let dir = tempfile::tempdir().unwrap();
-        let (runner, _) = ProjectRunner::new(&settings, dir.path(), dir.path(), None).unwrap();
+        let (runner, _) = ProjectRunner::new(&settings, dir.path(), dir.path(), &[], None).unwrap();
         assert_eq!(runner.test_network(), Network::Allowed);
     }
 }

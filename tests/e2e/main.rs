@@ -36,3 +36,4 @@ mod run;
 mod run_gha;
 mod sandbox;
 mod sandbox_reach;
+mod trust_git;
