@@ -26,6 +26,7 @@ pub mod server;
 pub mod settings;
 pub mod size;
 pub mod summary;
+pub mod untrusted_fs;
 pub mod wheelhouse;
 pub mod wheels;
 pub mod yaml;

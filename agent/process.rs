@@ -276,23 +276,59 @@ pub fn kill_group(pid: u32) {
     }
 }
 
+/// The longest output line kept: the rest of a longer line is dropped (a project printing
+/// gigabytes without a newline must not grow Kiln).
+pub const MAX_LINE: usize = 16 << 10;
+
 async fn pump<R: AsyncRead + Unpin>(
     r: R,
     tail: Arc<Mutex<VecDeque<String>>>,
     echo: bool,
     keep: usize,
 ) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if echo {
-            eprintln!("{line}");
-        }
-        if let Ok(mut t) = tail.lock() {
-            if t.len() >= keep {
-                t.pop_front();
+    let mut r = BufReader::new(r);
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    loop {
+        let Ok(buf) = r.fill_buf().await else { break };
+        if buf.is_empty() {
+            if !line.is_empty() || cut {
+                push_line(&tail, echo, keep, &line, cut);
             }
-            t.push_back(line);
+            break;
         }
+        let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i)),
+            None => (buf, None),
+        };
+        let room = MAX_LINE - line.len();
+        cut |= chunk.len() > room;
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        r.consume(used);
+        if newline.is_some() {
+            push_line(&tail, echo, keep, &line, cut);
+            line.clear();
+            cut = false;
+        }
+    }
+}
+
+/// One output line (bytes that are not UTF-8 replaced, a cut line marked) echoed and kept.
+fn push_line(tail: &Mutex<VecDeque<String>>, echo: bool, keep: usize, line: &[u8], cut: bool) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if cut {
+        text.push_str(" [line cut]");
+    }
+    if echo {
+        eprintln!("{text}");
+    }
+    if let Ok(mut t) = tail.lock() {
+        if t.len() >= keep {
+            t.pop_front();
+        }
+        t.push_back(text);
     }
 }
 
@@ -353,5 +389,22 @@ mod tests {
     async fn missing_program_is_a_spawn_error() {
         let err = Cmd::new("kiln-no-such-program").run().await.unwrap_err();
         assert!(err.to_string().contains("kiln-no-such-program"));
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_cut_and_bytes_that_are_not_utf8_do_not_stop_the_reader() {
+        // 64 MiB without a newline, then a line of invalid UTF-8, then a last line: all read,
+        // the long one kept to MAX_LINE (the old reader grew with it, and stopped at the bytes).
+        let out = Cmd::shell(
+            "head -c 67108864 /dev/zero | tr '\\0' x; echo; printf 'a\\377b\\n'; echo last",
+        )
+        .run()
+        .await
+        .unwrap();
+        assert!(out.success);
+        let n = out.lines.len();
+        assert_eq!(out.lines[n - 1], "last");
+        assert_eq!(out.lines[n - 2], "a\u{fffd}b");
+        assert_eq!(out.lines[n - 3].len(), MAX_LINE + " [line cut]".len());
     }
 }

@@ -23,6 +23,7 @@ mod cache_gha;
 mod cache_stores;
 mod checkout;
 mod culprit;
+mod hostile_workdir;
 mod index_ccache_remote;
 mod index_offline;
 mod index_serve;

@@ -157,6 +157,9 @@ const UNCACHEABLE: [&str; 19] = [
     "unsupported_source_language",
 ];
 
+/// The largest stats log read: ~60 bytes a compile, so room for a million compiles.
+const MAX_STATS_LOG: u64 = 64 << 20;
+
 /// This run's hits, misses and uncacheable calls, from the stats log (no log: nothing was
 /// compiled). `sources` are the directories Kiln builds from (the checkout, local path
 /// dependencies, the work dir): a miss counts as kept when its source is still there in one
@@ -166,7 +169,12 @@ pub fn stats(paths: &Paths, sources: &[PathBuf]) -> CcacheSummary {
         enabled: true,
         ..Default::default()
     };
-    let Ok(log) = std::fs::read_to_string(stats_log(paths)) else {
+    // ccache writes the log inside the sandbox: the project's code may have replaced it.
+    let Some(log) = crate::untrusted_fs::read_text_or_warn(
+        &stats_log(paths),
+        MAX_STATS_LOG,
+        "the ccache stats log",
+    ) else {
         return s.with_hit_rate();
     };
     let mut source = "";

@@ -478,9 +478,10 @@ impl Build {
             .echo(self.env.echo)
             .run()
             .await?;
-        let status = std::fs::read_to_string(&self.status)
-            .ok()
-            .and_then(|s| serde_json::from_str::<Status>(&s).ok());
+        // The hook ran the backend: its status file is the project's, read within bounds.
+        let status =
+            crate::untrusted_fs::read_text_or_warn(&self.status, 1 << 20, "a build's status file")
+                .and_then(|s| serde_json::from_str::<Status>(&s).ok());
         match (o.success, status) {
             (true, Some(status)) => Ok(status),
             _ => Err(BootstrapError::ProjectBuild {

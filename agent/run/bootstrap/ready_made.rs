@@ -68,7 +68,12 @@ fn dist_infos(dir: &Path) -> Vec<Unpacked> {
     super::venv_dists::dist_infos(dir)
         .into_iter()
         .map(|info| {
-            let wheel = std::fs::read_to_string(info.path.join("WHEEL")).unwrap_or_default();
+            let wheel = crate::untrusted_fs::read_text_or_warn(
+                &info.path.join("WHEEL"),
+                super::venv_dists::MAX_METADATA_FILE,
+                "a dist-info file",
+            )
+            .unwrap_or_default();
             let tags = wheel
                 .lines()
                 .filter_map(|l| l.strip_prefix("Tag:"))
@@ -93,6 +98,8 @@ pub fn copy_local(
     let files: Vec<(PathBuf, WheelName)> = dirs
         .iter()
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        // Only a wheel that is a regular file itself: never a link out of the directory.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let w = WheelName::parse(&e.file_name().to_string_lossy())?;
             Some((e.path(), w))

@@ -63,6 +63,8 @@ const NATIVE: &[&str] = &[
 
 /// At most this many files are looked at to weigh an sdist.
 const MAX_WEIGHED_FILES: usize = 200_000;
+/// The largest `uv pip compile` output read (a pin is a line: room for any real resolution).
+const MAX_PINS_FILE: u64 = 16 << 20;
 
 impl Installing<'_> {
     /// The sdists built (see [`Self::prebuild_sdists`]) and, alongside them, the editable
@@ -187,7 +189,8 @@ impl Installing<'_> {
             );
             return None;
         }
-        std::fs::read_to_string(&out).ok()
+        // Written inside the sandbox (a backend may have run): read like any untrusted file.
+        crate::untrusted_fs::read_text_or_warn(&out, MAX_PINS_FILE, "uv pip compile's output")
     }
 
     /// `uv pip compile`'s inputs: the dependencies' requirement and constraint files, and the

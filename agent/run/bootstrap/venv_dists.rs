@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::wheels::names::normalize;
+use crate::untrusted_fs::{read_text_or_warn, real_dir};
+
+/// The largest small dist-info file read (`direct_url.json`, `WHEEL`).
+pub const MAX_METADATA_FILE: u64 = 1 << 20;
 
 /// One installed distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +29,7 @@ pub fn site_packages(venv: &Path) -> Vec<PathBuf> {
     };
     libs.flatten()
         .map(|lib| lib.path().join("site-packages"))
-        .filter(|p| p.is_dir())
+        .filter(|p| real_dir(p))
         .collect()
 }
 
@@ -34,7 +38,11 @@ pub fn read(venv: &Path) -> Vec<Dist> {
     let mut out = Vec::new();
     for site in site_packages(venv) {
         for info in dist_infos(&site) {
-            let direct = std::fs::read_to_string(info.path.join("direct_url.json")).ok();
+            let direct = read_text_or_warn(
+                &info.path.join("direct_url.json"),
+                MAX_METADATA_FILE,
+                "a dist-info file",
+            );
             out.push(Dist {
                 name: info.name,
                 version: info.version,
@@ -59,6 +67,10 @@ pub struct DistInfo {
 pub fn dist_infos(dir: &Path) -> Vec<DistInfo> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        // A link the project's code put there is not a distribution Kiln reads.
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         let file = e.file_name().to_string_lossy().into_owned();
         if let Some((name, version)) = file
             .strip_suffix(".dist-info")
