@@ -289,12 +289,8 @@ async fn pump<R: AsyncRead + Unpin>(
     let mut r = BufReader::new(r);
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
-    loop {
-        let Ok(buf) = r.fill_buf().await else { break };
+    while let Ok(buf) = r.fill_buf().await {
         if buf.is_empty() {
-            if !line.is_empty() || cut {
-                push_line(&tail, echo, keep, &line, cut);
-            }
             break;
         }
         let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
@@ -311,6 +307,9 @@ async fn pump<R: AsyncRead + Unpin>(
             line.clear();
             cut = false;
         }
+    }
+    if !line.is_empty() || cut {
+        push_line(&tail, echo, keep, &line, cut);
     }
 }
 

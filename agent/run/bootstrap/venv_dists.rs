@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::wheels::names::normalize;
 use crate::untrusted_fs::{read_text_or_warn, real_dir};
+use crate::wheels::names::normalize;
 
 /// The largest small dist-info file read (`direct_url.json`, `WHEEL`).
 pub const MAX_METADATA_FILE: u64 = 1 << 20;
