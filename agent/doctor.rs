@@ -4,7 +4,9 @@ use std::path::Path;
 
 use crate::cache::Store;
 use crate::process::Cmd;
+use crate::sandbox::BwrapBin;
 use crate::settings::file::Config;
+use crate::settings::{Machine, StoreSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -79,7 +81,7 @@ fn config_check(config: &Path) -> (Check, Config) {
     }
 }
 
-pub async fn run(config: &Path, store_url: &str) -> Vec<Check> {
+pub async fn run(config: &Path, store_url: &str, machine: &Machine) -> Vec<Check> {
     let (config_check, cfg) = config_check(config);
     let mut checks = vec![config_check];
     checks.push(check(
@@ -123,15 +125,15 @@ pub async fn run(config: &Path, store_url: &str) -> Vec<Check> {
         Level::Warn,
         "gcc not found: sdists with C extensions cannot build",
     ));
-    checks.push(sandbox_check());
-    checks.push(store_check(store_url).await);
+    checks.push(sandbox_check(&machine.bwrap));
+    checks.push(store_check(store_url, &machine.store).await);
     checks
 }
 
 /// Can the project's code be sandboxed here (bubblewrap installed and able to create
 /// namespaces)? Without it `--sandbox auto` runs the project's code unsandboxed.
-fn sandbox_check() -> Check {
-    match crate::sandbox::check() {
+fn sandbox_check(bwrap: &BwrapBin) -> Check {
+    match crate::sandbox::check(bwrap) {
         Ok(bin) => Check {
             name: "sandbox",
             level: Level::Ok,
@@ -148,13 +150,13 @@ fn sandbox_check() -> Check {
     }
 }
 
-async fn store_check(url: &str) -> Check {
+async fn store_check(url: &str, settings: &StoreSettings) -> Check {
     let fail = |detail: String| Check {
         name: "store",
         level: Level::Fail,
         detail,
     };
-    let store = match Store::from_url(url) {
+    let store = match Store::open(url, settings) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
@@ -203,6 +205,7 @@ mod tests {
         let checks = run(
             &cfg,
             &format!("file://{}", d.path().join("store").display()),
+            &Machine::default(),
         )
         .await;
         let config = checks.iter().find(|c| c.name == "config").unwrap();

@@ -10,7 +10,6 @@ pub mod cache;
 pub mod ci;
 pub mod cli;
 pub mod doctor;
-pub mod exit;
 pub mod file_syntax;
 pub mod git;
 pub mod html;

@@ -14,6 +14,7 @@
 
 use opendal::layers::TimeoutLayer;
 use opendal::Operator;
+use std::time::Duration;
 
 use crate::settings::names;
 
@@ -48,13 +49,12 @@ fn root_of(path: &str) -> String {
 /// fails there), and every chunk of a transfer three times that (a link that stalls longer needs a
 /// larger value). Retries are not added here: `Store::retry`
 /// holds the one retry budget of each operation.
-fn timeouts(env: Env) -> TimeoutLayer {
-    let t = super::store::store_timeout_from(env);
+fn timeouts(t: Duration) -> TimeoutLayer {
     TimeoutLayer::new().with_timeout(t).with_io_timeout(t * 3)
 }
 
 /// The operator for a non-`file://` URL. Errors are messages without credentials.
-pub(super) fn remote_operator(url: &str, env: Env) -> Result<Operator, String> {
+pub(super) fn remote_operator(url: &str, env: Env, timeout: Duration) -> Result<Operator, String> {
     // The HTTP transport (reqwest) every remote service sends through; once per process.
     opendal::install_default();
     let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
@@ -69,7 +69,7 @@ pub(super) fn remote_operator(url: &str, env: Env) -> Result<Operator, String> {
             ))
         }
     };
-    Ok(op.layer(timeouts(env)))
+    Ok(op.layer(timeouts(timeout)))
 }
 
 fn host(u: &url::Url, what: &str) -> Result<String, String> {
@@ -241,10 +241,10 @@ mod tests {
             "azblob://container/prefix",
             "gcs://bucket/prefix?anonymous=true",
         ] {
-            let op = remote_operator(url, &env);
+            let op = remote_operator(url, &env, Duration::from_secs(5));
             assert!(op.is_ok(), "{url}: {:?}", op.err());
         }
-        assert!(remote_operator("s3:///nobucket", &env).is_err());
+        assert!(remote_operator("s3:///nobucket", &env, Duration::from_secs(5)).is_err());
     }
 
     #[test]

@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime};
 use super::archive::{check_symlink_target, ArchiveError, ExtractStats};
 use super::writers::{FileJob, WriterPool};
 use crate::settings::file::Compression;
-use crate::settings::names;
 
 /// The largest zstd window a restore accepts: 2^27 = 128 MiB of decoder memory. Kiln's own
 /// archives use at most 8 MiB (level 19); a bigger window can only be an attempt to exhaust
@@ -81,19 +80,6 @@ pub(super) fn entry_slot_path(raw: &Path, slots: usize) -> Result<(usize, PathBu
 /// Files up to this size are written by the writer pool; larger ones are streamed by the
 /// parser thread (so at most queue depth × this much is held in memory).
 const POOL_FILE_LIMIT: u64 = 1 << 20;
-
-/// File writer threads for extraction.
-fn writer_threads() -> usize {
-    std::env::var(names::EXTRACT_THREADS)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        })
-        .clamp(1, 16)
-}
 
 fn pool_err((path, source): (PathBuf, io::Error)) -> ArchiveError {
     ArchiveError::Extract { path, source }
@@ -439,11 +425,12 @@ pub struct Piping {
 }
 
 impl Piping {
-    /// A large or remote archive: 1 MiB chunks, and writer threads for its many small files.
-    pub fn wide() -> Piping {
+    /// A large or remote archive: 1 MiB chunks, and `writers` threads for its many small files
+    /// (`TransferSettings::extract_threads`).
+    pub fn wide(writers: usize) -> Piping {
         Piping {
             chunk: 1 << 20,
-            writers: writer_threads(),
+            writers,
         }
     }
 

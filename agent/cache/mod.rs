@@ -10,7 +10,6 @@
 pub mod archive;
 mod backends;
 pub mod catalog;
-pub mod commands;
 mod compress;
 pub mod digest;
 pub mod extract;

@@ -6,8 +6,6 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::settings::names;
-
 /// One transfer (download, upload, compress, extract).
 #[derive(Clone)]
 pub struct Transfer {
@@ -18,25 +16,25 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    /// `what`: "download", "upload", "archive"; `label`: the key.
-    pub fn new(what: &'static str, label: &str, total: Option<u64>) -> Transfer {
-        let bar =
-            if std::io::stderr().is_terminal() && std::env::var_os(names::NO_PROGRESS).is_none() {
-                let bar = match total {
-                    Some(t) => ProgressBar::new(t),
-                    None => ProgressBar::no_length(),
-                };
-                let style = ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-                bar.set_style(style);
-                bar.set_message(format!("{what} {label}"));
-                Some(bar)
-            } else {
-                None
+    /// `what`: "download", "upload", "archive"; `label`: the key; `bar`: a progress bar when
+    /// stderr is a terminal (`TransferSettings::progress`).
+    pub fn new(what: &'static str, label: &str, total: Option<u64>, bar: bool) -> Transfer {
+        let bar = if bar && std::io::stderr().is_terminal() {
+            let bar = match total {
+                Some(t) => ProgressBar::new(t),
+                None => ProgressBar::no_length(),
             };
+            let style = ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(format!("{what} {label}"));
+            Some(bar)
+        } else {
+            None
+        };
         Transfer {
             bar,
             start: Instant::now(),

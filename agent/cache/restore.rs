@@ -416,8 +416,8 @@ async fn fetch_and_extract(
     let staging_paths = stagings.0.clone();
     let (stats, size) = match store.local_root() {
         Some(root) if m.compressed_size <= SMALL_LOCAL_ARCHIVE => {
-            let (path, m) = (root.join(&m.archive), m.clone());
-            tokio::task::spawn_blocking(move || small_local(&path, &m, &staging_paths, bounds))
+            let (path, m, bar) = (root.join(&m.archive), m.clone(), store.transfer().progress);
+            tokio::task::spawn_blocking(move || small_local(&path, &m, &staging_paths, bounds, bar))
                 .await
                 .map_err(|e| format!("extraction task failed: {e}"))??
         }
@@ -439,9 +439,10 @@ fn small_local(
     m: &Manifest,
     stagings: &[PathBuf],
     bounds: ExtractLimits,
+    bar: bool,
 ) -> Result<(ExtractStats, u64), FetchFailure> {
     use std::io::Read;
-    let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
+    let transfer = Transfer::new("download", &m.key, Some(m.compressed_size), bar);
     let file = std::fs::File::open(path)
         .map_err(|e| format!("cannot open the archive {}: {e}", path.display()))?;
     let mut raw = io::BufReader::with_capacity(
@@ -498,7 +499,13 @@ async fn stream_and_extract(
     staging_paths: Vec<PathBuf>,
     bounds: ExtractLimits,
 ) -> Result<(ExtractStats, u64), FetchFailure> {
-    let transfer = Transfer::new("download", &m.key, Some(m.compressed_size));
+    let settings = store.transfer();
+    let transfer = Transfer::new(
+        "download",
+        &m.key,
+        Some(m.compressed_size),
+        settings.progress,
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     let source = Source {
@@ -519,7 +526,7 @@ async fn stream_and_extract(
             compression,
             &staging_paths,
             bounds,
-            Piping::wide(),
+            Piping::wide(settings.extract_threads),
         )
     });
     let extracted = extractor

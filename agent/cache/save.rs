@@ -132,7 +132,7 @@ async fn build_and_upload(
     let tmp = TempFile(Some(tmp_dir.join(format!("kiln-save-{id}.part"))));
     let tmp_path = tmp.0.clone().unwrap_or_default();
 
-    let transfer = Transfer::new("archive", key, None);
+    let transfer = Transfer::new("archive", key, None, store.transfer().progress);
     let owned: Vec<PathBuf> = paths.to_vec();
     let (compression, level) = (opts.compression, opts.level);
     let tp = tmp_path.clone();
@@ -227,7 +227,7 @@ async fn upload_archive(
         let _ = tmp;
         return Ok(());
     }
-    let transfer = Transfer::new("upload", key, Some(size));
+    let transfer = Transfer::new("upload", key, Some(size), store.transfer().progress);
     let t = transfer.clone();
     let progress = move |n: u64| t.set(n);
     match store

@@ -12,7 +12,7 @@ use futures::stream::{BoxStream, StreamExt};
 use opendal::{ErrorKind, Operator};
 
 use super::gha::{GhaCache, GhaError};
-use crate::settings::names;
+use crate::settings::{Env, StoreSettings, StoreTuning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -76,43 +76,7 @@ impl StoreError {
     }
 }
 
-/// How often and how patiently a store operation is tried again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per operation (`KILN_STORE_RETRIES`, default 3, 1 to 10).
-    pub attempts: u32,
-    /// First backoff delay (`KILN_STORE_RETRY_DELAY_MS`, default 500 ms), doubled per attempt.
-    pub base_delay: Duration,
-    /// How long the store may stay silent before an operation fails (`KILN_STORE_TIMEOUT`,
-    /// seconds, default 5). It is also the retry budget of one operation: no retry starts
-    /// after an operation has spent this long, so a silent endpoint costs about this much, once.
-    pub timeout: Duration,
-}
-
-impl RetryPolicy {
-    pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> RetryPolicy {
-        RetryPolicy {
-            attempts: env(names::STORE_RETRIES)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(3)
-                .clamp(1, 10),
-            base_delay: env(names::STORE_RETRY_DELAY_MS)
-                .and_then(|v| v.parse().ok())
-                .map(Duration::from_millis)
-                .unwrap_or(Duration::from_millis(500)),
-            timeout: store_timeout_from(env),
-        }
-    }
-}
-
-/// `KILN_STORE_TIMEOUT` (seconds, default 5), see [`RetryPolicy::timeout`].
-pub(crate) fn store_timeout_from(env: &dyn Fn(&str) -> Option<String>) -> Duration {
-    let secs = env(names::STORE_TIMEOUT)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(5)
-        .max(1);
-    Duration::from_secs(secs)
-}
+pub use crate::settings::RetryPolicy;
 
 /// After an operation gives up on a transient fault, the store is treated as down for this
 /// long: later operations fail at once instead of each waiting out its own timeout.
@@ -196,7 +160,7 @@ pub struct Store {
     /// For `file://` stores: the root directory, so archives can be written in place and
     /// renamed (no copy) and read without going through the async layer.
     local_root: Option<PathBuf>,
-    retry: RetryPolicy,
+    tuning: StoreTuning,
     health: Arc<Health>,
 }
 
@@ -215,19 +179,25 @@ pub fn default_store_url() -> String {
 }
 
 impl Store {
-    /// Open the store a URL names, with credentials and tuning (`KILN_STORE_*`) from the process
-    /// environment.
-    pub fn from_url(url: &str) -> Result<Store, StoreError> {
-        Store::from_url_with_env(url, &|k| std::env::var(k).ok())
+    /// Open the store a URL names, with the tuning and credentials resolved at start.
+    pub fn open(url: &str, settings: &StoreSettings) -> Result<Store, StoreError> {
+        Store::open_with(url, settings.tuning, &|k| settings.credentials.get(k))
     }
 
-    /// [`Store::from_url`] reading credentials and tuning from `env` instead of the process
-    /// environment (several stores with different settings in one process).
-    pub fn from_url_with_env(
-        url: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Store, StoreError> {
-        let retry = RetryPolicy::from_env(env);
+    /// [`Store::open`] with settings read from the process environment now (tools and tests;
+    /// commands open stores with the settings they resolved at start).
+    pub fn from_url(url: &str) -> Result<Store, StoreError> {
+        Store::open(url, &StoreSettings::from_process_env())
+    }
+
+    /// [`Store::open`] with tuning and credentials read from `env` (tests; several stores with
+    /// different settings in one process).
+    pub fn from_url_with_env(url: &str, env: Env) -> Result<Store, StoreError> {
+        Store::open_with(url, StoreTuning::from_env(env), env)
+    }
+
+    /// Open with `tuning`, the backend taking its credentials from `env`.
+    fn open_with(url: &str, tuning: StoreTuning, env: Env) -> Result<Store, StoreError> {
         let bad = |message: &str| StoreError::BadUrl {
             url: redact(url),
             message: message.to_string(),
@@ -247,36 +217,41 @@ impl Store {
                 backend: Backend::Dal(op),
                 display: url.to_string(),
                 local_root: Some(PathBuf::from(path)),
-                retry,
+                tuning,
                 health: Arc::default(),
             });
         }
         if url.starts_with('/') {
-            return Store::from_url_with_env(&format!("file://{url}"), env);
+            return Store::open_with(&format!("file://{url}"), tuning, env);
         }
         if url == "gha" || url.starts_with("gha://") {
-            let gha = GhaCache::from_env(env).map_err(|m| bad(&m))?;
+            let gha = GhaCache::from_env(env, &tuning).map_err(|m| bad(&m))?;
             return Ok(Store {
                 backend: Backend::Gha(Arc::new(gha)),
                 display: url.to_string(),
                 local_root: None,
-                retry,
+                tuning,
                 health: Arc::default(),
             });
         }
-        let op = super::backends::remote_operator(url, env).map_err(|m| bad(&m))?;
+        let op = super::backends::remote_operator(url, env, tuning.retry.timeout)
+            .map_err(|m| bad(&m))?;
         Ok(Store {
             backend: Backend::Dal(op),
             display: redact(url),
             local_root: None,
-            retry,
+            tuning,
             health: Arc::default(),
         })
     }
 
     /// A store that could not be opened (`error` from [`Store::from_url`]): every operation
     /// fails at once, so a run goes on uncached exactly as with a store that is down.
-    pub fn unusable(url: &str, error: &StoreError) -> Result<Store, StoreError> {
+    pub fn unusable(
+        url: &str,
+        error: &StoreError,
+        settings: &StoreSettings,
+    ) -> Result<Store, StoreError> {
         // Never used (every operation is refused first); any operator will do.
         let op = Operator::new(opendal::services::Fs::default().root("/")).map_err(|e| {
             StoreError::BadUrl {
@@ -288,7 +263,7 @@ impl Store {
             backend: Backend::Dal(op),
             display: redact(url),
             local_root: None,
-            retry: RetryPolicy::from_env(&|k| std::env::var(k).ok()),
+            tuning: settings.tuning,
             health: Arc::new(Health {
                 down: Mutex::default(),
                 unusable: Some(error.to_string()),
@@ -298,7 +273,12 @@ impl Store {
 
     /// How this store retries transient failures.
     pub fn retry_policy(&self) -> RetryPolicy {
-        self.retry
+        self.tuning.retry
+    }
+
+    /// How transfers to and from this store show progress and unpack.
+    pub fn transfer(&self) -> crate::settings::machine::TransferSettings {
+        self.tuning.transfer
     }
 
     /// The URL without credentials.
@@ -393,9 +373,9 @@ impl Store {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let started = Instant::now();
-        let budget = self.retry.timeout;
-        let mut delay = self.retry.base_delay;
-        let attempts = self.retry.attempts;
+        let budget = self.tuning.retry.timeout;
+        let mut delay = self.tuning.retry.base_delay;
+        let attempts = self.tuning.retry.attempts;
         let mut attempt = 1;
         loop {
             match f().await {
@@ -585,7 +565,7 @@ impl Store {
         };
         // A small object: the whole read within the store timeout (the timeout layer only
         // bounds each chunk of it, three times longer, which suits large transfers).
-        let limit = self.retry.timeout;
+        let limit = self.tuning.retry.timeout;
         let read = match tokio::time::timeout(limit, op.read(path)).await {
             Ok(r) => r,
             Err(_) => Err(opendal::Error::new(

@@ -4,7 +4,7 @@
 //! `ci/` is the only code that reads or writes `GITHUB_*`, `RUNNER_*`, `ACTIONS_*`,
 //! `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY` (see [`actions`] for the writing side). Everything
 //! else gets typed values: [`CiEnv`] (which commit, which PR, is it a fork), [`ReportTarget`]
-//! (where the GitHub reporter posts) and [`gha_cache_available`] (for the store URL), so each
+//! (where the GitHub reporter posts) and [`CacheService`] (whether `gha` is the default store), so each
 //! question has one answer per run.
 //!
 //! Detection is deliberately strict: only `GITHUB_ACTIONS=true` counts, so a developer with a
@@ -21,17 +21,6 @@ mod github;
 pub use github::{GithubAccess, ReportTarget};
 
 use crate::settings::names;
-
-/// The GitHub Actions cache service (v2) is reachable: the results service URL and a runtime
-/// token. Then `gha` is the default store. A partial set of `ACTIONS_*` variables is logged as a
-/// warning naming what is missing (and the file store is used).
-pub fn gha_cache_available(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    if let Some(why) = cache_service_problem(env) {
-        tracing::warn!("{why}");
-        return false;
-    }
-    CacheService::from_env(env).is_ok()
-}
 
 /// The job's cache service (v2) credentials, for the `gha` store.
 #[derive(Clone)]

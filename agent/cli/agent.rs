@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::settings::names;
+use crate::server::AgentSettings;
+use crate::settings::{names, Machine};
 
 /// Run a long-lived build server that takes GitHub webhooks (or polls GitHub) and builds every
 /// push and pull request of the repositories in agent.yml with `kiln run`.
@@ -59,4 +60,24 @@ pub struct AgentArgs {
     /// Largest webhook body accepted, e.g. 25MiB (GitHub's own cap), 512KiB. Larger ones get 413.
     #[arg(long, value_parser = crate::size::parse_size_usize, default_value = "25MiB", env = names::AGENT_MAX_BODY)]
     pub max_body: usize,
+}
+
+impl AgentArgs {
+    /// The agent's settings: these flags and the machine's sandbox binary.
+    pub fn settings(self, machine: &Machine) -> AgentSettings {
+        AgentSettings {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            workers: self.workers,
+            config: self.config,
+            poll: self.poll,
+            job_timeout: self.job_timeout,
+            grace: self.grace,
+            retain: self.retain,
+            queue: self.queue,
+            lease: self.lease,
+            max_body: self.max_body,
+            bwrap: machine.bwrap.clone(),
+        }
+    }
 }

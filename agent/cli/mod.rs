@@ -1,13 +1,16 @@
 //! The `kiln` command line: every argument struct of every command (one file per command with
-//! subcommands or many flags), and the dispatch that turns each command's result into one exit
-//! code (see [`crate::exit`]).
+//! subcommands or many flags), their conversion into the settings the domain code takes, and
+//! the dispatch that turns each command's result into one exit code (see [`exit`]).
 //!
-//! Flags here are only flags: `kiln run`'s `KILN_*` variables are read by `settings`, which
-//! merges them under the flags in one place.
+//! Every command has one handler shape: `(its flags, &Machine) -> Exit`, where
+//! [`Machine`](crate::settings::Machine) is what this machine is tuned with, read once in
+//! [`main`]. Flags here are only flags: `kiln run`'s `KILN_*` variables are read by `settings`,
+//! which merges them under the flags in one place.
 
 pub mod agent;
 pub mod bisect;
 pub mod cache;
+pub mod exit;
 pub mod index;
 pub mod run;
 pub mod wheelhouse;
@@ -16,10 +19,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::exit::{Classify, Exit};
 use crate::logging::LogFormat;
-use crate::settings;
-use crate::settings::names;
+use crate::settings::{self, names, Machine};
+use exit::{Classify, Exit};
 
 /// Kiln: fast, clean CI builds for Python projects with compiled dependencies.
 ///
@@ -112,53 +114,73 @@ fn failed(command: &str, e: &(impl std::fmt::Display + Classify)) -> Exit {
 }
 
 /// Run one command to its exit code.
-pub async fn dispatch(command: Command) -> Exit {
+pub async fn dispatch(command: Command, machine: &Machine) -> Exit {
     match command {
-        Command::Run(a) => run::run(a).await,
-        Command::Agent(a) => match crate::server::run(a).await {
-            Ok(()) => Exit::Success,
-            Err(e) => failed(" agent", &e),
-        },
-        Command::Cache(a) => crate::cache::commands::run(a).await,
-        Command::Doctor(a) => {
-            let store = settings::store_url(a.store, None, &settings::process_env);
-            let checks = crate::doctor::run(&a.config, &store).await;
-            if crate::doctor::print(&checks) {
-                Exit::Success
-            } else {
-                Exit::No
-            }
+        Command::Run(a) => run::run(a, machine).await,
+        Command::Agent(a) => agent(a, machine).await,
+        Command::Cache(a) => cache::commands::run(a, machine).await,
+        Command::Doctor(a) => doctor(a, machine).await,
+        Command::Init(a) => init(a, machine).await,
+        Command::Index(a) => index(a, machine).await,
+        Command::Wheelhouse(a) => wheelhouse(a, machine).await,
+        Command::Flaky(a) => flaky(a, machine).await,
+    }
+}
+
+/// The end of a command whose domain code returns an error that classifies itself.
+fn ended(command: &str, result: Result<(), impl std::fmt::Display + Classify>) -> Exit {
+    match result {
+        Ok(()) => Exit::Success,
+        Err(e) => failed(command, &e),
+    }
+}
+
+/// `kiln agent`.
+async fn agent(a: agent::AgentArgs, machine: &Machine) -> Exit {
+    ended(" agent", crate::server::run(a.settings(machine)).await)
+}
+
+/// `kiln index`.
+async fn index(a: index::IndexArgs, machine: &Machine) -> Exit {
+    ended("", crate::index::run_cli(a, &machine.store).await)
+}
+
+/// `kiln wheelhouse`.
+async fn wheelhouse(a: wheelhouse::WheelhouseArgs, machine: &Machine) -> Exit {
+    ended("", crate::wheelhouse::run_cli(a, &machine.store).await)
+}
+
+/// `kiln doctor`: check this machine and the store.
+async fn doctor(a: DoctorArgs, machine: &Machine) -> Exit {
+    let store = settings::store_url(a.store, None, &settings::process_env);
+    let checks = crate::doctor::run(&a.config, &store, machine).await;
+    if crate::doctor::print(&checks) {
+        Exit::Success
+    } else {
+        Exit::No
+    }
+}
+
+/// `kiln init`: write a commented kiln.yml in the current directory.
+async fn init(a: InitArgs, _machine: &Machine) -> Exit {
+    let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match crate::init::init(&dir, a.force) {
+        Ok(path) => {
+            println!("wrote {}", path.display());
+            Exit::Success
         }
-        Command::Init(a) => {
-            let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            match crate::init::init(&dir, a.force) {
-                Ok(path) => {
-                    println!("wrote {}", path.display());
-                    Exit::Success
-                }
-                Err(e) => {
-                    eprintln!("kiln: error: {e}");
-                    Exit::Usage
-                }
-            }
+        Err(e) => {
+            eprintln!("kiln: error: {e}");
+            Exit::Usage
         }
-        Command::Index(a) => match crate::index::run_cli(a).await {
-            Ok(()) => Exit::Success,
-            Err(e) => failed("", &e),
-        },
-        Command::Wheelhouse(a) => match crate::wheelhouse::run_cli(a).await {
-            Ok(()) => Exit::Success,
-            Err(e) => failed("", &e),
-        },
-        Command::Flaky(a) => flaky(a).await,
     }
 }
 
 /// `kiln flaky`: read the branch's test histories from the store and list them.
-async fn flaky(a: FlakyArgs) -> Exit {
+async fn flaky(a: FlakyArgs, machine: &Machine) -> Exit {
     let env = settings::process_env;
     let url = settings::store_url(a.store, None, &env);
-    let store = match crate::cache::Store::from_url(&url) {
+    let store = match crate::cache::Store::open(&url, &machine.store) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kiln flaky: error: {e}");
@@ -204,6 +226,7 @@ fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     crate::logging::init(cli.log_format, cli.verbose);
+    let machine = Machine::from_process_env();
     let runtime = match runtime_for(&cli.command) {
         Ok(r) => r,
         Err(e) => {
@@ -211,5 +234,5 @@ pub fn main() -> std::process::ExitCode {
             return Exit::Infrastructure.into();
         }
     };
-    runtime.block_on(dispatch(cli.command)).into()
+    runtime.block_on(dispatch(cli.command, &machine)).into()
 }

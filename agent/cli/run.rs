@@ -8,7 +8,7 @@ use crate::ci::{self, ReportTarget};
 use crate::report::culprit::Bisector;
 
 use super::bisect::StepBuilds;
-use crate::exit::{Classify, Exit};
+use super::exit::{Classify, Exit};
 use crate::report::{self, RunFacts};
 use crate::run::{self, stage::Done, Finished, Stage, StageHooks};
 use crate::settings::{self, CheckoutMode, Installer, Layer, ReportMode};
@@ -128,7 +128,7 @@ impl StageHooks for LogGroups {
 }
 
 /// `kiln run` to its exit code.
-pub async fn run(args: RunArgs) -> Exit {
+pub async fn run(args: RunArgs, machine: &settings::Machine) -> Exit {
     let ci = ci::current();
     if let Some(ci) = ci {
         ci::actions::mask_secrets();
@@ -138,7 +138,7 @@ pub async fn run(args: RunArgs) -> Exit {
     }
     let env = settings::process_env;
     let target = ReportTarget::from_env(&env, ci);
-    let result = match settings::resolve(args.layer(), &env, ci) {
+    let result = match settings::resolve(args.layer(), &env, ci, machine.clone()) {
         Ok(request) => run::execute(request, &LogGroups).await,
         Err(e) => Err(e),
     };

@@ -14,6 +14,7 @@ pub mod pages;
 use std::path::PathBuf;
 
 use crate::cli::index::{IndexArgs, IndexCommand, ServeArgs};
+use crate::settings::StoreSettings;
 
 pub use auth::Auth;
 pub use layout::{publish_wheels, PublishStats};
@@ -55,10 +56,10 @@ impl From<StoreError> for IndexError {
 }
 
 /// `kiln index …`
-fn open_store(url: Option<&str>) -> Result<Store, IndexError> {
+fn open_store(url: Option<&str>, settings: &StoreSettings) -> Result<Store, IndexError> {
     let url =
         crate::settings::store_url(url.map(str::to_string), None, &crate::settings::process_env);
-    Ok(Store::from_url(&url)?)
+    Ok(Store::open(&url, settings)?)
 }
 
 /// Token from the file, else `KILN_INDEX_TOKEN`; basic credentials from `KILN_INDEX_BASIC_AUTH`.
@@ -92,11 +93,11 @@ fn auth_from(args: &ServeArgs) -> Result<Auth, IndexError> {
 }
 
 /// Run `kiln index …`.
-pub async fn run_cli(args: IndexArgs) -> Result<(), IndexError> {
+pub async fn run_cli(args: IndexArgs, settings: &StoreSettings) -> Result<(), IndexError> {
     match args.command {
-        IndexCommand::Serve(a) => serve_cli(a).await,
+        IndexCommand::Serve(a) => serve_cli(a, settings).await,
         IndexCommand::Publish(a) => {
-            let store = open_store(a.store.as_deref())?;
+            let store = open_store(a.store.as_deref(), settings)?;
             let stats = publish_wheels(&store, &a.wheelhouse).await?;
             println!(
                 "published {} wheel(s) ({} bytes) to {}; {} already there{}",
@@ -115,8 +116,8 @@ pub async fn run_cli(args: IndexArgs) -> Result<(), IndexError> {
     }
 }
 
-async fn serve_cli(args: ServeArgs) -> Result<(), IndexError> {
-    let store = open_store(args.store.as_deref())?;
+async fn serve_cli(args: ServeArgs, settings: &StoreSettings) -> Result<(), IndexError> {
+    let store = open_store(args.store.as_deref(), settings)?;
     let auth = auth_from(&args)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

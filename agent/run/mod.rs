@@ -165,13 +165,14 @@ pub async fn execute(
         Err(e) => return Ok(x.finish(None, None, Some(format!("checkout failed: {e}")))),
     };
     x.paths.checkout = co.dir.clone();
-    let settings = x.request.clone().settle(&co.dir, &settings::process_env)?;
+    let settings = x.request.clone().settle(&co.dir)?;
     // A store that cannot even be opened is a store that is down: warn, build uncached.
-    let store = match Store::from_url(&settings.store_url) {
+    let store_settings = &settings.request.machine.store;
+    let store = match Store::open(&settings.store_url, store_settings) {
         Ok(store) => store,
         Err(e) => {
             tracing::warn!("cache store unusable: {e}; building without cache");
-            Store::unusable(&settings.store_url, &e)
+            Store::unusable(&settings.store_url, &e, store_settings)
                 .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };

@@ -27,6 +27,7 @@ use crate::process::Cmd;
 
 pub use env::{ChildEnv, PassName, Trust};
 pub use layout::Layout;
+pub use probe::BwrapBin;
 pub use runner::{ProjectRunner, SandboxSettings};
 
 /// `--sandbox`, `KILN_SANDBOX`, `sandbox:` in kiln.yml and agent.yml.
@@ -103,11 +104,12 @@ impl Sandbox {
     pub fn resolve(
         mode: SandboxMode,
         layout: Layout,
+        bin: &BwrapBin,
     ) -> Result<(Sandbox, Option<String>), SandboxError> {
         if mode == SandboxMode::None {
             return Ok((Sandbox::disabled(), None));
         }
-        match (probe::usable_bwrap(), mode) {
+        match (probe::usable_bwrap(bin), mode) {
             (Ok(bin), _) => Ok((
                 Sandbox {
                     bwrap: Some(bin),
@@ -173,8 +175,8 @@ pub fn unsandboxed_reason(e: &SandboxError) -> String {
 }
 
 /// Whether bubblewrap works on this machine (for `kiln doctor` and the agent's start-up check).
-pub fn check() -> Result<PathBuf, SandboxError> {
-    probe::usable_bwrap()
+pub fn check(bin: &BwrapBin) -> Result<PathBuf, SandboxError> {
+    probe::usable_bwrap(bin)
 }
 
 #[cfg(test)]

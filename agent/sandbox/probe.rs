@@ -10,24 +10,35 @@ use std::sync::OnceLock;
 
 use super::layout::namespace_flags;
 use super::{Network, SandboxError};
-use crate::settings::names;
 
-/// `KILN_BWRAP_BIN` picks the binary (empty: behave as if bubblewrap were not installed); else
-/// `bwrap` on PATH.
-fn find() -> Option<PathBuf> {
-    match std::env::var_os(names::BWRAP_BIN) {
-        Some(p) if p.is_empty() => None,
-        Some(p) => which::which(p).ok(),
-        None => which::which("bwrap").ok(),
+/// The bubblewrap binary to sandbox with (`KILN_BWRAP_BIN`, read once by the settings).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BwrapBin {
+    /// `bwrap` on PATH.
+    #[default]
+    OnPath,
+    /// This program (a name on PATH or a path).
+    Named(PathBuf),
+    /// Set to empty: behave as if bubblewrap were not installed.
+    Disabled,
+}
+
+impl BwrapBin {
+    fn find(&self) -> Option<PathBuf> {
+        match self {
+            BwrapBin::Disabled => None,
+            BwrapBin::Named(p) => which::which(p).ok(),
+            BwrapBin::OnPath => which::which("bwrap").ok(),
+        }
     }
 }
 
-/// The usable bubblewrap, probed once per process.
-pub(super) fn usable_bwrap() -> Result<PathBuf, SandboxError> {
+/// The usable bubblewrap, probed once per process (a process has one [`BwrapBin`]).
+pub(super) fn usable_bwrap(bin: &BwrapBin) -> Result<PathBuf, SandboxError> {
     static PROBED: OnceLock<Result<PathBuf, SandboxError>> = OnceLock::new();
     PROBED
         .get_or_init(|| {
-            let bin = find().ok_or(SandboxError::NotInstalled)?;
+            let bin = bin.find().ok_or(SandboxError::NotInstalled)?;
             probe(&bin).map_err(|detail| SandboxError::Unusable {
                 bin: bin.clone(),
                 detail,

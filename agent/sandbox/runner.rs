@@ -4,7 +4,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{ChildEnv, Layout, Network, PassName, Sandbox, SandboxError, SandboxMode, Trust};
+use super::{
+    BwrapBin, ChildEnv, Layout, Network, PassName, Sandbox, SandboxError, SandboxMode, Trust,
+};
 use crate::process::Cmd;
 
 /// What the run was told about its sandbox (flags > `KILN_*` > kiln.yml > defaults, resolved by
@@ -21,6 +23,8 @@ pub struct SandboxSettings {
     pub test_network: bool,
     /// kiln.yml `env:`: variables of Kiln's environment passed to the project's code.
     pub pass_env: Vec<PassName>,
+    /// The bubblewrap binary (`KILN_BWRAP_BIN`).
+    pub bwrap: BwrapBin,
 }
 
 /// Starts the project's commands for one run.
@@ -53,7 +57,7 @@ impl ProjectRunner {
         for p in settings.hide.iter().map(PathBuf::as_path).chain(store_dir) {
             layout.hide(p);
         }
-        let (sandbox, warning) = Sandbox::resolve(settings.mode, layout)?;
+        let (sandbox, warning) = Sandbox::resolve(settings.mode, layout, &settings.bwrap)?;
         let (env, mut warnings) = ChildEnv::from_process(&settings.pass_env, settings.trust);
         warnings.extend(warning);
         let test_network = match (settings.trust, settings.test_network) {

@@ -5,7 +5,7 @@ use std::path::Path;
 use super::*;
 
 fn bwrap_sandbox(layout: Layout) -> Sandbox {
-    let (sandbox, warning) = Sandbox::resolve(SandboxMode::Bwrap, layout)
+    let (sandbox, warning) = Sandbox::resolve(SandboxMode::Bwrap, layout, &BwrapBin::default())
         .expect("bubblewrap must be installed and usable (scripts/setup.sh installs it)");
     assert!(warning.is_none());
     sandbox
@@ -200,6 +200,7 @@ fn disabled_sandbox_leaves_commands_alone() {
     let cmd = Cmd::shell("true").cwd("/");
     let wrapped = Sandbox::disabled().wrap(cmd.clone(), Network::Denied);
     assert_eq!(wrapped.display(), cmd.display());
-    let (s, w) = Sandbox::resolve(SandboxMode::None, Layout::default()).unwrap();
+    let (s, w) =
+        Sandbox::resolve(SandboxMode::None, Layout::default(), &BwrapBin::default()).unwrap();
     assert!(!s.active() && w.is_none());
 }

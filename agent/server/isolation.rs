@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::agent_yml::{AgentConfig, TokenSource};
-use crate::sandbox::{self, SandboxMode};
+use crate::sandbox::{self, BwrapBin, SandboxMode};
 use crate::settings::names;
 
 /// The `sandbox:`, `allow_unsandboxed_forks:` and `fork_test_network:` keys of agent.yml.
@@ -39,6 +39,8 @@ pub struct Isolation {
     pub hidden: Vec<PathBuf>,
     /// The agent's variables that never reach a build (every repository's `token_env`).
     pub scrubbed: Vec<String>,
+    /// The bubblewrap the agent checks forks' sandbox with (the machine's `KILN_BWRAP_BIN`).
+    pub bwrap: BwrapBin,
 }
 
 impl Isolation {
@@ -69,6 +71,7 @@ impl Isolation {
             policy: config.sandbox,
             hidden,
             scrubbed,
+            bwrap: BwrapBin::default(),
         }
     }
 
@@ -81,7 +84,10 @@ impl Isolation {
             if self.policy.fork_test_network {
                 args.push("--test-network".into());
             }
-            match (sandbox::check(), self.policy.allow_unsandboxed_forks) {
+            match (
+                sandbox::check(&self.bwrap),
+                self.policy.allow_unsandboxed_forks,
+            ) {
                 (Ok(_), _) => SandboxMode::Bwrap,
                 (Err(_), true) => SandboxMode::Auto,
                 (Err(e), false) => {
@@ -107,7 +113,7 @@ impl Isolation {
 
     /// Said once when the agent starts, when fork pull requests will be refused or unsandboxed.
     pub fn startup_warning(&self) -> Option<String> {
-        let e = sandbox::unsandboxed_reason(&sandbox::check().err()?);
+        let e = sandbox::unsandboxed_reason(&sandbox::check(&self.bwrap).err()?);
         Some(if self.policy.allow_unsandboxed_forks {
             format!("{e}: fork pull requests will run UNSANDBOXED (allow_unsandboxed_forks: true)")
         } else {

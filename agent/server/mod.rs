@@ -24,6 +24,7 @@ pub mod signature;
 pub mod web;
 pub mod worker;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ use self::agent_yml::AgentConfig;
 use self::queue::{Host, JobQueue};
 use self::signature::Secret;
 use self::worker::{Phase, Worker, WorkerSettings};
-use crate::cli::agent::AgentArgs;
+use crate::sandbox::BwrapBin;
 use crate::settings::names;
 
 #[derive(Debug, thiserror::Error)]
@@ -320,7 +321,28 @@ struct Opened {
     agent_id: String,
 }
 
-fn open_data_dir(args: &AgentArgs) -> Result<Opened, AgentError> {
+/// What `kiln agent` runs with: its flags and `KILN_AGENT_*` (converted by `cli::agent`) and the
+/// machine's sandbox binary.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub listen: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+    /// Builds at once (0: queue only).
+    pub workers: usize,
+    /// agent.yml (default: `<data_dir>/agent.yml`).
+    pub config: Option<PathBuf>,
+    pub poll: Option<Duration>,
+    pub job_timeout: Option<Duration>,
+    pub grace: Duration,
+    pub retain: Duration,
+    /// `embedded` or a PostgreSQL URL.
+    pub queue: String,
+    pub lease: Duration,
+    pub max_body: usize,
+    pub bwrap: BwrapBin,
+}
+
+fn open_data_dir(args: &AgentSettings) -> Result<Opened, AgentError> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(io(format!("data dir {}", args.data_dir.display())))?;
     create_private_dir(&data_dir)
@@ -358,9 +380,10 @@ fn open_data_dir(args: &AgentArgs) -> Result<Opened, AgentError> {
 }
 
 /// What every worker's builds run, where, and how they are isolated.
-fn worker_settings(args: &AgentArgs, o: &Opened) -> Result<WorkerSettings, AgentError> {
+fn worker_settings(args: &AgentSettings, o: &Opened) -> Result<WorkerSettings, AgentError> {
     let (config, data_dir) = (&o.config, &o.data_dir);
-    let isolation = isolation::Isolation::new(config, data_dir.clone(), o.config_path.clone());
+    let mut isolation = isolation::Isolation::new(config, data_dir.clone(), o.config_path.clone());
+    isolation.bwrap = args.bwrap.clone();
     if let Some(w) = isolation.startup_warning() {
         tracing::warn!("{w}");
     }
@@ -385,7 +408,7 @@ fn worker_settings(args: &AgentArgs, o: &Opened) -> Result<WorkerSettings, Agent
 }
 
 /// Run the agent until SIGTERM/SIGINT, then drain.
-pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+pub async fn run(args: AgentSettings) -> Result<(), AgentError> {
     let secret = read_secret(&|k| std::env::var(k).ok())?;
     if secret.is_none() && args.poll.is_none() {
         return Err(AgentError::Secret(

@@ -9,6 +9,7 @@
 
 pub mod env;
 pub mod file;
+pub mod machine;
 pub mod names;
 pub mod save_on;
 
@@ -22,6 +23,7 @@ pub use env::Layer;
 pub use file::{
     CheckoutConfig, CheckoutMode, Compression, Config, ConfigError, Installer, ReportMode, SmtpTls,
 };
+pub use machine::{Credentials, Machine, RetryPolicy, StoreSettings, StoreTuning};
 
 /// How settings read the environment: the process's (see [`process_env`]) or a test's map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -32,7 +34,7 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// A run that could not start: bad flags, environment or config, a work dir we must not wipe.
-/// Exit code 2 (see `crate::exit`).
+/// Exit code 2 (see `crate::cli::exit`).
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
     #[error(transparent)]
@@ -72,6 +74,12 @@ pub struct RunRequest {
     pub ccache_bin: Option<String>,
     /// Where Kiln installs uv when it is not on PATH.
     pub tools_dir: PathBuf,
+    /// The store a flag or `KILN_STORE` names (above kiln.yml's `cache.store`).
+    named_store: Option<String>,
+    /// The store when nothing names one.
+    auto_store: AutoStore,
+    /// This machine's tuning, credentials and sandbox binary.
+    pub machine: Machine,
     /// Flags and `KILN_*` that override kiln.yml keys.
     overrides: Layer,
 }
@@ -88,9 +96,16 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
 }
 
-/// Merge the flags over `KILN_*` (the one place they meet) and apply what CI says.
-pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest, UsageError> {
+/// Merge the flags over `KILN_*` (the one place they meet) and apply what CI says; `machine`
+/// was read from the same environment when the command started.
+pub fn resolve(
+    flags: Layer,
+    env: Env,
+    ci: Option<&CiEnv>,
+    machine: Machine,
+) -> Result<RunRequest, UsageError> {
     let below = env::layer(env, &flags)?;
+    let named_store = named_store(flags.store.clone(), below.store.clone());
     let l = flags.over(below);
     let repo = l.repo.clone().unwrap_or_else(|| ".".into());
     let untrusted = l.untrusted.unwrap_or(false) || ci.is_some_and(|c| c.fork);
@@ -120,6 +135,9 @@ pub fn resolve(flags: Layer, env: Env, ci: Option<&CiEnv>) -> Result<RunRequest,
         ccache_bin: env::ccache_bin(env),
         tools_dir: tools_dir(env),
         repo,
+        named_store,
+        auto_store: AutoStore::from_env(env),
+        machine,
         overrides: l,
     })
 }
@@ -167,14 +185,14 @@ impl RunRequest {
     }
 
     /// Load kiln.yml from the checkout and lay the flags and `KILN_*` over it.
-    pub fn settle(self, checkout: &Path, env: Env) -> Result<Settings, UsageError> {
+    pub fn settle(self, checkout: &Path) -> Result<Settings, UsageError> {
         let mut project = Config::load(&self.config_path(checkout)?)?;
         apply(&self.overrides, &mut project);
-        let store_url = store_url(
-            self.overrides.store.clone(),
-            project.cache.store.as_deref(),
-            env,
-        );
+        let store_url = self
+            .named_store
+            .clone()
+            .or_else(|| non_empty(project.cache.store.as_deref()))
+            .unwrap_or_else(|| self.auto_store.url());
         project.cache.store = Some(store_url.clone());
         if self.untrusted {
             untrusted_python(&project.python, checkout, &self.workdir)?;
@@ -206,6 +224,7 @@ impl RunRequest {
             },
             test_network: l.test_network.unwrap_or(false),
             pass_env: project.env.clone(),
+            bwrap: self.machine.bwrap.clone(),
         }
     }
 }
@@ -270,17 +289,49 @@ fn apply(l: &Layer, c: &mut Config) {
 /// The cache store, for every command: `explicit` (a `--store` flag) > `KILN_STORE` > kiln.yml's
 /// `cache.store` > `gha` under GitHub Actions with its cache service > the embedded file store.
 pub fn store_url(explicit: Option<String>, file: Option<&str>, env: Env) -> String {
-    explicit
-        .filter(|s| !s.is_empty())
-        .or_else(|| env::var(env, names::STORE))
-        .or_else(|| file.filter(|s| !s.is_empty()).map(str::to_string))
-        .unwrap_or_else(|| {
-            if crate::ci::gha_cache_available(env) {
-                "gha".into()
-            } else {
-                cache::store::default_store_url()
-            }
-        })
+    named_store(explicit, env::var(env, names::STORE))
+        .or_else(|| non_empty(file))
+        .unwrap_or_else(|| AutoStore::from_env(env).url())
+}
+
+/// The store a flag (`explicit`) or else `KILN_STORE` (`from_env`) names.
+fn named_store(explicit: Option<String>, from_env: Option<String>) -> Option<String> {
+    explicit.filter(|s| !s.is_empty()).or(from_env)
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// The store when nothing names one: `gha` when the job has a usable GitHub Actions cache
+/// service, else the embedded file store. Decided from the environment once.
+#[derive(Debug, Clone)]
+struct AutoStore {
+    gha: bool,
+    /// Why the `ACTIONS_*` variables that are set do not make a cache service, logged when the
+    /// automatic store is used.
+    problem: Option<String>,
+}
+
+impl AutoStore {
+    fn from_env(env: Env) -> AutoStore {
+        let problem = crate::ci::cache_service_problem(env);
+        AutoStore {
+            gha: problem.is_none() && crate::ci::CacheService::from_env(env).is_ok(),
+            problem,
+        }
+    }
+
+    fn url(&self) -> String {
+        if let Some(why) = &self.problem {
+            tracing::warn!("{why}");
+        }
+        if self.gha {
+            "gha".into()
+        } else {
+            cache::store::default_store_url()
+        }
+    }
 }
 
 /// Kiln's own tool dir, where uv goes when it is not on PATH: `KILN_TOOLS_DIR`, else
@@ -342,9 +393,9 @@ mod tests {
     fn settle(flags: Layer, env: Env, yml: &str) -> Settings {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("kiln.yml"), yml).unwrap();
-        resolve(flags, env, None)
+        resolve(flags, env, None, Machine::default())
             .unwrap()
-            .settle(dir.path(), env)
+            .settle(dir.path())
             .unwrap()
     }
 
@@ -362,6 +413,7 @@ mod tests {
             Layer::default(),
             &|k| (k == "KILN_INSTALLER").then(|| "x".into()),
             None,
+            Machine::default(),
         )
         .unwrap_err();
         assert!(err.to_string().contains("KILN_INSTALLER"));
@@ -442,9 +494,9 @@ mod tests {
             config: Some("no-such-kiln.yml".into()),
             ..Layer::default()
         };
-        let err = resolve(flags, &|_| None, None)
+        let err = resolve(flags, &|_| None, None, Machine::default())
             .unwrap()
-            .settle(dir.path(), &|_| None)
+            .settle(dir.path())
             .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
@@ -477,9 +529,9 @@ mod tests {
         for python in ["./evil-python", "bin/python"] {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("kiln.yml"), format!("python: {python}\n")).unwrap();
-            let err = resolve(untrusted.clone(), &|_| None, None)
+            let err = resolve(untrusted.clone(), &|_| None, None, Machine::default())
                 .unwrap()
-                .settle(dir.path(), &|_| None)
+                .settle(dir.path())
                 .unwrap_err();
             assert!(err.to_string().contains("could have brought"), "{err}");
         }

@@ -11,6 +11,7 @@ pub mod transfer;
 use std::path::PathBuf;
 
 use crate::cli::wheelhouse::{WheelhouseArgs, WheelhouseCommand};
+use crate::settings::StoreSettings;
 
 use crate::cache::store::{Store, StoreError};
 use crate::index::IndexError;
@@ -69,7 +70,10 @@ impl From<IndexError> for WheelhouseError {
 
 /// `kiln wheelhouse …`
 /// Run `kiln wheelhouse …`.
-pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
+pub async fn run_cli(
+    args: WheelhouseArgs,
+    settings: &StoreSettings,
+) -> Result<(), WheelhouseError> {
     match args.command {
         WheelhouseCommand::Export(a) => {
             let stats = match &a.from {
@@ -86,7 +90,7 @@ pub async fn run_cli(args: WheelhouseArgs) -> Result<(), WheelhouseError> {
                         None,
                         &crate::settings::process_env,
                     );
-                    let store = Store::from_url(&url)?;
+                    let store = Store::open(&url, settings)?;
                     export_store(&store, &a.platforms, &a.output).await?
                 }
             };

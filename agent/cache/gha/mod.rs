@@ -24,7 +24,7 @@ use super::store::Entry;
 use blob::{BlobSettings, Source};
 use twirp::Twirp;
 
-use crate::settings::names;
+use crate::settings::StoreTuning;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -127,14 +127,10 @@ pub struct GhaCache {
     rest: Option<rest::Rest>,
 }
 
-fn parse_num<T: std::str::FromStr>(env: Env, name: &str) -> Option<T> {
-    env(name).and_then(|v| v.trim().parse().ok())
-}
-
 impl GhaCache {
     /// Configure from the job's environment (through [`crate::ci::CacheService`]). Errors
     /// name the missing variable.
-    pub fn from_env(env: Env) -> Result<GhaCache, String> {
+    pub fn from_env(env: Env, tuning: &StoreTuning) -> Result<GhaCache, String> {
         let svc = crate::ci::CacheService::from_env(env)?;
         let base = svc.results_url;
         let base = if base.ends_with('/') {
@@ -146,7 +142,7 @@ impl GhaCache {
         let token = svc.runtime_token;
         // The other stores' bounds: `KILN_STORE_TIMEOUT` of silence ends a request (connect or
         // read); a whole call gets three times that.
-        let policy = super::store::RetryPolicy::from_env(env);
+        let policy = tuning.retry;
         let silence = policy.timeout;
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
@@ -155,8 +151,8 @@ impl GhaCache {
             .build()
             .map_err(|e| format!("gha: HTTP client: {e}"))?;
         let blob = BlobSettings {
-            block_size: parse_num(env, names::GHA_BLOCK_SIZE).unwrap_or(32 << 20),
-            concurrency: parse_num(env, names::GHA_UPLOAD_CONCURRENCY).unwrap_or(4),
+            block_size: tuning.gha_upload.block_size,
+            concurrency: tuning.gha_upload.concurrency,
             attempts: policy.attempts,
             retry_delay: policy.base_delay,
         };

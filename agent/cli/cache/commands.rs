@@ -1,4 +1,4 @@
-//! `kiln cache save|restore|list|prune` (flags in `cli::cache`): the cache engine as standalone
+//! `kiln cache save|restore|list|prune` (flags in the parent module): the cache engine as standalone
 //! commands, usable from any CI (the same semantics as actions/cache's restore and save).
 //!
 //! Exit codes: 0 done (a store outage is a warning, not a failure), 1 `--fail-on-miss` and no
@@ -8,42 +8,40 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::progress::human_bytes;
-use super::prune::{self, PrunePolicy};
-use super::store::Store;
-use super::{catalog, RestoreHit, SaveOptions};
-use crate::cli::cache::{
-    CacheArgs, CacheCommand, ListArgs, PruneArgs, RestoreArgs, SaveArgs, StoreArg,
-};
-use crate::exit::Exit;
-use crate::settings::Compression;
+use super::{CacheArgs, CacheCommand, ListArgs, PruneArgs, RestoreArgs, SaveArgs, StoreArg};
+use crate::cache::progress::human_bytes;
+use crate::cache::prune::{self, PrunePolicy};
+use crate::cache::{self, catalog, RestoreHit, SaveOptions, Store};
+use crate::cli::exit::Exit;
+use crate::settings::{Compression, Machine, StoreSettings};
 
 /// Open the store `--store` names (or the default one, see `settings::store_url`).
-fn open(arg: &StoreArg) -> Result<Store, Exit> {
+fn open(arg: &StoreArg, settings: &StoreSettings) -> Result<Store, Exit> {
     let url = crate::settings::store_url(arg.store.clone(), None, &crate::settings::process_env);
-    Store::from_url(&url).map_err(|e| {
+    Store::open(&url, settings).map_err(|e| {
         eprintln!("kiln: error: {e}");
         Exit::Usage
     })
 }
 
 /// Run a `kiln cache` command; returns the exit code.
-pub async fn run(args: CacheArgs) -> Exit {
+pub async fn run(args: CacheArgs, machine: &Machine) -> Exit {
+    let settings = &machine.store;
     match args.command {
-        CacheCommand::Save(a) => save(a).await,
-        CacheCommand::Restore(a) => restore(a).await,
-        CacheCommand::List(a) => list(a).await,
-        CacheCommand::Prune(a) => prune_cmd(a).await,
+        CacheCommand::Save(a) => save(a, settings).await,
+        CacheCommand::Restore(a) => restore(a, settings).await,
+        CacheCommand::List(a) => list(a, settings).await,
+        CacheCommand::Prune(a) => prune_cmd(a, settings).await,
     }
 }
 
-async fn save(a: SaveArgs) -> Exit {
+async fn save(a: SaveArgs, settings: &StoreSettings) -> Exit {
     // Untrusted code (a fork's pull request under GitHub Actions) must not write to the cache.
     if let Some(why) = crate::ci::current().and_then(|c| c.save_forbidden()) {
         eprintln!("kiln: {why}; not saving {}", a.key);
         return Exit::Success;
     }
-    let store = match open(&a.store) {
+    let store = match open(&a.store, settings) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -66,7 +64,7 @@ async fn save(a: SaveArgs) -> Exit {
         compression: a.compression,
         level: a.level,
     };
-    let out = super::save(&store, &a.key, &a.paths, &opts).await;
+    let out = cache::save(&store, &a.key, &a.paths, &opts).await;
     warn_all(&out.warnings);
     write_github_output(&[("saved", out.saved.to_string())]);
     if out.saved {
@@ -81,19 +79,19 @@ async fn save(a: SaveArgs) -> Exit {
     Exit::Success
 }
 
-async fn restore(a: RestoreArgs) -> Exit {
-    let store = match open(&a.store) {
+async fn restore(a: RestoreArgs, settings: &StoreSettings) -> Exit {
+    let store = match open(&a.store, settings) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let out = if a.lookup_only {
-        super::lookup(&store, &a.key, &a.restore_keys).await
+        cache::lookup(&store, &a.key, &a.restore_keys).await
     } else {
-        let limits = super::RestoreLimits {
+        let limits = cache::RestoreLimits {
             max_bytes: a.max_restore_size,
             max_entries: a.max_restore_entries,
         };
-        super::restore_within(&store, &a.key, &a.restore_keys, &a.paths, limits).await
+        cache::restore_within(&store, &a.key, &a.restore_keys, &a.paths, limits).await
     };
     warn_all(&out.warnings);
     let (word, matched) = match out.hit {
@@ -148,8 +146,8 @@ fn warn_all(warnings: &[String]) {
     );
 }
 
-async fn list(a: ListArgs) -> Exit {
-    let store = match open(&a.store) {
+async fn list(a: ListArgs, settings: &StoreSettings) -> Exit {
+    let store = match open(&a.store, settings) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -208,8 +206,8 @@ fn short_age(d: Duration) -> String {
     }
 }
 
-async fn prune_cmd(a: PruneArgs) -> Exit {
-    let store = match open(&a.store) {
+async fn prune_cmd(a: PruneArgs, settings: &StoreSettings) -> Exit {
+    let store = match open(&a.store, settings) {
         Ok(s) => s,
         Err(code) => return code,
     };

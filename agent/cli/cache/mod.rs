@@ -1,4 +1,7 @@
-//! `kiln cache` flags (the commands are in `cache::commands`).
+//! `kiln cache`: the flags here, the commands in [`commands`] (over the cache engine in
+//! `crate::cache`).
+
+pub mod commands;
 
 use std::path::PathBuf;
 use std::time::Duration;
