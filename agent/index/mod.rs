@@ -20,6 +20,7 @@ pub use auth::Auth;
 pub use layout::{publish_wheels, PublishStats};
 
 use crate::cache::store::{Store, StoreError};
+use crate::settings::names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -79,14 +80,15 @@ fn auth_from(args: &ServeArgs) -> Result<Auth, IndexError> {
             }
             Some(t)
         }
-        None => std::env::var("KILN_INDEX_TOKEN").ok(),
+        None => std::env::var(names::INDEX_TOKEN).ok(),
     };
-    let basic = std::env::var("KILN_INDEX_BASIC_AUTH").ok();
+    let basic = std::env::var(names::INDEX_BASIC_AUTH).ok();
     if let Some(b) = basic.as_deref().filter(|b| !b.is_empty()) {
         if !b.contains(':') {
-            return Err(IndexError::Auth(
-                "KILN_INDEX_BASIC_AUTH must be user:password".into(),
-            ));
+            return Err(IndexError::Auth(format!(
+                "{} must be user:password",
+                names::INDEX_BASIC_AUTH
+            )));
         }
     }
     Ok(Auth::new(token, basic))

@@ -12,12 +12,14 @@ pub mod keys;
 pub mod locks;
 pub mod plan;
 pub mod pyproject;
+pub mod test_command;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use detect::{detect, DepsSource, Project};
+pub use test_command::runs_pytest;
 
 /// A problem with the project's own files: exit 2 (the user must fix the input).
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@
 //! `report`, which never sees the executor's state.
 
 pub mod bootstrap;
+pub mod build_env;
 pub mod checkout;
 pub mod junit;
 pub mod project;

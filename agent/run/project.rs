@@ -10,8 +10,7 @@ use crate::project::{detect, DepsSource, Project, ProjectError};
 use crate::sandbox::{Network, ProjectRunner};
 use crate::settings::Config;
 
-use super::bootstrap::installers;
-use super::bootstrap::plan::build_env;
+use super::build_env::build_env;
 use super::toolchain;
 use super::workdir::Paths;
 
@@ -52,7 +51,7 @@ async fn export_uv_lock(
     let py = toolchain::python_info(inp.python)
         .await
         .map_err(|e| PrepareError::NoUv(e.to_string()))?;
-    let uv = installers::find_or_install_uv(&py, inp.offline, inp.tools_dir, warnings)
+    let uv = toolchain::find_or_install_uv(&py, inp.offline, inp.tools_dir, warnings)
         .await
         .ok_or_else(|| PrepareError::NoUv(warnings.join("; ")))?;
     let env = build_env(inp.paths, inp.offline);

@@ -119,7 +119,7 @@ pub async fn derive_keys(
             checkout,
             detected,
             &project.constraints,
-            super::bootstrap::project::runs_pytest(&project.test.command),
+            crate::project::runs_pytest(&project.test.command),
         )?,
         extra: project.cache.key_extra.clone(),
     };

@@ -1,7 +1,9 @@
 //! The tools a run builds with: the Python interpreter (probed once, for the cache keys and the
-//! bootstrap) and the C compiler's identity (for the ccache key).
+//! bootstrap), uv (found, or installed into Kiln's tool dir: the lock export before the restore
+//! and the bootstrap both need it) and the C compiler's identity (for the ccache key).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::process::Cmd;
 
@@ -177,6 +179,64 @@ pub async fn compiler_id() -> String {
     {
         Ok(out) if out.success => format!("{name}-{}", out.stdout_text().trim()),
         _ => "none".into(),
+    }
+}
+
+/// uv: beside the interpreter, on PATH, in Kiln's tool dir, or installed there with the
+/// interpreter's pip (not `offline`). `None`, with a warning, when it cannot be had.
+pub async fn find_or_install_uv(
+    py: &PythonInfo,
+    offline: bool,
+    tools_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Option<PathBuf> {
+    // The interpreter's own scripts dir first: PATH may hold a slow wrapper (pyenv shims).
+    let beside = py.scripts.join("uv");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    if let Ok(p) = which::which("uv") {
+        return Some(p);
+    }
+    let python = &py.path;
+    let target = tools_dir.join("uv");
+    let bin = target.join("bin").join("uv");
+    if bin.exists() {
+        return Some(bin);
+    }
+    if offline {
+        warnings.push("uv is not installed and --offline forbids fetching it: using pip".into());
+        return None;
+    }
+    tracing::info!("uv not on PATH: installing it into {}", target.display());
+    let out = Cmd::new(python)
+        .args([
+            "-I",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&target)
+        .arg("uv")
+        .timeout(Some(Duration::from_secs(180)))
+        .run()
+        .await;
+    match out {
+        Ok(o) if o.success && bin.exists() => Some(bin),
+        Ok(o) => {
+            warnings.push(format!(
+                "could not install uv (falling back to pip): {}",
+                o.tail(2)
+            ));
+            None
+        }
+        Err(e) => {
+            warnings.push(format!("could not install uv (falling back to pip): {e}"));
+            None
+        }
     }
 }
 

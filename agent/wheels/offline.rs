@@ -5,6 +5,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::settings::names;
+
 /// Installer arguments added to the usual `--no-index --find-links <run wheelhouse>`: no source
 /// builds, and the imported wheels (`kiln wheelhouse import`'s default directory) searched too.
 pub fn install_args(run_wheelhouse: &Path) -> Vec<OsString> {
@@ -29,7 +31,7 @@ pub fn search_dirs(run_wheelhouse: &Path) -> Vec<PathBuf> {
 /// Where `kiln wheelhouse import` puts wheels by default and where `kiln run --offline` looks
 /// for them: `~/.cache/kiln/wheelhouse` (beside the embedded store), or `KILN_OFFLINE_WHEELHOUSE`.
 pub fn default_import_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KILN_OFFLINE_WHEELHOUSE").filter(|d| !d.is_empty()) {
+    if let Some(d) = std::env::var_os(names::OFFLINE_WHEELHOUSE).filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
     crate::cache::store::default_store_dir()

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::settings::Config;
 use crate::summary::CcacheSummary;
 
-use super::super::workdir::Paths;
+use crate::run::build_env;
+use crate::run::workdir::Paths;
+use crate::sandbox::Trust;
 
 /// ccache as the C/C++ compiler: a directory of `gcc`, `cc`, … symlinks to ccache put first on PATH.
 pub struct Ccache {
@@ -114,7 +116,7 @@ const MAX_SDIST_DEPTH: usize = 12;
 /// header newly put in an include dir ahead of the one a cached result used, is no likelier
 /// here: the dir holds only what the build requirements install.
 fn build_env_includes(paths: &Paths) -> String {
-    let builds = super::plan::uv_cache(paths).join("builds-");
+    let builds = crate::run::build_env::uv_cache(paths).join("builds-");
     let rel = builds.strip_prefix(&paths.workdir).unwrap_or(&builds);
     let mut options = vec![format!("-I{}*", builds.display())];
     for depth in 1..=MAX_BUILD_DEPTH {
@@ -251,6 +253,38 @@ pub async fn enable(
         }
         Err(e) => Err(format!("cannot set up ccache in {}: {e}", masq.display())),
     }
+}
+
+/// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
+pub async fn build_env(
+    ccache: Option<&Ccache>,
+    paths: &Paths,
+    config: &Config,
+    offline: bool,
+    trust: Trust,
+    warnings: &mut Vec<String>,
+) -> Vec<(OsString, OsString)> {
+    let mut env = build_env::build_env(paths, offline);
+    let prefix = match enable(ccache, paths, config, &mut env).await {
+        Ok(dir) => Some(dir),
+        Err(w) => {
+            warnings.push(w);
+            None
+        }
+    };
+    let prefix: Vec<&Path> = prefix.iter().map(|p| p.as_path()).collect();
+    env.push(("PATH".into(), build_env::path_with(&prefix)));
+    if trust == Trust::Untrusted {
+        let before = env.len();
+        env.retain(|(k, _)| k != "CCACHE_REMOTE_STORAGE");
+        if env.len() != before {
+            warnings.push(
+                "untrusted build: the ccache remote is not used (its code could write to it)"
+                    .into(),
+            );
+        }
+    }
+    env
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::process::ProcessError;
 
-use super::super::toolchain::PythonError;
+use crate::run::toolchain::PythonError;
 
 /// Why the bootstrap stage failed.
 #[derive(Debug, thiserror::Error)]

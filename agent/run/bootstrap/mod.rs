@@ -1,53 +1,62 @@
 //! Bootstrap stage: a fresh virtualenv with the project's requirements, compiling as little as
 //! possible.
 //!
-//! The technique (see the seed article): build wheels with `pip wheel` into a persistent
-//! wheelhouse, with ccache as the compiler, then install offline from the wheelhouse. On a warm run
-//! the wheelhouse already holds every wheel, so nothing compiles and the install is seconds —
-//! and with uv (creating the venv and installing) well under one.
+//! The stage, in order: [`plan`] (the installer, the requirement arguments and the one
+//! [`plan::InstallPath`]), [`venv`] (the fresh venv), [`install`] (the requirements by that path,
+//! then pytest, then the wheelhouse pruned), [`compiled`] (the project's compiled modules
+//! import), [`ccache`] (its stats: were new results stored). The build environment every build
+//! child gets is [`ccache::build_env`]: [`crate::run::build_env`] plus ccache in front of the
+//! compilers.
 //!
-//! Why the venv is created `--without-pip` when pip installs: ensurepip costs ~6 s per venv, while
-//! the host's pip (≥ 22.3) can install into any interpreter with `--python`.
+//! Wheels go into the wheelhouse ([`crate::wheels`], kept between runs by the restore and save
+//! stages), so a warm run compiles nothing but the project. Who produces them on each path:
 //!
-//! [`plan`] decides what to do, [`ccache`] puts the compile cache in front of the compilers,
-//! [`installers`] runs uv/pip; this file puts them in order.
+//! | path | wheels into the wheelhouse from |
+//! |---|---|
+//! | `Command` (`bootstrap.command`) | the project's own command (pip and uv pointed at the wheelhouse) |
+//! | `Nothing` | nobody (pytest aside: [`install::pytest`]) |
+//! | `Offline` | nobody: only wheels already on the machine; the project built by the installer |
+//! | `ExactWheelhouse` | nobody; a wheel missing after all: the builder below |
+//! | `Build(ParallelUv)` | Kiln's PEP 517 frontend ([`build`]: the resolved sdists and the editable project, in parallel), then uv's one parallel install (its built wheels harvested from its cache), ready-made wheels copied from local `--find-links` dirs or collected by `pip wheel` in the background ([`install::collect`], joined before the save) |
+//! | `Build(PipThenInstall)` | `pip wheel`, one sdist at a time ([`install::pip`]), then the install |
+//!
+//! On the tool paths the project's editable wheel is built by Kiln's frontend first when
+//! nothing else builds alongside it (exact wheelhouse, no dependencies): see
+//! [`build::editable`].
 
+pub mod build;
 pub mod ccache;
-pub mod collect;
-mod command_venv;
+pub mod compiled;
 mod error;
-mod frontend;
-pub mod installers;
-mod native_venv;
-pub mod parallel_build;
+pub mod install;
 pub mod plan;
-pub mod project;
-pub mod ready_made;
-mod sdist_builds;
-pub mod venv_dists;
+pub mod venv;
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::sandbox::{Network, ProjectRunner, Trust};
-use crate::settings::Config;
+use crate::sandbox::{Network, ProjectRunner};
+use crate::settings::{names, Config};
 use crate::summary::{CcacheSummary, ProjectSummary, WheelSummary};
-use crate::wheels;
 
+use super::build_env::path_with;
+use super::project::Prepared;
 use super::toolchain::{self, PythonInfo};
 use super::untrusted::{self, Scope};
 use super::workdir::Paths;
 use ccache::Ccache;
 pub use error::BootstrapError;
-use installers::{Installed, Installing, Tool};
-use plan::{Plan, Strategy};
+use install::collect::Pending;
+use install::installing::Installed;
+use install::InstallInputs;
+use plan::{Plan, PlanInputs, Tool};
 
 /// What the bootstrap stage needs.
 pub struct BootstrapInputs<'a> {
     pub project: &'a Config,
     /// What the checkout is, and its locked set.
-    pub prepared: &'a super::project::Prepared,
+    pub prepared: &'a Prepared,
     pub paths: &'a Paths,
     /// The interpreter, when the restore stage probed it.
     pub python: Option<&'a PythonInfo>,
@@ -85,36 +94,7 @@ pub struct BootstrapOutput {
     /// The runner with the interpreter (and uv) shown inside the sandbox, for the tests.
     pub runner: Option<ProjectRunner>,
     /// Ready-made wheels still being collected: [`finish_wheelhouse`] before the save.
-    pub pending: Option<collect::Pending>,
-}
-
-/// The build environment: the work dir's variables, ccache in front of the compilers, PATH.
-async fn build_env(
-    inp: &BootstrapInputs<'_>,
-    ccache: Option<&Ccache>,
-    warnings: &mut Vec<String>,
-) -> Vec<(OsString, OsString)> {
-    let mut env = plan::build_env(inp.paths, inp.offline);
-    let prefix = match ccache::enable(ccache, inp.paths, inp.project, &mut env).await {
-        Ok(dir) => Some(dir),
-        Err(w) => {
-            warnings.push(w);
-            None
-        }
-    };
-    let prefix: Vec<&Path> = prefix.iter().map(|p| p.as_path()).collect();
-    env.push(("PATH".into(), plan::path_with(&prefix)));
-    if inp.runner.trust() == Trust::Untrusted {
-        let before = env.len();
-        env.retain(|(k, _)| k != "CCACHE_REMOTE_STORAGE");
-        if env.len() != before {
-            warnings.push(
-                "untrusted build: the ccache remote is not used (its code could write to it)"
-                    .into(),
-            );
-        }
-    }
-    env
+    pub pending: Option<Pending>,
 }
 
 /// The run's runner, with the interpreter's installation and uv shown read-only inside the
@@ -152,26 +132,21 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     let paths = inp.paths;
     let mut warnings = Vec::new();
     let ccache = Ccache::find(inp.ccache_bin);
-    let build_env = build_env(&inp, ccache.as_ref(), &mut warnings).await;
-
-    let started = Instant::now();
-    let plan = plan::plan(
-        inp.project,
-        inp.prepared,
-        &py,
+    let trust = inp.runner.trust();
+    let build_env = ccache::build_env(
+        ccache.as_ref(),
         paths,
+        inp.project,
         inp.offline,
-        inp.tools_dir,
+        trust,
         &mut warnings,
     )
-    .await?;
-    let tool = plan.tool();
-    create_venv(&plan, &py, &paths.venv, &build_env).await?;
-    let mut out = BootstrapOutput {
-        venv_seconds: started.elapsed().as_secs_f64(),
-        ..BootstrapOutput::default()
-    };
-    let runner = runner_for(&inp, &py, tool);
+    .await;
+    let started = Instant::now();
+    let plan = plan::plan(plan_inputs(&inp, &py), &mut warnings).await?;
+    venv::create(&plan, &py, &paths.venv, &build_env).await?;
+    let venv_seconds = started.elapsed().as_secs_f64();
+    let runner = runner_for(&inp, &py, plan.tool());
     let scope = Scope {
         cwd: &paths.checkout,
         env: &build_env,
@@ -179,32 +154,17 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
         // Building what the wheelhouse lacks downloads (unless --offline).
         network: network(inp.offline),
     };
-    let installed = match &plan.strategy {
-        Strategy::ProjectCommand(command) => project_command(command, paths, scope).await?,
-        Strategy::Install(tool) => install(&inp, &py, &plan, tool, scope, &mut warnings).await?,
+    let install_inputs = InstallInputs {
+        config: inp.project,
+        plan: &plan,
+        py: &py,
+        paths,
+        offline: inp.offline,
+        wheelhouse_exact: inp.wheelhouse_exact,
     };
-    out.installer = match tool {
-        Some(t) => t.name().into(),
-        None => "command".into(),
-    };
-    out.wheels = installed.wheels.clone();
-    out.wheelhouse_used = tool.is_none() || !plan.installs_nothing() || installed.pytest_added;
-    out.build_seconds = installed.build_seconds;
-    out.install_seconds = installed.install_seconds;
-    if tool.is_some() && !plan.project.is_empty() {
-        let probe_env = test_env(paths);
-        let python = untrusted::program(
-            paths.venv.join("bin").join("python"),
-            Scope {
-                cwd: &paths.tmp,
-                env: &probe_env,
-                ..scope.offline()
-            },
-        );
-        let detected = &inp.prepared.detected;
-        out.project =
-            Some(project::summarize(detected, &plan, &installed, python, &paths.checkout).await?);
-    }
+    let installed = install::install(install_inputs, scope, &mut warnings).await?;
+    let mut out = output(&plan, &installed, venv_seconds);
+    out.project = check_project(&inp, &plan, &installed, scope).await?;
     if ccache.is_some() {
         out.ccache = ccache::stats(paths, &source_dirs(&plan, paths));
         // New results are worth a save when a later run can hit them: the sources are still
@@ -222,39 +182,70 @@ pub async fn bootstrap(inp: BootstrapInputs<'_>) -> Result<BootstrapOutput, Boot
     Ok(out)
 }
 
+fn plan_inputs<'a>(inp: &BootstrapInputs<'a>, py: &'a PythonInfo) -> PlanInputs<'a> {
+    PlanInputs {
+        config: inp.project,
+        prepared: inp.prepared,
+        py,
+        paths: inp.paths,
+        offline: inp.offline,
+        wheelhouse_exact: inp.wheelhouse_exact,
+        tools_dir: inp.tools_dir,
+    }
+}
+
+/// The stage's output from what the install did (the project, ccache, the environment and the
+/// runner follow).
+fn output(plan: &Plan, installed: &Installed, venv_seconds: f64) -> BootstrapOutput {
+    let tool = plan.tool();
+    BootstrapOutput {
+        installer: match tool {
+            Some(t) => t.name().into(),
+            None => "command".into(),
+        },
+        wheels: installed.wheels.clone(),
+        wheelhouse_used: tool.is_none() || !plan.installs_nothing() || installed.pytest_added,
+        venv_seconds,
+        build_seconds: installed.build_seconds,
+        install_seconds: installed.install_seconds,
+        ..BootstrapOutput::default()
+    }
+}
+
+/// The project's own install checked (its compiled modules import) and summarized, when Kiln
+/// installed it.
+async fn check_project(
+    inp: &BootstrapInputs<'_>,
+    plan: &Plan,
+    installed: &Installed,
+    scope: Scope<'_>,
+) -> Result<Option<ProjectSummary>, BootstrapError> {
+    let paths = inp.paths;
+    if plan.tool().is_none() || plan.project.is_empty() {
+        return Ok(None);
+    }
+    let probe_env = test_env(paths);
+    let python = untrusted::program(
+        paths.venv.join("bin").join("python"),
+        Scope {
+            cwd: &paths.tmp,
+            env: &probe_env,
+            ..scope.offline()
+        },
+    );
+    let detected = &inp.prepared.detected;
+    let summary = compiled::summarize(detected, plan, installed, python, &paths.checkout).await?;
+    Ok(Some(summary))
+}
+
 /// The directories this run compiles from in place: the checkout, its local path
 /// dependencies, the work dir (builds in its temp dir).
-fn source_dirs(plan: &Plan, paths: &Paths) -> Vec<std::path::PathBuf> {
+fn source_dirs(plan: &Plan, paths: &Paths) -> Vec<PathBuf> {
     let locals = plan.deps.local.iter().map(|(dir, _)| dir);
     let locals = locals.chain(plan.deps.local_in_requirements.iter());
     let mut dirs = vec![paths.checkout.clone(), paths.workdir.clone()];
     dirs.extend(locals.map(|d| paths.checkout.join(d)));
     dirs
-}
-
-/// The fresh venv: written by Kiln for a uv install into a CPython it knows the layout of
-/// (see [`native_venv`]), else by the plan's tool.
-async fn create_venv(
-    plan: &Plan,
-    py: &PythonInfo,
-    venv: &Path,
-    build_env: &[(OsString, OsString)],
-) -> Result<(), BootstrapError> {
-    if plan.tool().is_none() {
-        return command_venv::create(py, venv, build_env).await;
-    }
-    if let (Some(Tool::Uv(_)), Some(layout)) = (plan.tool(), &py.venv) {
-        return native_venv::create(py, layout, venv)
-            .map_err(|e| BootstrapError::Venv(format!("writing {}: {e}", venv.display())));
-    }
-    let v = installers::venv_cmd(plan.tool(), plan.host_pip, py, venv)
-        .envs(build_env)
-        .run()
-        .await?;
-    if !v.success {
-        return Err(BootstrapError::Venv(v.tail(20)));
-    }
-    Ok(())
 }
 
 fn network(offline: bool) -> Network {
@@ -270,91 +261,9 @@ fn test_env(paths: &Paths) -> Vec<(OsString, OsString)> {
     let bin = paths.venv.join("bin");
     vec![
         ("VIRTUAL_ENV".into(), paths.venv.clone().into()),
-        ("PATH".into(), plan::path_with(&[&bin])),
-        ("KILN_WHEELHOUSE".into(), paths.wheelhouse.clone().into()),
+        ("PATH".into(), path_with(&[&bin])),
+        (names::WHEELHOUSE.into(), paths.wheelhouse.clone().into()),
     ]
-}
-
-/// Kiln's install: from the wheelhouse, building only what it lacks; then pytest when the test
-/// command needs it.
-async fn install(
-    inp: &BootstrapInputs<'_>,
-    py: &PythonInfo,
-    plan: &Plan,
-    tool: &Tool,
-    scope: Scope<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<Installed, BootstrapError> {
-    let mut i = Installing {
-        tool,
-        host_pip: plan.host_pip,
-        py,
-        venv_python: inp.paths.venv.join("bin").join("python"),
-        wheelhouse: &inp.paths.wheelhouse,
-        deps: &plan.deps,
-        project: plan.project.clone(),
-        build_requires: &plan.build_requires,
-        project_dist: inp.paths.tmp.join("project-dist"),
-        dynamic_deps: plan.dynamic_deps,
-        scope,
-    };
-    let prebuild_seconds = prebuild(inp, plan, &mut i).await?;
-    let mut done = install_requirements(inp, &i, warnings).await?;
-    done.build_seconds += prebuild_seconds;
-    done.project_seconds += prebuild_seconds;
-    let (added, report) =
-        project::ensure_pytest(&i, &inp.project.test.command, inp.offline).await?;
-    done.pytest_added |= added;
-    done.wheels.built += report.built.len() as u32;
-    done.wheels.built_names.extend(report.built);
-    let max_age = inp.project.cache.wheelhouse.max_age;
-    if let Some(used) = done.used.as_mut() {
-        used.extend(report.used);
-        match done.pending.as_mut() {
-            // The prune waits for the wheels still being collected.
-            Some(pending) => {
-                pending.used.extend(std::mem::take(used));
-                pending.max_age = max_age;
-            }
-            None => {
-                let removed = wheels::prune(&inp.paths.wheelhouse, used, max_age);
-                log_pruned(&removed);
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// The project's editable wheel built by Kiln's frontend when it applies (see [`frontend`]),
-/// put in the install in place of the checkout. Returns the seconds it took.
-async fn prebuild(
-    inp: &BootstrapInputs<'_>,
-    plan: &Plan,
-    i: &mut Installing<'_>,
-) -> Result<f64, BootstrapError> {
-    let started = Instant::now();
-    let sources = frontend::Sources {
-        nothing_alongside: inp.wheelhouse_exact || plan.deps.is_empty(),
-        wheelhouse_only: inp.wheelhouse_exact || inp.offline,
-        offline: inp.offline,
-    };
-    if let Some(wheel) = i
-        .prebuild_editable(&inp.paths.tmp, sources, Vec::new())
-        .await?
-    {
-        i.project = i.with_prebuilt(&wheel);
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
-
-pub(crate) fn log_pruned(removed: &[String]) {
-    if !removed.is_empty() {
-        tracing::info!(
-            "pruned {} unused wheel(s): {}",
-            removed.len(),
-            removed.join(", ")
-        );
-    }
 }
 
 /// Wait for the ready-made wheels still being collected (see [`collect`]) and put them in the
@@ -369,7 +278,7 @@ pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
                 "collected {} ready-made wheel(s) into the wheelhouse",
                 c.added.len()
             );
-            log_pruned(&c.pruned);
+            install::log_pruned(&c.pruned);
             for name in c.built {
                 if !out.wheels.built_names.contains(&name) {
                     out.wheels.built_names.push(name);
@@ -381,96 +290,4 @@ pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
             "could not collect the ready-made wheels ({e}): the wheelhouse is saved without them"
         ),
     }
-}
-
-async fn install_requirements(
-    inp: &BootstrapInputs<'_>,
-    i: &Installing<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<Installed, BootstrapError> {
-    if plan_is_empty(i) {
-        return Ok(Installed::default());
-    }
-    if inp.offline {
-        return i.offline().await;
-    }
-    if inp.wheelhouse_exact {
-        if let Some(done) = i.from_exact_wheelhouse().await? {
-            return Ok(done);
-        }
-        warnings.push(
-            "the restored wheelhouse lacks wheels for these requirements: building them".into(),
-        );
-    }
-    match tool_for_parallel_build(i) {
-        Some(uv) => {
-            let uv_cache = plan::uv_cache(inp.paths);
-            let pytest = project::runs_pytest(&inp.project.test.command);
-            i.uv_build_in_parallel(uv, &uv_cache, &inp.paths.tmp, pytest)
-                .await
-        }
-        None => i.build_then_install().await,
-    }
-}
-
-/// uv builds the dependencies and the project in parallel when it installs and the requirement
-/// files need no rewriting for the install (no lock, no hash or binary options): see
-/// `parallel_build`.
-fn tool_for_parallel_build<'a>(i: &Installing<'a>) -> Option<&'a std::path::Path> {
-    match i.tool {
-        Tool::Uv(uv)
-            if !i.deps.locked
-                && (!i.deps.wheel_args.is_empty() || !i.project.is_empty())
-                && i.deps.wheel_args == i.deps.install_args =>
-        {
-            Some(uv)
-        }
-        _ => None,
-    }
-}
-
-fn plan_is_empty(i: &Installing<'_>) -> bool {
-    i.deps.is_empty() && i.project.is_empty() && i.build_requires.is_empty()
-}
-
-/// The project's own bootstrap command, with Kiln's environment; the wheels it adds to the
-/// wheelhouse count as built.
-async fn project_command(
-    command: &str,
-    paths: &Paths,
-    scope: Scope<'_>,
-) -> Result<Installed, BootstrapError> {
-    let before = wheels::list(&paths.wheelhouse);
-    let bin = paths.venv.join("bin");
-    let masq = paths.tmp.join("ccache-bin");
-    let wh = paths.wheelhouse.clone().into_os_string();
-    let mut env = scope.env.to_vec();
-    env.extend([
-        ("VIRTUAL_ENV".into(), paths.venv.clone().into()),
-        ("PATH".into(), plan::path_with(&[&bin, &masq])),
-        ("PIP_FIND_LINKS".into(), wh.clone()),
-        ("PIP_WHEEL_DIR".into(), wh.clone()),
-        // uv reads the wheelhouse too (`uv pip install` finds the wheels there).
-        ("UV_FIND_LINKS".into(), wh.clone()),
-        ("KILN_WHEELHOUSE".into(), wh),
-        ("KILN_VENV".into(), paths.venv.clone().into()),
-    ]);
-    tracing::info!("$ {command}");
-    let scope = Scope { env: &env, ..scope };
-    let o = untrusted::shell(command, scope).echo(true).run().await?;
-    if !o.success {
-        return Err(BootstrapError::Command {
-            code: o.code.unwrap_or(-1),
-            tail: o.tail(30),
-        });
-    }
-    let after = wheels::list(&paths.wheelhouse);
-    Ok(Installed {
-        wheels: WheelSummary {
-            built: after.difference(&before).count() as u32,
-            built_names: after.difference(&before).cloned().collect(),
-            reused: after.intersection(&before).count() as u32,
-        },
-        ..Installed::default()
-    })
 }

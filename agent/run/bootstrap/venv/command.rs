@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use crate::process::Cmd;
 
-use super::super::toolchain::PythonInfo;
-use super::error::BootstrapError;
+use crate::run::toolchain::PythonInfo;
+
+use super::super::error::BootstrapError;
 
 /// Prints the pip wheel ensurepip would install, or nothing.
 const BUNDLED_PIP: &str = "import glob, os, ensurepip\n\

@@ -36,13 +36,13 @@ use crate::wheels::{
     names::{normalize, WheelName},
 };
 
-use super::error::BootstrapError;
+use super::super::error::BootstrapError;
+use super::super::install::installing::Installing;
+use super::concurrent_builds;
+use super::editable::checkout_extras;
 use super::frontend::{
-    checkout_extras, hooks_path, uv_build_settings, write_hooks, Build, BuildEnv, Built, Kind,
-    Sources,
+    hooks_path, uv_build_settings, write_hooks, Build, BuildEnv, Built, Kind, Sources,
 };
-use super::installers::Installing;
-use super::parallel_build::concurrent_builds;
 
 /// A resolved sdist uv unpacked, to build.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,21 +1,16 @@
-//! Kiln's own PEP 517 frontend for the project's editable build, in place of uv's.
+//! Kiln's own PEP 517 frontend: one build of one wheel (the editable project's, or a
+//! distribution's from its sdist) in a build environment at a fixed path.
 //!
-//! uv builds an editable project in three Python processes: `get_requires_for_build_editable`,
-//! `prepare_metadata_for_build_editable` (when the version or dependencies are dynamic), then
-//! `build_editable`. Each starts the interpreter, imports the backend and runs `setup.py`
-//! again: 0.7 s of a 4.4 s cold bootstrap of msgpack, and the same on every warm run, since the
-//! project is built every run. Kiln asks the backend for its extra requirements and builds the
-//! wheel in one process (a second only when the backend asks for more), then hands uv the wheel,
-//! whose metadata uv reads without a hook.
+//! uv builds a wheel in two or three Python processes (`get_requires_for_build_*`, at times
+//! `prepare_metadata_for_build_*`, then `build_*`), each starting the interpreter and importing
+//! the backend again. Kiln's hook runner asks the backend for its extra requirements and builds
+//! the wheel in one process (a second only when the backend asks for more).
 //!
-//! The build environment is a venv at a fixed place, `<work dir>/tmp/build-env`, where uv's are
-//! at random paths. Headers a build takes from its build requirements (pybind11, numpy) are then
-//! at the same path, relative to the work dir, on every run: ccache hits them, where each run's
-//! new path made every such compile miss.
-//!
-//! The wheel is built only when nothing else builds alongside it (the wheelhouse is exact, or
-//! the project has no dependencies): otherwise uv builds the project and the missing wheels
-//! concurrently, as before. A backend without `build_editable` is left to uv.
+//! The build environment is a venv at a fixed place (`<work dir>/tmp/build-env` for the
+//! project, `<work tmp>/build-envs/<digest>` for sdists), where uv's are at random paths.
+//! Headers a build takes from its build requirements (pybind11, numpy) are then at the same
+//! path, relative to the work dir, on every run: ccache hits them, where each run's new path
+//! made every such compile miss.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,9 +18,12 @@ use std::path::{Path, PathBuf};
 use crate::process::Cmd;
 use crate::project::pyproject::PyProject;
 
-use super::super::untrusted::{self, Scope};
-use super::error::BootstrapError;
-use super::installers::{compiler_errors, Installing, Tool};
+use crate::run::untrusted::{self, Scope};
+
+use super::super::error::BootstrapError;
+use super::super::install::installing::Installing;
+use super::super::install::output::compiler_errors;
+use super::super::venv;
 
 /// The hook runner: imports the backend, asks for its extra requirements (unless told they are
 /// in), and builds the editable wheel; what happened goes to the status file as JSON.
@@ -69,7 +67,7 @@ fn backend(pyproject: &PyProject) -> (String, Vec<String>) {
     }
 }
 
-const LEGACY_BACKEND: &str = "setuptools.build_meta:__legacy__";
+pub const LEGACY_BACKEND: &str = "setuptools.build_meta:__legacy__";
 
 /// Where the build requirements come from, and whether anything else builds in this install.
 #[derive(Debug, Clone, Copy)]
@@ -102,76 +100,6 @@ struct Status {
     #[serde(default)]
     requires: Vec<String>,
     wheel: Option<String>,
-}
-
-impl Installing<'_> {
-    /// Build the project's editable wheel with Kiln's frontend (see above) when it applies
-    /// (`sources` says whether anything builds alongside and where the build requirements come
-    /// from): `Some(wheel)`, else `None` and uv builds the project.
-    pub async fn prebuild_editable(
-        &self,
-        work_tmp: &Path,
-        sources: Sources,
-        install_args: Vec<OsString>,
-    ) -> Result<Option<PathBuf>, BootstrapError> {
-        let Tool::Uv(uv) = self.tool else {
-            return Ok(None);
-        };
-        if !sources.nothing_alongside || self.checkout_arg().is_none() {
-            return Ok(None);
-        }
-        if let Some(var) = uv_build_settings() {
-            tracing::debug!("{var} is set: uv builds the project, as it says");
-            return Ok(None);
-        }
-        let file = self.scope.cwd.join("pyproject.toml");
-        let pyproject = match PyProject::load(&file) {
-            Ok(p) => p,
-            Err(_) if !file.exists() => PyProject::default(),
-            // Reported by uv, which reads it too.
-            Err(_) => return Ok(None),
-        };
-        let build = Build::for_project(work_tmp, install_args);
-        write_hooks(&build.hooks)?;
-        build.run(self, uv, &pyproject, sources).await
-    }
-
-    /// `-e <checkout>[extras]` in the project's install arguments, when it is there.
-    pub fn checkout_arg(&self) -> Option<usize> {
-        checkout_arg(&self.project, self.scope.cwd)
-    }
-
-    /// The project's install arguments with the checkout replaced by `wheel`.
-    pub fn with_prebuilt(&self, wheel: &Path) -> Vec<OsString> {
-        with_prebuilt(&self.project, self.scope.cwd, wheel)
-    }
-}
-
-/// What follows the checkout in `arg` when `arg` names it, with or without extras: `""` or
-/// `"[a,b]"`.
-pub fn checkout_extras<'a>(arg: &'a str, checkout: &str) -> Option<&'a str> {
-    arg.strip_prefix(checkout)
-        .filter(|rest| rest.is_empty() || rest.starts_with('['))
-}
-
-/// The position of `-e <checkout>[extras]` in `args`.
-fn checkout_arg(args: &[OsString], checkout: &Path) -> Option<usize> {
-    let checkout = checkout.to_string_lossy();
-    args.windows(2)
-        .position(|w| w[0] == "-e" && checkout_extras(&w[1].to_string_lossy(), &checkout).is_some())
-}
-
-/// `args` with `-e <checkout>[extras]` replaced by `<wheel>[extras]` (the rest, local path
-/// dependencies, as they are).
-fn with_prebuilt(args: &[OsString], checkout: &Path, wheel: &Path) -> Vec<OsString> {
-    let mut args = args.to_vec();
-    if let Some(at) = checkout_arg(&args, checkout) {
-        let arg = args[at + 1].to_string_lossy().into_owned();
-        let extras = checkout_extras(&arg, &checkout.to_string_lossy()).unwrap_or_default();
-        let wheel = format!("{}{extras}", wheel.display());
-        args.splice(at..at + 2, [OsString::from(wheel)]);
-    }
-    args
 }
 
 /// Which wheel the backend builds.
@@ -256,7 +184,7 @@ pub fn hooks_path(work_tmp: &Path) -> PathBuf {
 
 impl Build {
     /// The project's build, in the checkout.
-    fn for_project(work_tmp: &Path, install_args: Vec<OsString>) -> Build {
+    pub fn for_project(work_tmp: &Path, install_args: Vec<OsString>) -> Build {
         Build {
             env: BuildEnv {
                 dir: work_tmp.join("build-env"),
@@ -363,10 +291,10 @@ impl BuildEnv {
             std::fs::create_dir_all(parent).map_err(|e| venv_error(parent, e))?;
         }
         if let Some(layout) = &i.py.venv {
-            return super::native_venv::create(i.py, layout, &self.dir)
+            return venv::native::create(i.py, layout, &self.dir)
                 .map_err(|e| venv_error(&self.dir, e));
         }
-        let o = super::installers::venv_cmd(Some(i.tool), false, i.py, &self.dir)
+        let o = venv::venv_cmd(Some(i.tool), false, i.py, &self.dir)
             .envs(i.scope.env)
             .run()
             .await?;
@@ -498,32 +426,6 @@ fn venv_error(dir: &Path, e: std::io::Error) -> BootstrapError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_checkout_gives_way_to_the_wheel_with_its_extras() {
-        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
-        let (checkout, wheel) = (
-            Path::new("/w/src"),
-            Path::new("/w/tmp/p-1.0-0.editable-py3-none-any.whl"),
-        );
-        let args = os(&["-e", "/w/src[test,docs]", "-e", "/w/src/lib/helper"]);
-        assert_eq!(
-            with_prebuilt(&args, checkout, wheel),
-            os(&[
-                "/w/tmp/p-1.0-0.editable-py3-none-any.whl[test,docs]",
-                "-e",
-                "/w/src/lib/helper"
-            ])
-        );
-        assert_eq!(checkout_arg(&os(&["-e", "/w/src"]), checkout), Some(0));
-        // Not the checkout: a sibling whose name starts the same, a non-editable install.
-        assert_eq!(checkout_arg(&os(&["-e", "/w/src2"]), checkout), None);
-        assert_eq!(checkout_arg(&os(&["/w/src"]), checkout), None);
-        assert_eq!(
-            with_prebuilt(&os(&["/w/src"]), checkout, wheel),
-            os(&["/w/src"])
-        );
-    }
 
     #[test]
     fn the_backend_is_the_named_one_else_setuptools_legacy() {

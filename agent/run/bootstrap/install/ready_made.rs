@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::wheels::names::{Version, WheelName};
 
+use super::super::venv::dists;
+
 /// A wheel uv unpacked: a distribution of the venv or of a build environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpacked {
@@ -65,12 +67,12 @@ pub fn unpacked(uv_cache: &Path) -> Vec<Unpacked> {
 }
 
 fn dist_infos(dir: &Path) -> Vec<Unpacked> {
-    super::venv_dists::dist_infos(dir)
+    dists::dist_infos(dir)
         .into_iter()
         .map(|info| {
             let wheel = crate::untrusted_fs::read_text_or_warn(
                 &info.path.join("WHEEL"),
-                super::venv_dists::MAX_METADATA_FILE,
+                dists::MAX_METADATA_FILE,
                 "a dist-info file",
             )
             .unwrap_or_default();

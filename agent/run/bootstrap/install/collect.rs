@@ -1,6 +1,6 @@
 //! The ready-made wheels of a cold or partial uv build, collected while the tests run.
 //!
-//! After `uv pip install` built what the wheelhouse lacked (see `parallel_build`), the venv is
+//! After `uv pip install` built what the wheelhouse lacked (see [`super::uv`]), the venv is
 //! complete. What the wheelhouse may still lack are the wheels uv took ready-made (downloaded, or
 //! from the project's own `--find-links`) and the build requirements of the project's isolated
 //! build: uv keeps those only unpacked, so `pip wheel`, pinned to what uv installed, fetches them.
@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::process::{Cmd, Output, ProcessError};
 
-use super::installers::parse_pip_wheel;
 use crate::wheels;
+
+use super::output::{parse_pip_wheel, WheelReport};
 
 /// `pip wheel` passes running in the background, one after the other; dropped unfinished, they
 /// are stopped.
@@ -98,7 +99,7 @@ impl Pending {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(e) => return Err(e.to_string()),
         };
-        let mut report = super::installers::WheelReport::default();
+        let mut report = WheelReport::default();
         for o in outputs {
             if !o.success {
                 let _ = std::fs::remove_dir_all(&self.dir);

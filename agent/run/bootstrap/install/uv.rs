@@ -1,10 +1,10 @@
-//! Building what the wheelhouse lacks in parallel, with uv, in one install.
+//! The parallel uv path: building what the wheelhouse lacks in parallel, with uv, in one install.
 //!
 //! `pip wheel` builds one sdist at a time; uv builds as many as there are cores. So when uv is the
 //! installer, a cold or partial bootstrap is:
 //!
 //! 0. Kiln's own frontend builds the sdists `uv pip compile` resolves, and the editable project,
-//!    in parallel into the wheelhouse ([`super::sdist_builds`]); whatever it does not build, uv
+//!    in parallel into the wheelhouse ([`super::super::build::sdists`]); whatever it does not build, uv
 //!    builds in step 1;
 //! 1. one `uv pip install --find-links <wheelhouse> <reqs> <project>` into the venv: uv resolves
 //!    the dependencies and the project's own (from its metadata when only that knows them), takes
@@ -19,7 +19,8 @@
 //!    wheel the wheelhouse lacks (those uv took ready-made) and the build requirements (uv keeps
 //!    them only in its build environments) are collected in the background with `pip wheel`,
 //!    pinned to the versions uv installed, while the run goes on; the save stage waits for them
-//!    ([`super::collect`]).
+//!    ([`super::collect`]); the wheels uv took from a local `--find-links` directory are copied
+//!    instead ([`super::ready_made`]).
 //!
 //! The venv is complete after step 1, so there is no second install. Should a future uv keep its
 //! built wheels elsewhere, step 2 finds nothing and step 3 builds them one by one, as before:
@@ -34,17 +35,16 @@ use crate::process::Cmd;
 use crate::summary::WheelSummary;
 use crate::wheels::{self, names};
 
-use super::super::untrusted;
-use super::collect::Pending;
-use super::error::BootstrapError;
-use super::installers::{compiler_errors, failed_package, Installed, Installing};
-use super::ready_made::{self, Unpacked};
-use super::venv_dists::{self, Dist};
+use crate::run::untrusted;
 
-/// At most this many sdists build at once: one per core.
-pub fn concurrent_builds() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+use super::super::build::concurrent_builds;
+use super::super::error::BootstrapError;
+use super::super::venv::dists::{self as venv_dists, Dist};
+use super::collect::Pending;
+use super::installing::{Installed, Installing};
+use super::output::{compiler_errors, failed_package};
+use super::pytest::has_pytest;
+use super::ready_made::{self, Unpacked};
 
 impl Installing<'_> {
     /// Steps 1–3 above with uv at `uv`, its cache at `uv_cache`, scratch files in `tmp`;
@@ -66,7 +66,7 @@ impl Installing<'_> {
         self.uv_install(uv, uv_cache, &project, with_pytest).await?;
         let seconds = t.elapsed().as_secs_f64();
         let (mut pytest_added, t) = (with_pytest, Instant::now());
-        if pytest && !with_pytest && !super::project::has_pytest(self).await {
+        if pytest && !with_pytest && !has_pytest(self).await {
             self.uv_add_pytest(uv).await?;
             pytest_added = true;
         }
@@ -130,13 +130,13 @@ impl Installing<'_> {
 
     /// [`Self::uv_pip_install`] into the environment of `python` (the venv, or the project's
     /// build environment).
-    pub(super) fn uv_pip_install_into(&self, uv: &Path, python: &Path) -> Cmd {
+    pub fn uv_pip_install_into(&self, uv: &Path, python: &Path) -> Cmd {
         self.uv_pip_into(uv, "install", python)
     }
 
     /// `uv pip <command>` (install, compile) for the environment of `python`, with the
     /// package sources of [`Self::uv_pip_install`].
-    pub(super) fn uv_pip_into(&self, uv: &Path, command: &str, python: &Path) -> Cmd {
+    pub fn uv_pip_into(&self, uv: &Path, command: &str, python: &Path) -> Cmd {
         let mut cmd = untrusted::program(uv, self.scope)
             .args(["pip", command, "--python"])
             .arg(python)
