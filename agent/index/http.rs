@@ -25,9 +25,9 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 
 use super::auth::{Auth, CHALLENGE};
+use super::error::IndexError;
 use super::layout::{self, Sidecar};
 use super::pages::{self, Format};
-use super::IndexError;
 use crate::cache::store::Store;
 use crate::wheels::names::{is_valid_project_name, normalize, WheelName};
 

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use super::error::IndexError;
 use super::metadata::{read_metadata, requires_python};
-use super::IndexError;
 use crate::cache::store::{Store, StoreError, Upload};
 use crate::wheels::names::WheelName;
 

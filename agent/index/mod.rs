@@ -6,55 +6,21 @@
 //! `pip install --extra-index-url http://buildhost:PORT/simple/ …`, hash-checked.
 
 pub mod auth;
+pub mod error;
 pub mod http;
 pub mod layout;
 pub mod metadata;
 pub mod pages;
 
-use std::path::PathBuf;
-
 use crate::cli::index::{IndexArgs, IndexCommand, ServeArgs};
 use crate::settings::StoreSettings;
 
 pub use auth::Auth;
+pub use error::IndexError;
 pub use layout::{publish_wheels, PublishStats};
 
-use crate::cache::store::{Store, StoreError};
+use crate::cache::store::Store;
 use crate::settings::names;
-
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error(transparent)]
-    Store(Box<StoreError>),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("sidecar {path} is invalid ({message}); delete it and publish again")]
-    Sidecar { path: String, message: String },
-    #[error("cannot listen on {addr}: {source} (is another server using the port?)")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("serving on {addr}: {source}")]
-    Serve {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Auth(String),
-}
-
-impl From<StoreError> for IndexError {
-    fn from(e: StoreError) -> Self {
-        IndexError::Store(Box::new(e))
-    }
-}
 
 /// `kiln index …`
 fn open_store(url: Option<&str>, settings: &StoreSettings) -> Result<Store, IndexError> {

@@ -6,6 +6,7 @@
 //! archive has been verified. Nothing but `wheels/<valid wheel name>` regular files listed in the
 //! manifest is ever written, so a crafted archive cannot place files elsewhere.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::archive_manifest::{
     fits_platforms, Manifest, WheelEntry, FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, WHEELS_DIR,
 };
-use super::WheelhouseError;
+use super::error::WheelhouseError;
 use crate::cache::store::Store;
 use crate::index::layout::{self, PublishStats};
 use crate::wheels::names::WheelName;
@@ -230,36 +231,62 @@ pub fn import(archive: &Path, into: &Path) -> Result<ImportStats, WheelhouseErro
         .map_err(|e| corrupt(format!("cannot read: {e}")))?;
 
     // 1. The manifest, first.
-    let manifest: Manifest = {
-        let mut first = match entries.next() {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => return Err(corrupt(format!("cannot read: {e}"))),
-            None => return Err(corrupt("the archive is empty".into())),
-        };
-        let path = first.path().map(|p| p.to_string_lossy().into_owned());
-        if path.as_deref().ok() != Some(MANIFEST_NAME)
-            || first.header().entry_type() != tar::EntryType::Regular
-        {
-            return Err(corrupt(format!(
-                "no {MANIFEST_NAME} at its start: not a kiln wheelhouse archive"
-            )));
-        }
-        if first.size() > MAX_MANIFEST_BYTES {
-            return Err(corrupt("manifest too large".into()));
-        }
-        let mut buf = Vec::new();
-        first
-            .read_to_end(&mut buf)
-            .map_err(|e| corrupt(format!("cannot read the manifest: {e}")))?;
-        serde_json::from_slice(&buf).map_err(|e| corrupt(format!("bad manifest: {e}")))?
+    let manifest = read_manifest(entries.next(), &corrupt)?;
+    let expected = expected_wheels(&manifest, &corrupt)?;
+
+    // 2. Every wheel, into a temp dir, verified.
+    let tmp = tempfile::Builder::new()
+        .prefix(".kiln-import-")
+        .tempdir_in(into)
+        .map_err(io_err(into))?;
+    verify_wheels(entries, &expected, tmp.path(), &name, &corrupt)?;
+
+    // 3. Into place.
+    place(&manifest, tmp.path(), into)
+}
+
+/// The archive's first entry: its manifest, in the format this version writes.
+fn read_manifest<R: Read>(
+    first: Option<std::io::Result<tar::Entry<'_, R>>>,
+    corrupt: &dyn Fn(String) -> WheelhouseError,
+) -> Result<Manifest, WheelhouseError> {
+    let mut first = match first {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return Err(corrupt(format!("cannot read: {e}"))),
+        None => return Err(corrupt("the archive is empty".into())),
     };
+    let path = first.path().map(|p| p.to_string_lossy().into_owned());
+    if path.as_deref().ok() != Some(MANIFEST_NAME)
+        || first.header().entry_type() != tar::EntryType::Regular
+    {
+        return Err(corrupt(format!(
+            "no {MANIFEST_NAME} at its start: not a kiln wheelhouse archive"
+        )));
+    }
+    if first.size() > MAX_MANIFEST_BYTES {
+        return Err(corrupt("manifest too large".into()));
+    }
+    let mut buf = Vec::new();
+    first
+        .read_to_end(&mut buf)
+        .map_err(|e| corrupt(format!("cannot read the manifest: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&buf).map_err(|e| corrupt(format!("bad manifest: {e}")))?;
     if manifest.format != FORMAT {
         return Err(corrupt(format!(
             "format {:?} is not {FORMAT:?} (made by another kiln version; export again with this one)",
             manifest.format
         )));
     }
-    let mut expected: std::collections::BTreeMap<String, &WheelEntry> = Default::default();
+    Ok(manifest)
+}
+
+/// The manifest's wheels by file name: each a wheel file name, none listed twice.
+fn expected_wheels<'m>(
+    manifest: &'m Manifest,
+    corrupt: &dyn Fn(String) -> WheelhouseError,
+) -> Result<BTreeMap<String, &'m WheelEntry>, WheelhouseError> {
+    let mut expected: BTreeMap<String, &WheelEntry> = BTreeMap::new();
     for w in &manifest.wheels {
         if WheelName::parse(&w.filename).is_none() {
             return Err(corrupt(format!(
@@ -271,13 +298,19 @@ pub fn import(archive: &Path, into: &Path) -> Result<ImportStats, WheelhouseErro
             return Err(corrupt(format!("manifest lists {} twice", w.filename)));
         }
     }
+    Ok(expected)
+}
 
-    // 2. Every wheel, into a temp dir, verified.
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-import-")
-        .tempdir_in(into)
-        .map_err(io_err(into))?;
-    let mut seen = std::collections::BTreeSet::new();
+/// Every remaining entry written into `tmp`, each a listed wheel matching its size and sha256;
+/// every listed wheel present.
+fn verify_wheels<R: Read>(
+    entries: tar::Entries<'_, R>,
+    expected: &BTreeMap<String, &WheelEntry>,
+    tmp: &Path,
+    name: &str,
+    corrupt: &dyn Fn(String) -> WheelhouseError,
+) -> Result<(), WheelhouseError> {
+    let mut seen = BTreeSet::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(format!("cannot read: {e}")))?;
         let path = entry
@@ -291,14 +324,14 @@ pub fn import(archive: &Path, into: &Path) -> Result<ImportStats, WheelhouseErro
             .filter(|_| kind == tar::EntryType::Regular)
         else {
             return Err(WheelhouseError::Unexpected {
-                archive: name.clone(),
+                archive: name.to_string(),
                 entry: path,
             });
         };
         if !seen.insert(filename.to_string()) {
             return Err(corrupt(format!("{filename} appears twice")));
         }
-        let dest = tmp.path().join(filename);
+        let dest = tmp.join(filename);
         let out = std::fs::File::create(&dest).map_err(io_err(&dest))?;
         let mut w = HashingWriter::new(std::io::BufWriter::new(out));
         std::io::copy(&mut (&mut entry).take(want.size + 1), &mut w)
@@ -306,7 +339,7 @@ pub fn import(archive: &Path, into: &Path) -> Result<ImportStats, WheelhouseErro
         let (sha, size) = w.finish();
         if sha != want.sha256 || size != want.size {
             return Err(WheelhouseError::HashMismatch {
-                archive: name.clone(),
+                archive: name.to_string(),
                 filename: filename.to_string(),
                 expected: want.sha256.clone(),
                 actual: sha,
@@ -315,12 +348,16 @@ pub fn import(archive: &Path, into: &Path) -> Result<ImportStats, WheelhouseErro
     }
     if let Some(missing) = expected.keys().find(|k| !seen.contains(*k)) {
         return Err(WheelhouseError::Missing {
-            archive: name.clone(),
+            archive: name.to_string(),
             filename: missing.clone(),
         });
     }
+    Ok(())
+}
 
-    // 3. Into place.
+/// The verified wheels moved from `tmp` into `into` (one already there with the same content
+/// is left as it is).
+fn place(manifest: &Manifest, tmp: &Path, into: &Path) -> Result<ImportStats, WheelhouseError> {
     let mut stats = ImportStats::default();
     for w in &manifest.wheels {
         let dest = into.join(&w.filename);
@@ -328,7 +365,7 @@ pub fn import(archive: &Path, into: &Path) -> Result<ImportStats, WheelhouseErro
             stats.unchanged += 1;
             continue;
         }
-        std::fs::rename(tmp.path().join(&w.filename), &dest).map_err(io_err(&dest))?;
+        std::fs::rename(tmp.join(&w.filename), &dest).map_err(io_err(&dest))?;
         stats.imported += 1;
         stats.bytes += w.size;
     }

@@ -266,7 +266,7 @@ fn test_env(paths: &Paths) -> Vec<(OsString, OsString)> {
     ]
 }
 
-/// Wait for the ready-made wheels still being collected (see [`collect`]) and put them in the
+/// Wait for the ready-made wheels still being collected (see [`install::collect`]) and put them in the
 /// wheelhouse: before the save stage, which saves the wheelhouse.
 pub async fn finish_wheelhouse(out: &mut BootstrapOutput) {
     let Some(pending) = out.pending.take() else {

@@ -32,7 +32,7 @@ pub struct Installed {
     pub used: Option<BTreeSet<String>>,
     /// pytest was installed because the test command needs it.
     pub pytest_added: bool,
-    /// The ready-made wheels still being collected (see `collect`); it prunes when done.
+    /// The ready-made wheels still being collected (see [`super::collect`]); it prunes when done.
     pub pending: Option<Pending>,
 }
 
