@@ -12,23 +12,88 @@ pub fn short_sha(sha: &str) -> &str {
     &sha[..sha.len().min(SHORT_SHA)]
 }
 
+/// The outcome class of a run (docs/reporting.md "Outcome classes"): who is to blame follows
+/// from it. Only `failed` and `broken` blame the commits of the range; `error` blames nobody.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// The tests passed.
     Passed,
+    /// The tests said so.
     Failed,
+    /// The commit's own code or requirements fail to build, resolve or import.
+    Broken,
+    /// Kiln, the machine, the store, the network, the index, a missing tool: nobody's commit.
     #[default]
     Error,
 }
 
 impl Outcome {
-    /// The process exit code for this outcome (2, usage errors, never reach a summary).
+    /// The process exit code for this outcome (2, usage errors, never reach a summary). A
+    /// broken build ends like every failed bootstrap did before it had a class of its own: 3.
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Passed => 0,
             Outcome::Failed => 1,
-            Outcome::Error => 3,
+            Outcome::Broken | Outcome::Error => 3,
         }
+    }
+
+    /// Whether the commits of the range are to blame: the tests failed or the commit does not
+    /// build. Never for an error.
+    pub fn blames(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::Broken)
+    }
+}
+
+/// What ended a run, as the executor saw it: the input of [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The test command ran and passed (or its every failure was flaky under `test.flaky: pass`).
+    TestsPassed,
+    /// The test command ran and failed, or timed out.
+    TestsFailed,
+    /// The test command could not start: exit 126 (not executable), 127 (not found), or no
+    /// process at all.
+    TestCommandNotStarted,
+    /// The commit's code or requirements failed to build, resolve, install or import.
+    ProjectBroken,
+    /// The machine, a tool, the store, the network, the index, the disk, or Kiln itself.
+    Infrastructure,
+    /// The checkout failed (git, the network, a revision that does not exist).
+    Checkout,
+    /// A bad flag, variable or kiln.yml: the run stopped before building (exit 2).
+    Configuration,
+}
+
+/// What a range of commits did that a cause's class depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RangeFacts {
+    /// A commit of the range changed the test command (kiln.yml, or a file the command names).
+    pub changed_test_command: bool,
+}
+
+/// The one classification of a run's ending into an outcome class (docs/reporting.md).
+///
+/// | cause | class |
+/// |---|---|
+/// | tests passed | passed |
+/// | tests failed or timed out | failed |
+/// | the project's code or requirements do not build, resolve, install or import | broken |
+/// | the test command cannot start (126, 127, no process), the range changed it | broken |
+/// | the test command cannot start, the range did not change it | error |
+/// | machine, tool, store, network, index, disk, Kiln; checkout; configuration | error |
+pub fn classify(cause: Cause, range: RangeFacts) -> Outcome {
+    match cause {
+        Cause::TestsPassed => Outcome::Passed,
+        Cause::TestsFailed => Outcome::Failed,
+        Cause::ProjectBroken => Outcome::Broken,
+        Cause::TestCommandNotStarted if range.changed_test_command => Outcome::Broken,
+        Cause::TestCommandNotStarted
+        | Cause::Infrastructure
+        | Cause::Checkout
+        | Cause::Configuration => Outcome::Error,
     }
 }
 
@@ -265,9 +330,15 @@ pub struct RunSummary {
     /// The first failing commit of the range, when bisection found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub culprit: Option<Culprit>,
-    /// A one-line reason when outcome is `error`.
+    /// A one-line reason when outcome is `error` or `broken`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What ended the run (the input of [`classify`]); absent in summaries of older Kilns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    /// Why nobody was blamed for a run that did not pass (an error, only flaky failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blame_withheld: Option<String>,
     /// Wall time of the whole run, and the part not spent waiting on child processes.
     pub seconds: f64,
     #[serde(default)]
@@ -281,5 +352,53 @@ impl RunSummary {
 
     pub fn cache(&self, name: &str) -> Option<&CacheSummary> {
         self.caches.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHANGED: RangeFacts = RangeFacts {
+        changed_test_command: true,
+    };
+
+    #[test]
+    fn only_the_commit_s_own_faults_blame() {
+        let same = RangeFacts::default();
+        assert_eq!(classify(Cause::TestsPassed, same), Outcome::Passed);
+        assert_eq!(classify(Cause::TestsFailed, same), Outcome::Failed);
+        assert_eq!(classify(Cause::ProjectBroken, same), Outcome::Broken);
+        for infra in [Cause::Infrastructure, Cause::Checkout, Cause::Configuration] {
+            assert_eq!(classify(infra, same), Outcome::Error, "{infra:?}");
+            assert_eq!(classify(infra, CHANGED), Outcome::Error, "{infra:?}");
+            assert!(!classify(infra, CHANGED).blames());
+        }
+        // A test command that cannot start is the machine's, unless the range changed it.
+        assert_eq!(classify(Cause::TestCommandNotStarted, same), Outcome::Error);
+        assert_eq!(
+            classify(Cause::TestCommandNotStarted, CHANGED),
+            Outcome::Broken
+        );
+        assert!(Outcome::Failed.blames() && Outcome::Broken.blames());
+        assert!(!Outcome::Passed.blames() && !Outcome::Error.blames());
+        assert_eq!(
+            [
+                Outcome::Passed,
+                Outcome::Failed,
+                Outcome::Broken,
+                Outcome::Error
+            ]
+            .map(Outcome::exit_code),
+            [0, 1, 3, 3]
+        );
+        assert_eq!(
+            serde_json::to_string(&Cause::TestCommandNotStarted).unwrap(),
+            "\"test_command_not_started\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Outcome::Broken).unwrap(),
+            "\"broken\""
+        );
     }
 }

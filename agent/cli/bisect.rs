@@ -88,7 +88,7 @@ fn judge(step: &RunSummary, targets: &[TestFailure]) -> Verdict {
         .iter()
         .any(|f| targets.iter().any(|t| t.name == f.name));
     match step.outcome {
-        Outcome::Error => Verdict::Skip,
+        Outcome::Error | Outcome::Broken => Verdict::Skip,
         _ if hit => Verdict::Fail,
         Outcome::Failed if step.tests.failures.is_empty() => Verdict::Skip,
         _ => Verdict::Pass,
@@ -136,6 +136,12 @@ mod tests {
         assert_eq!(judge(&crashed, &targets), Verdict::Skip);
         crashed.outcome = Outcome::Error;
         assert_eq!(judge(&crashed, &targets), Verdict::Skip);
+        crashed.outcome = Outcome::Broken;
+        assert_eq!(
+            judge(&crashed, &targets),
+            Verdict::Skip,
+            "like git bisect skip"
+        );
         assert_eq!(
             step_workdir(Path::new("/w/kiln/app")),
             PathBuf::from("/w/kiln/app.bisect")

@@ -184,6 +184,7 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
         log_tail: &log_tail,
         target,
         bisector: steps.as_ref().map(|s| s as &dyn Bisector),
+        test_command: settings.as_ref().map(|s| s.project.test.command.as_str()),
     };
     // The reports say how long the run took so far (the report stage itself is added below).
     clock.seal(&mut summary);
@@ -199,12 +200,7 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
     if let Some(s) = &steps {
         s.clean_up();
     }
-    summary.blame = told.blame;
-    summary.notified = told.notified;
-    summary.culprit = told.culprit;
-    if !told.flaky.is_empty() {
-        summary.flaky = told.flaky;
-    }
+    told.seal(&mut summary);
     summary.stages = stages.into_summaries();
     clock.seal(&mut summary);
     report::console::print(&summary);

@@ -129,7 +129,7 @@ fn degraded_warnings(s: &RunSummary) -> Vec<String> {
 fn summary_title(s: &RunSummary) -> String {
     let icon = match s.outcome {
         Outcome::Passed => ":white_check_mark:",
-        Outcome::Failed => ":x:",
+        Outcome::Failed | Outcome::Broken => ":x:",
         Outcome::Error => ":warning:",
     };
     let commit = if s.commit.is_empty() {
@@ -236,6 +236,9 @@ pub fn render_summary(s: &RunSummary, ci: Option<&CiEnv>) -> String {
     let mut md = summary_title(s);
     if let Some(e) = &s.error {
         md.push_str(&format!("> **Error:** {}\n\n", cell(e)));
+    }
+    if let Some(w) = &s.blame_withheld {
+        md.push_str(&format!("> {}\n\n", cell(&vocab::capitalized(w))));
     }
     md.push_str(&markdown::stage_table(s));
     md.push_str(&markdown::cache_table(s));

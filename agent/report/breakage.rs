@@ -1,6 +1,7 @@
 //! The breakage report of one build: blame → decide → deliver → remember.
 //!
-//! 1. Load the branch's state from the store (last green commit, who was told).
+//! 1. Load the branch's state from the store (last green commit, who was told); class a test
+//!    command that could not start by whether the range changed it (`summary::classify`).
 //! 2. Blame: the commits since the last green build, from git, else GitHub's compare API, else
 //!    the tested commit alone; GitHub logins from the commits API.
 //! 3. Decide with `policy` who hears about it under `report.mode`.
@@ -15,7 +16,9 @@ use std::path::Path;
 use crate::cache::Store;
 use crate::git::{repo_location, GitDir};
 use crate::settings::ReportMode;
-use crate::summary::{BlameEntry, Culprit, Notified, Outcome, RunSummary};
+use crate::summary::{
+    classify, BlameEntry, Cause, Culprit, Notified, Outcome, RangeFacts, RunSummary,
+};
 
 use super::blame::{self, Commit, Person};
 use super::culprit;
@@ -158,17 +161,76 @@ const REPORT_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
 /// not hold the build: blaming and telling each get a time budget (culprit finding, between
 /// them, is bounded by its number of steps instead).
 pub async fn report(s: &RunSummary, f: &RunFacts<'_>) -> Told {
+    let untold = |s: &RunSummary| Told {
+        outcome: Some(s.outcome),
+        blame_withheld: policy::blame_withheld(s),
+        ..Told::default()
+    };
     if s.commit.is_empty() {
         tracing::debug!("no commit was checked out: no breakage report");
-        return Told::default();
+        return untold(s);
     }
     let Some(mut g) = budgeted(gather(s, f)).await else {
-        return Told::default();
+        return untold(s);
     };
+    let s = g.summary.clone();
     if let Some(bisector) = f.bisector {
-        g.culprit = find_culprit(s, f, bisector, &mut g.blamed).await;
+        g.culprit = find_culprit(&s, f, bisector, &mut g.blamed).await;
     }
-    budgeted(tell(s, f, g)).await.unwrap_or_default()
+    if s.outcome == Outcome::Error {
+        tracing::warn!(
+            "outcome error ({}): not a commit's fault, nobody blamed or told, the branch state \
+             left as it was; the operator should look",
+            s.error
+                .as_deref()
+                .map(super::vocab::first_line)
+                .unwrap_or("Kiln or the machine failed")
+        );
+    }
+    budgeted(tell(&s, f, g)).await.unwrap_or_else(|| untold(&s))
+}
+
+/// A test command that could not start is the machine's, unless the range changed it: then
+/// the run is a broken build (the one place the class depends on the range).
+async fn class_in_range(s: &RunSummary, f: &RunFacts<'_>, prev: &BranchState) -> RunSummary {
+    let mut s = s.clone();
+    if s.cause != Some(Cause::TestCommandNotStarted) {
+        return s;
+    }
+    let Some(base) = prev.last_green.as_deref().filter(|b| *b != s.commit) else {
+        return s;
+    };
+    let range = format!("{base}..{}", s.commit);
+    let changed = match crate::git::stdout(f.checkout, &["diff", "--name-only", &range]).await {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::warn!("cannot tell whether {range} changed the test command: {e}");
+            return s;
+        }
+    };
+    let facts = RangeFacts {
+        changed_test_command: changes_test_command(changed.lines(), f.test_command),
+    };
+    s.outcome = classify(Cause::TestCommandNotStarted, facts);
+    s.exit_code = s.outcome.exit_code();
+    s
+}
+
+/// Whether one of `changed` (paths from the checkout's root) is kiln.yml or a file the test
+/// command names.
+fn changes_test_command<'a>(
+    changed: impl IntoIterator<Item = &'a str>,
+    command: Option<&str>,
+) -> bool {
+    let named: Vec<&str> = command
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|w| w.trim_matches(['\'', '"']).trim_start_matches("./"))
+        .filter(|w| !w.is_empty())
+        .collect();
+    changed
+        .into_iter()
+        .any(|p| matches!(p, "kiln.yml" | ".kiln.yml") || named.contains(&p))
 }
 
 async fn budgeted<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
@@ -260,6 +322,7 @@ impl<'a> Memory<'a> {
 }
 
 /// The commits a build is blamed on, and the people behind them.
+#[derive(Default)]
 struct Blamed {
     commits: Vec<Commit>,
     base: Option<String>,
@@ -274,7 +337,7 @@ async fn blame_range(
     prev: &BranchState,
 ) -> Blamed {
     let sha = s.commit.as_str();
-    let failing = s.outcome != Outcome::Passed;
+    let failing = s.outcome.blames();
     let base = if failing {
         prev.last_green.clone()
     } else {
@@ -321,6 +384,8 @@ fn log_tail(tail: &str) -> String {
 
 /// What the report knows before it decides: channels, the branch's memory, the blame.
 struct Gathered<'a> {
+    /// The run's summary, its outcome classed in the range.
+    summary: RunSummary,
     ch: Channels,
     repository: String,
     memory: Memory<'a>,
@@ -340,8 +405,14 @@ async fn gather<'a>(s: &RunSummary, f: &RunFacts<'a>) -> Gathered<'a> {
         None => repo_identity(f.repo).await,
     };
     let memory = Memory::load(f.store, &repository, s.branch.as_deref()).await;
-    let blamed = blame_range(s, f, ch.github.as_ref(), &memory.prev).await;
+    let summary = class_in_range(s, f, &memory.prev).await;
+    // An error blames nobody: no range to read.
+    let blamed = match summary.outcome {
+        Outcome::Error => Blamed::default(),
+        _ => blame_range(&summary, f, ch.github.as_ref(), &memory.prev).await,
+    };
     Gathered {
+        summary,
         ch,
         repository,
         memory,
@@ -426,6 +497,7 @@ async fn first_parent_range(
 /// Decide, deliver, remember.
 async fn tell(s: &RunSummary, f: &RunFacts<'_>, g: Gathered<'_>) -> Told {
     let Gathered {
+        summary: _,
         ch,
         repository,
         memory,
@@ -450,12 +522,15 @@ async fn tell(s: &RunSummary, f: &RunFacts<'_>, g: Gathered<'_>) -> Told {
     );
     let mut seen = s.clone();
     seen.culprit = culprit.clone();
+    seen.blame_withheld = policy::blame_withheld(s);
     let (notified, told) = deliver(&seen, f, &ch, &repository, &blamed, event, &recipients).await;
     let mut next = policy::next_state(&memory.prev, &build, event, &told);
-    next.tests = flaky::update(&memory.prev.tests, s);
-    memory.save(&next, f.save_allowed).await;
+    if event != Event::Error {
+        next.tests = flaky::update(&memory.prev.tests, s);
+        memory.save(&next, f.save_allowed).await;
+    }
     Told {
-        blame: if s.outcome != Outcome::Passed {
+        blame: if s.outcome.blames() {
             blame_entries(&blamed.commits)
         } else {
             Vec::new()
@@ -463,6 +538,8 @@ async fn tell(s: &RunSummary, f: &RunFacts<'_>, g: Gathered<'_>) -> Told {
         notified,
         culprit,
         flaky: flaky::annotate(&s.flaky, &next.tests),
+        outcome: Some(s.outcome),
+        blame_withheld: policy::blame_withheld(s),
     }
 }
 
@@ -588,5 +665,23 @@ async fn by_email(
             }
         }
         Err(e) => tracing::warn!("cannot send the email: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_changes_the_test_command_through_kiln_yml_or_the_file_it_names() {
+        let cmd = Some("sh ./scripts/check.sh --fast");
+        assert!(changes_test_command(["README", "kiln.yml"], cmd));
+        assert!(changes_test_command(["scripts/check.sh"], cmd));
+        assert!(!changes_test_command(["README", "src/app.py"], cmd));
+        assert!(
+            !changes_test_command(["check.sh"], cmd),
+            "another file of that name"
+        );
+        assert!(!changes_test_command(["README"], None));
     }
 }

@@ -78,6 +78,9 @@ pub fn render(s: &RunSummary) -> String {
     if let Some(e) = &s.error {
         out.push_str(&format!("  error: {e}\n"));
     }
+    if let Some(w) = &s.blame_withheld {
+        out.push_str(&format!("  {w}\n"));
+    }
     out
 }
 

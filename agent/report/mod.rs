@@ -26,7 +26,7 @@ pub use breakage::repo_identity;
 use crate::cache::Store;
 use crate::ci::ReportTarget;
 use crate::settings::file::ReportConfig;
-use crate::summary::{BlameEntry, Culprit, FlakyTest, Notified, RunSummary};
+use crate::summary::{BlameEntry, Culprit, FlakyTest, Notified, Outcome, RunSummary};
 
 /// What the reporters need to know about a run besides its summary.
 #[derive(Clone, Copy)]
@@ -52,6 +52,9 @@ pub struct RunFacts<'a> {
     pub target: &'a ReportTarget,
     /// Builds commits for culprit finding, when `report.bisect` is on.
     pub bisector: Option<&'a dyn culprit::Bisector>,
+    /// `test.command`, when the settings were read (a range that changed it is to blame when
+    /// it cannot start).
+    pub test_command: Option<&'a str>,
 }
 
 /// Who the report blamed and told, for the run summary.
@@ -63,6 +66,11 @@ pub struct Told {
     pub culprit: Option<Culprit>,
     /// This build's flaky tests with their history on the branch.
     pub flaky: Vec<FlakyTest>,
+    /// The run's outcome class once the range is known (a test command that could not start
+    /// is a broken build when the range changed it).
+    pub outcome: Option<Outcome>,
+    /// Why nobody was blamed for a run that did not pass.
+    pub blame_withheld: Option<String>,
 }
 
 /// Run every configured reporter. Never fails the build.
@@ -71,10 +79,24 @@ pub async fn report(summary: &RunSummary, facts: &RunFacts<'_>) -> Told {
     let told = breakage::report(summary, facts).await;
     // Last, so the job summary can say who the other reporters told.
     let mut seen = summary.clone();
-    seen.blame = told.blame.clone();
-    seen.notified = told.notified.clone();
-    seen.culprit = told.culprit.clone();
-    seen.flaky = told.flaky.clone();
+    told.seal(&mut seen);
     actions::report(&seen, facts);
     told
+}
+
+impl Told {
+    /// Put who was blamed and told into the run's summary.
+    pub fn seal(&self, summary: &mut RunSummary) {
+        if let Some(o) = self.outcome {
+            summary.outcome = o;
+            summary.exit_code = o.exit_code();
+        }
+        summary.blame = self.blame.clone();
+        summary.notified = self.notified.clone();
+        summary.culprit = self.culprit.clone();
+        if !self.flaky.is_empty() {
+            summary.flaky = self.flaky.clone();
+        }
+        summary.blame_withheld = self.blame_withheld.clone();
+    }
 }

@@ -11,9 +11,13 @@
 //! | `all`     | culprits                  | all culprits, every build  | told  | new authors |
 //!
 //! In `problem` and `change` nobody hears twice about the same breakage. Bots never hear.
+//!
+//! An `error` (the machine's, not a commit's: see `summary::classify`) is none of these: nobody
+//! hears, and the branch state stays as it was, so the next real failure is still the first
+//! failure after green.
 
 use crate::settings::file::ReportMode;
-use crate::summary::Outcome;
+use crate::summary::{Outcome, RunSummary};
 
 use super::blame::Person;
 use super::state::BranchState;
@@ -29,6 +33,8 @@ pub enum Event {
     Fixed,
     /// Passing, and the previous build passed too (or there was none).
     Passed,
+    /// The build could not say: Kiln, the machine, the store, the network or a tool failed.
+    Error,
 }
 
 impl Event {
@@ -38,6 +44,7 @@ impl Event {
             Event::StillFailing => "still failing",
             Event::Fixed => "fixed",
             Event::Passed => "passed",
+            Event::Error => "error (nobody blamed)",
         }
     }
 }
@@ -63,7 +70,7 @@ pub struct Decision {
 }
 
 fn failing(o: Outcome) -> bool {
-    o != Outcome::Passed
+    o.blames()
 }
 
 /// People in `list` who are not bots, merged by identity.
@@ -83,6 +90,12 @@ fn humans<'a>(lists: impl IntoIterator<Item = &'a Person>) -> Vec<Person> {
 
 /// Decide what this build means and who hears about it.
 pub fn decide(mode: ReportMode, state: &BranchState, build: &Build<'_>) -> Decision {
+    if build.outcome == Outcome::Error {
+        return Decision {
+            event: Event::Error,
+            recipients: Vec::new(),
+        };
+    }
     let was_failing = state.was_failing();
     let event = match (was_failing, failing(build.outcome)) {
         (false, true) => Event::Broken,
@@ -116,9 +129,29 @@ pub fn decide(mode: ReportMode, state: &BranchState, build: &Build<'_>) -> Decis
         }
         (Event::Fixed, _) => humans(state.blamed.iter().chain(&state.told)),
         (Event::Passed, ReportMode::All) => humans(build.new_people),
-        (Event::Passed, _) => Vec::new(),
+        (Event::Passed | Event::Error, _) => Vec::new(),
     };
     Decision { event, recipients }
+}
+
+/// Why nobody is blamed for a build that did not simply pass or fail, in words every channel
+/// shows: an error is not a commit's fault; flaky tests blame nobody.
+pub fn blame_withheld(s: &RunSummary) -> Option<String> {
+    let flaky = s.flaky.len();
+    match s.outcome {
+        Outcome::Error => Some(format!(
+            "blame withheld: this is an error ({}), not a commit's fault; nobody was told and \
+             the branch's state is unchanged",
+            s.error
+                .as_deref()
+                .map(super::vocab::first_line)
+                .unwrap_or("Kiln or the machine failed")
+        )),
+        Outcome::Passed if flaky > 0 => Some(format!(
+            "blame withheld: {flaky} flaky test(s) failed, then passed when re-run"
+        )),
+        _ => None,
+    }
 }
 
 /// The branch state after this build, given who was actually told (on any channel).
@@ -128,6 +161,9 @@ pub fn next_state(
     event: Event,
     told: &[Person],
 ) -> BranchState {
+    if event == Event::Error {
+        return state.clone();
+    }
     let mut next = state.clone();
     next.last_sha = Some(build.sha.to_string());
     next.last_outcome = Some(build.outcome);
@@ -148,6 +184,7 @@ pub fn next_state(
             next.blamed = humans(next.blamed.iter().chain(told));
             next.told = humans(next.told.iter().chain(told));
         }
+        Event::Error => {}
     }
     next
 }
@@ -242,8 +279,41 @@ mod tests {
         assert_eq!(names(&r), ["B"]);
         let r = s.build("3", Outcome::Failed, &[c.clone(), b.clone()], &[c], &["t"]);
         assert_eq!(names(&r), ["C", "B"]);
-        let r = s.build("3", Outcome::Error, &[], &[], &[]);
-        assert_eq!(names(&r), ["B", "C"]);
+        let r = s.build("3", Outcome::Broken, &[], &[], &[]);
+        assert_eq!(names(&r), ["B", "C"], "a broken build is failing too");
+    }
+
+    #[test]
+    fn an_error_tells_nobody_and_leaves_the_state_as_it_was() {
+        let (a, b, c) = (p("A"), p("B"), p("C"));
+        for mode in [
+            ReportMode::Problem,
+            ReportMode::Change,
+            ReportMode::Failing,
+            ReportMode::All,
+        ] {
+            let mut s = Sim::new(mode);
+            s.build("1", Outcome::Passed, &[a.clone()], &[a.clone()], &[]);
+            let green = s.state.clone();
+            let r = s.build("2", Outcome::Error, &[b.clone()], &[b.clone()], &[]);
+            assert_eq!((r.event, names(&r).len()), (Event::Error, 0), "{mode:?}");
+            assert_eq!(s.state, green, "{mode:?}: the state did not move");
+            // The next real failure is still the first after green, and blames its range.
+            let r = s.build(
+                "3",
+                Outcome::Failed,
+                &[c.clone(), b.clone()],
+                &[c.clone()],
+                &["t"],
+            );
+            assert_eq!(r.event, Event::Broken, "{mode:?}");
+            assert_eq!(names(&r), ["C", "B"], "{mode:?}");
+            // An error while failing: nobody, and the breakage is still the one told about.
+            let failing = s.state.clone();
+            let r = s.build("4", Outcome::Error, &[], &[], &[]);
+            assert!(r.recipients.is_empty(), "{mode:?}");
+            assert_eq!(s.state, failing, "{mode:?}");
+        }
     }
 
     #[test]

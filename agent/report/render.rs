@@ -38,11 +38,11 @@ pub struct Build<'a> {
 pub fn status(s: &RunSummary) -> (&'static str, String) {
     let state = match s.outcome {
         Outcome::Passed => "success",
-        Outcome::Failed => "failure",
+        Outcome::Failed | Outcome::Broken => "failure",
         Outcome::Error => "error",
     };
     let desc = match (s.outcome, &s.error) {
-        (Outcome::Error, Some(e)) => first_line(e).to_string(),
+        (Outcome::Error | Outcome::Broken, Some(e)) => first_line(e).to_string(),
         _ => format!("{} in {:.0}s", vocab::test_counts(&s.tests), s.seconds),
     };
     (state, desc)
@@ -83,12 +83,14 @@ fn who(p: &Person) -> String {
 /// and the annotations.
 pub fn check_run(b: &Build<'_>) -> CheckRun {
     let s = b.summary;
+    // An error is nobody's commit: GitHub shows "neutral", not a red cross on the author's work.
     let conclusion = match s.outcome {
         Outcome::Passed => "success",
-        Outcome::Failed | Outcome::Error => "failure",
+        Outcome::Failed | Outcome::Broken => "failure",
+        Outcome::Error => "neutral",
     };
     let title = match (s.outcome, &s.error) {
-        (Outcome::Error, Some(e)) => first_line(e).to_string(),
+        (Outcome::Error | Outcome::Broken, Some(e)) => first_line(e).to_string(),
         _ => vocab::test_counts(&s.tests),
     };
     let mut md = String::new();
@@ -116,6 +118,9 @@ pub fn check_run(b: &Build<'_>) -> CheckRun {
         push_failure_list(&mut md, &s.tests.failures, 100);
     }
     push_culprit_and_flaky(&mut md, s, "###");
+    if let Some(w) = &s.blame_withheld {
+        md.push_str(&format!("\n{}\n", vocab::capitalized(w)));
+    }
     if !b.commits.is_empty() && s.outcome != Outcome::Passed {
         md.push_str(&format!(
             "\n### Commits since the last green build{}\n\n",
@@ -156,6 +161,10 @@ fn headline(b: &Build<'_>) -> String {
         Event::StillFailing => format!("`{}` is still failing at `{sha}`", b.branch),
         Event::Fixed => format!("`{}` is fixed at `{sha}`", b.branch),
         Event::Passed => format!("`{}` passed at `{sha}`", b.branch),
+        Event::Error => format!(
+            "`{}` could not be built at `{sha}` (an error: nobody blamed)",
+            b.branch
+        ),
     }
 }
 
@@ -187,6 +196,7 @@ pub fn comment(b: &Build<'_>) -> String {
             }
             Event::Fixed => "the build is green again.",
             Event::Passed => "the build passed.",
+            Event::Error => "nobody is blamed for an error.",
         };
         md.push_str(&format!("{}: {ask}\n\n", mentions.join(" ")));
     }

@@ -10,12 +10,22 @@ use crate::summary::{
 
 pub use crate::summary::{short_sha, SHORT_SHA};
 
-/// `passed`, `failed` or `error`.
+/// `passed`, `failed`, `broken` or `error` (the summary JSON's words).
 pub fn outcome_word(o: Outcome) -> &'static str {
     match o {
         Outcome::Passed => "passed",
         Outcome::Failed => "failed",
+        Outcome::Broken => "broken",
         Outcome::Error => "error",
+    }
+}
+
+/// The sentence with its first letter in upper case ("Blame withheld: …").
+pub fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod build_env;
 pub mod checkout;
 pub mod junit;
+pub mod outcome;
 pub mod project;
 pub mod pyenv;
 pub mod rerun;
@@ -33,7 +34,7 @@ use crate::process;
 use crate::sandbox::ProjectRunner;
 use crate::settings::names;
 use crate::settings::{self, RunRequest, Settings, UsageError};
-use crate::summary::{Outcome, RunSummary, StageOutcome};
+use crate::summary::{classify, Cause, RangeFacts, RunSummary, StageOutcome};
 
 use bootstrap::{BootstrapInputs, BootstrapOutput};
 use checkout::Checkout;
@@ -92,7 +93,7 @@ pub struct Finished<'h> {
 struct Outputs {
     checkout: Option<Checkout>,
     restored: Restored,
-    bootstrap: Option<Result<BootstrapOutput, String>>,
+    bootstrap: Option<Result<BootstrapOutput, Stopped>>,
     tested: Option<Tested>,
     saved: Vec<CacheSaved>,
     /// Where the dependencies came from (`deps_source`).
@@ -114,7 +115,7 @@ impl<'h> Executor<'h> {
         mut self,
         settings: Option<Settings>,
         store: Option<Store>,
-        error: Option<String>,
+        error: Option<Stopped>,
     ) -> Finished<'h> {
         let mut summary = summarize(&self.out, error);
         self.stages.skip_rest(Stage::Report);
@@ -163,7 +164,10 @@ pub async fn execute(
         .await;
     let co = match checked_out {
         Ok(co) => co,
-        Err(e) => return Ok(x.finish(None, None, Some(format!("checkout failed: {e}")))),
+        Err(e) => {
+            let stopped = Stopped::new(format!("checkout failed: {e}"), Cause::Checkout);
+            return Ok(x.finish(None, None, Some(stopped)));
+        }
     };
     x.paths.checkout = co.dir.clone();
     let settings = x.request.clone().settle(&co.dir)?;
@@ -205,7 +209,10 @@ pub async fn execute(
     )
     .await;
     let error = match &x.out.bootstrap {
-        Some(Err(e)) => Some(format!("bootstrap failed: {e}")),
+        Some(Err(e)) => Some(Stopped::new(
+            format!("bootstrap failed: {}", e.message),
+            e.cause,
+        )),
         _ => None,
     };
     Ok(x.finish(Some(settings), Some(store), error))
@@ -344,7 +351,7 @@ async fn build_and_test(
 /// The save stage: the wheels still being collected first (they belong in the wheelhouse),
 /// then the caches.
 async fn save_stage(
-    boot: &mut Result<BootstrapOutput, String>,
+    boot: &mut Result<BootstrapOutput, Stopped>,
     out: &Outputs,
     req: &RunRequest,
     store: &Store,
@@ -389,7 +396,9 @@ async fn save_stage(
     .await
 }
 
-async fn bootstrap_stage(inp: BootstrapInputs<'_>) -> stage::Done<Result<BootstrapOutput, String>> {
+async fn bootstrap_stage(
+    inp: BootstrapInputs<'_>,
+) -> stage::Done<Result<BootstrapOutput, Stopped>> {
     match bootstrap::bootstrap(inp).await {
         Ok(out) => {
             let detail = format!(
@@ -400,7 +409,8 @@ async fn bootstrap_stage(inp: BootstrapInputs<'_>) -> stage::Done<Result<Bootstr
         }
         Err(e) => {
             let msg = e.to_string();
-            stage::Done::new(Err(msg.clone()), StageOutcome::Failed, msg)
+            let stopped = Stopped::new(msg.clone(), outcome::of_bootstrap(&e));
+            stage::Done::new(Err(stopped), StageOutcome::Failed, msg)
         }
     }
 }
@@ -446,8 +456,21 @@ fn save_refusal(
     )
 }
 
+/// Why a run stopped before its tests: the message and what caused it.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    pub message: String,
+    pub cause: Cause,
+}
+
+impl Stopped {
+    fn new(message: String, cause: Cause) -> Stopped {
+        Stopped { message, cause }
+    }
+}
+
 /// The run summary from the stage outputs (stages and totals are filled in later).
-fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
+fn summarize(out: &Outputs, error: Option<Stopped>) -> RunSummary {
     let mut s = RunSummary::default();
     if let Some(co) = &out.checkout {
         s.commit = co.sha.clone();
@@ -479,11 +502,18 @@ fn summarize(out: &Outputs, error: Option<String>) -> RunSummary {
             })
             .collect();
     }
-    s.outcome = match &out.tested {
-        Some(t) if error.is_none() => t.outcome,
-        _ => Outcome::Error,
+    let cause = match (&error, &out.tested) {
+        (Some(stopped), _) => stopped.cause,
+        (None, Some(t)) => t.cause.unwrap_or(Cause::Infrastructure),
+        (None, None) => Cause::Infrastructure,
     };
+    // The range is not known here: the report may find that it changed the test command.
+    s.outcome = classify(cause, RangeFacts::default());
     s.exit_code = s.outcome.exit_code();
-    s.error = error;
+    s.cause = Some(cause);
+    s.error = match error {
+        Some(stopped) => Some(stopped.message),
+        None => out.tested.as_ref().and_then(|t| t.not_started.clone()),
+    };
     s
 }

@@ -12,9 +12,10 @@ use crate::process::{Output, ProcessError};
 use crate::sandbox::ProjectRunner;
 use crate::settings::file::FlakyPolicy;
 use crate::settings::names;
-use crate::summary::{Outcome, StageOutcome, TestFailure, TestSummary};
+use crate::summary::{Cause, Outcome, StageOutcome, TestFailure, TestSummary};
 
 use super::junit;
+use super::outcome;
 use super::rerun::{self, RerunInputs};
 use super::stage::Done;
 use super::untrusted::{self, Scope};
@@ -67,6 +68,10 @@ impl RerunPlan {
 #[derive(Debug, Clone, Default)]
 pub struct Tested {
     pub outcome: Outcome,
+    /// What ended the test command (see [`super::outcome`]); `None` before it ran.
+    pub cause: Option<Cause>,
+    /// Why no test ran, when the command could not start.
+    pub not_started: Option<String>,
     pub tests: TestSummary,
     /// The last lines of the test command's output (quoted in emails).
     pub log_tail: String,
@@ -101,9 +106,13 @@ pub async fn test(inp: TestInputs<'_>) -> Done<Tested> {
         .as_ref()
         .map(|o| o.tail(TAIL_LINES))
         .unwrap_or_default();
-    let (outcome, stage, detail) = judge(result, &tests);
+    let cause = outcome::of_test_command(&result);
+    let (outcome, stage, detail) = judge(result, cause, &tests);
     let tested = Tested {
         outcome,
+        cause: Some(cause),
+        not_started: (cause == Cause::TestCommandNotStarted)
+            .then(|| format!("{detail}: `{}`", inp.command)),
         tests,
         log_tail,
         ..Tested::default()
@@ -149,30 +158,46 @@ async fn rerun_failures(
     let counts = format!("{}, {flaky_words}", t.tests.counts());
     if t.tests.failures.is_empty() && plan.flaky == FlakyPolicy::Pass {
         t.outcome = Outcome::Passed;
+        t.cause = Some(Cause::TestsPassed);
         (t, StageOutcome::Warning, counts)
     } else {
         (t, StageOutcome::Failed, counts)
     }
 }
 
-/// What the command's exit means for the run.
+/// What the command's exit means for the run. A command that could not start ran no test:
+/// an error (the report may still find that the range changed it), never "tests failed".
 fn judge(
     result: Result<Output, ProcessError>,
+    cause: Cause,
     tests: &TestSummary,
 ) -> (Outcome, StageOutcome, String) {
     let counts = tests.counts();
-    match result {
-        Ok(out) if out.success => (Outcome::Passed, StageOutcome::Ok, counts),
-        Ok(out) => (
+    match (result, cause) {
+        (Ok(out), _) if out.success => (Outcome::Passed, StageOutcome::Ok, counts),
+        (Ok(out), Cause::TestCommandNotStarted) => (
+            Outcome::Error,
+            StageOutcome::Failed,
+            format!(
+                "the test command could not start (exit {}: {})",
+                out.code.unwrap_or(-1),
+                if out.code == Some(126) {
+                    "not executable"
+                } else {
+                    "not found"
+                }
+            ),
+        ),
+        (Ok(out), _) => (
             Outcome::Failed,
             StageOutcome::Failed,
             format!("exit code {}; {counts}", out.code.unwrap_or(-1)),
         ),
-        Err(e @ ProcessError::Timeout { .. }) => (
+        (Err(e @ ProcessError::Timeout { .. }), _) => (
             Outcome::Failed,
             StageOutcome::Failed,
             format!("{e}; {counts}"),
         ),
-        Err(e) => (Outcome::Error, StageOutcome::Failed, e.to_string()),
+        (Err(e), _) => (Outcome::Error, StageOutcome::Failed, e.to_string()),
     }
 }

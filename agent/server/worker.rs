@@ -496,7 +496,9 @@ fn exited(code: Option<i32>, summary: Option<&RunSummary>) -> Verdict {
     };
     let outcome = match sum.outcome {
         Outcome::Passed => JobOutcome::Passed,
-        Outcome::Failed => JobOutcome::Failed,
+        // A broken build is the commit's failure, like failing tests; `error` stays the
+        // operator's (its own count in the metrics).
+        Outcome::Failed | Outcome::Broken => JobOutcome::Failed,
         Outcome::Error => JobOutcome::Error,
     };
     let t = &sum.tests;

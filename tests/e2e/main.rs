@@ -28,6 +28,7 @@ mod index_ccache_remote;
 mod index_offline;
 mod index_serve;
 mod index_wheelhouse;
+mod outcome_classes;
 mod projects;
 mod projects_bootstrap;
 mod report_email;
