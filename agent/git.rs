@@ -258,3 +258,140 @@ pub fn repo_location(repo: &str) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| repo.to_string())
 }
+
+/// Credentials for one remote, handed to git in its environment for one command: never written
+/// into a config file (so never into the checkout), never on a command line (so never in
+/// another process's view of `/proc`), and scoped by git to the remote's URL.
+#[derive(Clone)]
+pub struct HttpAuth {
+    /// `scheme://host[:port]/`: git sends the header only to URLs under it.
+    scope: String,
+    /// `Authorization: Basic …`.
+    header: String,
+}
+
+impl std::fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpAuth")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpAuth {
+    /// An http(s) URL without its `user[:password]@`, and those credentials as an auth; any
+    /// other location as it is.
+    pub fn split_url(location: &str) -> (String, Option<HttpAuth>) {
+        let Ok(mut url) = url::Url::parse(location) else {
+            return (location.to_string(), None);
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.username().is_empty() {
+            return (location.to_string(), None);
+        }
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let user = decode(url.username());
+        let password = url.password().map(decode).unwrap_or_default();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let auth = HttpAuth::basic(&url, &user, &password);
+        (url.to_string(), auth)
+    }
+
+    /// A GitHub token for clones from `server` (`https://github.com`, or a GitHub Enterprise
+    /// Server's URL), when `location` is on that server.
+    pub fn github_token(location: &str, server: &str, token: &str) -> Option<HttpAuth> {
+        let url = url::Url::parse(location).ok()?;
+        let server = url::Url::parse(server).ok()?;
+        let same = url.scheme() == server.scheme()
+            && url.host_str() == server.host_str()
+            && url.port_or_known_default() == server.port_or_known_default();
+        same.then(|| HttpAuth::basic(&url, "x-access-token", token))
+            .flatten()
+    }
+
+    fn basic(url: &url::Url, user: &str, password: &str) -> Option<HttpAuth> {
+        use base64::Engine as _;
+        let host = url.host_str()?;
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Some(HttpAuth {
+            scope: format!("{}://{host}{port}/", url.scheme()),
+            header: format!("Authorization: Basic {pair}"),
+        })
+    }
+
+    /// The variables that give git this header for this command alone.
+    pub fn env(&self) -> [(String, String); 3] {
+        [
+            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            (
+                "GIT_CONFIG_KEY_0".into(),
+                format!("http.{}.extraHeader", self.scope),
+            ),
+            ("GIT_CONFIG_VALUE_0".into(), self.header.clone()),
+        ]
+    }
+}
+
+/// [`stdout`] with `auth` for the remote, when there is one.
+pub async fn stdout_auth(
+    dir: &Path,
+    args: &[&str],
+    auth: Option<&HttpAuth>,
+) -> Result<String, GitError> {
+    let Some(auth) = auth else {
+        return stdout(dir, args).await;
+    };
+    let mut cmd = Cmd::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args.iter().copied())
+        .env("GIT_TERMINAL_PROMPT", "0");
+    for (k, v) in auth.env() {
+        cmd = cmd.env(k, v);
+    }
+    checked(cmd.run().await?, dir, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_leave_the_url_for_a_scoped_header() {
+        let (url, auth) = HttpAuth::split_url("https://bot:p%40ss@git.example.com:8443/o/r.git");
+        assert_eq!(url, "https://git.example.com:8443/o/r.git");
+        let env = auth.unwrap().env();
+        assert_eq!(env[1].1, "http.https://git.example.com:8443/.extraHeader");
+        // base64("bot:p@ss")
+        assert_eq!(env[2].1, "Authorization: Basic Ym90OnBAc3M=");
+        for plain in [
+            "/srv/repo",
+            "git@github.com:o/r.git",
+            "https://github.com/o/r",
+        ] {
+            let (same, none) = HttpAuth::split_url(plain);
+            assert_eq!((same.as_str(), none.is_none()), (plain, true));
+        }
+    }
+
+    #[test]
+    fn a_github_token_goes_only_to_its_server() {
+        let on = HttpAuth::github_token("https://github.com/o/r.git", "https://github.com", "t");
+        assert!(on.is_some());
+        for elsewhere in [
+            "https://evil.example/o/r",
+            "http://github.com/o/r",
+            "/srv/r",
+        ] {
+            let auth = HttpAuth::github_token(elsewhere, "https://github.com", "t");
+            assert!(auth.is_none(), "{elsewhere}");
+        }
+        assert!(!format!("{:?}", on.unwrap()).contains("Basic"));
+    }
+}

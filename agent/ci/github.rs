@@ -46,6 +46,14 @@ impl GithubAccess {
     }
 }
 
+/// `GITHUB_TOKEN` as git credentials for `repo`, when `repo` is an https URL on the GitHub server
+/// (`GITHUB_SERVER_URL`, default `https://github.com`) and carries no credentials of its own.
+pub fn clone_auth(repo: &str, env: Env) -> Option<crate::git::HttpAuth> {
+    let token = var(env, "GITHUB_TOKEN")?;
+    let server = var(env, "GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
+    crate::git::HttpAuth::github_token(repo, &server, &token)
+}
+
 /// `owner/name` of the repository being built, when GitHub's variables say it.
 fn repository(env: Env) -> Option<String> {
     var(env, names::GITHUB_REPOSITORY).or_else(|| var(env, "GITHUB_REPOSITORY"))

@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub mod actions;
 mod github;
 
-pub use github::{GithubAccess, ReportTarget};
+pub use github::{clone_auth, GithubAccess, ReportTarget};
 
 use crate::settings::names;
 

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::git::{GitDir, GitError};
+use crate::git::{GitDir, GitError, HttpAuth};
 use crate::process::ProcessError;
 use crate::settings::{CheckoutMode, Config, RunRequest};
 use crate::summary::{short_sha, StageOutcome};
@@ -61,6 +61,31 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
     Ok(crate::git::stdout(dir, args).await?.trim().to_string())
 }
 
+/// Where a clone comes from: the location without credentials (what `origin` says), and the
+/// credentials, given to git for each clone and fetch alone (see [`HttpAuth`]).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    location: String,
+    auth: Option<HttpAuth>,
+}
+
+impl Remote {
+    /// `repo` as given (a path or URL, maybe with `user:token@`), and the token Kiln was given
+    /// for the GitHub server it may live on.
+    pub fn new(repo: &str, token: Option<&HttpAuth>) -> Remote {
+        let (location, auth) = HttpAuth::split_url(&crate::git::repo_location(repo));
+        Remote {
+            location,
+            auth: auth.or_else(|| token.cloned()),
+        }
+    }
+
+    async fn git(&self, dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
+        let out = crate::git::stdout_auth(dir, args, self.auth.as_ref()).await?;
+        Ok(out.trim().to_string())
+    }
+}
+
 /// Best-effort: the branch a local repo's HEAD is on (for `--rev HEAD` runs).
 pub async fn local_branch(repo: &str, rev: &str) -> Option<String> {
     let path = Path::new(repo);
@@ -99,14 +124,25 @@ pub async fn clone_at(
     dir: &Path,
     depth: Option<u32>,
 ) -> Result<Checkout, CheckoutError> {
+    clone_from(&Remote::new(repo, None), rev, dir, depth).await
+}
+
+/// [`clone_at`] from a [`Remote`]: its credentials reach git for this clone alone, and the
+/// clone's `origin` carries none.
+pub async fn clone_from(
+    remote: &Remote,
+    rev: &str,
+    dir: &Path,
+    depth: Option<u32>,
+) -> Result<Checkout, CheckoutError> {
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent).map_err(|source| CheckoutError::Io {
             dir: parent.to_path_buf(),
             source,
         })?;
     }
-    let location = crate::git::repo_location(repo);
-    let depth = clone_depth(&location, depth).map(|d| d.to_string());
+    let location = &remote.location;
+    let depth = clone_depth(location, depth).map(|d| d.to_string());
     let mut clone: Vec<&str> = vec!["clone", "--quiet"];
     if let Some(d) = &depth {
         clone.extend(["--depth", d]);
@@ -121,9 +157,9 @@ pub async fn clone_at(
     }
     let dest = dir.display().to_string();
     let separate = format!("--separate-git-dir={}", git_dir_of(dir).display());
-    clone.extend([&separate, "--", &location, &dest]);
+    clone.extend([&separate, "--", location, &dest]);
     let cwd = dir.parent().unwrap_or(Path::new("."));
-    let cloned = git(cwd, &clone).await;
+    let cloned = remote.git(cwd, &clone).await;
     if by_name && cloned.is_ok() {
         return cloned_at(dir, rev).await;
     }
@@ -132,11 +168,13 @@ pub async fn clone_at(
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(git_dir_of(dir));
         let args = ["clone", "--quiet", "--no-checkout", &separate, "--"];
-        git(cwd, &[&args[..], &[&location, &dest]].concat()).await?;
+        remote
+            .git(cwd, &[&args[..], &[location, &dest]].concat())
+            .await?;
     } else {
         cloned?;
     }
-    detach_at(dir, rev, &location, depth.as_deref()).await
+    detach_at(dir, rev, remote, depth.as_deref()).await
 }
 
 /// Where a clone into `dir` keeps its git dir: beside it (`src` → `src.git`), not inside it. The
@@ -166,9 +204,10 @@ async fn cloned_at(dir: &Path, rev: &str) -> Result<Checkout, CheckoutError> {
 async fn detach_at(
     dir: &Path,
     rev: &str,
-    location: &str,
+    remote: &Remote,
     depth: Option<&str>,
 ) -> Result<Checkout, CheckoutError> {
+    let location = remote.location.as_str();
     let spec = format!("{rev}^{{commit}}");
     let mut sha = git(dir, &["rev-parse", "--verify", "--quiet", &spec]).await;
     if sha.is_err() {
@@ -177,7 +216,7 @@ async fn detach_at(
             fetch.extend(["--depth", d]);
         }
         fetch.extend([location, rev]);
-        if git(dir, &fetch).await.is_ok() {
+        if remote.git(dir, &fetch).await.is_ok() {
             sha = git(
                 dir,
                 &["rev-parse", "--verify", "--quiet", "FETCH_HEAD^{commit}"],
@@ -213,7 +252,7 @@ async fn deepen_to_config(req: &RunRequest, c: Checkout) -> Result<Checkout, Che
     if git(&c.dir, &["rev-parse", "--is-shallow-repository"]).await? != "true" {
         return Ok(c);
     }
-    let location = crate::git::repo_location(&req.repo);
+    let remote = Remote::new(&req.repo, req.clone_auth.as_ref());
     let depth_arg = format!("--depth={depth}");
     let how = if depth == 0 {
         "--unshallow"
@@ -221,11 +260,15 @@ async fn deepen_to_config(req: &RunRequest, c: Checkout) -> Result<Checkout, Che
         &depth_arg
     };
     tracing::info!("kiln.yml checkout.depth {depth}: fetching more history ({how})");
-    git(
-        &c.dir,
-        &["fetch", "--quiet", "--no-tags", how, &location, &c.sha],
-    )
-    .await?;
+    let fetch = [
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        how,
+        &remote.location,
+        &c.sha,
+    ];
+    remote.git(&c.dir, &fetch).await?;
     Ok(c)
 }
 
@@ -246,7 +289,8 @@ pub async fn stage(req: &RunRequest, dir: &Path) -> Done<Result<Checkout, String
     let result = if reuse {
         self::reuse(Path::new(&req.repo)).await
     } else {
-        match clone_at(&req.repo, &req.rev, dir, req.checkout_depth).await {
+        let remote = Remote::new(&req.repo, req.clone_auth.as_ref());
+        match clone_from(&remote, &req.rev, dir, req.checkout_depth).await {
             Ok(c) if req.checkout_depth.is_none() => deepen_to_config(req, c).await,
             other => other,
         }

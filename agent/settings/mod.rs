@@ -80,6 +80,9 @@ pub struct RunRequest {
     auto_store: AutoStore,
     /// This machine's tuning, credentials and sandbox binary.
     pub machine: Machine,
+    /// `GITHUB_TOKEN`, for cloning from the GitHub server it belongs to (`GITHUB_SERVER_URL`,
+    /// default `https://github.com`): handed to git for the checkout's clone and fetches alone.
+    pub clone_auth: Option<crate::git::HttpAuth>,
     /// Flags and `KILN_*` that override kiln.yml keys.
     overrides: Layer,
 }
@@ -134,6 +137,7 @@ pub fn resolve(
         untrusted,
         ccache_bin: env::ccache_bin(env),
         tools_dir: tools_dir(env),
+        clone_auth: crate::ci::clone_auth(&repo, env),
         repo,
         named_store,
         auto_store: AutoStore::from_env(env),

@@ -145,3 +145,140 @@ async fn a_test_cannot_make_kilns_git_run_its_program() {
 async fn nor_in_a_reused_checkout_as_the_github_action_builds() {
     attacked(true).await;
 }
+
+/// A private repository behind `git http-backend` with basic auth, on loopback.
+struct PrivateGit {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for PrivateGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the project's test looks for: the secret anywhere in the work dir (the checkout, its
+/// git dir beside it) or in what `origin` says.
+const LOOK_PY: &str = r#"import os, subprocess, sys
+secret = open("secret-name").read().strip()
+found = []
+origin = subprocess.run(["git", "config", "--get", "remote.origin.url"], capture_output=True, text=True).stdout
+if secret in origin:
+    found.append("origin: " + origin.strip())
+for d in [os.path.dirname(os.getcwd())]:
+    for base, dirs, files in os.walk(d):
+        for f in files:
+            if f == "secret-name":
+                continue
+            p = os.path.join(base, f)
+            try:
+                if secret.encode() in open(p, "rb").read():
+                    found.append(p)
+            except OSError:
+                pass
+print("FOUND", found)
+sys.exit(1 if found else 0)
+"#;
+
+impl PrivateGit {
+    /// `app.git`, one commit whose tests look for `password` where the build can read it.
+    fn start(user: &str, password: &str) -> PrivateGit {
+        let root = tempfile::tempdir().unwrap();
+        let repo = Repo::new();
+        let yml = "requirements: [requirements.txt]\ntest:\n  command: python3 look.py\n";
+        repo.commit(
+            ALICE,
+            "Private project",
+            &[
+                ("requirements.txt", ""),
+                ("look.py", LOOK_PY),
+                ("secret-name", &format!("{password}\n")),
+                ("kiln.yml", yml),
+            ],
+        );
+        let bare = root.path().join("app.git");
+        let ok = std::process::Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(repo.path())
+            .arg(&bare)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let log = root.path().join("requests.log");
+        let mut child = std::process::Command::new("python3")
+            .arg(crate::support::root().join("tests/e2e/support/git_http.py"))
+            .arg(root.path())
+            .args([user, password])
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        PrivateGit {
+            child,
+            port: line.trim().parse().unwrap(),
+            log,
+            _root: root,
+        }
+    }
+
+    fn requests(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Every file under `dir` that holds `secret` (but the test's own note of it).
+fn holding(dir: &Path, secret: &str) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.file_name() != "secret-name")
+        .filter(|e| {
+            std::fs::read(e.path())
+                .is_ok_and(|b| b.windows(secret.len()).any(|w| w == secret.as_bytes()))
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_clone_leaves_no_credentials_in_the_checkout() {
+    let secret = "s3cret-clone-password";
+    let server = PrivateGit::start("kiln", secret);
+    let url = format!("http://kiln:{secret}@127.0.0.1:{}/app.git", server.port);
+    let mut kiln = Kiln::new(&[]);
+    let r = kiln
+        .run_with(Path::new(&url), &["--sandbox", "bwrap"])
+        .await;
+    assert_eq!(r.code, 0, "the tests found the password: {}", r.stderr);
+    assert!(!r.stderr.contains(secret), "{}", r.stderr);
+    let work = kiln.workdir();
+    assert_eq!(holding(&work, secret), Vec::<String>::new());
+    let requests = server.requests();
+    assert!(requests.contains("auth"), "{requests}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_github_token_clones_from_its_server_and_stays_out_of_the_checkout() {
+    let token = "ghs_clonetokenvalue";
+    let server = PrivateGit::start("x-access-token", token);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let mut kiln = Kiln::new(&[
+        ("GITHUB_TOKEN", token.to_string()),
+        ("GITHUB_SERVER_URL", base.clone()),
+    ]);
+    let url = format!("{base}/app.git");
+    let r = kiln
+        .run_with(Path::new(&url), &["--sandbox", "bwrap"])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(holding(&kiln.workdir(), token), Vec::<String>::new());
+    assert!(server.requests().contains("auth"), "{}", server.requests());
+}

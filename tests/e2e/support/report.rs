@@ -235,6 +235,11 @@ impl Kiln {
         }
     }
 
+    /// The work dir every run of this `Kiln` uses.
+    pub fn workdir(&self) -> PathBuf {
+        self.tmp.path().join("work")
+    }
+
     pub fn store(&self) -> PathBuf {
         self.tmp.path().join("store")
     }
