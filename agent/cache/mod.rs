@@ -8,9 +8,11 @@
 //! - `save` is atomic and skips the upload when the exact key already holds the same content.
 
 pub mod archive;
+pub mod backend;
 mod backends;
 pub mod catalog;
 mod compress;
+mod dal;
 pub mod digest;
 pub mod extract;
 pub mod gha;

@@ -113,8 +113,8 @@ async fn find(
         warn(format!("cache miss: {e}"));
         return None;
     }
-    if let Some(service) = store.gha() {
-        return find_on_service(service, key, restore_keys, &mut warn).await;
+    if let Some(found) = find_on_service(store, key, restore_keys, &mut warn).await {
+        return found;
     }
     let mpath = manifest::manifest_path(key);
     match store.retry(|| store.get(&mpath)).await {
@@ -193,56 +193,60 @@ async fn find(
     None
 }
 
-/// The GitHub cache matches prefixes itself: one lookup (per 10 keys) names the exact key and
-/// every restore prefix, and the service answers with the newest match of the first that has
-/// one. Its version scoping keeps archives out of a manifest lookup.
+/// A store whose service matches prefixes itself (the GitHub cache): one lookup (per 10 keys)
+/// names the exact key and every restore prefix, and the service answers with the newest match
+/// of the first that has one. Its version scoping keeps archives out of a manifest lookup.
 async fn find_on_service(
-    service: &super::gha::GhaCache,
+    store: &Store,
     key: &str,
     restore_keys: &[String],
     warn: &mut impl FnMut(String),
-) -> Option<(Manifest, RestoreHit)> {
+) -> Option<Option<(Manifest, RestoreHit)>> {
     let exact = manifest::manifest_path(key);
     let mut prefixes = Vec::new();
+    let mut skipped = Vec::new();
     for p in restore_keys {
         match manifest::validate_prefix(p) {
             Ok(()) => prefixes.push(format!("{}{p}", manifest::PREFIX)),
-            Err(e) => warn(format!("cache {key}: skipping restore key: {e}")),
+            Err(e) => skipped.push(format!("cache {key}: skipping restore key: {e}")),
         }
     }
-    let found = match service.find(&exact, &prefixes, &exact).await {
+    // `None`: the store has no lookup of its own; the caller lists.
+    let lookup = store.find_newest(&exact, &prefixes, &exact).await?;
+    skipped.into_iter().for_each(&mut *warn);
+    let (path, body) = match lookup {
         Ok(Some(f)) => f,
-        Ok(None) => return None,
+        Ok(None) => return Some(None),
         Err(e) => {
             warn(format!(
-                "cache {key}: GitHub cache unavailable ({e}); building without cache"
+                "cache {key}: {} unavailable ({e}); building without cache",
+                store.service()
             ));
-            return None;
+            return Some(None);
         }
     };
-    let matched = found
-        .key
+    let matched = path
         .strip_prefix(manifest::PREFIX)
         .and_then(|n| n.strip_suffix(".json"))
-        .unwrap_or(&found.key)
+        .unwrap_or(&path)
         .to_string();
-    let bytes = match service.fetch(&found).await {
+    let bytes = match body {
         Ok(b) => b,
         Err(e) => {
             warn(format!(
                 "cache {key}: cannot read the manifest of {matched} ({e}); building without cache"
             ));
-            return None;
+            return Some(None);
         }
     };
-    match Manifest::parse(&bytes, &matched) {
+    Some(match Manifest::parse(&bytes, &matched) {
         Ok(m) if matched == key => Some((m, RestoreHit::Exact)),
         Ok(m) => Some((m, RestoreHit::Partial)),
         Err(e) => {
             warn(format!("cache {matched}: ignoring its manifest: {e}"));
             None
         }
-    }
+    })
 }
 
 /// Unique-enough suffix for temporary names: pid, time, counter.

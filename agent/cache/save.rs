@@ -74,12 +74,13 @@ pub(super) async fn save(
             }
             _ => {}
         }
-        if store.gha().is_some() {
+        if !store.overwrites() {
             // As actions/cache: an existing key is kept, not an error.
             skip(
                 &mut out,
                 format!(
-                    "{key} already exists on the GitHub cache, whose keys cannot be overwritten"
+                    "{key} already exists on the {}, whose keys cannot be overwritten",
+                    store.service()
                 ),
             );
             return out;

@@ -1,17 +1,20 @@
-//! Storage by URL, through Apache OpenDAL: one small interface over every backend.
+//! Storage by URL: one small interface, [`Store`], over every backend.
 //!
-//! `file:///path` is the embedded default (`~/.cache/kiln/store`). Other schemes are added here;
-//! callers only see `Store`.
+//! `file:///path` is the embedded default (`~/.cache/kiln/store`). The store keeps the retry
+//! budget and the health (down for a while, or unusable) around a [`StoreBackend`]
+//! ([`super::backend`]): OpenDAL for every URL scheme it has, or the GitHub Actions cache
+//! service. Callers only see `Store`.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::stream::{BoxStream, StreamExt};
-use opendal::{ErrorKind, Operator};
-
-use super::gha::{GhaCache, GhaError};
+pub use super::backend::{BackendError, ByteStream, Entry, Upload};
+use super::backend::{Found, StoreBackend};
+use super::dal::DalBackend;
+use super::gha::GhaCache;
+pub use crate::settings::RetryPolicy;
 use crate::settings::{Env, StoreSettings, StoreTuning};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,15 +27,7 @@ pub enum StoreError {
         op: &'static str,
         path: String,
         #[source]
-        source: Box<opendal::Error>,
-    },
-    #[error("store {store}: {op} {path}: {source}")]
-    Gha {
-        store: String,
-        op: &'static str,
-        path: String,
-        #[source]
-        source: Box<GhaError>,
+        source: BackendError,
     },
     #[error("store {store} is not answering ({reason}); not trying it again for {}s", COOL_DOWN.as_secs())]
     Down { store: String, reason: String },
@@ -44,8 +39,7 @@ impl StoreError {
     /// The backend cannot do this at all (listing on `gha`).
     pub fn is_unsupported(&self) -> bool {
         match self {
-            StoreError::Backend { source, .. } => source.kind() == ErrorKind::Unsupported,
-            StoreError::Gha { source, .. } => source.is_unsupported(),
+            StoreError::Backend { source, .. } => source.unsupported,
             StoreError::BadUrl { .. } | StoreError::Down { .. } | StoreError::Unusable { .. } => {
                 false
             }
@@ -55,28 +49,13 @@ impl StoreError {
     /// Worth retrying: the store may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            // The gha client retries each request itself (a reserved key cannot be reserved
-            // again by retrying a whole save).
-            StoreError::BadUrl { .. }
-            | StoreError::Down { .. }
-            | StoreError::Unusable { .. }
-            | StoreError::Gha { .. } => false,
-            StoreError::Backend { source, .. } => !matches!(
-                source.kind(),
-                ErrorKind::NotFound
-                    | ErrorKind::PermissionDenied
-                    | ErrorKind::ConfigInvalid
-                    | ErrorKind::Unsupported
-                    | ErrorKind::ConditionNotMatch
-                    | ErrorKind::AlreadyExists
-                    | ErrorKind::IsADirectory
-                    | ErrorKind::NotADirectory
-            ),
+            StoreError::Backend { source, .. } => source.transient,
+            StoreError::BadUrl { .. } | StoreError::Down { .. } | StoreError::Unusable { .. } => {
+                false
+            }
         }
     }
 }
-
-pub use crate::settings::RetryPolicy;
 
 /// After an operation gives up on a transient fault, the store is treated as down for this
 /// long: later operations fail at once instead of each waiting out its own timeout.
@@ -109,57 +88,12 @@ impl Health {
     }
 }
 
-/// An object's bytes as they arrive from the store.
-pub type ByteStream = BoxStream<'static, std::io::Result<bytes::Bytes>>;
-
-/// A stream that ends after its first error. OpenDAL 0.59's byte streams repeat the error for
-/// ever (a missing object yields `NotFound` on every poll), which would spin any reader that
-/// skips errors.
-fn ends_at_first_error(
-    s: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
-) -> ByteStream {
-    let mut failed = false;
-    s.take_while(move |item| {
-        let go = !failed;
-        failed |= item.is_err();
-        std::future::ready(go)
-    })
-    .boxed()
-}
-
-/// How [`Store::upload_file`] sends a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Upload {
-    /// 16 MiB parts, four in flight (cache archives: large, worth the parallelism).
-    Concurrent,
-    /// One write after another (wheels): needs no executor on the operator, any backend.
-    Sequential,
-}
-
-/// One listed object.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub path: String,
-    pub size: u64,
-    pub modified: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// What a store talks to: an OpenDAL operator, or the GitHub Actions cache service.
-#[derive(Clone, Debug)]
-enum Backend {
-    Dal(Operator),
-    Gha(std::sync::Arc<GhaCache>),
-}
-
 /// A configured storage backend.
 #[derive(Clone, Debug)]
 pub struct Store {
-    backend: Backend,
+    backend: Arc<dyn StoreBackend>,
     /// The URL with any credentials removed: safe to log.
     display: String,
-    /// For `file://` stores: the root directory, so archives can be written in place and
-    /// renamed (no copy) and read without going through the async layer.
-    local_root: Option<PathBuf>,
     tuning: StoreTuning,
     health: Arc<Health>,
 }
@@ -196,73 +130,56 @@ impl Store {
         Store::open_with(url, StoreTuning::from_env(env), env)
     }
 
-    /// Open with `tuning`, the backend taking its credentials from `env`.
+    /// Open with `tuning`, the backend taking its credentials from `env`. A new kind of store
+    /// is one more arm here.
     fn open_with(url: &str, tuning: StoreTuning, env: Env) -> Result<Store, StoreError> {
         let bad = |message: &str| StoreError::BadUrl {
             url: redact(url),
             message: message.to_string(),
         };
-        if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                return Err(bad("file:// URLs need an absolute path (file:///srv/kiln)"));
-            }
-            // Writes go to a temporary file renamed into place, so a reader never sees half
-            // a manifest and two writers never interleave.
-            let tmp = format!("{}/.kiln-tmp", path.trim_end_matches('/'));
-            let builder = opendal::services::Fs::default()
-                .root(path)
-                .atomic_write_dir(&tmp);
-            let op = Operator::new(builder).map_err(|e| bad(&e.to_string()))?;
-            return Ok(Store {
-                backend: Backend::Dal(op),
-                display: url.to_string(),
-                local_root: Some(PathBuf::from(path)),
-                tuning,
-                health: Arc::default(),
-            });
-        }
-        if url.starts_with('/') {
-            return Store::open_with(&format!("file://{url}"), tuning, env);
-        }
-        if url == "gha" || url.starts_with("gha://") {
-            let gha = GhaCache::from_env(env, &tuning).map_err(|m| bad(&m))?;
-            return Ok(Store {
-                backend: Backend::Gha(Arc::new(gha)),
-                display: url.to_string(),
-                local_root: None,
-                tuning,
-                health: Arc::default(),
-            });
-        }
-        let op = super::backends::remote_operator(url, env, tuning.retry.timeout)
-            .map_err(|m| bad(&m))?;
+        let (backend, display): (Arc<dyn StoreBackend>, String) =
+            if let Some(path) = url.strip_prefix("file://") {
+                if !path.starts_with('/') {
+                    return Err(bad("file:// URLs need an absolute path (file:///srv/kiln)"));
+                }
+                let dal = DalBackend::file(path).map_err(|e| bad(&e.to_string()))?;
+                (Arc::new(dal), url.to_string())
+            } else if url.starts_with('/') {
+                return Store::open_with(&format!("file://{url}"), tuning, env);
+            } else if url == "gha" || url.starts_with("gha://") {
+                let gha = GhaCache::from_env(env, &tuning).map_err(|m| bad(&m))?;
+                (Arc::new(gha), url.to_string())
+            } else {
+                let op = super::backends::remote_operator(url, env, tuning.retry.timeout)
+                    .map_err(|m| bad(&m))?;
+                (Arc::new(DalBackend::remote(op)), redact(url))
+            };
         Ok(Store {
-            backend: Backend::Dal(op),
-            display: redact(url),
-            local_root: None,
+            backend,
+            display,
             tuning,
             health: Arc::default(),
         })
     }
 
-    /// A store that could not be opened (`error` from [`Store::from_url`]): every operation
+    /// A store that could not be opened (`error` from [`Store::open`]): every operation
     /// fails at once, so a run goes on uncached exactly as with a store that is down.
     pub fn unusable(
         url: &str,
         error: &StoreError,
         settings: &StoreSettings,
     ) -> Result<Store, StoreError> {
-        // Never used (every operation is refused first); any operator will do.
-        let op = Operator::new(opendal::services::Fs::default().root("/")).map_err(|e| {
-            StoreError::BadUrl {
-                url: redact(url),
-                message: e.to_string(),
-            }
-        })?;
+        // Never used (every operation is refused first); any backend will do.
+        let op =
+            opendal::Operator::new(opendal::services::Fs::default().root("/")).map_err(|e| {
+                StoreError::BadUrl {
+                    url: redact(url),
+                    message: e.to_string(),
+                }
+            })?;
         Ok(Store {
-            backend: Backend::Dal(op),
+            backend: Arc::new(DalBackend::remote(op)),
             display: redact(url),
-            local_root: None,
             tuning: settings.tuning,
             health: Arc::new(Health {
                 down: Mutex::default(),
@@ -286,57 +203,69 @@ impl Store {
         &self.display
     }
 
-    /// The GitHub Actions cache service, for `gha`.
-    pub fn gha(&self) -> Option<&GhaCache> {
-        match &self.backend {
-            Backend::Gha(g) => Some(g),
-            Backend::Dal(_) => None,
+    /// Whether an existing object can be written again (not on the GitHub Actions cache).
+    pub fn overwrites(&self) -> bool {
+        self.backend.overwrites()
+    }
+
+    /// What to call the service in messages ("store", "GitHub cache").
+    pub fn service(&self) -> &'static str {
+        self.backend.service()
+    }
+
+    /// The root directory of a `file://` store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.backend.local_root()
+    }
+
+    fn err(&self, op: &'static str, path: &str) -> impl FnOnce(BackendError) -> StoreError {
+        let (store, path) = (self.display.clone(), path.to_string());
+        move |source| StoreError::Backend {
+            store,
+            op: source.op.unwrap_or(op),
+            path,
+            source,
         }
     }
 
-    /// The OpenDAL operator, for operations the GitHub cache does not have (ranged reads).
-    fn dal(&self, op: &'static str, path: &str) -> Result<&Operator, StoreError> {
-        match &self.backend {
-            Backend::Dal(o) => Ok(o),
-            Backend::Gha(_) => Err(self.gha_err(
-                op,
-                path,
-                GhaError::Unsupported("the GitHub Actions cache has no ranged reads".into()),
-            )),
+    /// The service's own lookup (see [`StoreBackend::find_newest`]): `None` when it has none
+    /// and the caller lists instead; else the matched object and its bytes, the lookup's error
+    /// as a `lookup` error and the read's as a `read` error.
+    pub async fn find_newest(
+        &self,
+        exact: &str,
+        prefixes: &[String],
+        sample: &str,
+    ) -> Option<Result<Option<(String, Result<Vec<u8>, StoreError>)>, StoreError>> {
+        if let Err(e) = self.guard() {
+            return Some(Err(e));
         }
-    }
-
-    fn gha_err(&self, op: &'static str, path: &str, source: GhaError) -> StoreError {
-        StoreError::Gha {
-            store: self.display.clone(),
-            op,
-            path: path.to_string(),
-            source: Box::new(source),
-        }
+        let found = self.backend.find_newest(exact, prefixes, sample).await?;
+        Some(match found {
+            Ok(Some(Found { path, body })) => {
+                let body = body.map_err(self.err("read", &path));
+                Ok(Some((path, body)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.err("lookup", exact)(e)),
+        })
     }
 
     /// The newest object whose path starts with `prefix` and ends with `suffix`, with its bytes:
-    /// the service's own prefix lookup on `gha`, a listing elsewhere (newest by modification
-    /// time, then by name).
+    /// the service's own prefix lookup where it has one, a listing elsewhere (newest by
+    /// modification time, then by name).
     pub async fn newest(
         &self,
         prefix: &str,
         suffix: &str,
     ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        if let Backend::Gha(g) = &self.backend {
-            let sample = format!("{prefix}{suffix}");
-            let found = g
-                .find(prefix, &[prefix.to_string()], &sample)
-                .await
-                .map_err(|e| self.gha_err("lookup", prefix, e))?;
-            return match found {
-                Some(f) if f.key.ends_with(suffix) => {
-                    let bytes = g
-                        .fetch(&f)
-                        .await
-                        .map_err(|e| self.gha_err("read", &f.key, e))?;
-                    Ok(Some((f.key, bytes)))
-                }
+        let sample = format!("{prefix}{suffix}");
+        if let Some(found) = self
+            .find_newest(prefix, &[prefix.to_string()], &sample)
+            .await
+        {
+            return match found? {
+                Some((path, body)) if path.ends_with(suffix) => Ok(Some((path, body?))),
                 _ => Ok(None),
             };
         }
@@ -354,11 +283,6 @@ impl Store {
             Some(e) => Ok(self.get(&e.path).await?.map(|b| (e.path, b))),
             None => Ok(None),
         }
-    }
-
-    /// The root directory of a `file://` store.
-    pub fn local_root(&self) -> Option<&Path> {
-        self.local_root.as_deref()
     }
 
     /// Run a store operation, retrying transient failures (connection refused, timeouts, 5xx)
@@ -418,45 +342,17 @@ impl Store {
     /// Size of an object; `None` when it does not exist.
     pub async fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
         self.guard()?;
-        let op = match &self.backend {
-            Backend::Gha(g) => {
-                return g
-                    .size(path)
-                    .await
-                    .map_err(|e| self.gha_err("stat", path, e))
-            }
-            Backend::Dal(op) => op,
-        };
-        match op.stat(path).await {
-            Ok(m) => Ok(Some(m.content_length())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err("stat", path, e)),
-        }
+        self.backend
+            .size(path)
+            .await
+            .map_err(self.err("stat", path))
     }
 
     /// Stream an object's bytes in large chunks, fetched concurrently where the backend allows.
     pub async fn read_stream(&self, path: &str) -> Result<ByteStream, StoreError> {
         self.guard()?;
-        let op = match &self.backend {
-            Backend::Gha(g) => {
-                return g
-                    .read_stream(path)
-                    .await
-                    .map_err(|e| self.gha_err("read", path, e))
-            }
-            Backend::Dal(op) => op,
-        };
-        let reader = op
-            .reader_with(path)
-            .chunk(8 << 20)
-            .concurrent(4)
-            .await
-            .map_err(|e| self.err("read", path, e))?;
-        let stream = reader
-            .into_bytes_stream(..)
-            .await
-            .map_err(|e| self.err("read", path, e))?;
-        Ok(ends_at_first_error(stream))
+        let read = self.backend.read_stream(path).await;
+        read.map_err(self.err("read", path))
     }
 
     /// Stream a byte range of an object with sequential reads (an HTTP range request).
@@ -466,16 +362,8 @@ impl Store {
         range: std::ops::Range<u64>,
     ) -> Result<ByteStream, StoreError> {
         self.guard()?;
-        let reader = self
-            .dal("read", path)?
-            .reader(path)
-            .await
-            .map_err(|e| self.err("read", path, e))?;
-        let stream = reader
-            .into_bytes_stream(range)
-            .await
-            .map_err(|e| self.err("read", path, e))?;
-        Ok(ends_at_first_error(stream))
+        let read = self.backend.read_range(path, range).await;
+        read.map_err(self.err("read", path))
     }
 
     /// Upload a local file as object `path` (never whole in memory), calling `progress` with the
@@ -488,245 +376,39 @@ impl Store {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, StoreError> {
         self.guard()?;
-        use tokio::io::AsyncReadExt;
-        let op = match &self.backend {
-            Backend::Gha(g) => {
-                return g
-                    .upload_file(path, local, progress)
-                    .await
-                    .map_err(|e| self.gha_err("write", path, e))
-            }
-            Backend::Dal(op) => op,
-        };
-        let io_err = |e: std::io::Error| {
-            self.err(
-                "upload",
-                path,
-                opendal::Error::new(ErrorKind::Unexpected, "reading the local archive")
-                    .set_source(e),
-            )
-        };
-        let mut file = tokio::fs::File::open(local).await.map_err(io_err)?;
-        let (writer, buf_size) = match how {
-            Upload::Concurrent => (
-                op.writer_with(path).chunk(16 << 20).concurrent(4).await,
-                8 << 20,
-            ),
-            Upload::Sequential => (op.writer(path).await, 1 << 20),
-        };
-        let mut writer = writer.map_err(|e| self.err("write", path, e))?;
-        let mut sent = 0u64;
-        loop {
-            let mut buf = vec![0u8; buf_size];
-            let mut filled = 0;
-            while filled < buf.len() {
-                let n = file.read(&mut buf[filled..]).await.map_err(io_err)?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            if filled == 0 {
-                break;
-            }
-            buf.truncate(filled);
-            if let Err(e) = writer.write(buf).await {
-                let _ = writer.abort().await;
-                return Err(self.err("write", path, e));
-            }
-            sent += filled as u64;
-            progress(sent);
-        }
-        if let Err(e) = writer.close().await {
-            let _ = writer.abort().await;
-            return Err(self.err("write", path, e));
-        }
-        Ok(sent)
-    }
-
-    fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> StoreError {
-        StoreError::Backend {
-            store: self.display.clone(),
-            op,
-            path: path.to_string(),
-            source: Box::new(source),
-        }
+        let sent = self.backend.upload_file(path, local, how, progress).await;
+        sent.map_err(self.err("write", path))
     }
 
     /// Read a whole (small) object; `None` when it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.guard()?;
-        if let Some(root) = &self.local_root {
-            return self.get_local(root, path);
-        }
-        let op = match &self.backend {
-            Backend::Gha(g) => return g.get(path).await.map_err(|e| self.gha_err("read", path, e)),
-            Backend::Dal(op) => op,
-        };
-        // A small object: the whole read within the store timeout (the timeout layer only
-        // bounds each chunk of it, three times longer, which suits large transfers).
-        let limit = self.tuning.retry.timeout;
-        let read = match tokio::time::timeout(limit, op.read(path)).await {
-            Ok(r) => r,
-            Err(_) => Err(opendal::Error::new(
-                ErrorKind::Unexpected,
-                format!("no answer within {}s", limit.as_secs()),
-            )
-            .set_temporary()),
-        };
-        match read {
-            Ok(buf) => Ok(Some(buf.to_vec())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err("read", path, e)),
-        }
+        let got = self.backend.get(path, self.tuning.retry.timeout).await;
+        got.map_err(self.err("read", path))
     }
 
     /// Write a whole (small) object.
     pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
         self.guard()?;
-        if let Some(root) = &self.local_root {
-            return self.put_local(root, path, &data);
-        }
-        let op = match &self.backend {
-            Backend::Gha(g) => {
-                return g
-                    .put(path, data)
-                    .await
-                    .map_err(|e| self.gha_err("write", path, e))
-            }
-            Backend::Dal(op) => op,
-        };
-        op.write(path, data)
+        self.backend
+            .put(path, data)
             .await
-            .map(|_| ())
-            .map_err(|e| self.err("write", path, e))
-    }
-
-    /// The file of object `path` in the file store at `root`. Object paths are made of plain
-    /// names: `..` or an empty component could reach outside the store.
-    fn local_file(&self, op: &'static str, root: &Path, path: &str) -> Result<PathBuf, StoreError> {
-        if path.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(self.err(
-                op,
-                path,
-                opendal::Error::new(ErrorKind::ConfigInvalid, "invalid object path"),
-            ));
-        }
-        Ok(root.join(path))
-    }
-
-    /// A whole (small) object of a `file://` store, read directly: OpenDAL's file reader fills
-    /// a zeroed buffer of its chunk size for every read, which cost a warm run a thousand page
-    /// faults for a few manifests of a few hundred bytes.
-    fn get_local(&self, root: &Path, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match std::fs::read(self.local_file("read", root, path)?) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(
-                "read",
-                path,
-                opendal::Error::new(ErrorKind::Unexpected, "reading from the file store")
-                    .set_source(e),
-            )),
-        }
-    }
-
-    /// File stores: temp file + rename (atomic, like OpenDAL's atomic write) but without the
-    /// fsync OpenDAL does, which on ext4 also flushes the just-written archive and costs more
-    /// than the whole save. A crash can at worst leave a manifest whose archive fails its hash
-    /// check: a miss, never a wrong restore.
-    fn put_local(&self, root: &Path, path: &str, data: &[u8]) -> Result<(), StoreError> {
-        let io = |e: std::io::Error| {
-            self.err(
-                "write",
-                path,
-                opendal::Error::new(ErrorKind::Unexpected, "writing to the file store")
-                    .set_source(e),
-            )
-        };
-        let dest = self.local_file("write", root, path)?;
-        let tmp_dir = root.join(".kiln-tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(io)?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = tmp_dir.join(format!(
-            "put-{}-{n}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::write(&tmp, data).map_err(io)?;
-        std::fs::rename(&tmp, &dest).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+            .map_err(self.err("write", path))
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
         self.guard()?;
-        let op = match &self.backend {
-            Backend::Gha(g) => {
-                return g
-                    .delete(path)
-                    .await
-                    .map_err(|e| self.gha_err("delete", path, e))
-            }
-            Backend::Dal(op) => op,
-        };
-        op.delete(path)
-            .await
-            .map_err(|e| self.err("delete", path, e))
+        let deleted = self.backend.delete(path).await;
+        deleted.map_err(self.err("delete", path))
     }
 
     /// Objects whose path starts with `prefix` (recursively).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
         self.guard()?;
-        let dir = match prefix.rfind('/') {
-            Some(i) => &prefix[..=i],
-            None => "",
-        };
-        let op = match &self.backend {
-            Backend::Gha(g) => {
-                return g
-                    .list(prefix)
-                    .await
-                    .map_err(|e| self.gha_err("list", prefix, e))
-            }
-            Backend::Dal(op) => op,
-        };
-        let entries = match op.list_with(dir).recursive(true).await {
-            Ok(v) => v,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err("list", prefix, e)),
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            if e.metadata().is_dir() || !e.path().starts_with(prefix) {
-                continue;
-            }
-            let mut entry = Entry {
-                path: e.path().to_string(),
-                size: e.metadata().content_length(),
-                modified: e.metadata().last_modified().and_then(|t| {
-                    let t = t.into_inner();
-                    chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32)
-                }),
-            };
-            // The fs lister returns names only; a local stat is cheap.
-            if let (Some(root), None) = (&self.local_root, entry.modified) {
-                if let Ok(m) = std::fs::metadata(root.join(&entry.path)) {
-                    entry.size = m.len();
-                    entry.modified = m.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
-                }
-            }
-            out.push(entry);
-        }
-        Ok(out)
+        self.backend
+            .list(prefix)
+            .await
+            .map_err(self.err("list", prefix))
     }
 }
 
@@ -770,6 +452,7 @@ fn redact_text(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::stream::StreamExt;
 
     #[tokio::test]
     async fn file_store_round_trip() {

@@ -16,11 +16,12 @@
 pub mod blob;
 pub mod keys;
 mod rest;
+mod store_backend;
 pub mod twirp;
 
 use bytes::Bytes;
 
-use super::store::Entry;
+use super::backend::Entry;
 use blob::{BlobSettings, Source};
 use twirp::Twirp;
 

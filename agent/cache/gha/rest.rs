@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::keys;
 use super::GhaError;
-use crate::cache::store::Entry;
+use crate::cache::backend::Entry;
 
 #[derive(Debug, Clone)]
 pub(super) struct Rest {
