@@ -20,6 +20,7 @@ pub mod process;
 pub mod project;
 pub mod report;
 pub mod run;
+pub mod safe_name;
 pub mod sandbox;
 pub mod server;
 pub mod settings;

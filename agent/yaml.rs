@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::file_syntax::FileSyntax;
-use crate::settings::ConfigError;
+use crate::settings::error::ConfigError;
 
 /// The largest configuration file Kiln reads (1 MiB: a real one is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::archive::ArchiveError;
+use super::archive_error::ArchiveError;
 use super::lanes::{compress_in_lanes, LaneSender};
 
 /// The input zstd hands each worker thread at a time.

@@ -5,7 +5,11 @@
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::Manifest;
+/// What records an archive's checksums (a manifest): its BLAKE3, if any, and its sha256.
+pub trait Recorded {
+    fn blake3(&self) -> Option<&str>;
+    fn sha256(&self) -> &str;
+}
 
 /// A running checksum of one of the two kinds a manifest can name.
 pub enum ArchiveHasher {
@@ -20,7 +24,7 @@ impl ArchiveHasher {
     }
 
     /// The kind of checksum `m` records (see [`recorded`]).
-    pub fn for_manifest(m: &Manifest) -> Self {
+    pub fn for_manifest(m: &impl Recorded) -> Self {
         match recorded(m).0 {
             Kind::Blake3 => ArchiveHasher::new(),
             Kind::Sha256 => ArchiveHasher::Sha256(Sha256::new()),
@@ -68,15 +72,15 @@ impl Kind {
 }
 
 /// The checksum `m` records and its hex: its BLAKE3 when it has one, else its sha256.
-pub fn recorded(m: &Manifest) -> (Kind, &str) {
-    match &m.blake3 {
+pub fn recorded(m: &impl Recorded) -> (Kind, &str) {
+    match m.blake3() {
         Some(b) => (Kind::Blake3, b),
-        None => (Kind::Sha256, &m.sha256),
+        None => (Kind::Sha256, m.sha256()),
     }
 }
 
 /// Whether `hex`, from [`ArchiveHasher::for_manifest`]`(m)`, is the checksum `m` records.
-pub fn check(m: &Manifest, hex: &str) -> Result<(), String> {
+pub fn check(m: &impl Recorded, hex: &str) -> Result<(), String> {
     let (kind, want) = recorded(m);
     if !hex.eq_ignore_ascii_case(want) {
         return Err(format!(
@@ -95,6 +99,7 @@ pub fn is_hex_digest(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::manifest::Manifest;
 
     fn manifest(blake3: Option<String>, sha256: String) -> Manifest {
         Manifest {

@@ -78,26 +78,7 @@ impl CacheKey {
     }
 }
 
-/// Lowercase, with anything outside `[a-z0-9._]` turned into `_` so keys are safe object names.
-pub fn sanitize(part: &str) -> String {
-    let s: String = part
-        .trim()
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "none".into()
-    } else {
-        s
-    }
-}
+pub use crate::safe_name::sanitize;
 
 fn salt(extra: &Option<String>) -> String {
     match extra {

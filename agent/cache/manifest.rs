@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{is_hex_digest, recorded};
+use super::digest::{is_hex_digest, recorded, Recorded};
 use crate::settings::file::Compression;
 
 /// Bumped when the manifest or archive layout changes incompatibly.
@@ -49,6 +49,15 @@ pub struct Manifest {
     /// Digest of the archived content (paths, sizes, modes, bytes; not mtimes): a save with the
     /// same digest is skipped.
     pub content_digest: String,
+}
+
+impl Recorded for Manifest {
+    fn blake3(&self) -> Option<&str> {
+        self.blake3.as_deref()
+    }
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 impl Manifest {

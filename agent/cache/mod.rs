@@ -8,6 +8,7 @@
 //! - `save` is atomic and skips the upload when the exact key already holds the same content.
 
 pub mod archive;
+mod archive_error;
 pub mod backend;
 mod backends;
 pub mod catalog;
@@ -30,6 +31,7 @@ mod writers;
 use std::path::PathBuf;
 
 use crate::settings::file::Compression;
+pub use crate::settings::file::RestoreLimits;
 pub use crate::summary::RestoreHit;
 pub use growing::save_growing;
 pub use store::{Store, StoreError};
@@ -69,30 +71,6 @@ impl Default for SaveOptions {
         Self {
             compression: Compression::Zstd,
             level: None,
-        }
-    }
-}
-
-/// How much one restore may write, whatever its manifest says (`cache.max_restore_size`,
-/// `cache.max_restore_entries`). An archive above either is a miss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestoreLimits {
-    /// Bytes of the uncompressed archive (and of the compressed download).
-    pub max_bytes: u64,
-    /// Entries of every kind: files, directories, links.
-    pub max_entries: u64,
-}
-
-impl RestoreLimits {
-    pub const DEFAULT_MAX_BYTES: u64 = 20 << 30;
-    pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
-}
-
-impl Default for RestoreLimits {
-    fn default() -> Self {
-        Self {
-            max_bytes: Self::DEFAULT_MAX_BYTES,
-            max_entries: Self::DEFAULT_MAX_ENTRIES,
         }
     }
 }

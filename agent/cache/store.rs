@@ -6,7 +6,7 @@
 //! service. Callers only see `Store`.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ pub use super::backend::{BackendError, ByteStream, Entry, Upload};
 use super::backend::{Found, StoreBackend};
 use super::dal::DalBackend;
 use super::gha::GhaCache;
-pub use crate::settings::RetryPolicy;
+pub use crate::settings::{default_store_dir, default_store_url, RetryPolicy};
 use crate::settings::{Env, StoreSettings, StoreTuning};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,20 +96,6 @@ pub struct Store {
     display: String,
     tuning: StoreTuning,
     health: Arc<Health>,
-}
-
-/// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`).
-pub fn default_store_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("kiln").join("store")
-}
-
-/// The default store URL.
-pub fn default_store_url() -> String {
-    format!("file://{}", default_store_dir().display())
 }
 
 impl Store {

@@ -192,7 +192,7 @@ async fn flaky(a: FlakyArgs, machine: &Machine) -> Exit {
         Some(r) => r,
         None => crate::report::repo_identity(&a.repo).await,
     };
-    match crate::report::flaky::load(&store, &repository, &a.branch).await {
+    match crate::report::state::flaky_histories(&store, &repository, &a.branch).await {
         Ok(h) if a.json => {
             println!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
             Exit::Success

@@ -86,16 +86,6 @@ pub fn annotate(flaky: &[FlakyTest], histories: &Histories) -> Vec<FlakyTest> {
         .collect()
 }
 
-/// The test histories kept for `repository`'s `branch` in `store`.
-pub async fn load(
-    store: &crate::cache::Store,
-    repository: &str,
-    branch: &str,
-) -> Result<Histories, super::state::StateError> {
-    let path = super::state::state_path(repository, branch);
-    Ok(super::state::load(store, &path).await?.tests)
-}
-
 /// `kiln flaky`'s table: flips, history and name, flakiest first.
 pub fn render_table(histories: &Histories) -> String {
     let rows = ranking(histories);

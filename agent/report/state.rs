@@ -160,6 +160,16 @@ pub async fn save(store: &Store, path: &str, state: &BranchState) -> Result<(), 
     Ok(())
 }
 
+/// The test histories kept for `repository`'s `branch` in `store` (`kiln flaky`).
+pub async fn flaky_histories(
+    store: &Store,
+    repository: &str,
+    branch: &str,
+) -> Result<super::flaky::Histories, StateError> {
+    let path = state_path(repository, branch);
+    Ok(load(store, &path).await?.tests)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::github_app::AppSettings;
+use crate::sandbox::SandboxMode;
 use crate::settings::file::{parse_yaml, ConfigError};
 
 /// Where a repository's GitHub token comes from.
@@ -183,7 +183,7 @@ pub struct AgentConfig {
     pub public_url: Option<String>,
     pub api_token_file: Option<PathBuf>,
     pub public_api: bool,
-    pub sandbox: super::isolation::SandboxPolicy,
+    pub sandbox: SandboxPolicy,
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
     pub web: WebConfig,
@@ -292,7 +292,7 @@ impl AgentConfig {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
             api_token_file: file.api_token_file,
             public_api: file.public_api,
-            sandbox: super::isolation::SandboxPolicy {
+            sandbox: SandboxPolicy {
                 mode: file.sandbox,
                 allow_unsandboxed_forks: file.allow_unsandboxed_forks,
                 fork_test_network: file.fork_test_network,
@@ -357,6 +357,30 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     true
+}
+
+/// The `github_app:` block of agent.yml.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    pub app_id: u64,
+    pub private_key_file: PathBuf,
+    /// Skips the per-repository installation lookup when set.
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+}
+
+/// The `sandbox:`, `allow_unsandboxed_forks:` and `fork_test_network:` keys of agent.yml.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SandboxPolicy {
+    /// How trusted builds (pushes, same-repository pull requests) run the project's code.
+    pub mode: SandboxMode,
+    /// Build a fork's pull request even when bubblewrap cannot run here (its code then runs as
+    /// the agent's user and can read everything the agent can).
+    pub allow_unsandboxed_forks: bool,
+    /// Let the tests of a fork's pull request reach the network (its bootstrap always may
+    /// download what the wheelhouse lacks).
+    pub fork_test_network: bool,
 }
 
 #[cfg(test)]

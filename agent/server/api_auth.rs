@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::http::AppState;
 use crate::settings::names;
 
 /// How the read API is reached.
@@ -80,8 +79,12 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// Middleware in front of the read API.
-pub async fn require_token(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    match &st.api {
+pub async fn require_token(
+    State(api): State<Arc<ApiAccess>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match api.as_ref() {
         ApiAccess::Public => next.run(req).await,
         ApiAccess::Closed => refuse(
             StatusCode::FORBIDDEN,

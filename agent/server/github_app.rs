@@ -20,6 +20,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+pub use super::agent_yml::AppSettings;
+use super::agent_yml::{AgentConfig, RepoConfig};
+
 /// A token is reused until this long before its expiry (builds must not start with one that
 /// dies half way through the report).
 const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
@@ -52,17 +55,6 @@ pub enum AppError {
         status: u16,
         message: String,
     },
-}
-
-/// The `github_app:` block of agent.yml.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppSettings {
-    pub app_id: u64,
-    pub private_key_file: PathBuf,
-    /// Skips the per-repository installation lookup when set.
-    #[serde(default)]
-    pub installation_id: Option<u64>,
 }
 
 /// The claims GitHub reads from an App JWT.
@@ -255,7 +247,7 @@ pub struct Apps {
 
 impl Apps {
     /// Load the Apps of `config`'s repositories; `api` is the REST root.
-    pub fn load(config: &super::agent_yml::AgentConfig, api: &str) -> Result<Apps, AppError> {
+    pub fn load(config: &AgentConfig, api: &str) -> Result<Apps, AppError> {
         let mut apps = HashMap::new();
         for s in config
             .repositories
@@ -270,7 +262,7 @@ impl Apps {
     }
 
     /// The App `repo` reports as, if any.
-    pub fn for_repo(&self, repo: &super::agent_yml::RepoConfig) -> Option<&GithubApp> {
+    pub fn for_repo(&self, repo: &RepoConfig) -> Option<&GithubApp> {
         self.apps.get(repo.github_app.as_ref()?)
     }
 }

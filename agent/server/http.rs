@@ -40,7 +40,7 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub workers: usize,
     /// Who may read `/jobs`, job logs and `/metrics`.
-    pub api: super::api_auth::ApiAccess,
+    pub api: Arc<super::api_auth::ApiAccess>,
 }
 
 /// The HTTP API plus the web page (`web`).
@@ -51,7 +51,7 @@ pub fn router(state: Arc<AppState>, web: Arc<super::web::WebState>) -> Router {
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(job_log))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.api.clone(),
             super::api_auth::require_token,
         ));
     Router::new()

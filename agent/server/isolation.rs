@@ -12,24 +12,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
+pub use super::agent_yml::SandboxPolicy;
 use super::agent_yml::{AgentConfig, TokenSource};
 use crate::sandbox::{self, BwrapBin, SandboxMode};
 use crate::settings::names;
-
-/// The `sandbox:`, `allow_unsandboxed_forks:` and `fork_test_network:` keys of agent.yml.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SandboxPolicy {
-    /// How trusted builds (pushes, same-repository pull requests) run the project's code.
-    pub mode: SandboxMode,
-    /// Build a fork's pull request even when bubblewrap cannot run here (its code then runs as
-    /// the agent's user and can read everything the agent can).
-    pub allow_unsandboxed_forks: bool,
-    /// Let the tests of a fork's pull request reach the network (its bootstrap always may
-    /// download what the wheelhouse lacks).
-    pub fork_test_network: bool,
-}
 
 /// What every job's `kiln run` is told, fixed when the agent starts.
 #[derive(Debug, Clone, Default)]

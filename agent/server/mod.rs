@@ -474,7 +474,7 @@ pub async fn run(args: AgentSettings) -> Result<(), AgentError> {
         draining: draining.clone(),
         data_dir: data_dir.clone(),
         workers: args.workers,
-        api,
+        api: Arc::new(api),
     });
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {

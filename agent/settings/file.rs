@@ -12,22 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::project::ProjectConfig;
 use crate::sandbox::{PassName, SandboxMode};
 
-/// A configuration problem the user has to fix. Exit code 2.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Syntax(#[from] crate::file_syntax::FileSyntax),
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
-}
+pub use super::error::ConfigError;
 
 /// The parser of an option word (`uv`, `problem`, `reuse`, …) for the flags and `KILN_*`: clap's
 /// names for the enum's variants. kiln.yml reads the same names through serde (serde's own
@@ -255,10 +240,34 @@ pub struct CacheConfig {
     pub save_on: Vec<super::save_on::BranchPattern>,
 }
 
+/// How much one restore may write, whatever its manifest says (`cache.max_restore_size`,
+/// `cache.max_restore_entries`). An archive above either is a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreLimits {
+    /// Bytes of the uncompressed archive (and of the compressed download).
+    pub max_bytes: u64,
+    /// Entries of every kind: files, directories, links.
+    pub max_entries: u64,
+}
+
+impl RestoreLimits {
+    pub const DEFAULT_MAX_BYTES: u64 = 20 << 30;
+    pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+}
+
+impl Default for RestoreLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
 impl CacheConfig {
     /// The bounds every restore of this run keeps.
-    pub fn restore_limits(&self) -> crate::cache::RestoreLimits {
-        crate::cache::RestoreLimits {
+    pub fn restore_limits(&self) -> RestoreLimits {
+        RestoreLimits {
             max_bytes: self.max_restore_size,
             max_entries: self.max_restore_entries,
         }
@@ -276,8 +285,8 @@ impl Default for CacheConfig {
             ccache: CcacheConfig::default(),
             pip_cache: false,
             publish_wheels: true,
-            max_restore_size: crate::cache::RestoreLimits::DEFAULT_MAX_BYTES,
-            max_restore_entries: crate::cache::RestoreLimits::DEFAULT_MAX_ENTRIES,
+            max_restore_size: RestoreLimits::DEFAULT_MAX_BYTES,
+            max_restore_entries: RestoreLimits::DEFAULT_MAX_ENTRIES,
             save_on: Vec::new(),
         }
     }

@@ -8,6 +8,7 @@
 //! The store URL is decided by [`store_url`], for `kiln run` and every other command.
 
 pub mod env;
+pub mod error;
 pub mod file;
 pub mod machine;
 pub mod names;
@@ -15,7 +16,6 @@ pub mod save_on;
 
 use std::path::{Path, PathBuf};
 
-use crate::cache;
 use crate::ci::CiEnv;
 use crate::sandbox::{SandboxSettings, Trust};
 
@@ -333,7 +333,7 @@ impl AutoStore {
         if self.gha {
             "gha".into()
         } else {
-            cache::store::default_store_url()
+            default_store_url()
         }
     }
 }
@@ -349,10 +349,25 @@ pub fn tools_dir(env: Env) -> PathBuf {
     if let Some(d) = env::tools_dir(env) {
         return d;
     }
-    cache::store::default_store_dir()
+    default_store_dir()
         .parent()
         .map(|p| p.join("tools"))
         .unwrap_or_else(|| PathBuf::from("/tmp/kiln-tools"))
+}
+
+/// `~/.cache/kiln/store` (or `$XDG_CACHE_HOME/kiln/store`): the embedded store, beside which
+/// Kiln keeps its work dirs, tools and imported wheels.
+pub fn default_store_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("kiln").join("store")
+}
+
+/// The default store URL.
+pub fn default_store_url() -> String {
+    format!("file://{}", default_store_dir().display())
 }
 
 fn absolute(p: PathBuf) -> PathBuf {
@@ -370,20 +385,20 @@ fn default_workdir(repo: &str) -> PathBuf {
         .rsplit(['/', ':'])
         .next()
         .filter(|s| !s.is_empty() && *s != ".")
-        .map(cache::key::sanitize)
+        .map(crate::safe_name::sanitize)
         .unwrap_or_else(|| "repo".into());
     let name = if name == "." || name == "none" {
         std::env::current_dir()
             .ok()
             .and_then(|d| {
                 d.file_name()
-                    .map(|n| cache::key::sanitize(&n.to_string_lossy()))
+                    .map(|n| crate::safe_name::sanitize(&n.to_string_lossy()))
             })
             .unwrap_or_else(|| "repo".into())
     } else {
         name
     };
-    cache::store::default_store_dir()
+    default_store_dir()
         .parent()
         .map(|p| p.join("work").join(name))
         .unwrap_or_else(|| PathBuf::from("/tmp/kiln-work"))
