@@ -4,7 +4,7 @@
 //! One run is six stages: checkout → restore → bootstrap → test → save (the executor in [`run`])
 //! → report ([`report`]). Data flows one way: [`settings`] → [`run`] → [`summary`] → [`report`];
 //! [`ci`] is the only reader and writer of GitHub Actions' variables and files. The command line
-//! and its exit codes are in [`cli`] and [`exit`]. See docs/architecture.md for the map.
+//! and its exit codes are in [`cli`] (`cli::exit`). See docs/architecture.md for the map.
 
 pub mod cache;
 pub mod ci;
