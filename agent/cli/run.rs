@@ -67,9 +67,13 @@ pub struct RunArgs {
     pub offline: bool,
     /// When several commits since the last green build may have broken it, find the first
     /// failing one by bisection (warm builds of the failing tests) and tell only its authors
-    /// (sets report.bisect.enabled) [env: KILN_BISECT]
-    #[arg(long)]
+    /// (sets report.bisect.enabled; on by default in `problem` mode) [env: KILN_BISECT]
+    #[arg(long, conflicts_with = "no_bisect")]
     pub bisect: bool,
+    /// Blame the whole range since the last green build, without bisection
+    /// (report.bisect.enabled: false) [env: KILN_BISECT=0]
+    #[arg(long)]
+    pub no_bisect: bool,
     /// How the project's code (builds, installs, tests) runs: `auto` (bubblewrap when it works
     /// here, else a warning), `bwrap` (or fail), `none` [env: KILN_SANDBOX]
     #[arg(long, value_enum)]
@@ -105,7 +109,11 @@ impl RunArgs {
             report_mode: self.report_mode,
             no_save: self.no_save.then_some(true),
             offline: self.offline.then_some(true),
-            bisect: self.bisect.then_some(true),
+            bisect: match (self.bisect, self.no_bisect) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
             sandbox: self.sandbox,
             sandbox_hide: (!self.sandbox_hide.is_empty()).then_some(self.sandbox_hide),
             untrusted: self.untrusted.then_some(true),
@@ -168,7 +176,7 @@ pub async fn report_and_seal(f: Finished<'_>, target: &ReportTarget) -> RunSumma
     let default_report = settings::file::ReportConfig::default();
     let steps = settings
         .as_ref()
-        .filter(|s| s.project.report.bisect.enabled)
+        .filter(|s| s.project.report.bisect.on(s.project.report.mode))
         .map(|s| StepBuilds::new(&request, s, &summary));
     let facts = RunFacts {
         repo: &request.repo,

@@ -327,8 +327,9 @@ pub struct ReportConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BisectConfig {
-    /// Off by default for `kiln run` (`--bisect` or `KILN_BISECT=1` turn it on).
-    pub enabled: bool,
+    /// Unset: on in `problem` mode (the default), off in the others; `--no-bisect`,
+    /// `KILN_BISECT=0` or `enabled: false` turn it off, `--bisect` or `true` on.
+    pub enabled: Option<bool>,
     /// At most this many builds per bisection; past it Kiln blames the whole range.
     pub max_steps: u32,
 }
@@ -336,9 +337,35 @@ pub struct BisectConfig {
 impl Default for BisectConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: None,
             max_steps: 8,
         }
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn bisection_is_on_by_default_in_problem_mode_only() {
+    let d = BisectConfig::default();
+    assert!(d.on(ReportMode::Problem));
+    assert!(!d.on(ReportMode::Failing) && !d.on(ReportMode::All) && !d.on(ReportMode::Change));
+    let off = BisectConfig {
+        enabled: Some(false),
+        ..d.clone()
+    };
+    assert!(!off.on(ReportMode::Problem));
+    let on = BisectConfig {
+        enabled: Some(true),
+        ..d
+    };
+    assert!(on.on(ReportMode::Failing));
+}
+
+impl BisectConfig {
+    /// Whether a failing range of several commits is bisected under `mode`: by default in
+    /// `problem` mode only (the one that tells the culprits once).
+    pub fn on(&self, mode: ReportMode) -> bool {
+        self.enabled.unwrap_or(mode == ReportMode::Problem)
     }
 }
 

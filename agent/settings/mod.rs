@@ -286,7 +286,7 @@ fn apply(l: &Layer, c: &mut Config) {
         c.report.mode = v;
     }
     if let Some(v) = l.bisect {
-        c.report.bisect.enabled = v;
+        c.report.bisect.enabled = Some(v);
     }
 }
 

@@ -150,6 +150,85 @@ async fn bisection_tells_only_the_author_of_the_breaking_commit() {
     );
 }
 
+/// kiln.yml with nothing about bisection: the defaults decide.
+fn default_kiln_yml(smtp: &str) -> String {
+    format!(
+        "requirements: [requirements.txt]\n\
+         test:\n  command: python3 check.py\n  rerun_command: python3 check.py {{tests}}\n\
+         report:\n  email:\n    smtp: {smtp}\n    from: Kiln CI <ci@example.com>\n    tls: none\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_authors_the_third_breaks_no_flag_only_the_third_is_emailed() {
+    let sink = SmtpSink::start(None);
+    let repo = Repo::new();
+    let green = repo.commit(
+        ALICE,
+        "Initial project",
+        &[
+            ("requirements.txt", ""),
+            ("check.py", CHECK_PY),
+            ("status", "ok\n"),
+            ("kiln.yml", &default_kiln_yml(&sink.url())),
+        ],
+    );
+    repo.commit(BOB, "Docs", &[("README", "one\n")]);
+    repo.commit(CAROL, "Refactor", &[("README", "two\n")]);
+    let dan = repo.commit(DAN, "bits: off by one", &[("status", "parse\n")]);
+    repo.commit(EVE, "More docs", &[("README", "three\n")]);
+    repo.commit(FRANK, "Even more docs", &[("README", "four\n")]);
+    let mut kiln = Kiln::new(&[]);
+
+    let r = baseline_then_head(&mut kiln, &repo, &green).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["culprit"]["sha"], dan.as_str(), "{}", r.stderr);
+    let steps = r.summary["culprit"]["steps"].as_u64().unwrap();
+    assert!((1..=3).contains(&steps), "{steps}");
+    assert_eq!(r.blamed(), ["Dan D"]);
+    assert_eq!(r.notified(), ["email:dan@example.com"]);
+    let mails = sink.wait_for(1);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(rcpts(&mails[0]), ["dan@example.com"]);
+    // The report says what the search cost.
+    assert!(
+        r.stderr
+            .contains(&format!("found by bisection in {steps} build(s)")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bisect_blames_the_whole_range() {
+    let sink = SmtpSink::start(None);
+    let repo = Repo::new();
+    let green = repo.commit(
+        ALICE,
+        "Initial project",
+        &[
+            ("requirements.txt", ""),
+            ("check.py", CHECK_PY),
+            ("status", "ok\n"),
+            ("kiln.yml", &default_kiln_yml(&sink.url())),
+        ],
+    );
+    repo.commit(BOB, "Break", &[("status", "parse\n")]);
+    repo.commit(CAROL, "Docs", &[("README", "x\n")]);
+    let mut kiln = Kiln::new(&[]);
+    let head = repo.git(&["rev-parse", "main"]);
+    repo.git(&["update-ref", "refs/heads/main", &green]);
+    assert_eq!(kiln.run(repo.path()).await.code, 0);
+    repo.git(&["update-ref", "refs/heads/main", &head]);
+    let r = kiln.run_with(repo.path(), &["--no-bisect"]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.summary.get("culprit").is_none());
+    assert_eq!(
+        r.notified(),
+        ["email:bob@example.com", "email:carol@example.com"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_cannot_bootstrap_is_skipped() {
     let sink = SmtpSink::start(None);

@@ -39,7 +39,8 @@ sys.exit(1 if failing else 0)
 
 fn kiln_yml(smtp: Option<&str>, mode: &str) -> String {
     let mut y = format!(
-        "requirements: [requirements.txt]\ntest:\n  command: python3 check.py\nreport:\n  mode: {mode}\n"
+        "requirements: [requirements.txt]\ntest:\n  command: python3 check.py\nreport:\n  mode: {mode}\n\
+         \x20 bisect:\n    enabled: false\n"
     );
     if let Some(url) = smtp {
         y.push_str(&format!(
