@@ -101,6 +101,9 @@ pub struct Cmd {
     pub echo: bool,
     /// How many trailing output lines to keep.
     pub keep_lines: usize,
+    /// Run in the child between fork and exec (system calls only): the sandbox's Landlock
+    /// confinement.
+    pub pre_exec: Option<fn() -> std::io::Result<()>>,
 }
 
 impl Cmd {
@@ -115,6 +118,7 @@ impl Cmd {
             timeout: None,
             echo: false,
             keep_lines: 200,
+            pre_exec: None,
         }
     }
 
@@ -192,6 +196,10 @@ impl Cmd {
             .process_group(0);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
+        }
+        if let Some(f) = self.pre_exec {
+            // SAFETY: `f` makes system calls only (no allocation, no lock) in the forked child.
+            unsafe { cmd.pre_exec(f) };
         }
         if self.env_clear {
             cmd.env_clear();

@@ -82,6 +82,11 @@ pub struct RunArgs {
     /// dir, agent.yml and token files) [env: KILN_SANDBOX_HIDE, `:`-separated]
     #[arg(long, value_name = "PATH")]
     pub sandbox_hide: Vec<PathBuf>,
+    /// Keep this host unix socket reachable from the project's code (repeatable; a path, or
+    /// `@name` for an abstract socket, which keeps every abstract socket of the host reachable
+    /// from steps with network) [env: KILN_SANDBOX_SOCKETS, `:`-separated]
+    #[arg(long, value_name = "SOCKET")]
+    pub sandbox_socket: Vec<String>,
     /// The code is untrusted (a fork's pull request): no saves, no network for its tests, no
     /// secret-looking `env:` variables, kiln.yml cannot choose the sandbox [env: KILN_UNTRUSTED]
     #[arg(long)]
@@ -116,6 +121,7 @@ impl RunArgs {
             },
             sandbox: self.sandbox,
             sandbox_hide: (!self.sandbox_hide.is_empty()).then_some(self.sandbox_hide),
+            sandbox_sockets: (!self.sandbox_socket.is_empty()).then_some(self.sandbox_socket),
             untrusted: self.untrusted.then_some(true),
             test_network: self.test_network.then_some(true),
             ..Layer::default()

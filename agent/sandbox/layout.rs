@@ -37,6 +37,10 @@ pub struct Layout {
     /// Read-only although inside a writable place: the checkout's git dir, which Kiln's own git
     /// commands read after the project's code ran.
     protected: Vec<PathBuf>,
+    /// Host sockets the operator keeps reachable (canonical paths).
+    allowed_sockets: Vec<PathBuf>,
+    /// The operator listed an abstract socket: no Landlock scope for this run.
+    allow_abstract: bool,
 }
 
 fn canonical(path: &Path) -> Option<PathBuf> {
@@ -104,6 +108,42 @@ impl Layout {
         Ok(())
     }
 
+    /// Keep a host socket reachable: a path, or `@name` for an abstract socket (which keeps
+    /// every abstract socket of the host reachable from steps with network: a Landlock scope
+    /// has no exceptions).
+    pub fn allow_socket(&mut self, socket: &str) {
+        if socket.starts_with('@') {
+            self.allow_abstract = true;
+        } else if let Some(p) = canonical(Path::new(socket)) {
+            if !self.allowed_sockets.contains(&p) {
+                self.allowed_sockets.push(p);
+            }
+        }
+    }
+
+    pub fn allows_abstract_sockets(&self) -> bool {
+        self.allow_abstract
+    }
+
+    /// Cover every host path socket with `/dev/null` (connecting then fails), but those the
+    /// operator allowed, those under the work dir (the build's own) and those already out of
+    /// sight under a hidden or private directory.
+    fn socket_args(&self, roots: &[&Path], args: &mut Vec<OsString>) {
+        for s in super::sockets::host_path_sockets() {
+            let Some(s) = canonical(&s) else { continue };
+            let covered = roots
+                .iter()
+                .copied()
+                .chain(self.hidden.iter().map(PathBuf::as_path))
+                .chain([Path::new("/dev"), Path::new("/proc")])
+                .any(|r| s.starts_with(r));
+            if covered || self.under_work(&s) || self.allowed_sockets.contains(&s) {
+                continue;
+            }
+            args.extend(["--ro-bind".into(), "/dev/null".into(), s.into()]);
+        }
+    }
+
     /// Also writable: a checkout the run builds in place, outside the work dir.
     pub fn writable(&mut self, path: &Path) {
         if let Some(p) = canonical(path) {
@@ -169,6 +209,7 @@ impl Layout {
         for p in &self.read_only {
             args.extend(["--ro-bind".into(), p.into(), p.into()]);
         }
+        self.socket_args(&roots, &mut args);
         for w in &self.writable {
             args.extend(["--bind".into(), w.into(), w.into()]);
         }

@@ -9,7 +9,9 @@
 //!   `/etc/shadow`, SSH host keys, container runtime sockets);
 //! - its own PID namespace (no other process, no `/proc/<agent>/environ`), no capabilities, a
 //!   new session; when the command ends or Kiln dies, every process it started dies with it;
-//! - the network only when the step must download (see [`Network`]).
+//! - the network only when the step must download (see [`Network`]);
+//! - none of the host's unix sockets, path or abstract, unless the operator lists one (see
+//!   [`sockets`]).
 //!
 //! The environment is built separately, by allowlist ([`env::ChildEnv`]). Kiln's own steps
 //! (checkout, restore, save, report) never run in here: they need the store and the tokens.
@@ -18,6 +20,7 @@ pub mod env;
 mod layout;
 mod probe;
 mod runner;
+mod sockets;
 
 use std::path::{Path, PathBuf};
 
@@ -88,6 +91,8 @@ pub struct Sandbox {
     /// The bubblewrap binary, when sandboxing; `None` runs commands directly.
     bwrap: Option<PathBuf>,
     layout: Layout,
+    /// Confine the sandbox to its own abstract unix sockets (Landlock), see [`sockets`].
+    scope_abstract: bool,
 }
 
 impl Sandbox {
@@ -96,6 +101,7 @@ impl Sandbox {
         Sandbox {
             bwrap: None,
             layout: Layout::default(),
+            scope_abstract: false,
         }
     }
 
@@ -110,13 +116,22 @@ impl Sandbox {
             return Ok((Sandbox::disabled(), None));
         }
         match (probe::usable_bwrap(bin), mode) {
-            (Ok(bin), _) => Ok((
-                Sandbox {
+            (Ok(bin), _) => {
+                let available = sockets::abstract_scope_available(&bin);
+                let warning = (!available && !layout.allows_abstract_sockets()).then(|| {
+                    "the host's abstract unix sockets stay reachable from the steps that have \
+                     the network: this kernel cannot confine them (Landlock scopes need Linux \
+                     6.12 or later; a set-uid bubblewrap needs Kiln to run as root)"
+                        .to_string()
+                });
+                let scope_abstract = available && !layout.allows_abstract_sockets();
+                let sandbox = Sandbox {
                     bwrap: Some(bin),
                     layout,
-                },
-                None,
-            )),
+                    scope_abstract,
+                };
+                Ok((sandbox, warning))
+            }
             (Err(e), SandboxMode::Bwrap) => Err(e),
             (Err(e), _) => Ok((
                 Sandbox::disabled(),
@@ -157,6 +172,9 @@ impl Sandbox {
         Cmd {
             program: bwrap.clone().into_os_string(),
             args,
+            pre_exec: self
+                .scope_abstract
+                .then_some(sockets::confine_abstract_sockets as fn() -> std::io::Result<()>),
             ..cmd
         }
     }

@@ -17,6 +17,9 @@ pub struct SandboxSettings {
     /// `--sandbox-hide`: more paths the project's code must not see (the agent's data dir,
     /// token and secret files).
     pub hide: Vec<PathBuf>,
+    /// `--sandbox-socket`: host unix sockets the project's code may still reach (a path, or
+    /// `@name`: every abstract socket).
+    pub sockets: Vec<String>,
     /// `--untrusted`: a fork's pull request (no secrets even when named, no network for tests).
     pub trust: Trust,
     /// `--test-network`: tests of untrusted code may reach the network all the same.
@@ -56,6 +59,9 @@ impl ProjectRunner {
         }
         for p in settings.hide.iter().map(PathBuf::as_path).chain(store_dir) {
             layout.hide(p);
+        }
+        for s in &settings.sockets {
+            layout.allow_socket(s);
         }
         let (sandbox, warning) = Sandbox::resolve(settings.mode, layout, &settings.bwrap)?;
         let (env, mut warnings) = ChildEnv::from_process(&settings.pass_env, settings.trust);

@@ -145,6 +145,8 @@ struct FileConfig {
     allow_unsandboxed_forks: bool,
     /// Let the tests of fork pull requests reach the network.
     fork_test_network: bool,
+    /// Host unix sockets builds may still reach (paths, or `@name`: every abstract socket).
+    sandbox_sockets: Vec<String>,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
     web: WebConfig,
@@ -187,6 +189,8 @@ pub struct AgentConfig {
     pub defaults: Defaults,
     pub repositories: Vec<RepoConfig>,
     pub web: WebConfig,
+    /// Host unix sockets the project's code may still reach (`sandbox_sockets:`).
+    pub sandbox_sockets: Vec<String>,
     /// The value of every `*_file` key anywhere in the file (token, private key, password
     /// files): secrets the project's code must never read, wherever they live.
     pub secret_files: Vec<PathBuf>,
@@ -300,6 +304,7 @@ impl AgentConfig {
             defaults: file.defaults,
             repositories: repos,
             web: file.web,
+            sandbox_sockets: file.sandbox_sockets,
             secret_files: secret_files(text),
         })
     }

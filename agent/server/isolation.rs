@@ -27,6 +27,8 @@ pub struct Isolation {
     pub scrubbed: Vec<String>,
     /// The bubblewrap the agent checks forks' sandbox with (the machine's `KILN_BWRAP_BIN`).
     pub bwrap: BwrapBin,
+    /// Host unix sockets builds may still reach (agent.yml `sandbox_sockets:`).
+    pub sockets: Vec<String>,
 }
 
 impl Isolation {
@@ -58,6 +60,7 @@ impl Isolation {
             hidden,
             scrubbed,
             bwrap: BwrapBin::default(),
+            sockets: config.sandbox_sockets.clone(),
         }
     }
 
@@ -93,6 +96,10 @@ impl Isolation {
         for p in &self.hidden {
             args.push("--sandbox-hide".into());
             args.push(p.clone().into_os_string());
+        }
+        for s in &self.sockets {
+            args.push("--sandbox-socket".into());
+            args.push(s.into());
         }
         Ok(args)
     }

@@ -33,6 +33,7 @@ pub struct Layer {
     pub offline: Option<bool>,
     pub sandbox: Option<SandboxMode>,
     pub sandbox_hide: Option<Vec<PathBuf>>,
+    pub sandbox_sockets: Option<Vec<String>>,
     pub untrusted: Option<bool>,
     pub test_network: Option<bool>,
     pub python: Option<String>,
@@ -64,6 +65,7 @@ impl Layer {
             offline: self.offline.or(lower.offline),
             sandbox: self.sandbox.or(lower.sandbox),
             sandbox_hide: self.sandbox_hide.or(lower.sandbox_hide),
+            sandbox_sockets: self.sandbox_sockets.or(lower.sandbox_sockets),
             untrusted: self.untrusted.or(lower.untrusted),
             test_network: self.test_network.or(lower.test_network),
             python: self.python.or(lower.python),
@@ -156,6 +158,12 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
         offline: below(&a.offline, env, names::OFFLINE, boolish)?,
         sandbox: below(&a.sandbox, env, names::SANDBOX, word::<SandboxMode>)?,
         sandbox_hide: below(&a.sandbox_hide, env, names::SANDBOX_HIDE, path_list)?,
+        sandbox_sockets: below(&a.sandbox_sockets, env, names::SANDBOX_SOCKETS, |v| {
+            Ok(v.split([',', ':'])
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect())
+        })?,
         untrusted: below(&a.untrusted, env, names::UNTRUSTED, boolish)?,
         test_network: below(&a.test_network, env, names::TEST_NETWORK, boolish)?,
         python: s(names::PYTHON),

@@ -46,6 +46,8 @@ pub const OFFLINE: &str = "KILN_OFFLINE";
 pub const SANDBOX: &str = "KILN_SANDBOX";
 /// Extra paths the sandbox hides.
 pub const SANDBOX_HIDE: &str = "KILN_SANDBOX_HIDE";
+/// Host unix sockets the sandbox keeps reachable (paths, or `@name` for abstract ones).
+pub const SANDBOX_SOCKETS: &str = "KILN_SANDBOX_SOCKETS";
 /// The code being built is a fork's pull request.
 pub const UNTRUSTED: &str = "KILN_UNTRUSTED";
 /// Whether the tests may use the network.

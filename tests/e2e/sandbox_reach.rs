@@ -98,3 +98,109 @@ async fn token_and_key_files_outside_etc_kiln_are_unreadable_by_a_fork_s_tests()
     );
     assert!(!log.contains("OPENED"), "{log}");
 }
+
+/// Tries to connect to the host's path socket and abstract socket; prints what happened.
+const PROBE: &str = r#"import socket, sys
+stage, path, name = sys.argv[1:4]
+for kind, addr in (("path", path), ("abstract", "\0" + name)):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(addr)
+        print(f"{stage} {kind}: connected", flush=True)
+    except OSError as e:
+        print(f"{stage} {kind}: blocked ({e})", flush=True)
+"#;
+
+/// `kiln run --untrusted` of a project whose bootstrap (with the network) and tests (without)
+/// both probe `sock` and the abstract socket `name`.
+fn probe_run(t: &Path, sock: &Path, name: &str, extra: &[&str]) -> crate::support::run::Run {
+    use crate::support::run::{finish, sh};
+    let repo = t.join("repo");
+    if !repo.exists() {
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join("requirements.txt"), "").unwrap();
+        std::fs::write(repo.join("probe.py"), PROBE).unwrap();
+        let args = format!("{} {name}", sock.display());
+        std::fs::write(
+            repo.join("kiln.yml"),
+            format!(
+                "bootstrap:\n  command: python3 probe.py bootstrap {args}\ntest:\n  command: python3 probe.py test {args}\nreport:\n  github:\n    enabled: false\n"
+            ),
+        )
+        .unwrap();
+        sh(
+            &repo,
+            "git init -q -b main && git add -A && git commit -qm probe",
+        );
+    }
+    let summary = t.join("summary.json");
+    let mut cmd = crate::support::kiln_home(&t.join("home"));
+    cmd.arg("run")
+        .arg("--repo")
+        .arg(&repo)
+        .arg("--workdir")
+        .arg(t.join("work"))
+        .arg("--store")
+        .arg(format!("file://{}", t.join("store").display()))
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(["--untrusted", "--sandbox", "bwrap"])
+        .args(extra);
+    finish(cmd.output().unwrap(), &summary)
+}
+
+/// Connections waiting on `l` (non-blocking).
+fn accepted(l: &std::os::unix::net::UnixListener) -> usize {
+    std::iter::from_fn(|| l.accept().ok()).count()
+}
+
+#[test]
+fn neither_a_build_with_network_nor_tests_without_reach_the_host_s_unix_sockets() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    // A daemon's socket outside /tmp (every sandbox has its own /tmp anyway) and an abstract
+    // one (no file: only a network namespace or Landlock keeps it out of reach).
+    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sock = t.path().join("daemon.sock");
+    let path_l = UnixListener::bind(&sock).unwrap();
+    let name = format!("kiln-e2e-daemon-{}", std::process::id());
+    let abs_l = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name).unwrap()).unwrap();
+    path_l.set_nonblocking(true).unwrap();
+    abs_l.set_nonblocking(true).unwrap();
+
+    let r = probe_run(t.path(), &sock, &name, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for line in [
+        "bootstrap path: blocked",
+        "bootstrap abstract: blocked",
+        "test path: blocked",
+        "test abstract: blocked",
+    ] {
+        assert!(r.stderr.contains(line), "no {line:?}:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains(": connected"), "{}", r.stderr);
+    assert_eq!(accepted(&path_l), 0, "the path socket was reached");
+    assert_eq!(accepted(&abs_l), 0, "the abstract socket was reached");
+
+    // The operator may list a socket: then it is reachable (an abstract one only where the
+    // step shares the host's network).
+    let abstract_name = format!("@{name}");
+    let extra = [
+        "--sandbox-socket",
+        sock.to_str().unwrap(),
+        "--sandbox-socket",
+        &abstract_name,
+    ];
+    let r = probe_run(t.path(), &sock, &name, &extra);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for line in [
+        "bootstrap path: connected",
+        "bootstrap abstract: connected",
+        "test path: connected",
+        "test abstract: blocked",
+    ] {
+        assert!(r.stderr.contains(line), "no {line:?}:\n{}", r.stderr);
+    }
+    assert_eq!(accepted(&path_l), 2);
+    assert_eq!(accepted(&abs_l), 1);
+}
