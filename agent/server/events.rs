@@ -24,6 +24,8 @@ pub struct BuildRequest {
     pub fork: bool,
     /// Who pushed, opened the pull request or asked for the re-run (GitHub login).
     pub author: Option<String>,
+    /// The agent's seal over the fields that decide trust (see `seal`): None until sealed.
+    pub seal: Option<String>,
 }
 
 /// The answer to a delivery that was understood.
@@ -156,6 +158,7 @@ pub fn decide(event: &str, body: &[u8], config: &AgentConfig) -> Result<Decision
                 pr_number: None,
                 fork: false,
                 author: p.sender.map(|u| u.login).or(p.pusher.map(|u| u.name)),
+                seal: None,
             }))
         }
         "pull_request" => {
@@ -200,6 +203,7 @@ pub fn decide(event: &str, body: &[u8], config: &AgentConfig) -> Result<Decision
                 pr_number: Some(p.number),
                 fork,
                 author: p.pull_request.user.map(|u| u.login),
+                seal: None,
             }))
         }
         "check_run" => rerun(body, config),

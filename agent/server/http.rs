@@ -41,6 +41,8 @@ pub struct AppState {
     pub workers: usize,
     /// Who may read `/jobs`, job logs and `/metrics`.
     pub api: Arc<super::api_auth::ApiAccess>,
+    /// Seals every job queued (see `seal`).
+    pub sealer: Arc<super::seal::Sealer>,
 }
 
 /// The HTTP API plus the web page (`web`).
@@ -273,7 +275,7 @@ async fn enqueue(
     req: super::events::BuildRequest,
     started: Instant,
 ) -> Response {
-    match st.queue.enqueue(delivery, req).await {
+    match st.queue.enqueue(delivery, st.sealer.seal(req)).await {
         Ok(Enqueued::Accepted(id)) => {
             st.metrics
                 .webhook("accepted", started.elapsed().as_secs_f64());

@@ -82,7 +82,11 @@ struct State {
     stages: BTreeMap<String, Histogram>,
     jobs: Histogram,
     restores: BTreeMap<(String, &'static str), u64>,
+    refused: BTreeMap<&'static str, u64>,
 }
+
+/// What `refused` counts (always rendered, 0 included).
+const REFUSALS: [&str; 2] = ["throttled", "unsealed_job"];
 
 pub struct Metrics {
     state: Mutex<State>,
@@ -97,6 +101,7 @@ impl Default for Metrics {
                 stages: BTreeMap::new(),
                 jobs: Histogram::new(STAGE_BOUNDS),
                 restores: BTreeMap::new(),
+                refused: REFUSALS.iter().map(|r| (*r, 0)).collect(),
             }),
         }
     }
@@ -114,6 +119,12 @@ impl Metrics {
         if result == "accepted" {
             s.accept.observe(seconds);
         }
+    }
+
+    /// Count one thing refused for safety: `unsealed_job` (a queue row no agent sealed, not
+    /// built), `throttled` (a client guessing tokens or passwords, answered 429).
+    pub fn refused(&self, reason: &'static str) {
+        *self.lock().refused.entry(reason).or_default() += 1;
     }
 
     /// Record a finished build's stage times and cache results.
@@ -156,6 +167,10 @@ impl Metrics {
         let _ = writeln!(o, "# HELP kiln_agent_webhooks_total Webhook deliveries since start, by answer.\n# TYPE kiln_agent_webhooks_total counter");
         for (r, n) in &s.webhooks {
             let _ = writeln!(o, "kiln_agent_webhooks_total{{result=\"{r}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP kiln_agent_refused_total Refused for safety since start: jobs whose queue row carries no valid seal (not built), requests of a client throttled after failed logins or tokens.\n# TYPE kiln_agent_refused_total counter");
+        for (r, n) in &s.refused {
+            let _ = writeln!(o, "kiln_agent_refused_total{{reason=\"{r}\"}} {n}");
         }
         let _ = writeln!(o, "# HELP kiln_agent_accept_seconds Time to durably queue a delivery and answer 202.\n# TYPE kiln_agent_accept_seconds histogram");
         s.accept.render(&mut o, "kiln_agent_accept_seconds", "");

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod poll;
 pub mod procs;
 pub mod queue;
+pub mod seal;
 pub mod signature;
 pub mod web;
 pub mod worker;
@@ -429,6 +430,13 @@ pub async fn run(args: AgentSettings) -> Result<(), AgentError> {
         .unwrap_or_else(|| "https://api.github.com".into());
     let apps = Arc::new(github_app::Apps::load(&config, &github_api)?);
     let metrics = Arc::new(metrics::Metrics::default());
+    let sealer = Arc::new(match &secret {
+        Some(s) => seal::Sealer::new(s),
+        None => seal::Sealer::from_data_dir(&data_dir).map_err(io(format!(
+            "cannot keep the job seal key in {}",
+            data_dir.display()
+        )))?,
+    });
     let draining = Arc::new(AtomicBool::new(false));
     let settings = Arc::new(worker_settings(&args, &opened)?);
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
@@ -441,6 +449,7 @@ pub async fn run(args: AgentSettings) -> Result<(), AgentError> {
             metrics: metrics.clone(),
             settings: settings.clone(),
             phase: phase_rx.clone(),
+            sealer: sealer.clone(),
         };
         workers.spawn(w.run(n));
     }
@@ -475,6 +484,7 @@ pub async fn run(args: AgentSettings) -> Result<(), AgentError> {
         data_dir: data_dir.clone(),
         workers: args.workers,
         api: Arc::new(api),
+        sealer: sealer.clone(),
     });
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
@@ -497,7 +507,7 @@ pub async fn run(args: AgentSettings) -> Result<(), AgentError> {
         drain_rx.clone(),
     );
     if let Some(interval) = args.poll {
-        let poller = poll::Poller::new(queue.clone(), config.clone(), github_api);
+        let poller = poll::Poller::new(queue.clone(), config.clone(), github_api, sealer);
         let mut rx = drain_rx.clone();
         tokio::spawn(poller.run(interval, async move {
             let _ = rx.wait_for(|d| *d).await;

@@ -44,12 +44,19 @@ pub struct Poller {
     /// `GITHUB_API_URL` or `https://api.github.com`.
     pub api: String,
     pub client: reqwest::Client,
+    /// Seals the jobs it queues (see `seal`).
+    pub sealer: Arc<super::seal::Sealer>,
 }
 
 const PAGE: usize = 100;
 
 impl Poller {
-    pub fn new(queue: Arc<dyn JobQueue>, config: Arc<AgentConfig>, api: String) -> Poller {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        config: Arc<AgentConfig>,
+        api: String,
+        sealer: Arc<super::seal::Sealer>,
+    ) -> Poller {
         let client = reqwest::Client::builder()
             .user_agent(concat!("kiln-agent/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30))
@@ -60,6 +67,7 @@ impl Poller {
             config,
             api: api.trim_end_matches('/').to_string(),
             client,
+            sealer,
         }
     }
 
@@ -148,7 +156,9 @@ impl Poller {
                     pr_number: None,
                     fork: false,
                     author: None,
+                    seal: None,
                 };
+                let req = self.sealer.seal(req);
                 if let Enqueued::Accepted(id) = self.queue.enqueue(&delivery, req).await? {
                     tracing::info!(
                         "poll {}: new head of {}: queued job {id}",
@@ -182,6 +192,11 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_sealer() -> Arc<crate::server::seal::Sealer> {
+        let secret = crate::server::signature::Secret::new("test");
+        Arc::new(crate::server::seal::Sealer::new(&secret))
+    }
     use crate::server::queue::embedded::EmbeddedQueue;
     use crate::server::queue::Filter;
     use std::path::Path;
@@ -243,9 +258,10 @@ mod tests {
             pr_number: None,
             fork: false,
             author: None,
+            seal: None,
         };
         queue.enqueue("webhook-1", webhook).await.unwrap();
-        let p = Poller::new(queue.clone(), config.clone(), server.uri());
+        let p = Poller::new(queue.clone(), config.clone(), server.uri(), test_sealer());
         let ids = p.poll_once().await;
         assert_eq!(ids.len(), 2, "release/1 and plain's default branch");
         assert_eq!(
@@ -274,7 +290,7 @@ mod tests {
         drop(queue);
         let queue: Arc<dyn JobQueue> =
             Arc::new(EmbeddedQueue::open(dir.path(), "test-host").unwrap());
-        let p = Poller::new(queue.clone(), config, server.uri());
+        let p = Poller::new(queue.clone(), config, server.uri(), test_sealer());
         assert!(p.poll_once().await.is_empty());
         let requests = server.received_requests().await.unwrap();
         assert!(requests
@@ -307,7 +323,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue: Arc<dyn JobQueue> =
             Arc::new(EmbeddedQueue::open(dir.path(), "test-host").unwrap());
-        let p = Poller::new(queue, config.clone(), server.uri());
+        let p = Poller::new(queue, config.clone(), server.uri(), test_sealer());
         let e = p
             .poll_repo(&config.repositories[0])
             .await

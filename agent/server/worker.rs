@@ -90,6 +90,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<WorkerSettings>,
     pub phase: watch::Receiver<Phase>,
+    /// Checks that a job was sealed by an agent (see `seal`) before it is built.
+    pub sealer: Arc<super::seal::Sealer>,
 }
 
 /// A job ready to build: its repository, its paths, its open log.
@@ -154,6 +156,9 @@ impl Worker {
             mut superseded,
         } = claim;
         let started = Instant::now();
+        if !self.sealer.verify(&job) {
+            return self.refuse_unsealed(&job, started).await;
+        }
         let mut prepared = match self.prepare(&job) {
             Ok(p) => p,
             Err(why) => return self.record(&job, Verdict::error(why), started, None).await,
@@ -167,6 +172,25 @@ impl Worker {
         };
         let end = self.wait(child, &prepared, &mut superseded).await;
         self.finish(&job, prepared, end, started).await;
+    }
+
+    /// A job whose seal does not vouch for its row: someone wrote it into the queue (or changed
+    /// its repository, commit, branch or fork flag) without a signed webhook. Never built.
+    async fn refuse_unsealed(&self, job: &Job, started: Instant) {
+        tracing::error!(
+            "job {}: refused: its queue row ({} {} on {}, fork={}) carries no valid seal, so no \
+             signed webhook vouches for it; something other than a Kiln agent wrote the queue",
+            job.id,
+            job.repo,
+            job.sha,
+            job.branch,
+            job.fork
+        );
+        self.metrics.refused("unsealed_job");
+        let why = "refused: the job's trust could not be verified (its queue row carries no \
+                   valid seal from an agent); it was not built"
+            .to_string();
+        self.record(job, Verdict::error(why), started, None).await;
     }
 
     /// The job's repository, a fresh work dir, an open log with the job's header line.

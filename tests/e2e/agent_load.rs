@@ -267,6 +267,7 @@ async fn claim_latency(hosts: Vec<Arc<dyn JobQueue>>, m: usize) -> Vec<f64> {
             pr_number: None,
             fork: false,
             author: None,
+            seal: None,
         };
         let id = q.enqueue(&format!("claim-{i}"), req).await.unwrap().id();
         let queued = Instant::now();

@@ -24,6 +24,7 @@ fn req(lane: &str, sha: &str) -> BuildRequest {
         pr_number: None,
         fork: false,
         author: Some("alice".into()),
+        seal: None,
     }
 }
 

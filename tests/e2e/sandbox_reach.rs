@@ -204,3 +204,82 @@ fn neither_a_build_with_network_nor_tests_without_reach_the_host_s_unix_sockets(
     assert_eq!(accepted(&path_l), 2);
     assert_eq!(accepted(&abs_l), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_row_written_straight_into_the_fleet_queue_is_not_built_as_trusted() {
+    use crate::support::postgres::Cluster;
+    let w = World::new();
+    let cluster = Cluster::get();
+    // The agent reaches its queue through PostgreSQL's unix socket, as a fleet host with peer
+    // authentication would.
+    let url = cluster.socket_url(&cluster.database("forged"));
+    let agent = Agent::start(
+        &w.path("data"),
+        &w.config,
+        &AgentOpts {
+            workers: 1,
+            extra: vec!["--queue".into(), url.clone()],
+            ..Default::default()
+        },
+    );
+    let c = &w.client;
+    // A signed push builds as usual (its job is sealed).
+    let honest = w.project.commit("main", "echo honest-ran");
+    let id = deliver(c, &agent.url, "push", "forged-1", &push("main", &honest))
+        .await
+        .body["job"]
+        .as_u64()
+        .unwrap();
+    let j = wait_job(c, &agent, id, BUILD, is_done).await;
+    assert_eq!(j["outcome"], "passed", "{j:#}");
+
+    // Whoever can write the database inserts a trusted-looking job for a fork's commit.
+    let fork_sha = w.project.commit("fork-head", "echo FORGED-JOB-RAN");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let forged: i64 = sqlx::query_scalar(
+        "INSERT INTO kiln_jobs (delivery, event, repo, sha, branch, lane, fork, state)
+         VALUES ('forged-row', 'push', $1, $2, 'main', $3, false, 'queued') RETURNING id",
+    )
+    .bind(REPO)
+    .bind(&fork_sha)
+    .bind(format!("{REPO}@main"))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_notify('kiln_jobs', '')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let j = wait_job(c, &agent, forged as u64, BUILD, is_done).await;
+    let log = job_log(c, &agent, forged as u64).await;
+    assert_eq!(j["outcome"], "error", "{j:#}\n{log}");
+    assert!(
+        j["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be verified"),
+        "{j:#}"
+    );
+    assert!(
+        !log.contains("FORGED-JOB-RAN"),
+        "the forged job was built:\n{log}"
+    );
+    assert!(
+        agent.logs().contains("carries no valid seal"),
+        "{}",
+        agent.logs()
+    );
+    let metrics = c
+        .get(format!("{}/metrics", agent.url))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kiln_agent_refused_total{reason=\"unsealed_job\"} 1"),
+        "{metrics}"
+    );
+}

@@ -662,6 +662,7 @@ mod tests {
             pr_number: None,
             fork: false,
             author: None,
+            seal: None,
         }
     }
 

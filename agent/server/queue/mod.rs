@@ -151,6 +151,10 @@ pub struct Job {
     /// The agent (its id) that ran or runs the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The agent's seal over what decides the job's trust (`server::seal`); a worker builds
+    /// only a job whose seal checks out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 impl Job {
@@ -177,6 +181,7 @@ impl Job {
             finished_at: None,
             superseded_by: None,
             host: None,
+            seal: req.seal,
         }
     }
 
@@ -192,6 +197,8 @@ impl Job {
             pr_number: self.pr_number,
             fork: self.fork,
             author: self.author.clone(),
+            // Re-queuing carries the stored seal as it is: an unsealed row stays unsealed.
+            seal: Some(self.seal.clone().unwrap_or_default()),
         }
     }
 

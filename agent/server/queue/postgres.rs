@@ -43,7 +43,7 @@ const CANCEL_CHANNEL: &str = "kiln_cancel";
 /// The columns of a job, in `JobRow`'s order.
 const COLS: &str = "id, delivery, event, repo, sha, branch, lane, pr_number, fork, author, \
     state, outcome, detail, exit_code, attempts, created_at, started_at, finished_at, \
-    superseded_by, host";
+    superseded_by, host, seal";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("agent/server/queue/migrations");
 
@@ -73,6 +73,7 @@ struct JobRow {
     finished_at: Option<DateTime<Utc>>,
     superseded_by: Option<i64>,
     host: Option<String>,
+    seal: Option<String>,
 }
 
 impl From<JobRow> for Job {
@@ -98,6 +99,7 @@ impl From<JobRow> for Job {
             finished_at: r.finished_at,
             superseded_by: r.superseded_by.map(|n| n as u64),
             host: r.host,
+            seal: r.seal,
         }
     }
 }
@@ -305,8 +307,8 @@ async fn insert_job(
         .execute(&mut *tx)
         .await?;
     let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO kiln_jobs (delivery, event, repo, sha, branch, lane, pr_number, fork, author, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+        "INSERT INTO kiln_jobs (delivery, event, repo, sha, branch, lane, pr_number, fork, author, seal, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued')
          ON CONFLICT (delivery) DO NOTHING RETURNING id",
     )
     .bind(delivery)
@@ -318,6 +320,7 @@ async fn insert_job(
     .bind(req.pr_number.map(|n| n as i64))
     .bind(req.fork)
     .bind(&req.author)
+    .bind(&req.seal)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = inserted else {

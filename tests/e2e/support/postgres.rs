@@ -148,6 +148,16 @@ impl Cluster {
         format!("postgres://kiln@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The database's URL through the server's unix socket (peer of `database`'s TCP URL).
+    pub fn socket_url(&self, tcp_url: &str) -> String {
+        let name = tcp_url.rsplit('/').next().unwrap_or_default();
+        let dir = self.dir.parent().unwrap().display().to_string();
+        format!(
+            "postgres://kiln@localhost/{name}?host={dir}&port={}",
+            self.port
+        )
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.parent().unwrap().join("server.log")).unwrap_or_default()
     }
