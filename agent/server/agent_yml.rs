@@ -147,6 +147,8 @@ struct FileConfig {
     fork_test_network: bool,
     /// Host unix sockets builds may still reach (paths, or `@name`: every abstract socket).
     sandbox_sockets: Vec<String>,
+    /// The most a job's log keeps, e.g. `50MiB` (the middle of a longer one is left out).
+    job_log_max: Option<String>,
     defaults: Defaults,
     repositories: Vec<RepoEntry>,
     web: WebConfig,
@@ -191,6 +193,8 @@ pub struct AgentConfig {
     pub web: WebConfig,
     /// Host unix sockets the project's code may still reach (`sandbox_sockets:`).
     pub sandbox_sockets: Vec<String>,
+    /// The most a job's log keeps of its build's output, in bytes (`job_log_max:`).
+    pub job_log_max: u64,
     /// The value of every `*_file` key anywhere in the file (token, private key, password
     /// files): secrets the project's code must never read, wherever they live.
     pub secret_files: Vec<PathBuf>,
@@ -289,6 +293,18 @@ impl AgentConfig {
                 )));
             }
         }
+        let job_log_max = match &file.job_log_max {
+            None => super::job_log::DEFAULT_MAX,
+            Some(s) => match crate::size::parse_size(s) {
+                Ok(n) if n >= super::job_log::MIN_MAX => n,
+                Ok(_) => {
+                    return Err(invalid(format!(
+                        "job_log_max {s:?} is below the minimum of 16KiB"
+                    )))
+                }
+                Err(e) => return Err(invalid(format!("job_log_max {s:?}: {e}"))),
+            },
+        };
         if file.web.token_env.is_some() && file.web.token_file.is_some() {
             return Err(invalid("web: set token_env or token_file, not both".into()));
         }
@@ -305,6 +321,7 @@ impl AgentConfig {
             repositories: repos,
             web: file.web,
             sandbox_sockets: file.sandbox_sockets,
+            job_log_max,
             secret_files: secret_files(text),
         })
     }

@@ -56,12 +56,20 @@ pub fn router(state: Arc<AppState>, web: Arc<super::web::WebState>) -> Router {
             state.api.clone(),
             super::api_auth::require_token,
         ));
+    let throttle = (
+        Arc::new(super::throttle::Throttle::default()),
+        state.metrics.clone(),
+    );
     Router::new()
         .route("/webhook", post(webhook))
         .route("/healthz", get(healthz))
         .merge(read_api)
         .with_state(state)
         .merge(super::web::router(web))
+        .layer(axum::middleware::from_fn_with_state(
+            throttle,
+            super::throttle::limit,
+        ))
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {

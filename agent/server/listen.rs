@@ -86,15 +86,24 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = &mut shutdown => break,
         };
-        let stream = match stream {
-            Ok((s, _)) => s,
+        let (stream, peer) = match stream {
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("accepting a connection failed: {e}; retrying shortly");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers see the peer (the throttle counts wrong credentials per client).
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let service = TowerToHyperService::new(app);
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = tokio::time::timeout(limits.max_lifetime, conn).await;

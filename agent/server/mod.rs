@@ -15,6 +15,7 @@ pub mod events;
 pub mod github_app;
 pub mod http;
 pub mod isolation;
+pub mod job_log;
 pub mod listen;
 pub mod metrics;
 pub mod poll;
@@ -22,6 +23,7 @@ pub mod procs;
 pub mod queue;
 pub mod seal;
 pub mod signature;
+pub mod throttle;
 pub mod web;
 pub mod worker;
 
@@ -405,6 +407,7 @@ fn worker_settings(args: &AgentSettings, o: &Opened) -> Result<WorkerSettings, A
             .job_timeout
             .or(config.defaults.timeout)
             .unwrap_or(Duration::from_secs(3600)),
+        log_max: config.job_log_max,
     })
 }
 

@@ -60,6 +60,8 @@ pub struct WorkerSettings {
     pub isolation: super::isolation::Isolation,
     /// `--job-timeout` (a repository's own `timeout` wins).
     pub default_timeout: Duration,
+    /// The most a job's log keeps of its build's output (agent.yml `job_log_max`).
+    pub log_max: u64,
 }
 
 impl WorkerSettings {
@@ -107,6 +109,8 @@ struct Prepared {
     sandbox_args: Vec<std::ffi::OsString>,
     /// The GitHub token the build reports with (see `token`).
     token: Option<String>,
+    /// Copies the build's output into its log, within `log_max` (see `job_log`).
+    pump: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
 }
 
 /// How a build's process ended.
@@ -233,19 +237,23 @@ impl Worker {
             marker: procs::marker(&s.agent_id, id),
             sandbox_args,
             token: None,
+            pump: None,
         })
     }
 
     /// Start `kiln run` for the job in its own process group, output to the job's log.
     fn spawn(&self, job: &Job, p: &mut Prepared) -> Result<tokio::process::Child, String> {
         let mut cmd = self.command(job, p);
-        let (out, err) = match (p.log.try_clone(), p.log.try_clone()) {
-            (Ok(a), Ok(b)) => (Stdio::from(a), Stdio::from(b)),
-            _ => (Stdio::null(), Stdio::null()),
-        };
+        let piped =
+            std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w, p.log.try_clone()?)));
+        let (reader, out, err, mut log) = piped.map_err(|e| {
+            let msg = format!("cannot make the pipe to the job's log: {e}");
+            tracing::error!("job {}: {msg}", job.id);
+            msg
+        })?;
         cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
             .process_group(0)
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| {
@@ -253,6 +261,12 @@ impl Worker {
             tracing::error!("job {}: {msg}", job.id);
             msg
         })?;
+        // The command holds the pipe's write ends: closed now, the log ends when the build does.
+        drop(cmd);
+        let max = self.settings.log_max;
+        p.pump = Some(std::thread::spawn(move || {
+            super::job_log::copy_capped(reader, &mut log, max)
+        }));
         tracing::info!(
             "job {}: building {} {} ({}), attempt {}",
             job.id,
@@ -346,6 +360,16 @@ impl Worker {
     /// remove its work dir.
     async fn finish(&self, job: &Job, mut p: Prepared, end: End, started: Instant) {
         let id = job.id;
+        if let Some(pump) = p.pump.take() {
+            // Leftover processes could hold the pipe open: the verdict does not wait for them.
+            let joined = tokio::task::spawn_blocking(move || pump.join());
+            if tokio::time::timeout(Duration::from_secs(10), joined)
+                .await
+                .is_err()
+            {
+                tracing::warn!("job {id}: output still open 10s after the build ended");
+            }
+        }
         let summary = std::fs::read(&p.summary)
             .ok()
             .and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok());

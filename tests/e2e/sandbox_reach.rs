@@ -283,3 +283,90 @@ async fn a_job_row_written_straight_into_the_fleet_queue_is_not_built_as_trusted
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_build_output_is_capped_with_its_end_kept() {
+    let w = World::new();
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, format!("job_log_max: 256KiB\n{config}")).unwrap();
+    let agent = w.start(1, &[]);
+    let c = &w.client;
+    // About 4 MB of output, then the line people look for.
+    let sha = w.project.commit(
+        "main",
+        "python3 -c \"print('FIRST-LINE'); [print('x' * 99) for _ in range(40000)]; print('LAST-' + 'LINE')\"",
+    );
+    let id = deliver(c, &agent.url, "push", "log-cap-1", &push("main", &sha))
+        .await
+        .body["job"]
+        .as_u64()
+        .unwrap();
+    let j = wait_job(c, &agent, id, BUILD, is_done).await;
+    assert_eq!(j["outcome"], "passed", "{j:#}");
+    let path = agent.data_dir.join(format!("logs/{id}.log"));
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 256 * 1024 + 4096, "the log kept {size} bytes");
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert!(log.contains("FIRST-LINE"), "the head is kept");
+    assert!(
+        log.contains("log truncated:"),
+        "{}",
+        &log[log.len() - 2000..]
+    );
+    let tail = &log[log.find("log truncated:").unwrap()..];
+    assert!(tail.contains("LAST-LINE"), "the end is kept: {tail:.2000}");
+    assert!(
+        tail.contains(&format!("=== job {id}: passed")),
+        "{tail:.2000}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_guessing_tokens_is_slowed_down_and_told_when_to_retry() {
+    let w = World::new();
+    let agent = w.start(0, &[]);
+    let c = &w.client;
+    let get = |token: &'static str| {
+        c.get(format!("{}/jobs", agent.url))
+            .bearer_auth(token)
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(get("wrong-guess").await.unwrap().status(), 401);
+    }
+    // The sixth wrong token is refused and blocks the client for a while.
+    assert_eq!(get("wrong-guess").await.unwrap().status(), 401);
+    let r = get("wrong-guess").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    // Even the right token waits its turn (a guess must not be checked while blocked)...
+    assert_eq!(get(API_TOKEN).await.unwrap().status(), 429);
+    // ... and the web login too.
+    let login = c
+        .post(format!("{}/login", agent.url))
+        .form(&[("token", "another-guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    tokio::time::sleep(Duration::from_millis(1100 * retry)).await;
+    assert_eq!(get(API_TOKEN).await.unwrap().status(), 200);
+    let m = c
+        .get(format!("{}/metrics", agent.url))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("kiln_agent_refused_total{reason=\"throttled\"} 3"),
+        "{m}"
+    );
+}
