@@ -201,7 +201,12 @@ async fn class_in_range(s: &RunSummary, f: &RunFacts<'_>, prev: &BranchState) ->
         return s;
     };
     let range = format!("{base}..{}", s.commit);
-    let changed = match crate::git::stdout(f.checkout, &["diff", "--name-only", &range]).await {
+    // Through the git dir Kiln recorded before the project's code ran, never the checkout's
+    // own config (the work dir is hostile once the tests ran).
+    let Some(git) = f.git else {
+        return s;
+    };
+    let changed = match git.stdout(&["diff", "--name-only", &range]).await {
         Ok(out) => out,
         Err(e) => {
             tracing::warn!("cannot tell whether {range} changed the test command: {e}");
