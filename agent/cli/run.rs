@@ -87,6 +87,12 @@ pub struct RunArgs {
     /// from steps with network) [env: KILN_SANDBOX_SOCKETS, `:`-separated]
     #[arg(long, value_name = "SOCKET")]
     pub sandbox_socket: Vec<String>,
+    /// Show this directory read-only to the project's code although the sandbox hides its
+    /// parent (`$HOME`, `/tmp`): a package dir an untrusted build's requirement files name
+    /// (repeatable; trusted builds see the directories their configuration names)
+    /// [env: KILN_SANDBOX_SHOW, `:`-separated]
+    #[arg(long, value_name = "DIR")]
+    pub sandbox_show: Vec<PathBuf>,
     /// The code is untrusted (a fork's pull request): no saves, no network for its tests, no
     /// secret-looking `env:` variables, kiln.yml cannot choose the sandbox [env: KILN_UNTRUSTED]
     #[arg(long)]
@@ -122,6 +128,7 @@ impl RunArgs {
             sandbox: self.sandbox,
             sandbox_hide: (!self.sandbox_hide.is_empty()).then_some(self.sandbox_hide),
             sandbox_sockets: (!self.sandbox_socket.is_empty()).then_some(self.sandbox_socket),
+            sandbox_show: (!self.sandbox_show.is_empty()).then_some(self.sandbox_show),
             untrusted: self.untrusted.then_some(true),
             test_network: self.test_network.then_some(true),
             ..Layer::default()

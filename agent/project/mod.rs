@@ -9,6 +9,7 @@
 pub mod compiled;
 pub mod detect;
 pub mod keys;
+pub mod local_dirs;
 pub mod locks;
 pub mod plan;
 pub mod pyproject;

@@ -181,14 +181,14 @@ pub async fn execute(
                 .map_err(|e| UsageError::Other(e.to_string()))?
         }
     };
-    let runner = project_runner(&settings, &store, &x.paths, &co.git)?;
+    let mut runner = project_runner(&settings, &store, &x.paths, &co.git)?;
     x.out.checkout = Some(co);
     let prepared = project::prepare(
         &settings.project,
         &x.paths,
         settings.request.offline,
         &settings.request.tools_dir,
-        &runner,
+        &mut runner,
     )
     .await
     .map_err(|e| UsageError::Other(e.to_string()))?;

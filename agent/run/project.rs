@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use crate::process::Cmd;
+use crate::project::local_dirs;
 use crate::project::locks::{self, LockedSet};
 use crate::project::{detect, DepsSource, Project, ProjectError};
-use crate::sandbox::{Network, ProjectRunner};
+use crate::sandbox::{Network, ProjectRunner, ShowError};
 use crate::settings::Config;
 
 use super::build_env::build_env;
@@ -30,6 +31,8 @@ pub enum PrepareError {
     Project(#[from] ProjectError),
     #[error("uv.lock needs uv to be read, and uv is not installed ({0}); install uv or set project.source")]
     NoUv(String),
+    #[error(transparent)]
+    Hidden(#[from] ShowError),
 }
 
 /// What exporting `uv.lock` needs.
@@ -87,13 +90,16 @@ fn runner_with(runner: &ProjectRunner, programs: &[&Path]) -> ProjectRunner {
 }
 
 /// Detect the project and read its lock file. `uv export` runs the project's code (its build
-/// backend) through `runner`, like every other step that does.
+/// backend) through `runner`, like every other step that does. The local directories the
+/// project's configuration names outside the checkout (find-links, local indexes, path
+/// dependencies) are shown read-only in `runner`'s sandbox first, or refused with an error
+/// that names them (see `sandbox::ProjectRunner::show_named`).
 pub async fn prepare(
     config: &Config,
     paths: &Paths,
     offline: bool,
     tools_dir: &Path,
-    runner: &ProjectRunner,
+    runner: &mut ProjectRunner,
 ) -> Result<Prepared, PrepareError> {
     let named = (config.requirements != Config::default().requirements)
         .then_some(config.requirements.as_slice());
@@ -103,6 +109,9 @@ pub async fn prepare(
         requirements: named,
     })?;
     let mut warnings = Vec::new();
+    for dir in local_dirs::named_dirs(&paths.checkout, &detected) {
+        runner.show_named(&dir.path, &dir.named_by)?;
+    }
     let locked = match &detected.source {
         DepsSource::UvLock { .. } => {
             let inp = LockExport {
@@ -110,7 +119,7 @@ pub async fn prepare(
                 paths,
                 offline,
                 tools_dir,
-                runner,
+                runner: &*runner,
             };
             Some(export_uv_lock(inp, &detected, &mut warnings).await?)
         }
@@ -121,6 +130,10 @@ pub async fn prepare(
         )?),
         _ => None,
     };
+    // pylock.toml's local wheels and sdists: pip reads their directories.
+    for dir in locked.iter().flat_map(|l| &l.find_links) {
+        runner.show_named(dir, "pylock.toml (path entries)")?;
+    }
     tracing::info!(
         "dependencies from {}; the project {}",
         detected.source.name(),

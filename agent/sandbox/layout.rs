@@ -144,6 +144,23 @@ impl Layout {
         }
     }
 
+    /// Whether the project's code sees `path` as the host has it: inside a writable or exposed
+    /// place, or outside every hidden and private directory. A path that does not exist is
+    /// seen as it is (nothing).
+    pub fn shows(&self, path: &Path) -> bool {
+        let Some(p) = canonical(path) else {
+            return true;
+        };
+        if self.under_work(&p) || self.read_only.iter().any(|r| p.starts_with(r)) {
+            return true;
+        }
+        !self
+            .masked_roots()
+            .into_iter()
+            .chain(self.hidden.iter().map(PathBuf::as_path))
+            .any(|h| p.starts_with(h))
+    }
+
     /// Also writable: a checkout the run builds in place, outside the work dir.
     pub fn writable(&mut self, path: &Path) {
         if let Some(p) = canonical(path) {

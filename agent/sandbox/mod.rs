@@ -20,6 +20,7 @@ pub mod env;
 mod layout;
 mod probe;
 mod runner;
+mod show;
 mod sockets;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use env::{ChildEnv, PassName, Trust};
 pub use layout::Layout;
 pub use probe::BwrapBin;
 pub use runner::{ProjectRunner, SandboxSettings};
+pub use show::ShowError;
 
 /// `--sandbox`, `KILN_SANDBOX`, `sandbox:` in kiln.yml and agent.yml.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

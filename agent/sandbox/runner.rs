@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::show::{self, ShowError};
 use super::{
     BwrapBin, ChildEnv, Layout, Network, PassName, Sandbox, SandboxError, SandboxMode, Trust,
 };
@@ -20,6 +21,9 @@ pub struct SandboxSettings {
     /// `--sandbox-socket`: host unix sockets the project's code may still reach (a path, or
     /// `@name`: every abstract socket).
     pub sockets: Vec<String>,
+    /// `--sandbox-show`: directories the project's code may see read-only even where the
+    /// sandbox hides their parent (`$HOME`, `/tmp`), in untrusted builds too.
+    pub show: Vec<PathBuf>,
     /// `--untrusted`: a fork's pull request (no secrets even when named, no network for tests).
     pub trust: Trust,
     /// `--test-network`: tests of untrusted code may reach the network all the same.
@@ -37,6 +41,12 @@ pub struct ProjectRunner {
     env: ChildEnv,
     trust: Trust,
     test_network: Network,
+    /// What no directory the build names may uncover: the operator's hidden paths and the
+    /// store (canonical), and `$HOME`'s credentials directories.
+    kept: Vec<PathBuf>,
+    home: Option<PathBuf>,
+    /// `--sandbox-show` (canonical): what an untrusted build may see.
+    allowed: Vec<PathBuf>,
 }
 
 impl ProjectRunner {
@@ -53,6 +63,13 @@ impl ProjectRunner {
     ) -> Result<(ProjectRunner, Vec<String>), SandboxError> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let mut layout = Layout::new(work_dir, home.as_deref());
+        let real = |p: &PathBuf| std::fs::canonicalize(p).ok();
+        let kept: Vec<PathBuf> = settings
+            .hide
+            .iter()
+            .chain(store_dir.map(PathBuf::from).as_ref())
+            .filter_map(real)
+            .collect();
         layout.writable(checkout);
         for p in read_only {
             layout.protect(p);
@@ -70,15 +87,78 @@ impl ProjectRunner {
             (Trust::Untrusted, false) => Network::Denied,
             _ => Network::Allowed,
         };
-        Ok((
-            ProjectRunner {
-                sandbox,
-                env,
-                trust: settings.trust,
-                test_network,
-            },
-            warnings,
-        ))
+        let mut runner = ProjectRunner {
+            sandbox,
+            env,
+            trust: settings.trust,
+            test_network,
+            kept,
+            home,
+            allowed: settings.show.iter().filter_map(real).collect(),
+        };
+        warnings.extend(runner.show_operator_dirs(&settings.show));
+        Ok((runner, warnings))
+    }
+
+    /// Show what the operator named: the `--sandbox-show` directories and the local package
+    /// sources of the environment the project's code gets (`PIP_FIND_LINKS`, …). Returns a
+    /// warning for each that must stay hidden.
+    fn show_operator_dirs(&mut self, show: &[PathBuf]) -> Vec<String> {
+        let mut named: Vec<(PathBuf, String)> = show
+            .iter()
+            .map(|p| (p.clone(), "--sandbox-show".to_string()))
+            .collect();
+        for var in show::SOURCE_VARS {
+            if let Some(value) = self.env.get(var) {
+                named.extend(
+                    show::dirs_in_value(value)
+                        .into_iter()
+                        .map(|p| (p, format!("the operator's {var}"))),
+                );
+            }
+        }
+        named
+            .into_iter()
+            .filter_map(|(path, by)| self.show_dir(&path, &by).err().map(|e| e.to_string()))
+            .collect()
+    }
+
+    /// Show `dir`, which `named_by` (a requirement file, the lock, an operator's variable)
+    /// names, read-only inside the sandbox when the sandbox would hide it. A trusted build sees
+    /// it; an untrusted one only when the operator allows it (`--sandbox-show`). Never
+    /// shown: what the operator hid, the store, `$HOME`'s credentials (an error says which).
+    pub fn show_named(&mut self, dir: &Path, named_by: &str) -> Result<(), ShowError> {
+        let allowed = self.trust == Trust::Trusted || {
+            let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            self.allowed.iter().any(|a| real.starts_with(a))
+        };
+        if !allowed && self.sandbox.active() && !self.sandbox.layout().shows(dir) {
+            return Err(ShowError::Untrusted {
+                path: dir.to_path_buf(),
+                named_by: named_by.to_string(),
+            });
+        }
+        self.show_dir(dir, named_by)
+    }
+
+    fn show_dir(&mut self, dir: &Path, named_by: &str) -> Result<(), ShowError> {
+        if !self.sandbox.active() || self.sandbox.layout().shows(dir) {
+            return Ok(());
+        }
+        let refused = |reason: String| ShowError::Refused {
+            path: dir.to_path_buf(),
+            named_by: named_by.to_string(),
+            reason,
+        };
+        if let Some(reason) = show::kept_hidden(dir, &self.kept, self.home.as_deref()) {
+            return Err(refused(reason));
+        }
+        self.sandbox.expose(dir).map_err(refused)?;
+        tracing::info!(
+            "the sandbox shows {} read-only ({named_by} names it)",
+            dir.display()
+        );
+        Ok(())
     }
 
     /// Commands run directly with the allowlisted environment (no sandbox): for unit tests
@@ -89,6 +169,9 @@ impl ProjectRunner {
             env: ChildEnv::from_process(&[], trust).0,
             trust,
             test_network: Network::Allowed,
+            kept: Vec::new(),
+            home: None,
+            allowed: Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ pub struct Layer {
     pub sandbox: Option<SandboxMode>,
     pub sandbox_hide: Option<Vec<PathBuf>>,
     pub sandbox_sockets: Option<Vec<String>>,
+    pub sandbox_show: Option<Vec<PathBuf>>,
     pub untrusted: Option<bool>,
     pub test_network: Option<bool>,
     pub python: Option<String>,
@@ -66,6 +67,7 @@ impl Layer {
             sandbox: self.sandbox.or(lower.sandbox),
             sandbox_hide: self.sandbox_hide.or(lower.sandbox_hide),
             sandbox_sockets: self.sandbox_sockets.or(lower.sandbox_sockets),
+            sandbox_show: self.sandbox_show.or(lower.sandbox_show),
             untrusted: self.untrusted.or(lower.untrusted),
             test_network: self.test_network.or(lower.test_network),
             python: self.python.or(lower.python),
@@ -164,6 +166,7 @@ pub fn layer(env: Env, above: &Layer) -> Result<Layer, ConfigError> {
                 .map(String::from)
                 .collect())
         })?,
+        sandbox_show: below(&a.sandbox_show, env, names::SANDBOX_SHOW, path_list)?,
         untrusted: below(&a.untrusted, env, names::UNTRUSTED, boolish)?,
         test_network: below(&a.test_network, env, names::TEST_NETWORK, boolish)?,
         python: s(names::PYTHON),

@@ -222,6 +222,7 @@ impl RunRequest {
             mode: l.sandbox.or(from_file).unwrap_or_default(),
             hide: l.sandbox_hide.clone().unwrap_or_default(),
             sockets: l.sandbox_sockets.clone().unwrap_or_default(),
+            show: l.sandbox_show.clone().unwrap_or_default(),
             trust: if self.untrusted {
                 Trust::Untrusted
             } else {

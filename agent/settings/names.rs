@@ -48,6 +48,8 @@ pub const SANDBOX: &str = "KILN_SANDBOX";
 pub const SANDBOX_HIDE: &str = "KILN_SANDBOX_HIDE";
 /// Host unix sockets the sandbox keeps reachable (paths, or `@name` for abstract ones).
 pub const SANDBOX_SOCKETS: &str = "KILN_SANDBOX_SOCKETS";
+/// Directories the sandbox shows read-only although it hides their parent (untrusted builds too).
+pub const SANDBOX_SHOW: &str = "KILN_SANDBOX_SHOW";
 /// The code being built is a fork's pull request.
 pub const UNTRUSTED: &str = "KILN_UNTRUSTED";
 /// Whether the tests may use the network.

@@ -38,4 +38,5 @@ mod run;
 mod run_gha;
 mod sandbox;
 mod sandbox_reach;
+mod sandbox_show;
 mod trust_git;
