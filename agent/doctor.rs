@@ -25,6 +25,7 @@ pub struct Check {
 async fn version(program: &str, args: &[&str]) -> Option<String> {
     let out = Cmd::new(program)
         .args(args.iter().copied())
+        .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
         .run()
         .await
         .ok()?;

@@ -14,7 +14,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::process::{Cmd, Output, ProcessError};
+use crate::process::{Cmd, Output, ProcessError, PARSED_OUTPUT_LIMIT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -70,14 +70,13 @@ const LOCATION_VARS: &[&str] = &[
 
 /// Run `git -C dir args…`; a non-zero exit is for the caller to judge.
 pub async fn run(dir: &Path, args: &[&str]) -> Result<Output, ProcessError> {
-    let mut cmd = Cmd::new("git")
+    let cmd = Cmd::new("git")
         .arg("-C")
         .arg(dir)
         .args(args.iter().copied())
         .env("GIT_TERMINAL_PROMPT", "0");
-    // `git log` bodies of a long range run to thousands of lines: keep them all.
-    cmd.keep_lines = usize::MAX;
-    cmd.run().await
+    // `git log` bodies of a long range run to thousands of lines: read them all.
+    cmd.read_whole(PARSED_OUTPUT_LIMIT).run().await
 }
 
 /// Run git and return its output; a non-zero exit is an error naming the subcommand and the
@@ -94,7 +93,7 @@ fn checked(out: Output, dir: &Path, args: &[&str]) -> Result<String, GitError> {
             tail: out.tail(5),
         });
     }
-    Ok(out.stdout_text())
+    Ok(out.stdout)
 }
 
 /// Read one key of a repository's own config with system, global and include files off: what
@@ -102,10 +101,11 @@ fn checked(out: Output, dir: &Path, args: &[&str]) -> Result<String, GitError> {
 pub async fn local_config(dir: &Path, key: &str) -> Option<String> {
     let out = hardened(Cmd::new("git").arg("-C").arg(dir))
         .args(["config", "--local", "--no-includes", "--get", key])
+        .read_whole(PARSED_OUTPUT_LIMIT)
         .run()
         .await
         .ok()?;
-    let value = out.stdout_text().trim().to_string();
+    let value = out.stdout.trim().to_string();
     (out.success && !value.is_empty()).then_some(value)
 }
 
@@ -214,9 +214,8 @@ impl GitDir {
         for (k, v) in PINNED {
             cmd = cmd.arg("-c").arg(format!("{k}={v}"));
         }
-        let mut cmd = cmd.args(args.iter().copied());
-        cmd.keep_lines = usize::MAX;
-        Ok(cmd.run().await?)
+        let cmd = cmd.args(args.iter().copied());
+        Ok(cmd.read_whole(PARSED_OUTPUT_LIMIT).run().await?)
     }
 
     /// [`GitDir::run`], its output on success, an error naming the subcommand otherwise.

@@ -84,7 +84,17 @@ pub enum ProcessError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "`{program}` printed more than {limit} bytes of output, the most Kiln reads of a \
+         command whose output it parses; it was stopped (a cut output is never parsed)"
+    )]
+    OutputTooLarge { program: String, limit: usize },
 }
+
+/// The most output Kiln reads of a command whose output it parses ([`Cmd::read_whole`]): a lock
+/// export, an installer's report, a probe. Far above any real project's (a 2 000-package lock
+/// exports to about 1 MiB), low enough that a runaway command cannot exhaust memory.
+pub const PARSED_OUTPUT_LIMIT: usize = 64 << 20;
 
 /// A command to run.
 #[derive(Debug, Clone)]
@@ -99,11 +109,13 @@ pub struct Cmd {
     pub timeout: Option<Duration>,
     /// Echo output lines to our stderr as they arrive.
     pub echo: bool,
-    /// How many trailing output lines to keep.
+    /// How many trailing output lines to keep (for messages; see `whole` for parsing).
     pub keep_lines: usize,
     /// Run in the child between fork and exec (system calls only): the sandbox's Landlock
     /// confinement.
     pub pre_exec: Option<fn() -> std::io::Result<()>>,
+    /// Keep every line, and stdout apart, up to this many bytes ([`Cmd::read_whole`]).
+    pub whole: Option<usize>,
 }
 
 impl Cmd {
@@ -119,6 +131,7 @@ impl Cmd {
             echo: false,
             keep_lines: 200,
             pre_exec: None,
+            whole: None,
         }
     }
 
@@ -173,6 +186,15 @@ impl Cmd {
         self
     }
 
+    /// Keep the whole output for a caller that parses it: every line in [`Output::lines`] and
+    /// stdout alone in [`Output::stdout`], lines never cut, at most `limit` bytes in all. A
+    /// command that prints more is stopped and its run is [`ProcessError::OutputTooLarge`]:
+    /// what Kiln parses is complete or not parsed at all.
+    pub fn read_whole(mut self, limit: usize) -> Self {
+        self.whole = Some(limit);
+        self
+    }
+
     /// The command line as a user would type it (for logs; never contains secrets by contract:
     /// secrets travel in the environment).
     pub fn display(&self) -> String {
@@ -217,15 +239,23 @@ impl Cmd {
         })?;
         let _running = Running::start();
         let pid = child.id();
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = Arc::new(Mutex::new(Kept::default()));
+        let sink = |stdout: bool| Sink {
+            kept: kept.clone(),
+            echo: self.echo,
+            keep: self.keep_lines,
+            whole: self.whole,
+            stdout,
+            pid,
+        };
         let out = child
             .stdout
             .take()
-            .map(|s| tokio::spawn(pump(s, tail.clone(), self.echo, self.keep_lines)));
+            .map(|s| tokio::spawn(pump(s, sink(true))));
         let err = child
             .stderr
             .take()
-            .map(|s| tokio::spawn(pump(s, tail.clone(), self.echo, self.keep_lines)));
+            .map(|s| tokio::spawn(pump(s, sink(false))));
 
         // Kill the whole group if we are dropped mid-wait (cancellation) or time out.
         let guard = GroupGuard { pid };
@@ -250,14 +280,15 @@ impl Cmd {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }
         let elapsed = started.elapsed();
-        let lines: Vec<String> = tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
+        let kept = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
+        if let (true, Some(limit)) = (kept.over, self.whole) {
+            return Err(ProcessError::OutputTooLarge { program, limit });
+        }
         Ok(Output {
             code: status.code(),
             success: status.success(),
-            lines,
+            lines: kept.lines.into(),
+            stdout: kept.stdout,
             elapsed,
         })
     }
@@ -288,15 +319,33 @@ pub fn kill_group(pid: u32) {
 /// gigabytes without a newline must not grow Kiln).
 pub const MAX_LINE: usize = 16 << 10;
 
-async fn pump<R: AsyncRead + Unpin>(
-    r: R,
-    tail: Arc<Mutex<VecDeque<String>>>,
+/// What one run keeps of its output, shared by the stdout and stderr readers.
+#[derive(Default)]
+struct Kept {
+    lines: VecDeque<String>,
+    stdout: String,
+    /// Bytes kept so far (whole mode).
+    bytes: usize,
+    /// The whole-output limit was passed: the command was stopped.
+    over: bool,
+}
+
+/// Where one stream's lines go.
+struct Sink {
+    kept: Arc<Mutex<Kept>>,
     echo: bool,
     keep: usize,
-) {
+    whole: Option<usize>,
+    stdout: bool,
+    pid: Option<u32>,
+}
+
+async fn pump<R: AsyncRead + Unpin>(r: R, sink: Sink) {
     let mut r = BufReader::new(r);
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
+    // A parsed output's lines are never cut (the whole output is bounded instead).
+    let max_line = sink.whole.map_or(MAX_LINE, |limit| limit.saturating_add(1));
     while let Ok(buf) = r.fill_buf().await {
         if buf.is_empty() {
             break;
@@ -305,37 +354,59 @@ async fn pump<R: AsyncRead + Unpin>(
             Some(i) => (&buf[..i], Some(i)),
             None => (buf, None),
         };
-        let room = MAX_LINE - line.len();
+        let room = max_line - line.len();
         cut |= chunk.len() > room;
         line.extend_from_slice(&chunk[..chunk.len().min(room)]);
         let used = newline.map_or(chunk.len(), |i| i + 1);
         r.consume(used);
-        if newline.is_some() {
-            push_line(&tail, echo, keep, &line, cut);
+        if newline.is_some() || (cut && sink.whole.is_some()) {
+            sink.push_line(&line, cut);
             line.clear();
             cut = false;
         }
     }
     if !line.is_empty() || cut {
-        push_line(&tail, echo, keep, &line, cut);
+        sink.push_line(&line, cut);
     }
 }
 
-/// One output line (bytes that are not UTF-8 replaced, a cut line marked) echoed and kept.
-fn push_line(tail: &Mutex<VecDeque<String>>, echo: bool, keep: usize, line: &[u8], cut: bool) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut text = String::from_utf8_lossy(line).into_owned();
-    if cut {
-        text.push_str(" [line cut]");
-    }
-    if echo {
-        eprintln!("{text}");
-    }
-    if let Ok(mut t) = tail.lock() {
-        if t.len() >= keep {
-            t.pop_front();
+impl Sink {
+    /// One output line (bytes that are not UTF-8 replaced, a cut line marked) echoed and kept:
+    /// the last `keep` lines, or (whole) every line within the limit, the command stopped past
+    /// it.
+    fn push_line(&self, line: &[u8], cut: bool) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut text = String::from_utf8_lossy(line).into_owned();
+        if cut {
+            text.push_str(" [line cut]");
         }
-        t.push_back(text);
+        if self.echo {
+            eprintln!("{text}");
+        }
+        let Ok(mut k) = self.kept.lock() else { return };
+        let Some(limit) = self.whole else {
+            if k.lines.len() >= self.keep {
+                k.lines.pop_front();
+            }
+            k.lines.push_back(text);
+            return;
+        };
+        if k.over {
+            return;
+        }
+        k.bytes += text.len() + 1;
+        if k.bytes > limit {
+            k.over = true;
+            if let Some(pid) = self.pid {
+                kill_group(pid);
+            }
+            return;
+        }
+        if self.stdout {
+            k.stdout.push_str(&text);
+            k.stdout.push('\n');
+        }
+        k.lines.push_back(text);
     }
 }
 
@@ -343,8 +414,12 @@ fn push_line(tail: &Mutex<VecDeque<String>>, echo: bool, keep: usize, line: &[u8
 pub struct Output {
     pub code: Option<i32>,
     pub success: bool,
-    /// The last `keep_lines` lines of stdout and stderr, interleaved as they arrived.
+    /// The last `keep_lines` lines of stdout and stderr, interleaved as they arrived; every
+    /// line when the command was run with [`Cmd::read_whole`].
     pub lines: Vec<String>,
+    /// The whole of stdout, one `\n` after each line, when the command was run with
+    /// [`Cmd::read_whole`]; empty otherwise (a tail is never parsed).
+    pub stdout: String,
     pub elapsed: Duration,
 }
 
@@ -353,10 +428,6 @@ impl Output {
     pub fn tail(&self, n: usize) -> String {
         let start = self.lines.len().saturating_sub(n);
         self.lines[start..].join("\n")
-    }
-
-    pub fn stdout_text(&self) -> String {
-        self.lines.join("\n")
     }
 }
 
@@ -390,6 +461,59 @@ mod tests {
         assert!(matches!(err, ProcessError::Timeout { .. }), "{err}");
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_parsed_output_is_read_whole_with_stdout_apart() {
+        // 5 000 lines: the default tail keeps 200 of them; a parsed output must keep them all,
+        // and stderr must not mix into what is parsed.
+        let script = "echo warning >&2; seq 1 5000";
+        let tail = Cmd::shell(script).run().await.unwrap();
+        assert_eq!(tail.lines.len(), 200);
+        assert!(
+            tail.stdout.is_empty(),
+            "a tail is never offered for parsing"
+        );
+        let whole = Cmd::shell(script)
+            .read_whole(PARSED_OUTPUT_LIMIT)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(whole.lines.len(), 5001);
+        let numbers: Vec<&str> = whole.stdout.lines().collect();
+        assert_eq!(numbers.len(), 5000);
+        assert_eq!((numbers[0], numbers[4999]), ("1", "5000"));
+        // A line longer than a message line is not cut when it is parsed.
+        let long = Cmd::shell("head -c 100000 /dev/zero | tr '\\0' x; echo")
+            .read_whole(PARSED_OUTPUT_LIMIT)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(long.stdout.trim_end().len(), 100_000);
+    }
+
+    #[tokio::test]
+    async fn output_past_the_bound_stops_the_command_with_an_error() {
+        // `yes` never ends on its own: only the bound stops it.
+        let started = Instant::now();
+        let err = Cmd::shell("yes")
+            .read_whole(1 << 20)
+            .run()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProcessError::OutputTooLarge { limit, .. } if limit == 1 << 20),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1048576 bytes"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // One line with no newline past the bound, too.
+        let err = Cmd::shell("head -c 3000000 /dev/zero")
+            .read_whole(1 << 20)
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::OutputTooLarge { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -312,6 +312,10 @@ pub struct RunSummary {
     /// setup.py | none.
     #[serde(default)]
     pub deps_source: String,
+    /// Where the test dependencies came from, in words: `dependency group \`tests\``, `extra
+    /// \`test\``, `requirements/test.txt`, `tox.ini [testenv] deps`, `kiln.yml …`, `none found`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub test_deps: String,
     /// The project's own install; absent when the project is not installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<ProjectSummary>,

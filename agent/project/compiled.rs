@@ -94,14 +94,14 @@ pub async fn probe(
         .args(["-c", PROBE])
         .arg(checkout)
         .arg(wheel_file.unwrap_or(""))
+        .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
         .run()
         .await
         .map_err(|e| e.to_string())?;
     if !out.success {
         return Err(out.tail(10));
     }
-    let text = out.stdout_text();
-    let last = text.lines().last().unwrap_or("");
+    let last = out.stdout.lines().last().unwrap_or("");
     serde_json::from_str(last).map_err(|e| format!("{e}: {}", out.tail(5)))
 }
 
@@ -116,10 +116,13 @@ mod tests {
                 "-c",
                 "import importlib.machinery as m; print(m.EXTENSION_SUFFIXES[0])",
             ])
+            .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
             .run()
             .await
             .unwrap()
-            .stdout_text()
+            .stdout
+            .trim()
+            .to_string()
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::pyproject::{normalize, PyProject, LEGACY_BUILD_REQUIRES};
+use super::pyproject::{PyProject, LEGACY_BUILD_REQUIRES};
+use super::test_deps::{self, TestDeps};
 use super::{InstallMode, ProjectConfig, ProjectError, SourceChoice};
 
 /// Where this run's dependencies come from (`deps_source` in the summary).
@@ -57,6 +58,12 @@ pub struct Project {
     pub native_sources: Vec<PathBuf>,
     /// After the install, compiled modules must import (see `ProjectConfig::require_compiled`).
     pub require_compiled: bool,
+    /// Where the test dependencies come from (see `test_deps`): its groups and extras are in
+    /// `groups`/`extras`, its inline requirements in `requirements`, its files here.
+    pub test_deps: TestDeps,
+    /// uv.lock: also install uv's default groups (`dev`, `[tool.uv] default-groups`). Off when
+    /// a group was chosen (found or named), unless kiln.yml `project.default_groups: true`.
+    pub default_groups: bool,
 }
 
 /// What detection reads besides the checkout.
@@ -67,8 +74,6 @@ pub struct DetectInput<'a> {
     /// Requirement files named in kiln.yml; `None`: `requirements.txt` when present.
     pub requirements: Option<&'a [PathBuf]>,
 }
-
-const DEFAULT_SELECTIONS: [&str; 3] = ["test", "tests", "dev"];
 
 pub fn detect(input: DetectInput<'_>) -> Result<Project, ProjectError> {
     let root = input.checkout;
@@ -84,8 +89,15 @@ pub fn detect(input: DetectInput<'_>) -> Result<Project, ProjectError> {
             .as_ref()
             .is_some_and(|p| p.project.is_some() || p.build_system.is_some());
     let source = choose_source(input, pyproject.as_ref(), legacy)?;
-    let (extras, groups) = selections(input.config, pyproject.as_ref());
-    let requirements = match (&pyproject, &source) {
+    let test_deps = selections(root, input.config, pyproject.as_ref(), source.is_lock());
+    for f in &test_deps.files {
+        if !root.join(f).is_file() {
+            return Err(ProjectError::MissingRequirements(f.clone()));
+        }
+    }
+    let (extras, groups) = (test_deps.extras.clone(), test_deps.groups.clone());
+    let default_groups = input.config.default_groups.unwrap_or(groups.is_empty());
+    let mut requirements = match (&pyproject, &source) {
         (Some(p), DepsSource::Pyproject) => {
             let mut r = p.dependencies().to_vec();
             r.extend(p.extra_requirements(&extras)?);
@@ -98,6 +110,9 @@ pub fn detect(input: DetectInput<'_>) -> Result<Project, ProjectError> {
         }
         _ => Vec::new(),
     };
+    if !source.is_lock() {
+        requirements.extend(test_deps.requirements.iter().cloned());
+    }
     let install = input.config.install.unwrap_or(if is_package {
         InstallMode::Editable
     } else {
@@ -125,6 +140,8 @@ pub fn detect(input: DetectInput<'_>) -> Result<Project, ProjectError> {
         requirements,
         install,
         native_sources,
+        default_groups,
+        test_deps,
     })
 }
 
@@ -198,29 +215,34 @@ fn requirement_files(root: &Path, named: Option<&[PathBuf]>) -> Result<Vec<PathB
     }
 }
 
-/// Explicit `extras`/`groups`, else the first of test/tests/dev that exists (a group first).
-fn selections(config: &ProjectConfig, py: Option<&PyProject>) -> (Vec<String>, Vec<String>) {
-    if config.extras.is_some() || config.groups.is_some() {
-        return (
-            config.extras.clone().unwrap_or_default(),
-            config.groups.clone().unwrap_or_default(),
-        );
+/// What kiln.yml says (`project.extras`, `groups`, `test_requirements`), else the test
+/// dependencies found in the documented order (see `test_deps`).
+fn selections(root: &Path, config: &ProjectConfig, py: Option<&PyProject>, lock: bool) -> TestDeps {
+    let said = config.extras.is_some() || config.groups.is_some();
+    if !said && config.test_requirements.is_none() {
+        return test_deps::find(root, py, lock);
     }
-    let Some(py) = py else {
-        return (Vec::new(), Vec::new());
-    };
-    let pick = |names: Vec<String>| {
-        DEFAULT_SELECTIONS.iter().find_map(|want| {
-            names
-                .iter()
-                .find(|n| normalize(n) == *want)
-                .map(|n| vec![n.clone()])
-        })
-    };
-    if let Some(g) = pick(py.groups()) {
-        return (Vec::new(), g);
+    let files = config.test_requirements.clone().unwrap_or_default();
+    let mut keys = Vec::new();
+    for (key, set) in [
+        ("project.extras", config.extras.is_some()),
+        ("project.groups", config.groups.is_some()),
+        (
+            "project.test_requirements",
+            config.test_requirements.is_some(),
+        ),
+    ] {
+        if set {
+            keys.push(key);
+        }
     }
-    (pick(py.extras()).unwrap_or_default(), Vec::new())
+    TestDeps {
+        chosen: format!("kiln.yml {}", keys.join(", ")),
+        extras: config.extras.clone().unwrap_or_default(),
+        groups: config.groups.clone().unwrap_or_default(),
+        files: if lock { Vec::new() } else { files },
+        requirements: Vec::new(),
+    }
 }
 
 /// Up to `limit` C/C++/Cython/Rust source files of the project, skipping VCS, virtualenv, build

@@ -50,6 +50,11 @@ pub fn key_files(
         }
         DepsSource::Pyproject | DepsSource::None => {}
     }
+    if !project.source.is_lock() {
+        for f in &project.test_deps.files {
+            files.push(read(checkout, f)?);
+        }
+    }
     for c in constraints {
         files.push(read(checkout, c)?);
     }
@@ -63,11 +68,20 @@ pub fn key_files(
     files.push((
         "kiln#selection".into(),
         format!(
-            "source={} extras={} groups={} install={} pytest={pytest}",
+            "source={} extras={} groups={} install={} pytest={pytest}{}{}",
             project.source.name(),
             project.extras.join(","),
             project.groups.join(","),
-            project.install.as_str()
+            project.install.as_str(),
+            match (&project.source, project.default_groups) {
+                (DepsSource::UvLock { .. }, false) => " default-groups=no",
+                _ => "",
+            },
+            // Only when there are any: every other project keeps its key.
+            match project.test_deps.requirements.as_slice() {
+                [] => String::new(),
+                reqs => format!(" test={}", reqs.join(",")),
+            }
         )
         .into_bytes(),
     ));

@@ -23,20 +23,27 @@ pub struct NamedDir {
     pub named_by: String,
 }
 
-/// Every existing directory (a named file's directory) outside `checkout` that the project's configuration names, in the
-/// order found, each once.
+/// Every existing directory (a named file's directory) outside `checkout` that the project's
+/// configuration names, in the order found, each once.
 pub fn named_dirs(checkout: &Path, project: &Project) -> Vec<NamedDir> {
     let mut found = Vec::new();
+    // The test dependencies' files, then the source's (popped from the end: the source first).
+    let mut queue: Vec<PathBuf> = project
+        .test_deps
+        .files
+        .iter()
+        .map(|f| checkout.join(f))
+        .collect();
     if let DepsSource::Requirements { files } = &project.source {
-        let mut queue: Vec<PathBuf> = files.iter().map(|f| checkout.join(f)).collect();
-        let mut seen = Vec::new();
-        while let Some(file) = queue.pop() {
-            if seen.contains(&file) || seen.len() >= MAX_FILES {
-                continue;
-            }
-            seen.push(file.clone());
-            requirement_file(checkout, &file, &mut found, &mut queue);
+        queue.extend(files.iter().rev().map(|f| checkout.join(f)));
+    }
+    let mut seen = Vec::new();
+    while let Some(file) = queue.pop() {
+        if seen.contains(&file) || seen.len() >= MAX_FILES {
+            continue;
         }
+        seen.push(file.clone());
+        requirement_file(checkout, &file, &mut found, &mut queue);
     }
     pyproject_tool_uv(checkout, &mut found);
     if let DepsSource::UvLock { lock } = &project.source {
@@ -115,6 +122,7 @@ fn requirement_file(
                 named_by: named_by.clone(),
             })
         };
+        let mut push_some = |p: Option<PathBuf>| p.into_iter().for_each(&mut push);
         let mut tokens = line.split_whitespace();
         while let Some(t) = tokens.next() {
             let (option, inline) = match t.split_once('=') {
@@ -136,7 +144,7 @@ fn requirement_file(
             );
             if !takes_value {
                 if !t.starts_with('-') {
-                    requirement_path(t, line, dir).map(&mut push);
+                    push_some(requirement_path(t, line, dir));
                 }
                 break;
             }
@@ -145,12 +153,8 @@ fn requirement_file(
             };
             match option {
                 "-r" | "--requirement" | "-c" | "--constraint" => queue.push(dir.join(value)),
-                "-e" | "--editable" => {
-                    requirement_path(value, value, dir).map(&mut push);
-                }
-                _ => {
-                    location(value, dir).map(&mut push);
-                }
+                "-e" | "--editable" => push_some(requirement_path(value, value, dir)),
+                _ => push_some(location(value, dir)),
             }
         }
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::pyproject::normalize;
 use super::ProjectError;
 use crate::file_syntax::FileSyntax;
-use crate::process::Cmd;
+use crate::process::{Cmd, PARSED_OUTPUT_LIMIT};
 
 /// One locked requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,8 @@ impl LockedSet {
     }
 }
 
-/// `uv export` of `uv.lock` with the extras and groups asked for. `--locked` first: uv refuses a
+/// `uv export` of `uv.lock` with the extras and groups asked for (and uv's default groups
+/// only when `default_groups`). `--locked` first: uv refuses a
 /// lock out of date with `pyproject.toml` (exit 2, "run `uv lock`"). When uv cannot decide that
 /// without the network (offline, index unreachable), the lock is exported as it is (`--frozen`)
 /// and the returned warning says the check was skipped.
@@ -83,6 +84,7 @@ pub async fn export_uv_lock(
     checkout: &Path,
     extras: &[String],
     groups: &[String],
+    default_groups: bool,
     sandboxed: &(dyn Fn(Cmd) -> Cmd + Sync),
 ) -> Result<(LockedSet, Option<String>), ProjectError> {
     let export = |mode: &'static str| {
@@ -97,10 +99,16 @@ pub async fn export_uv_lock(
         for e in extras {
             cmd = cmd.args(["--extra", e.as_str()]);
         }
+        if !default_groups {
+            // Only the groups asked for, not uv's default ones (`dev`, `tool.uv.default-groups`:
+            // linters, type checkers, pre-commit) the tests do not need.
+            cmd = cmd.arg("--no-default-groups");
+        }
         for g in groups {
             cmd = cmd.args(["--group", g.as_str()]);
         }
-        sandboxed(cmd.cwd(checkout))
+        // The whole export, or an error: a tail of it would drop the first packages.
+        sandboxed(cmd.cwd(checkout).read_whole(PARSED_OUTPUT_LIMIT))
     };
     let run = |cmd: Cmd| async move {
         cmd.run()
@@ -109,7 +117,7 @@ pub async fn export_uv_lock(
     };
     let out = run(export("--locked")).await?;
     if out.success {
-        return Ok((parse_requirements_text(&out.stdout_text()), None));
+        return Ok((parse_requirements_text(&out.stdout), None));
     }
     let text = out.tail(12);
     if text.contains("needs to be updated") {
@@ -129,10 +137,7 @@ pub async fn export_uv_lock(
          installing the lock as it is",
         text.lines().next().unwrap_or("").trim()
     );
-    Ok((
-        parse_requirements_text(&frozen.stdout_text()),
-        Some(warning),
-    ))
+    Ok((parse_requirements_text(&frozen.stdout), Some(warning)))
 }
 
 fn lock_error(file: &str, message: String) -> ProjectError {

@@ -13,7 +13,9 @@ pub mod local_dirs;
 pub mod locks;
 pub mod plan;
 pub mod pyproject;
+pub mod self_reference;
 pub mod test_command;
+pub mod test_deps;
 
 use std::path::PathBuf;
 
@@ -121,9 +123,15 @@ pub struct ProjectConfig {
     pub lock: Option<PathBuf>,
     /// `[project.optional-dependencies]` extras to install. Default: see `groups`.
     pub extras: Option<Vec<String>>,
-    /// PEP 735 dependency groups to install. Default (when neither extras nor groups are set):
-    /// the first of `test`, `tests`, `dev` that exists as a group, else as an extra.
+    /// PEP 735 dependency groups to install. Default (when none of extras, groups and
+    /// test_requirements is set): the test dependencies found (see `test_deps`).
     pub groups: Option<Vec<String>>,
+    /// Requirement files with the test dependencies (relative to the checkout; `[]`: none),
+    /// installed besides the dependency source (not with a lock file).
+    pub test_requirements: Option<Vec<PathBuf>>,
+    /// uv.lock: also install uv's default dependency groups (`dev`, `[tool.uv]
+    /// default-groups`). Default: only when no group is chosen (found or named in `groups`).
+    pub default_groups: Option<bool>,
     /// `editable` (default for a Python package), `wheel` or `none`.
     pub install: Option<InstallMode>,
     /// The project has C/C++/Cython code and must import it after the install (default: true

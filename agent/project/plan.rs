@@ -28,6 +28,11 @@ pub struct DepsPlan {
     /// the requirement file itself; listed for their build requirements, and so that their
     /// wheels are taken out of the wheelhouse after `pip wheel`.
     pub local_in_requirements: Vec<PathBuf>,
+    /// Extras of the project asked for where a requirement file names the project itself
+    /// (`-e .[test]`): Kiln installs the project once, with these too (see `self_reference`).
+    pub project_extras: Vec<String>,
+    /// Where requirement files named the project itself (`requirements.txt:1`).
+    pub project_named_at: Vec<String>,
 }
 
 impl DepsPlan {
@@ -78,15 +83,29 @@ pub fn plan(
         return Ok(p);
     }
     let mut args: Vec<OsString> = Vec::new();
-    if let DepsSource::Requirements { files } = &project.source {
-        for f in files {
+    let mut files: Vec<PathBuf> = match &project.source {
+        DepsSource::Requirements { files } => files.clone(),
+        _ => Vec::new(),
+    };
+    // The test dependencies' requirement files (requirements/test.txt, tox's -r files).
+    files.extend(project.test_deps.files.iter().cloned());
+    if !files.is_empty() {
+        // The project named in its own requirement files is Kiln's to install, once.
+        let passed = super::self_reference::without_project(&files, checkout, tmp)?;
+        for (f, pass) in files.iter().zip(&passed.files) {
             args.push("-r".into());
-            args.push(checkout.join(f).into());
+            args.push(pass.into());
             // Path lines stay in the file (pip builds them in place at install); their build
             // requirements go into the wheelhouse and their wheels never stay there.
             let text = std::fs::read_to_string(checkout.join(f)).unwrap_or_default();
-            p.local_in_requirements.extend(local_lines(&text));
+            p.local_in_requirements.extend(
+                local_lines(&text)
+                    .into_iter()
+                    .filter(|d| !super::self_reference::is_checkout(d, checkout)),
+            );
         }
+        p.project_extras = passed.extras;
+        p.project_named_at = passed.named_at;
     }
     let mut extra = project.requirements.clone();
     // A package's own static dependencies: the installer resolves them from the wheelhouse
@@ -279,12 +298,20 @@ fn in_wheelhouse(r: &LockedReq, present: &[(String, String)]) -> bool {
         .is_some_and(|v| present.iter().any(|(n, pv)| *n == r.name && pv == v))
 }
 
-/// The installer arguments that install the project itself (and local path dependencies).
-pub fn project_args(project: &Project, checkout: &Path) -> Vec<OsString> {
-    let extras = if project.extras.is_empty() {
+/// The installer arguments that install the project itself (and local path dependencies), with
+/// its selected extras and `more_extras` (those its requirement files asked for).
+pub fn project_args(project: &Project, checkout: &Path, more_extras: &[String]) -> Vec<OsString> {
+    let mut all: Vec<&String> = project.extras.iter().collect();
+    for e in more_extras {
+        if !all.contains(&e) {
+            all.push(e);
+        }
+    }
+    let extras = if all.is_empty() {
         String::new()
     } else {
-        format!("[{}]", project.extras.join(","))
+        let names: Vec<&str> = all.iter().map(|e| e.as_str()).collect();
+        format!("[{}]", names.join(","))
     };
     match project.install {
         InstallMode::None => Vec::new(),
@@ -423,7 +450,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            project_args(&project, Path::new("/w/src")),
+            project_args(&project, Path::new("/w/src"), &[]),
             [OsString::from("-e"), OsString::from("/w/src")]
         );
     }

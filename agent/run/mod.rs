@@ -98,6 +98,8 @@ struct Outputs {
     saved: Vec<CacheSaved>,
     /// Where the dependencies came from (`deps_source`).
     deps_source: &'static str,
+    /// Where the test dependencies came from (`test_deps`).
+    test_deps: String,
 }
 
 /// The executor's state between stages.
@@ -286,6 +288,7 @@ async fn build_and_test(
     let (settings, prepared) = (job.settings, job.prepared);
     let project = &settings.project;
     out.deps_source = prepared.detected.source.name();
+    out.test_deps = prepared.detected.test_deps.chosen.clone();
     let req = &settings.request;
     out.restored = stages
         .time(
@@ -485,6 +488,7 @@ fn summarize(out: &Outputs, error: Option<Stopped>) -> RunSummary {
         }
     }
     s.deps_source = out.deps_source.to_string();
+    s.test_deps = out.test_deps.clone();
     if let Some(Ok(b)) = &out.bootstrap {
         s.installer = b.installer.clone();
         s.wheels = b.wheels.clone();

@@ -83,7 +83,10 @@ pub fn of_test_command(result: &Result<Output, ProcessError>) -> Cause {
             Some(NOT_EXECUTABLE | NOT_FOUND) => Cause::TestCommandNotStarted,
             _ => Cause::TestsFailed,
         },
-        Err(ProcessError::Timeout { .. }) => Cause::TestsFailed,
+        // The command's own doing (the test command's output is not parsed: never too large).
+        Err(ProcessError::Timeout { .. } | ProcessError::OutputTooLarge { .. }) => {
+            Cause::TestsFailed
+        }
         Err(ProcessError::Spawn { .. }) => Cause::TestCommandNotStarted,
         Err(ProcessError::Wait { .. }) => Cause::Infrastructure,
     }
@@ -99,6 +102,7 @@ mod tests {
             success: code == 0,
             code: Some(code),
             lines: Vec::new(),
+            stdout: String::new(),
             elapsed: Duration::ZERO,
         })
     }

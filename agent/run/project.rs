@@ -70,6 +70,7 @@ async fn export_uv_lock(
         &inp.paths.checkout,
         &detected.extras,
         &detected.groups,
+        detected.default_groups,
         &sandboxed,
     )
     .await?;
@@ -135,8 +136,9 @@ pub async fn prepare(
         runner.show_named(dir, "pylock.toml (path entries)")?;
     }
     tracing::info!(
-        "dependencies from {}; the project {}",
+        "dependencies from {}; test dependencies: {}; the project {}",
         detected.source.name(),
+        detected.test_deps.chosen,
         match detected.install {
             crate::project::InstallMode::None => "is not installed".to_string(),
             mode => format!("is installed ({})", mode.as_str()),

@@ -74,13 +74,14 @@ pub async fn python_info(python: &str) -> Result<PythonInfo, PythonError> {
     // `platform.py` would shadow the standard library's) nor `PYTHON*` variables.
     let out = Cmd::new(through_shim(python))
         .args(["-I", "-c", PY_PROBE])
+        .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
         .run()
         .await
         .map_err(|e| bad(e.to_string()))?;
     if !out.success {
         return Err(bad(out.tail(3)));
     }
-    let lines: Vec<&str> = out.lines.iter().map(|s| s.trim()).collect();
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
     match lines.as_slice() {
         [path, tag, os, arch, scripts, pip, rest @ ..] => Ok(PythonInfo {
             path: PathBuf::from(path),
@@ -174,10 +175,11 @@ pub async fn compiler_id() -> String {
     match Cmd::new(&program)
         .arg("-dumpfullversion")
         .arg("-dumpversion")
+        .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
         .run()
         .await
     {
-        Ok(out) if out.success => format!("{name}-{}", out.stdout_text().trim()),
+        Ok(out) if out.success => format!("{name}-{}", out.stdout.trim()),
         _ => "none".into(),
     }
 }

@@ -21,7 +21,7 @@ fn scratch() -> tempfile::TempDir {
 async fn sh(sandbox: &Sandbox, work: &Path, script: &str, network: Network) -> (bool, String) {
     let cmd = Cmd::shell(script).cwd(work).env("HOME", "/root");
     let out = sandbox.wrap(cmd, network).run().await.unwrap();
-    (out.success, out.stdout_text())
+    (out.success, out.lines.join("\n"))
 }
 
 #[tokio::test]

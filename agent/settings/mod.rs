@@ -379,36 +379,66 @@ fn absolute(p: PathBuf) -> PathBuf {
     std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
 }
 
-/// `~/.cache/kiln/work/<repository name>`.
+/// `~/.cache/kiln/work/<repository name>-<8 hex digits>`: one per repository. The digits hash
+/// where the repository is (its real path, or its URL), so two projects run with `--repo .`,
+/// or two clones with the same name, never empty each other's work dir.
 fn default_workdir(repo: &str) -> PathBuf {
-    let name = repo
+    let local = Path::new(repo);
+    let location = if local.exists() {
+        std::fs::canonicalize(local)
+            .unwrap_or_else(|_| absolute(local.to_path_buf()))
+            .display()
+            .to_string()
+    } else {
+        repo.to_string()
+    };
+    let name = location
         .trim_end_matches('/')
         .trim_end_matches(".git")
         .rsplit(['/', ':'])
         .next()
-        .filter(|s| !s.is_empty() && *s != ".")
+        .filter(|s| !s.is_empty() && *s != "." && *s != "..")
         .map(crate::safe_name::sanitize)
         .unwrap_or_else(|| "repo".into());
-    let name = if name == "." || name == "none" {
-        std::env::current_dir()
-            .ok()
-            .and_then(|d| {
-                d.file_name()
-                    .map(|n| crate::safe_name::sanitize(&n.to_string_lossy()))
-            })
-            .unwrap_or_else(|| "repo".into())
-    } else {
-        name
-    };
+    let digest = blake3::hash(location.as_bytes()).to_hex();
     default_store_dir()
         .parent()
-        .map(|p| p.join("work").join(name))
+        .map(|p| p.join("work").join(format!("{name}-{}", &digest[..8])))
         .unwrap_or_else(|| PathBuf::from("/tmp/kiln-work"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_work_dir_is_one_per_repository() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a/proj"), t.path().join("b/proj"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let (wa, wb) = (
+            default_workdir(&a.display().to_string()),
+            default_workdir(&b.display().to_string()),
+        );
+        assert_ne!(wa, wb, "two clones named alike");
+        for w in [&wa, &wb] {
+            let name = w.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("proj-") && name.len() == "proj-".len() + 8,
+                "{name}"
+            );
+        }
+        // The same repository always gets the same one, by whichever path it is named.
+        assert_eq!(default_workdir(&format!("{}/", a.display())), wa);
+        let url = default_workdir("https://github.com/o/proj.git");
+        assert!(url
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("proj-"));
+        assert_ne!(url, wa);
+    }
     use std::time::Duration;
 
     fn settle(flags: Layer, env: Env, yml: &str) -> Settings {

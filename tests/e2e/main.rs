@@ -31,6 +31,7 @@ mod index_wheelhouse;
 mod outcome_classes;
 mod projects;
 mod projects_bootstrap;
+mod projects_zero_config;
 mod report_email;
 mod report_github;
 mod report_run;

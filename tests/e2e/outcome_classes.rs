@@ -51,12 +51,8 @@ impl LocalIndex {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("simple/iniconfig");
         std::fs::create_dir_all(&dir).unwrap();
-        let vendor = crate::support::root().join(".cache/fixtures/vendor");
-        let wheel = std::fs::read_dir(&vendor)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().contains("iniconfig-"))
-            .expect("the iniconfig wheel in .cache/fixtures/vendor (fixtures/fetch.sh)");
+        // The version requirements.txt pins (the vendor dir holds an older one too).
+        let wheel = crate::support::run::vendor_file("iniconfig-2.3.1");
         std::fs::copy(&wheel, dir.join(wheel.file_name().unwrap())).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -140,7 +140,14 @@ pub async fn plan(inp: PlanInputs<'_>, warnings: &mut Vec<String>) -> Result<Pla
         &paths.wheelhouse,
         &paths.tmp,
     )?;
-    let mut project_args = project_plan::project_args(detected, checkout);
+    for at in &deps.project_named_at {
+        tracing::info!(
+            "{at} names the project itself: Kiln installs it once ({}), with its compiled-module \
+             check",
+            detected.install.as_str()
+        );
+    }
+    let mut project_args = project_plan::project_args(detected, checkout, &deps.project_extras);
     project_args.extend(project_plan::local_args(&deps.local, checkout));
     let locals: Vec<(PathBuf, bool)> = deps
         .local

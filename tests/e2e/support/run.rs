@@ -121,9 +121,24 @@ pub fn project_repo(name: &str, dest: &Path) -> PathBuf {
     dest.to_path_buf()
 }
 
+/// Run fixtures/fetch.sh once per test binary: it downloads only when its list of packages
+/// changed since the last fetch (a stamp file), so an older vendor dir gets what new tests need.
+pub fn ensure_fetched() {
+    static FETCHED: OnceLock<()> = OnceLock::new();
+    FETCHED.get_or_init(|| {
+        let ok = Command::new("bash")
+            .arg(super::root().join("fixtures/fetch.sh"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run fixtures/fetch.sh");
+        assert!(ok.success(), "fixtures/fetch.sh failed");
+    });
+}
+
 /// The offline package source (fixtures/fetch.sh), as pip and uv environment: the index is
 /// never asked, everything comes from .cache/fixtures/vendor.
 pub fn vendor_env() -> Vec<(&'static str, Option<String>)> {
+    ensure_fetched();
     let vendor = super::root()
         .join(".cache/fixtures/vendor")
         .display()
@@ -137,29 +152,25 @@ pub fn vendor_env() -> Vec<(&'static str, Option<String>)> {
 }
 
 /// A file of the offline package source (fixtures/fetch.sh, run when missing) whose name
-/// starts with `prefix`, e.g. `iniconfig-`.
+/// starts with `prefix`, e.g. `iniconfig-`; of several (an older pin kept for one project's
+/// own test requirements), the last in name order (the newest of the versions fetched).
 pub fn vendor_file(prefix: &str) -> PathBuf {
+    ensure_fetched();
     let vendor = super::root().join(".cache/fixtures/vendor");
-    let find = || {
-        std::fs::read_dir(&vendor)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-            })
-    };
-    if let Some(p) = find() {
-        return p;
-    }
-    let ok = Command::new("bash")
-        .arg(super::root().join("fixtures/fetch.sh"))
-        .status()
-        .expect("run fixtures/fetch.sh");
-    assert!(ok.success(), "fixtures/fetch.sh failed");
-    find().unwrap_or_else(|| panic!("no {prefix}* in {}", vendor.display()))
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&vendor)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", vendor.display()))
 }
 
 /// Copy the fixture files named by `prefixes` (see [`vendor_file`]) into `dir/vendor/`;

@@ -89,6 +89,8 @@ impl Installing<'_> {
         base.args(["--no-index", "--find-links"])
             .arg(self.wheelhouse)
             .echo(true)
+            // Parsed for the packages installed: read whole.
+            .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
     }
 
     pub fn failed(&self, o: &Output) -> BootstrapError {
@@ -151,6 +153,23 @@ pub struct InstallRun {
     pub failed: Option<Output>,
     pub install_seconds: f64,
     pub project_seconds: f64,
+}
+
+impl Installing<'_> {
+    /// How many of the venv's distributions were installed from a wheel of the wheelhouse
+    /// (the project, built in place, is none of them): what an install that built nothing
+    /// reused. Counted from the venv, so the project's own step and pytest count too.
+    pub fn reused_in_venv(&self) -> u32 {
+        let venv = self
+            .venv_python
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        let pins = super::super::venv::dists::pins(&super::super::venv::dists::read(venv));
+        let covered = crate::wheels::covered_by(&pins, &crate::wheels::list(self.wheelhouse));
+        let all = pins.lines().filter(|l| !l.trim().is_empty()).count();
+        all.saturating_sub(covered.missing.len()) as u32
+    }
 }
 
 /// An install that built nothing: every package it installed was in the wheelhouse.

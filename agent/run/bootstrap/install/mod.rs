@@ -89,6 +89,12 @@ async fn with_tool(
     done.pytest_added |= added;
     done.wheels.built += report.built.len() as u32;
     done.wheels.built_names.extend(report.built);
+    if done.used.is_none() && done.wheels.built == 0 {
+        // The exact and offline paths built nothing: everything the venv holds but the
+        // project came from the wheelhouse (the installers' own counts miss the project's
+        // step and pytest).
+        done.wheels.reused = done.wheels.reused.max(i.reused_in_venv());
+    }
     let max_age = inp.config.cache.wheelhouse.max_age;
     if let Some(used) = done.used.as_mut() {
         used.extend(report.used);

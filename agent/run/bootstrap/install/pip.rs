@@ -36,7 +36,9 @@ impl Installing<'_> {
             .arg(dir)
             .arg("--find-links")
             .arg(self.wheelhouse)
-            .echo(true))
+            .echo(true)
+            // Parsed for the wheels built and what failed: read whole.
+            .read_whole(crate::process::PARSED_OUTPUT_LIMIT))
     }
 
     /// `pip wheel` what the wheelhouse lacks — the dependencies, then what the project's own

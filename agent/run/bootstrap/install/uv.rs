@@ -150,6 +150,8 @@ impl Installing<'_> {
             false => cmd,
         }
         .echo(true)
+        // Parsed for what failed to build: read whole.
+        .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
     }
 
     /// Step 1: the dependencies, the project and (`with_pytest`) pytest in one install,

@@ -51,13 +51,14 @@ pub async fn create(
 async fn bundled_pip(py: &PythonInfo) -> Option<PathBuf> {
     let out = Cmd::new(&py.path)
         .args(["-I", "-c", BUNDLED_PIP])
+        .read_whole(crate::process::PARSED_OUTPUT_LIMIT)
         .run()
         .await
         .ok()?;
     let line = out
-        .lines
-        .iter()
-        .map(|l| l.trim())
+        .stdout
+        .lines()
+        .map(str::trim)
         .find(|l| l.ends_with(".whl"))?;
     out.success.then(|| PathBuf::from(line))
 }
